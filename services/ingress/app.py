@@ -1,0 +1,123 @@
+"""The FastAPI ingress: the composition root of the HTTP side.
+
+Run: ``uvicorn services.ingress.app:app`` (``make run`` does it for you).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, ORJSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.common.settings import Settings, get_settings
+from services.ingress import metrics
+from services.ingress.engine_client import EngineClient
+from services.ingress.native import router as native_router
+
+log = logging.getLogger("presettle.ingress")
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "header", "path")]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
+    return out or "body"
+
+
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [
+        {"field": _field(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
+    first = errors[0] if errors else {"field": "body", "message": "invalid request"}
+    return JSONResponse(
+        status_code=422,
+        content={"error": "invalid_request", "field": first["field"],
+                 "message": f"{first['field']}: {first['message']}", "errors": errors},
+    )
+
+
+async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    detail = exc.detail if isinstance(exc.detail, dict) else {"error": "http_error", "message": str(exc.detail)}
+    return JSONResponse(status_code=exc.status_code, content=detail, headers=getattr(exc, "headers", None))
+
+
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s", request.url.path)
+    return JSONResponse(status_code=500, content={"error": "internal_error", "message": type(exc).__name__})
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = EngineClient(settings)
+        await client.start()
+        app.state.engine_client = client
+        log.warning("PreSettle ingress ready on %s:%s (broker %s, reply topic %s)",
+                    settings.http_host, settings.http_port, settings.bootstrap, client.reply_topic)
+        try:
+            yield
+        finally:
+            await client.stop()
+
+    app = FastAPI(
+        title="PreSettle",
+        version="0.1.0",
+        description="Real-time pre-settlement alerts for medical-insurance fund supervision "
+        "(医保基金事前提醒 / 事中审核). Authenticate with the `X-API-Key` header.",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    app.state.settings = settings
+    app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, unexpected_error)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        request.state.started = started
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = request.scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            labels = (template, request.method, str(status))
+            metrics.HTTP_REQUESTS.labels(*labels).inc()
+            metrics.HTTP_LATENCY.labels(*labels).observe(time.perf_counter() - started)
+
+    app.include_router(native_router)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz(request: Request) -> JSONResponse:
+        """200 only when a real round trip through a worker succeeds on every partition."""
+        result = await request.app.state.engine_client.probe()
+        return JSONResponse(status_code=200 if result["ok"] else 503, content=result)
+
+    @app.get("/metrics", tags=["ops"], include_in_schema=True)
+    async def prometheus_metrics() -> Response:
+        """Prometheus exposition of the ingress metrics."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    # `uvicorn services.ingress.app:app` builds the app on first access, so
+    # importing this module (tests, tools) reads no environment.
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

@@ -1,0 +1,50 @@
+"""API-key authentication: ``X-API-Key`` → institution; admin keys for the bureau."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request
+
+from services.common.settings import Settings
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def institution_for_key(
+    settings: SettingsDep,
+    x_api_key: Annotated[str | None, Header(description="Institution API key")] = None,
+) -> str:
+    """The institution the caller's key belongs to (401 when missing or unknown)."""
+    if not x_api_key:
+        raise HTTPException(401, {"error": "unauthorized", "field": "X-API-Key", "message": "missing X-API-Key header"},
+                            headers={"WWW-Authenticate": "ApiKey"})
+    institution = settings.api_keys.get(x_api_key)
+    if institution is None:
+        raise HTTPException(401, {"error": "unauthorized", "field": "X-API-Key", "message": "unknown API key"},
+                            headers={"WWW-Authenticate": "ApiKey"})
+    return institution
+
+
+def require_admin(
+    settings: SettingsDep,
+    x_api_key: Annotated[str | None, Header(description="Bureau admin key")] = None,
+) -> None:
+    if not x_api_key or x_api_key not in settings.admin_keys:
+        raise HTTPException(401, {"error": "unauthorized", "field": "X-API-Key", "message": "admin key required"},
+                            headers={"WWW-Authenticate": "ApiKey"})
+
+
+InstitutionDep = Annotated[str, Depends(institution_for_key)]
+AdminDep = Annotated[None, Depends(require_admin)]
+
+
+def check_institution(caller: str, institution_id: str, field: str = "institution.id") -> None:
+    if caller != institution_id:
+        raise HTTPException(403, {"error": "forbidden", "field": field,
+                                  "message": f"this API key may only submit events of institution {caller}"})

@@ -1,0 +1,230 @@
+"""Request/reply to the stream worker over Kafka, owned by the ingress.
+
+One aiokafka producer (linger 0) sends each event keyed by patient id with a
+``correlation_id`` and ``reply_to`` header. One consumer *without a group* is
+assigned this instance's reply topic (one partition, created at start, named
+after ``PRESETTLE_INSTANCE_ID`` so a restart reuses it). A dict maps
+correlation ids to futures; each request waits up to its budget.
+
+Broker loss is detected two ways: a produce that does not complete within the
+budget, and a watcher that checks the bootstrap servers every 0.5 s. While the
+broker is known to be down, requests answer ``unavailable`` at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from services.common.broker import ensure_topics, service_topics
+from services.common.settings import Settings
+from services.ingress import metrics
+
+log = logging.getLogger("presettle.ingress")
+
+
+@dataclass
+class Outcome:
+    status: str  # evaluated | timeout | unavailable
+    decision: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def _bootstrap_hosts(bootstrap: str) -> list[tuple[str, int]]:
+    hosts = []
+    for part in bootstrap.split(","):
+        host, _, port = part.strip().rpartition(":")
+        hosts.append((host or "127.0.0.1", int(port or 9092)))
+    return hosts
+
+
+class EngineClient:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.reply_topic = settings.reply_topic(settings.instance_id)
+        self._pending: dict[bytes, asyncio.Future[dict[str, Any]]] = {}
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.available = False
+
+    # -- lifecycle ---------------------------------------------------------
+    async def start(self) -> None:
+        s = self.settings
+        topics = service_topics(s) | {self.reply_topic: 1}
+        await ensure_topics(s.bootstrap, topics, s.replication_factor)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=s.bootstrap, linger_ms=0, acks=1, request_timeout_ms=10_000,
+            client_id=f"presettle-ingress-{s.instance_id}",
+        )
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.bootstrap, group_id=None, enable_auto_commit=False,
+            fetch_max_wait_ms=s.fetch_max_wait_ms, auto_offset_reset="latest",
+            client_id=f"presettle-ingress-{s.instance_id}",
+        )
+        await self._consumer.start()
+        tp = TopicPartition(self.reply_topic, 0)
+        self._consumer.assign([tp])
+        await self._consumer.seek_to_end(tp)
+        self.available = True
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._drain()), loop.create_task(self._watch())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.cancel()
+        if self._consumer:
+            await self._consumer.stop()
+        if self._producer:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._producer.stop(), 5)
+
+    # -- background --------------------------------------------------------
+    async def _drain(self) -> None:
+        assert self._consumer is not None
+        tp = TopicPartition(self.reply_topic, 0)
+        while True:
+            try:
+                batches = await self._consumer.getmany(timeout_ms=500)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker gone: aiokafka reconnects by itself
+                log.warning("reply consumer: %s", exc)
+                await asyncio.sleep(0.2)
+                continue
+            for records in batches.values():
+                for record in records:
+                    corr = dict(record.headers or ()).get("correlation_id")
+                    fut = self._pending.get(corr) if corr else None
+                    if fut is not None and not fut.done():
+                        fut.set_result(orjson.loads(record.value))
+            with contextlib.suppress(Exception):
+                highwater = self._consumer.highwater(tp)
+                position = await self._consumer.position(tp)
+                if highwater is not None:
+                    metrics.REPLY_BACKLOG.set(max(0, highwater - position))
+            metrics.PENDING.set(len(self._pending))
+
+    async def _reachable(self) -> bool:
+        for host, port in _bootstrap_hosts(self.settings.bootstrap):
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 0.3)
+            except (OSError, asyncio.TimeoutError):
+                continue
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            return True
+        return False
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            up = await self._reachable()
+            if up != self.available:
+                log.warning("broker %s", "reachable again" if up else "unreachable: answering 'unavailable'")
+            self.available = up
+            metrics.BROKER_UP.set(1 if up else 0)
+
+    # -- requests ----------------------------------------------------------
+    async def submit(self, key: bytes, event: dict[str, Any], budget_s: float) -> Outcome:
+        """Send one event and wait up to ``budget_s`` for the worker's decision."""
+        if not self.available or self._producer is None:
+            return Outcome("unavailable", error="broker unreachable")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget_s
+        corr = uuid.uuid4().hex.encode()
+        fut: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self._pending[corr] = fut
+        headers = [
+            ("correlation_id", corr),
+            ("reply_to", self.reply_topic.encode()),
+            ("sent_at", repr(time.time()).encode()),
+        ]
+        try:
+            try:
+                await asyncio.wait_for(
+                    self._producer.send_and_wait(
+                        self.settings.events_topic, orjson.dumps(event), key=key, headers=headers
+                    ),
+                    timeout=budget_s,
+                )
+            except (asyncio.TimeoutError, KafkaError) as exc:
+                self.available = False  # the watcher turns it back on
+                log.warning("produce failed within budget: %s", type(exc).__name__)
+                return Outcome("unavailable", error="the broker did not accept the event in time")
+            try:
+                body = await asyncio.wait_for(fut, timeout=max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                return Outcome("timeout")
+        finally:
+            self._pending.pop(corr, None)
+        if "error" in body:
+            return Outcome("unavailable", error=body["error"])
+        return Outcome("evaluated", body["decision"])
+
+    async def publish(self, topic: str, key: bytes | None, value: dict[str, Any], timeout_s: float = 5.0) -> None:
+        """Write one record and wait for the broker's ack (raises on failure)."""
+        if self._producer is None:
+            raise RuntimeError("engine client not started")
+        await asyncio.wait_for(
+            self._producer.send_and_wait(topic, orjson.dumps(value), key=key), timeout=timeout_s
+        )
+
+    async def probe(self, timeout_s: float = 3.0) -> dict[str, Any]:
+        """A real round trip through the worker on every partition of the events topic."""
+        if self._producer is None or not self.available:
+            return {"ok": False, "reason": "broker unreachable"}
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        partitions = sorted(self._producer.partitions_for(self.settings.events_topic) or ())
+        if not partitions:
+            return {"ok": False, "reason": f"topic {self.settings.events_topic} has no partitions"}
+        futures: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        try:
+            for p in partitions:
+                corr = uuid.uuid4().hex.encode()
+                fut: asyncio.Future[dict[str, Any]] = loop.create_future()
+                self._pending[corr] = fut
+                futures[p] = fut
+                await asyncio.wait_for(
+                    self._producer.send(
+                        self.settings.events_topic, b"{}", partition=p,
+                        headers=[("correlation_id", corr), ("reply_to", self.reply_topic.encode()),
+                                 ("probe", b"1")],
+                    ),
+                    timeout=timeout_s,
+                )
+            done, _ = await asyncio.wait(list(futures.values()), timeout=max(0.0, timeout_s - (loop.time() - t0)))
+        except (asyncio.TimeoutError, KafkaError) as exc:
+            return {"ok": False, "reason": f"produce failed: {type(exc).__name__}"}
+        finally:
+            for corr in [c for c, f in self._pending.items() if f in futures.values()]:
+                self._pending.pop(corr, None)
+        missing = [p for p, f in futures.items() if f not in done]
+        workers = sorted({f.result().get("worker", "?") for f in done})
+        result = {
+            "ok": not missing,
+            "partitions": len(partitions),
+            "workers": workers,
+            "round_trip_ms": round((loop.time() - t0) * 1000, 1),
+        }
+        if missing:
+            result["reason"] = f"no worker answered for partitions {missing}"
+        return result

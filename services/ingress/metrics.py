@@ -1,0 +1,32 @@
+"""Ingress metrics (prometheus-client; base units; no patient ids in labels)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
+                   0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5)
+
+HTTP_REQUESTS = Counter(
+    "presettle_http_requests_total", "HTTP requests, per route template, method and status.",
+    ["route", "method", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "presettle_http_request_duration_seconds", "HTTP request duration, per route template, method and status.",
+    ["route", "method", "status"], buckets=LATENCY_BUCKETS,
+)
+DECISION_LATENCY = Histogram(
+    "presettle_decision_latency_seconds",
+    "End-to-end decision latency seen by the ingress: produce → worker → reply.",
+    buckets=LATENCY_BUCKETS,
+)
+ENGINE_STATUS = Counter("presettle_engine_status_total", "Answers per engine_status.", ["engine_status"])
+BUDGET_TIMEOUTS = Counter("presettle_budget_timeouts_total", "Requests whose decision missed the budget.")
+EVENTS_IN = Counter("presettle_ingress_events_total", "Events accepted by the ingress, per trigger scene.", ["scene"])
+REPLY_BACKLOG = Gauge("presettle_reply_backlog", "Records in this instance's reply topic not yet read.")
+PENDING = Gauge("presettle_pending_requests", "Requests waiting for a worker reply.")
+BROKER_UP = Gauge("presettle_broker_up", "1 while the Kafka bootstrap servers are reachable.")
+FEEDBACK = Counter(
+    "presettle_feedback_total", "Doctor feedback on alerts, per rule and outcome (accepted/overridden).",
+    ["rule_id", "outcome"],
+)

@@ -1,0 +1,74 @@
+"""Decisions and idempotency: pure state arithmetic shared by the worker and replay.
+
+A decision is the engine's answer to one event. Its id is derived from
+(institution, event_id), so a HIS retry of the same event — which is normal —
+maps to the same decision id even when the first attempt timed out.
+
+The patient state keeps a short record of the events it has already applied
+under the reserved key ``"seen"``: ``[[key, epoch_s, decision_id, alerts], ...]``.
+A retry found there returns the recorded decision and is not applied again.
+Records are evicted by event time (``SEEN_WINDOW_S`` behind the newest event)
+and by count (``SEEN_MAX``), so the idempotency window is bounded: a retry
+arriving after both bounds have passed is treated as a new event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+SEEN_KEY = "seen"
+SEEN_WINDOW_S = 24 * 3600
+SEEN_MAX = 16
+
+
+def event_key(event: dict[str, Any]) -> str:
+    return f"{event['institution']['id']}:{event['event_id']}"
+
+
+def decision_id_for(institution_id: str, event_id: str) -> str:
+    digest = hashlib.blake2b(f"{institution_id}:{event_id}".encode(), digest_size=10)
+    return "d-" + digest.hexdigest()
+
+
+def event_epoch_s(event: dict[str, Any]) -> int:
+    return int(datetime.fromisoformat(event["occurred_at"]).timestamp())
+
+
+def find_seen(state: dict[str, Any], key: str) -> list[Any] | None:
+    for record in state.get(SEEN_KEY, ()):
+        if record[0] == key:
+            return record
+    return None
+
+
+def remember(
+    state: dict[str, Any], key: str, epoch_s: int, decision_id: str, alerts: list[dict[str, Any]]
+) -> dict[str, Any]:
+    records = [r for r in state.get(SEEN_KEY, ()) if r[0] != key]
+    records.append([key, epoch_s, decision_id, alerts])
+    newest = max(r[1] for r in records)
+    records = [r for r in records if newest - r[1] <= SEEN_WINDOW_S]
+    records.sort(key=lambda r: r[1])
+    state[SEEN_KEY] = records[-SEEN_MAX:]
+    return state
+
+
+def number_alerts(decision_id: str, alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give each alert a stable id, ``<decision id>.<rule id>.<n>``, that feedback can name.
+
+    The id carries its decision and rule, so any ingress instance can join a
+    doctor's feedback (3103, CDS Hooks, native) to them without shared state.
+    """
+    for n, alert in enumerate(alerts, 1):
+        alert["alert_id"] = f"{decision_id}.{alert['rule_id']}.{n}"
+    return alerts
+
+
+def parse_alert_id(alert_id: str) -> tuple[str, str, int] | None:
+    """``"d-0a1b.R19.1"`` → ``("d-0a1b", "R19", 1)``; None when it is not an alert id of ours."""
+    parts = alert_id.split(".")
+    if len(parts) != 3 or not parts[0].startswith("d-") or not parts[2].isdigit() or not parts[1]:
+        return None
+    return parts[0], parts[1], int(parts[2])

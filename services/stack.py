@@ -1,0 +1,195 @@
+"""The whole service on one machine: broker (embedded unless configured), workers, ingress.
+
+Used by ``make run`` (``python -m services.stack``) and by the end-to-end tests,
+so both start the service the same way. Every part is a child process; Ctrl-C
+(SIGINT) or SIGTERM stops them in order: ingress, workers, broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.common.broker import EmbeddedBroker, ensure_topics, service_topics
+from services.common.settings import Settings, SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _say(msg: str) -> None:
+    print(f"[presettle] {msg}", flush=True)
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    log_dir: Path | None = None
+    broker: EmbeddedBroker | None = None
+    workers: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    ingress: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.http_host}:{self.settings.http_port}"
+
+    def _child_env(self, **extra: str) -> dict[str, str]:
+        env = dict(self.env)
+        env["PRESETTLE_KAFKA_BOOTSTRAP"] = self.bootstrap
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        env.update(extra)
+        return env
+
+    def _out(self, name: str) -> int | None:
+        if self.log_dir is None:
+            return None  # inherit: the foreground terminal
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return os.open(self.log_dir / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        out = self._out(name)
+        try:
+            return subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
+                                    start_new_session=True)
+        finally:
+            if out is not None:
+                os.close(out)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.bootstrap if self.broker else self.settings.bootstrap
+
+    # -- parts ---------------------------------------------------------------
+    def start_broker(self) -> None:
+        if self.settings.kafka_bootstrap:
+            _say(f"using Kafka at {self.settings.kafka_bootstrap} (PRESETTLE_KAFKA_BOOTSTRAP)")
+        else:
+            self.broker = EmbeddedBroker(self.settings.embedded_broker_port).start()
+            _say(f"embedded broker (Tansu, memory only) on {self.broker.bootstrap}")
+        created = asyncio.run(ensure_topics(self.bootstrap, service_topics(self.settings),
+                                            self.settings.replication_factor))
+        if created:
+            _say(f"created topics: {', '.join(sorted(created))}")
+
+    def start_worker(self, index: int = 0) -> subprocess.Popen[bytes]:
+        port = self.settings.worker_metrics_port
+        env = self._child_env(
+            PRESETTLE_WORKER_NAME=f"worker-{index}",
+            PRESETTLE_WORKER_METRICS_PORT=str(port + index if port else 0),
+        )
+        proc = self._spawn(f"worker-{index}", [sys.executable, "-m", "services.stream"], env)
+        self.workers[index] = proc
+        return proc
+
+    def kill_worker(self, index: int = 0) -> None:
+        proc = self.workers.pop(index)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    def start_ingress(self) -> None:
+        s = self.settings
+        args = [sys.executable, "-m", "uvicorn", "services.ingress.app:app", "--host", s.http_host,
+                "--port", str(s.http_port), "--no-access-log", "--log-level", "warning"]
+        self.ingress = self._spawn("ingress", args, self._child_env())
+
+    def wait_healthy(self, timeout: float = 60.0) -> float:
+        """Poll /healthz until 200; return the seconds it took."""
+        t0 = time.monotonic()
+        last = "no answer"
+        while time.monotonic() - t0 < timeout:
+            for name, proc in self.children():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with code {proc.returncode} during start-up")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=5) as r:
+                    if r.status == 200:
+                        return time.monotonic() - t0
+            except urllib.error.HTTPError as exc:
+                last = exc.read().decode(errors="replace")[:200]
+            except OSError as exc:
+                last = str(exc)
+            time.sleep(0.5)
+        raise TimeoutError(f"/healthz not 200 within {timeout} s: {last}")
+
+    def children(self) -> list[tuple[str, subprocess.Popen[bytes]]]:
+        out = [(f"worker-{i}", p) for i, p in self.workers.items()]
+        if self.ingress:
+            out.insert(0, ("ingress", self.ingress))
+        return out
+
+    def start(self) -> "Stack":
+        self.start_broker()
+        for i in range(self.settings.workers):
+            self.start_worker(i)
+        self.start_ingress()
+        return self
+
+    def stop(self) -> None:
+        for _, proc in self.children():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for _, proc in self.children():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        self.workers.clear()
+        self.ingress = None
+        if self.broker:
+            self.broker.stop()
+            self.broker = None
+
+
+def main() -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"[presettle] configuration error: {exc}", file=sys.stderr)
+        return 2
+    stack = Stack(settings)
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        stack.start()
+        if settings.dev_keys:
+            _say("development API keys (PRESETTLE_API_KEYS unset; refused when PRESETTLE_ENV=production):")
+            for key, inst in settings.api_keys.items():
+                _say(f"  X-API-Key: {key}  → institution {inst}")
+            _say(f"  admin key: {', '.join(sorted(settings.admin_keys))}")
+        _say("waiting for a round trip through the worker (/healthz) …")
+        took = stack.wait_healthy(90)
+        _say(f"ready in {took:.1f} s: {stack.url}  (docs {stack.url}/docs, metrics {stack.url}/metrics); Ctrl-C stops")
+        while not stopping:
+            for name, proc in stack.children():
+                if proc.poll() is not None:
+                    _say(f"{name} exited with code {proc.returncode}; stopping")
+                    return 1
+            time.sleep(0.3)
+        return 0
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"[presettle] {exc}", file=sys.stderr)
+        return 1
+    finally:
+        _say("stopping …")
+        stack.stop()
+        _say("stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""The stream worker: one faust agent holding per-patient state.
+
+Events (from the ingress) and patient-status updates (from the bureau) arrive
+on two topics keyed by patient id with the same partition count as the state
+table's changelog. One agent reads both, so a patient's state has a single
+writer. Per event it: loads the state, answers a retry from the recorded
+decision, otherwise evaluates the rules (pure code, services.rules) and
+re-assigns the state once (one changelog record), then replies to the waiting
+ingress and writes the decision to the audit topic.
+
+Run: ``python -m services.stream`` (see __main__.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import faust
+import orjson
+
+from services.common.privacy import pseudonym
+from services.common.settings import get_settings
+from services.rules import decision as dec
+from services.rules import state as state_codec
+from services.rules.engine import Engine
+from services.stream import metrics
+
+log = logging.getLogger("presettle.worker")
+
+settings = get_settings()
+WORKER_ID = os.environ.get("PRESETTLE_WORKER_NAME", f"worker-{os.getpid()}")
+
+app = faust.App(
+    settings.worker_app_id,
+    broker=f"presettle://{settings.bootstrap}",
+    store="memory://",
+    topic_partitions=settings.partitions,
+    topic_replication_factor=settings.replication_factor,
+    # Join the group in seconds, not ~30 s (see ../shared/stack.md).
+    broker_session_timeout=6,
+    broker_heartbeat_interval=1,
+    broker_rebalance_timeout=6,
+    broker_request_timeout=30,
+    producer_linger=0.0,
+    producer_acks=1,
+    web_enabled=False,
+    table_cleanup_interval=3600.0,
+    consumer_auto_offset_reset="earliest",
+)
+
+RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+inputs = app.topic(settings.events_topic, settings.status_topic, **RAW)
+decisions_topic = app.topic(settings.decisions_topic, **RAW)
+
+patient_state = app.Table(
+    "patient_state",
+    default=None,
+    partitions=settings.partitions,
+    help="Per-patient rule state (services.rules.state), keyed by patient id.",
+    **RAW,
+)
+
+engine = Engine.load()
+
+
+def _header_map(message: Any) -> dict[str, bytes]:
+    headers = message.headers or ()
+    if isinstance(headers, dict):
+        return dict(headers)
+    return {k: v for k, v in headers}
+
+
+async def _reply(headers: dict[str, bytes], body: dict[str, Any]) -> None:
+    reply_to = headers.get("reply_to")
+    corr = headers.get("correlation_id")
+    if not reply_to or not corr:
+        return  # fire-and-forget producer (replay, batch): nobody waits
+    await app.producer.send(
+        reply_to.decode(), None, orjson.dumps(body), 0, None, [("correlation_id", corr)]
+    )
+
+
+def handle_event(state_bytes: bytes | None, event: dict[str, Any]) -> tuple[bytes | None, dict[str, Any]]:
+    """Pure core of the agent: (old state, event) → (new state or None if unchanged, decision)."""
+    state = state_codec.loads(state_bytes)
+    key = dec.event_key(event)
+    decision_id = dec.decision_id_for(event["institution"]["id"], event["event_id"])
+    seen = dec.find_seen(state, key)
+    if seen is not None:
+        return None, {"decision_id": seen[2], "alerts": seen[3], "replayed": True}
+    new_state, alerts = engine.process(state, event)
+    dec.number_alerts(decision_id, alerts)
+    dec.remember(new_state, key, dec.event_epoch_s(event), decision_id, alerts)
+    return state_codec.dumps(new_state), {"decision_id": decision_id, "alerts": alerts, "replayed": False}
+
+
+async def _on_event(key: bytes, value: bytes, headers: dict[str, bytes]) -> None:
+    t0 = time.perf_counter()
+    event = orjson.loads(value)
+    new_bytes, outcome = handle_event(patient_state.get(key), event)
+    if new_bytes is not None:
+        patient_state[key] = new_bytes  # the one changelog write for this event
+        metrics.STATE_BYTES.observe(len(new_bytes))
+    engine_s = time.perf_counter() - t0
+    decision = {
+        "decision_id": outcome["decision_id"],
+        "event_id": event["event_id"],
+        "institution_id": event["institution"]["id"],
+        "patient_id": event["patient"]["id"],
+        "scene": event["scene"],
+        "occurred_at": event["occurred_at"],
+        "engine_status": "evaluated",
+        "replayed": outcome["replayed"],
+        "alerts": outcome["alerts"],
+        "engine_ms": round(engine_s * 1000, 3),
+        "decided_at": datetime.now(timezone.utc).isoformat(),
+        "worker": WORKER_ID,
+    }
+    await _reply(headers, {"decision": decision})
+    metrics.record_decision(event["scene"], outcome["alerts"], engine_s, outcome["replayed"])
+    if not outcome["replayed"]:
+        # The audit trail: every decision once (at least once across a crash;
+        # the decision id is deterministic, so consumers can de-duplicate).
+        await decisions_topic.send(key=key, value=orjson.dumps(decision))
+
+
+def _on_status(key: bytes, value: bytes) -> None:
+    status = orjson.loads(value)
+    state = state_codec.loads(patient_state.get(key))
+    patient_state[key] = state_codec.dumps(engine.apply_status(state, status))
+    metrics.STATUS_UPDATES.inc()
+
+
+# Last offset processed per (topic, partition); the lag gauge is refreshed on a
+# timer rather than per message, to keep the hot path short.
+_positions: dict[tuple[str, int], int] = {}
+
+
+@app.timer(interval=2.0)
+async def refresh_lag() -> None:
+    consumer = app.consumer
+    for (topic, partition), offset in list(_positions.items()):
+        try:
+            highwater = consumer.highwater(faust.types.TP(topic, partition))
+        except Exception:  # partition revoked during a rebalance
+            continue
+        if highwater is not None:
+            metrics.LAG.labels(topic, str(partition)).set(max(0, highwater - offset - 1))
+
+
+@app.agent(inputs)
+async def process(stream: Any) -> None:
+    async for ev in stream.events():
+        message = ev.message
+        headers = _header_map(message)
+        try:
+            _positions[(message.topic, message.partition)] = message.offset
+            if headers.get("probe"):
+                await _reply(headers, {"probe": True, "partition": message.partition, "worker": WORKER_ID})
+            elif message.topic == settings.status_topic:
+                _on_status(ev.key, ev.value)
+            else:
+                await _on_event(ev.key, ev.value, headers)
+        except Exception as exc:  # a poison message must not stop the partition
+            metrics.FAILURES.labels(type(exc).__name__).inc()
+            who = pseudonym(ev.key.decode(errors="replace")) if ev.key else "-"
+            log.exception("failed to process a message for %s at %s[%s]@%s",
+                          who, message.topic, message.partition, message.offset)
+            await _reply(headers, {"error": f"{type(exc).__name__}: the engine could not evaluate this event"})

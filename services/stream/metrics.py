@@ -1,0 +1,31 @@
+"""Worker metrics (prometheus-client; base units; no patient ids in labels)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_FAST = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+EVENTS = Counter("presettle_worker_events_total", "Events decided by the worker, per trigger scene.", ["scene"])
+DUPLICATES = Counter("presettle_worker_duplicate_events_total", "Retried events answered from the recorded decision.")
+ALERTS = Counter("presettle_alerts_total", "Alerts raised, per rule and severity.", ["rule_id", "severity"])
+RULE_SECONDS = Histogram("presettle_rule_evaluation_seconds", "Engine time per event (evaluate + apply).", buckets=_FAST)
+STATE_BYTES = Histogram(
+    "presettle_patient_state_bytes", "Serialized per-patient state size after an update.",
+    buckets=(128, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536),
+)
+STATUS_UPDATES = Counter("presettle_patient_status_updates_total", "Insured-status updates folded into patient state.")
+FAILURES = Counter("presettle_worker_failures_total", "Messages the worker could not process, per error type.", ["error"])
+LAG = Gauge("presettle_worker_consumer_lag", "Records behind the partition's high watermark.", ["topic", "partition"])
+
+
+def record_decision(scene: int, alerts: list[dict[str, Any]], engine_s: float, replayed: bool) -> None:
+    if replayed:
+        DUPLICATES.inc()
+        return
+    EVENTS.labels(str(scene)).inc()
+    RULE_SECONDS.observe(engine_s)
+    for alert in alerts:
+        ALERTS.labels(alert["rule_id"], alert.get("severity", "?")).inc()
