@@ -12,12 +12,12 @@ from typing import Any, AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, ORJSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.common.settings import Settings, get_settings
-from services.ingress import metrics
+from services.ingress import dashboard, metrics
 from services.ingress.engine_client import EngineClient
 from services.ingress.native import router as native_router
 
@@ -63,11 +63,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         client = EngineClient(settings)
         await client.start()
         app.state.engine_client = client
+        await dashboard.start(app, settings)  # the live page's audit-topic consumer
         log.warning("PreSettle ingress ready on %s:%s (broker %s, reply topic %s)",
                     settings.http_host, settings.http_port, settings.bootstrap, client.reply_topic)
         try:
             yield
         finally:
+            await dashboard.stop(app)
             await client.stop()
 
     app = FastAPI(
@@ -76,7 +78,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Real-time pre-settlement alerts for medical-insurance fund supervision "
         "(医保基金事前提醒 / 事中审核). Authenticate with the `X-API-Key` header.",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
     )
     app.state.settings = settings
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics.HTTP_LATENCY.labels(*labels).observe(time.perf_counter() - started)
 
     app.include_router(native_router)
+    app.include_router(dashboard.router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz(request: Request) -> JSONResponse:

@@ -193,7 +193,7 @@ class EngineClient:
             return {"ok": False, "reason": "broker unreachable"}
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        partitions = sorted(self._producer.partitions_for(self.settings.events_topic) or ())
+        partitions = sorted(await self._producer.partitions_for(self.settings.events_topic) or ())
         if not partitions:
             return {"ok": False, "reason": f"topic {self.settings.events_topic} has no partitions"}
         futures: dict[int, asyncio.Future[dict[str, Any]]] = {}

@@ -62,7 +62,8 @@ patient_state = app.Table(
     default=None,
     partitions=settings.partitions,
     help="Per-patient rule state (services.rules.state), keyed by patient id.",
-    **RAW,
+    key_type=bytes,  # bytes → faust's "raw" codec: we serialize with orjson ourselves
+    value_type=bytes,
 )
 
 engine = Engine.load()

@@ -15,9 +15,9 @@ from tests.factories import drug, dx, event, uid
 pytestmark = pytest.mark.e2e
 
 # Two manufacturers' products of one ingredient (atorvastatin calcium), from the KB.
-ATORVASTATIN_A = "XC10AAA051A001010100000"
-ATORVASTATIN_B = "XC10AAA051A001020100000"
-AMLODIPINE = "XC08CAA011A001010100000"
+ATORVASTATIN_A = "XC10AAA067A001010101234"
+ATORVASTATIN_B = "XC10AAA067A001010104321"
+ASPIRIN = "XB01ACA056A001010100217"
 
 
 def post(client: httpx.Client, body: dict, **params: int) -> dict:
@@ -81,7 +81,7 @@ def test_r19_silent_when_little_supply_remains_or_other_drug(client: httpx.Clien
     post(client, event(patient=patient, occurred_at="2026-03-01T09:00:00+08:00", items=[drug(ATORVASTATIN_A, 30, 30)]))
     # another ingredient on day 5: not a duplicate
     assert "R19" not in rule_ids(post(client, event(patient=patient, occurred_at="2026-03-05T09:00:00+08:00",
-                                                    items=[drug(AMLODIPINE, 30, 30)])))
+                                                    items=[drug(ASPIRIN, 30, 30)])))
     # day 25 of 30: 5 days (< 1/3) remain
     assert "R19" not in rule_ids(post(client, event(patient=patient, occurred_at="2026-03-26T09:00:00+08:00",
                                                     items=[drug(ATORVASTATIN_A, 30, 30)])))
@@ -152,7 +152,7 @@ def test_metrics_exposed_without_patient_ids(client: httpx.Client) -> None:
     post(client, event(patient=patient, gender="F", diagnoses=[dx("N40")]))
     text = client.get("/metrics").text
     assert 'presettle_engine_status_total{engine_status="evaluated"}' in text
-    assert 'presettle_http_request_duration_seconds_bucket{route="/v1/events",method="POST",status="200",le="0.001"}' in text
+    assert 'presettle_http_request_duration_seconds_bucket{le="0.001",method="POST",route="/v1/events",status="200"}' in text
     assert patient not in text
 
 
