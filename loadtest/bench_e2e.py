@@ -65,7 +65,19 @@ class Pool:
         self.idle: list[Connection] = []
 
     async def post(self, request: bytes) -> tuple[int, bytes]:
-        conn = self.idle.pop() if self.idle else Connection(*await asyncio.open_connection(self.host, self.port))
+        while self.idle:
+            # A reused connection the server closed while idle (keep-alive
+            # timeout) fails before any answer: retry on a fresh one, as
+            # every HTTP client does.
+            conn = self.idle.pop()
+            try:
+                result = await conn.post(request)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                conn.writer.close()
+                continue
+            self.idle.append(conn)
+            return result
+        conn = Connection(*await asyncio.open_connection(self.host, self.port))
         try:
             result = await conn.post(request)
         except Exception:

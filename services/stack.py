@@ -97,7 +97,8 @@ class Stack:
     def start_ingress(self) -> None:
         s = self.settings
         args = [sys.executable, "-m", "uvicorn", "services.ingress.app:app", "--host", s.http_host,
-                "--port", str(s.http_port), "--no-access-log", "--log-level", "warning"]
+                "--port", str(s.http_port), "--no-access-log", "--log-level", "warning",
+                "--loop", "uvloop", "--http", "httptools"]
         self.ingress = self._spawn("ingress", args, self._child_env())
 
     def wait_healthy(self, timeout: float = 60.0) -> float:

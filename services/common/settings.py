@@ -81,6 +81,7 @@ class Settings:
     dev_keys: bool = True
     worker_metrics_port: int = 9101
     workers: int = 1
+    data_dir: str = ".data"
 
     # Topic names -------------------------------------------------------
     @property
@@ -156,6 +157,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         dev_keys=dev_keys,
         worker_metrics_port=_int(env, "PRESETTLE_WORKER_METRICS_PORT", 9101, 0, 65535),
         workers=_int(env, "PRESETTLE_WORKERS", 1, 1, 16),
+        data_dir=env.get("PRESETTLE_DATA_DIR", "").strip() or ".data",
     )
 
 

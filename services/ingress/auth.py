@@ -9,14 +9,14 @@ from fastapi import Depends, Header, HTTPException, Request
 from services.common.settings import Settings
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
-def institution_for_key(
+async def institution_for_key(
     settings: SettingsDep,
     x_api_key: Annotated[str | None, Header(description="Institution API key")] = None,
 ) -> str:
@@ -31,7 +31,7 @@ def institution_for_key(
     return institution
 
 
-def require_admin(
+async def require_admin(
     settings: SettingsDep,
     x_api_key: Annotated[str | None, Header(description="Bureau admin key")] = None,
 ) -> None:

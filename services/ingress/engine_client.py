@@ -1,13 +1,16 @@
 """Request/reply to the stream worker over Kafka, owned by the ingress.
 
-One aiokafka producer (linger 0) sends each event keyed by patient id with a
-``correlation_id`` and ``reply_to`` header. One consumer *without a group* is
-assigned this instance's reply topic (one partition, created at start, named
-after ``PRESETTLE_INSTANCE_ID`` so a restart reuses it). A dict maps
+One aiokafka producer (linger 0) sends each event keyed by patient id with
+``correlation_id``, ``reply_to`` and ``reply_partition`` headers. One consumer
+*without a group* is assigned every partition of this instance's reply topic
+(created at start with as many partitions as the events topic, named after
+``PRESETTLE_INSTANCE_ID`` so a restart reuses it). Replies are spread over its
+partitions round-robin: a broker whose append cost grows with partition length
+(the embedded Tansu) then degrades as slowly as it does for the events topic. A dict maps
 correlation ids to futures; each request waits up to its budget.
 
 Broker loss is detected two ways: a produce that does not complete within the
-budget, and a watcher that checks the bootstrap servers every 0.5 s. While the
+budget, and a watcher that checks the bootstrap servers every 0.25 s. While the
 broker is known to be down, requests answer ``unavailable`` at once.
 """
 
@@ -55,12 +58,14 @@ class EngineClient:
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._reply_partitions: list[int] = [0]
+        self._next_reply = 0
         self.available = False
 
     # -- lifecycle ---------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
-        topics = service_topics(s) | {self.reply_topic: 1}
+        topics = service_topics(s) | {self.reply_topic: s.partitions}
         await ensure_topics(s.bootstrap, topics, s.replication_factor)
         self._producer = AIOKafkaProducer(
             bootstrap_servers=s.bootstrap, linger_ms=0, acks=1, request_timeout_ms=10_000,
@@ -73,9 +78,11 @@ class EngineClient:
             client_id=f"presettle-ingress-{s.instance_id}",
         )
         await self._consumer.start()
-        tp = TopicPartition(self.reply_topic, 0)
-        self._consumer.assign([tp])
-        await self._consumer.seek_to_end(tp)
+        # The topic may predate this process with another partition count: use what it has.
+        self._reply_partitions = sorted(await self._producer.partitions_for(self.reply_topic))
+        tps = [TopicPartition(self.reply_topic, p) for p in self._reply_partitions]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_end(*tps)
         self.available = True
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._drain()), loop.create_task(self._watch())]
@@ -96,9 +103,17 @@ class EngineClient:
                 await asyncio.wait_for(self._producer.stop(), 5)
 
     # -- background --------------------------------------------------------
+    def _reply_headers(self, corr: bytes) -> list[tuple[str, bytes]]:
+        self._next_reply = (self._next_reply + 1) % len(self._reply_partitions)
+        return [
+            ("correlation_id", corr),
+            ("reply_to", self.reply_topic.encode()),
+            ("reply_partition", str(self._reply_partitions[self._next_reply]).encode()),
+        ]
+
     async def _drain(self) -> None:
         assert self._consumer is not None
-        tp = TopicPartition(self.reply_topic, 0)
+        tps = [TopicPartition(self.reply_topic, p) for p in self._reply_partitions]
         while True:
             try:
                 batches = await self._consumer.getmany(timeout_ms=500)
@@ -115,10 +130,12 @@ class EngineClient:
                     if fut is not None and not fut.done():
                         fut.set_result(orjson.loads(record.value))
             with contextlib.suppress(Exception):
-                highwater = self._consumer.highwater(tp)
-                position = await self._consumer.position(tp)
-                if highwater is not None:
-                    metrics.REPLY_BACKLOG.set(max(0, highwater - position))
+                backlog = 0
+                for tp in tps:
+                    highwater = self._consumer.highwater(tp)
+                    if highwater is not None:
+                        backlog += max(0, highwater - await self._consumer.position(tp))
+                metrics.REPLY_BACKLOG.set(backlog)
             metrics.PENDING.set(len(self._pending))
 
     async def _reachable(self) -> bool:
@@ -135,7 +152,7 @@ class EngineClient:
 
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.25)
             up = await self._reachable()
             if up != self.available:
                 log.warning("broker %s", "reachable again" if up else "unreachable: answering 'unavailable'")
@@ -152,23 +169,28 @@ class EngineClient:
         corr = uuid.uuid4().hex.encode()
         fut: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._pending[corr] = fut
-        headers = [
-            ("correlation_id", corr),
-            ("reply_to", self.reply_topic.encode()),
-            ("sent_at", repr(time.time()).encode()),
-        ]
+        headers = [*self._reply_headers(corr), ("sent_at", repr(time.time()).encode())]
         try:
             try:
-                await asyncio.wait_for(
-                    self._producer.send_and_wait(
-                        self.settings.events_topic, orjson.dumps(event), key=key, headers=headers
-                    ),
+                # send() only enqueues, but may wait for metadata or buffer space.
+                delivery = await asyncio.wait_for(
+                    self._producer.send(self.settings.events_topic, orjson.dumps(event), key=key, headers=headers),
                     timeout=budget_s,
                 )
             except (asyncio.TimeoutError, KafkaError) as exc:
-                self.available = False  # the watcher turns it back on
-                log.warning("produce failed within budget: %s", type(exc).__name__)
-                return Outcome("unavailable", error="the broker did not accept the event in time")
+                return self._produce_failed(exc)
+            # Wait for the broker's ack within the budget. If the budget runs out
+            # first while the broker is reachable, the event stays in flight and
+            # the answer is 'timeout' (the decision completes and is recorded);
+            # a later delivery failure is counted, never silent.
+            done, _ = await asyncio.wait({delivery}, timeout=max(0.0, deadline - loop.time()))
+            if not done:
+                delivery.add_done_callback(self._late_delivery)
+                if not self.available:
+                    return Outcome("unavailable", error="the broker did not acknowledge the event")
+                return Outcome("timeout")
+            if delivery.exception() is not None:
+                return self._produce_failed(delivery.exception())
             try:
                 body = await asyncio.wait_for(fut, timeout=max(0.0, deadline - loop.time()))
             except asyncio.TimeoutError:
@@ -178,6 +200,18 @@ class EngineClient:
         if "error" in body:
             return Outcome("unavailable", error=body["error"])
         return Outcome("evaluated", body["decision"])
+
+    def _produce_failed(self, exc: BaseException) -> Outcome:
+        self.available = False  # the watcher turns it back on
+        metrics.PRODUCE_FAILURES.inc()
+        log.warning("produce failed: %s", type(exc).__name__)
+        return Outcome("unavailable", error="the broker did not accept the event")
+
+    def _late_delivery(self, delivery: asyncio.Future[Any]) -> None:
+        if delivery.cancelled() or delivery.exception() is not None:
+            metrics.PRODUCE_FAILURES.inc()
+            log.error("an event answered 'timeout' was not delivered to the broker: %r",
+                      None if delivery.cancelled() else type(delivery.exception()).__name__)
 
     async def publish(self, topic: str, key: bytes | None, value: dict[str, Any], timeout_s: float = 5.0) -> None:
         """Write one record and wait for the broker's ack (raises on failure)."""
@@ -206,8 +240,7 @@ class EngineClient:
                 await asyncio.wait_for(
                     self._producer.send(
                         self.settings.events_topic, b"{}", partition=p,
-                        headers=[("correlation_id", corr), ("reply_to", self.reply_topic.encode()),
-                                 ("probe", b"1")],
+                        headers=[*self._reply_headers(corr), ("probe", b"1")],
                     ),
                     timeout=timeout_s,
                 )

@@ -21,7 +21,7 @@ def main() -> None:
             )
     from services.stream.app import app
 
-    args = sys.argv[1:] or ["worker", "--loglevel", "warn", "--without-web"]
+    args = sys.argv[1:] or ["--loop", "uvloop", "worker", "--loglevel", "warn", "--without-web"]
     sys.argv = [sys.argv[0], *args]
     app.main()
 

@@ -38,6 +38,7 @@ app = faust.App(
     settings.worker_app_id,
     broker=f"presettle://{settings.bootstrap}",
     store="memory://",
+    datadir=settings.data_dir,  # faust's per-app directory (the table itself lives in memory)
     topic_partitions=settings.partitions,
     topic_replication_factor=settings.replication_factor,
     # Join the group in seconds, not ~30 s (see ../shared/stack.md).
@@ -81,8 +82,9 @@ async def _reply(headers: dict[str, bytes], body: dict[str, Any]) -> None:
     corr = headers.get("correlation_id")
     if not reply_to or not corr:
         return  # fire-and-forget producer (replay, batch): nobody waits
+    partition = int(headers.get("reply_partition") or 0)
     await app.producer.send(
-        reply_to.decode(), None, orjson.dumps(body), 0, None, [("correlation_id", corr)]
+        reply_to.decode(), None, orjson.dumps(body), partition, None, [("correlation_id", corr)]
     )
 
 
@@ -102,6 +104,9 @@ def handle_event(state_bytes: bytes | None, event: dict[str, Any]) -> tuple[byte
 
 async def _on_event(key: bytes, value: bytes, headers: dict[str, bytes]) -> None:
     t0 = time.perf_counter()
+    sent_at = headers.get("sent_at")
+    if sent_at:
+        metrics.QUEUE_SECONDS.observe(max(0.0, time.time() - float(sent_at)))
     event = orjson.loads(value)
     new_bytes, outcome = handle_event(patient_state.get(key), event)
     if new_bytes is not None:

@@ -18,6 +18,11 @@ STATE_BYTES = Histogram(
 )
 STATUS_UPDATES = Counter("presettle_patient_status_updates_total", "Insured-status updates folded into patient state.")
 FAILURES = Counter("presettle_worker_failures_total", "Messages the worker could not process, per error type.", ["error"])
+QUEUE_SECONDS = Histogram(
+    "presettle_worker_queue_seconds",
+    "Time from the ingress producing an event to the worker starting on it (broker hop + queueing).",
+    buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0, 2.5),
+)
 LAG = Gauge("presettle_worker_consumer_lag", "Records behind the partition's high watermark.", ["topic", "partition"])
 
 

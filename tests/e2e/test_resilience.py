@@ -36,6 +36,7 @@ def test_broker_stopped_answers_unavailable_within_budget() -> None:
             assert post(c, event(gender="F", diagnoses=[dx("N40")]))["engine_status"] == "evaluated"
             assert own.broker is not None, "this test needs the embedded broker"
             own.broker.kill()
+            time.sleep(1)  # the ingress notices within its 0.25 s watch interval
             answers = []
             for _ in range(5):
                 t0 = time.perf_counter()
