@@ -18,7 +18,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.common.settings import Settings, get_settings
 from services.ingress import dashboard, metrics
+from services.ingress import catalog
 from services.ingress.engine_client import EngineClient
+from services.rules.engine import Engine
 from services.ingress.native import router as native_router
 
 log = logging.getLogger("presettle.ingress")
@@ -109,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.engine = Engine.load()  # pure: KB and rule lookups for the catalog routes
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, unexpected_error)
@@ -116,6 +119,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ObserveMiddleware)
 
     app.include_router(native_router)
+    app.include_router(catalog.router)
+    app.include_router(catalog.status_router)
     app.include_router(dashboard.router)
     from services.ingress import cds, feedback, nhsa  # dialects: NHSA 3101–3103, CDS Hooks, feedback
 

@@ -160,8 +160,8 @@ class EngineClient:
             metrics.BROKER_UP.set(1 if up else 0)
 
     # -- requests ----------------------------------------------------------
-    async def submit(self, key: bytes, event: dict[str, Any], budget_s: float) -> Outcome:
-        """Send one event and wait up to ``budget_s`` for the worker's decision."""
+    async def submit(self, key: bytes, event: dict[str, Any], budget_s: float, topic: str | None = None) -> Outcome:
+        """Send one record (an event by default) and wait up to ``budget_s`` for the worker's answer."""
         if not self.available or self._producer is None:
             return Outcome("unavailable", error="broker unreachable")
         loop = asyncio.get_running_loop()
@@ -174,7 +174,8 @@ class EngineClient:
             try:
                 # send() only enqueues, but may wait for metadata or buffer space.
                 delivery = await asyncio.wait_for(
-                    self._producer.send(self.settings.events_topic, orjson.dumps(event), key=key, headers=headers),
+                    self._producer.send(topic or self.settings.events_topic, orjson.dumps(event), key=key,
+                                        headers=headers),
                     timeout=budget_s,
                 )
             except (asyncio.TimeoutError, KafkaError) as exc:
@@ -199,7 +200,7 @@ class EngineClient:
             self._pending.pop(corr, None)
         if "error" in body:
             return Outcome("unavailable", error=body["error"])
-        return Outcome("evaluated", body["decision"])
+        return Outcome("evaluated", body.get("decision", body))
 
     def _produce_failed(self, exc: BaseException) -> Outcome:
         self.available = False  # the watcher turns it back on

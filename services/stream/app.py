@@ -170,6 +170,7 @@ async def process(stream: Any) -> None:
                 await _reply(headers, {"probe": True, "partition": message.partition, "worker": WORKER_ID})
             elif message.topic == settings.status_topic:
                 _on_status(ev.key, ev.value)
+                await _reply(headers, {"applied": True, "worker": WORKER_ID})
             else:
                 await _on_event(ev.key, ev.value, headers)
         except Exception as exc:  # a poison message must not stop the partition
