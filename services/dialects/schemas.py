@@ -1,0 +1,122 @@
+"""Write the JSON Schemas of every API request and response to ``schemas/api/``.
+
+    python -m services.dialects.schemas          # rewrite the files
+    python -m services.dialects.schemas --check  # exit 1 when a committed file is stale
+
+Generated from the pydantic models, never edited by hand; tests run --check and validate
+every example in ``schemas/examples/`` (``<schema name>.<variant>.json``) against its schema.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.dialects import cds, feedback, nhsa
+from services.rules.model import Event
+
+ROOT = Path(__file__).resolve().parents[2]
+API_DIR = ROOT / "schemas" / "api"
+EXAMPLES_DIR = ROOT / "schemas" / "examples"
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+    type: str
+
+
+class NativeError(BaseModel):
+    """Native and CDS Hooks errors: 422 invalid_request, 401 unauthorized, 403 forbidden, 404, 503."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: str = Field(description="invalid_request | unauthorized | forbidden | not_found | unavailable")
+    field: str | None = Field(default=None, description="the field at fault, e.g. items[0].quantity")
+    message: str
+    errors: list[ErrorDetail] | None = None
+
+
+def _decision() -> type[BaseModel]:
+    from services.ingress.native import DecisionPublic  # the native answer model lives with its router
+
+    return DecisionPublic
+
+
+def models() -> dict[str, type[BaseModel]]:
+    return {
+        # native
+        "native-event.request": Event,
+        "native-decision.response": _decision(),
+        "native-error.response": NativeError,
+        "native-feedback.request": feedback.FeedbackIn,
+        "native-feedback.response": feedback.FeedbackPublic,
+        "feedback-record": feedback.FeedbackRecord,
+        # NHSA 3101/3102/3103
+        "nhsa-analysis.request": nhsa.NhsaAnalysisRequest,
+        "nhsa-analysis.response": nhsa.NhsaAnalysisResponse,
+        "nhsa-feedback.request": nhsa.NhsaFeedbackRequest,
+        "nhsa-feedback.response": nhsa.NhsaFeedbackResponse,
+        "nhsa-error.response": nhsa.NhsaErrorResponse,
+        # CDS Hooks 2.0
+        "cds-discovery.response": cds.CdsDiscovery,
+        "cds-hook.request": cds.CdsHookRequest,
+        "cds-hook.response": cds.CdsHookResponse,
+        "cds-feedback.request": cds.CdsFeedbackRequest,
+        "cds-feedback.response": cds.CdsFeedbackResponse,
+        # the FHIR resources read from draftOrders / prefetch
+        "fhir-medicationrequest": cds.MedicationRequest,
+        "fhir-servicerequest": cds.ServiceRequest,
+        "fhir-devicerequest": cds.DeviceRequest,
+        "fhir-patient": cds.FhirPatient,
+        "fhir-condition": cds.Condition,
+    }
+
+
+def schema_of(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def render(model: type[BaseModel]) -> str:
+    return json.dumps(schema_of(model), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+
+
+def schema_for_example(path: Path) -> Path:
+    """``<schema name>.<variant>.json``: ``nhsa-analysis.request.3101-outpatient.json`` →
+    ``schemas/api/nhsa-analysis.request.schema.json``."""
+    return API_DIR / f"{path.name[: -len('.json')].rsplit('.', 1)[0]}.schema.json"
+
+
+def main(argv: list[str]) -> int:
+    stale = []
+    wanted = {f"{name}.schema.json": model for name, model in models().items()}
+    if "--check" not in argv:
+        API_DIR.mkdir(parents=True, exist_ok=True)
+    for name, model in wanted.items():
+        path = API_DIR / name
+        text = render(model)
+        if "--check" in argv:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(name)
+        else:
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path.relative_to(ROOT)}")
+    extra = sorted(p.name for p in API_DIR.glob("*.schema.json") if p.name not in wanted)
+    if extra:
+        print(f"schemas/api holds files no model generates: {', '.join(extra)}")
+        if "--check" in argv:
+            stale.extend(extra)
+    if stale:
+        print(f"stale schemas (run python -m services.dialects.schemas): {', '.join(stale)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,86 @@
+"""Doctor feedback on alerts: ``POST /v1/alerts/{alert_id}/feedback`` and the shared writer.
+
+Every dialect's feedback (native, NHSA 3103, CDS Hooks) ends in :func:`write_feedback`:
+one record per alert on the feedback topic, keyed by decision id, acknowledged by the
+broker, then counted in ``presettle_feedback_total{rule_id, outcome}`` — the override
+rate per rule is how a bureau finds noisy rules.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path as PathParam, Request
+from fastapi.exceptions import RequestValidationError
+
+from services.dialects import feedback as fb
+from services.dialects.common import CST
+from services.dialects.exceptions import MappingError
+from services.ingress import metrics
+from services.ingress.auth import InstitutionDep
+
+log = logging.getLogger("presettle.ingress")
+RULES_DIR = Path(__file__).resolve().parents[2] / "schemas" / "rules"
+
+router = APIRouter(tags=["feedback"])
+
+
+class FeedbackUnavailable(RuntimeError):
+    """The broker did not take the feedback record."""
+
+
+@lru_cache(maxsize=1)
+def known_rules() -> frozenset[str] | None:
+    """Rule ids of the rule base (``schemas/rules/R*.json``): feedback on other ids is refused, which also
+    keeps the metric's ``rule_id`` label bounded. None (pattern check only) when the directory is absent."""
+    ids = frozenset(p.stem for p in RULES_DIR.glob("R*.json"))
+    return ids or None
+
+
+async def write_feedback(request: Request, records: list[dict[str, Any]]) -> None:
+    """Write each record to the feedback topic (waiting for the ack), then count it."""
+    client = request.app.state.engine_client
+    topic = request.app.state.settings.feedback_topic
+    if not client.available:
+        raise FeedbackUnavailable("broker unreachable")
+    for rec in records:
+        try:
+            await client.publish(topic, rec["decision_id"].encode(), rec)
+        except Exception as exc:  # timeout or Kafka error: nothing more is written
+            log.warning("feedback not recorded: %s", type(exc).__name__)
+            raise FeedbackUnavailable(f"the broker did not accept the feedback ({type(exc).__name__})") from exc
+        metrics.FEEDBACK.labels(rec["rule_id"], rec["outcome"]).inc()
+
+
+def now() -> datetime:
+    return datetime.now(CST)
+
+
+def invalid(field: str, message: str) -> RequestValidationError:
+    """A 422 in the native shape (``{"error": "invalid_request", "field": …}``) for a field we checked."""
+    return RequestValidationError([{"loc": (field,), "msg": message, "type": "value_error"}])
+
+
+@router.post("/v1/alerts/{alert_id}/feedback", response_model=fb.FeedbackPublic)
+async def post_feedback(
+    alert_id: Annotated[str, PathParam(max_length=128, description="the alert's alert_id (= NHSA jr_id = CDS card uuid)")],
+    body: fb.FeedbackIn,
+    request: Request,
+    caller: InstitutionDep,
+) -> fb.FeedbackPublic:
+    """Record what the doctor did with one alert: accepted, or overridden with a reason."""
+    try:
+        rec = fb.record(alert_id, body.outcome, reason=body.reason, reason_code=body.reason_code,
+                        institution_id=caller, dialect="native", received_at=now(), known_rules=known_rules())
+    except MappingError as exc:
+        raise invalid(exc.field, exc.message) from None
+    try:
+        await write_feedback(request, [rec])
+    except FeedbackUnavailable as exc:
+        raise HTTPException(503, {"error": "unavailable", "message": str(exc)}) from None
+    return fb.FeedbackPublic(alert_id=rec["alert_id"], decision_id=rec["decision_id"], rule_id=rec["rule_id"],
+                             outcome=rec["outcome"])

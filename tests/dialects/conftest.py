@@ -1,0 +1,112 @@
+"""Fixtures for the dialect tests: the real engine in-process, and the ingress app without a broker.
+
+``InProcessEngine`` stands in for ``EngineClient``: it applies events with the worker's
+own arithmetic (services.rules.decision + Engine.process, as services/stream/app.py's
+``handle_event`` does), so router tests exercise the real rules without Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from services.common.settings import load_settings
+from services.ingress.engine_client import Outcome
+from services.rules import decision as dec
+from services.rules import state as state_codec
+from services.rules.engine import Engine
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
+
+
+def example(name: str) -> dict[str, Any]:
+    return json.loads((EXAMPLES / name).read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    return Engine.load()
+
+
+class InProcessEngine:
+    """EngineClient's interface (submit, publish, available) over an in-memory patient state."""
+
+    def __init__(self, engine: Engine, events_topic: str) -> None:
+        self.engine = engine
+        self.events_topic = events_topic
+        self.states: dict[bytes, bytes] = {}
+        self.published: list[tuple[str, bytes | None, dict[str, Any]]] = []
+        self.applied: list[str] = []  # event ids applied (not answered from the idempotency record)
+        self.available = True
+        self.answer = "evaluated"  # or "timeout": decide, but do not answer in time
+
+    def handle(self, key: bytes, event: dict[str, Any], evaluate: bool = True) -> dict[str, Any]:
+        # The worker's own per-event logic (services.rules.decision.handle_event), minus the broker.
+        new_bytes, outcome = dec.handle_event(self.engine, self.states.get(key), event, evaluate=evaluate)
+        if new_bytes is not None:
+            self.states[key] = new_bytes
+            self.applied.append(event["event_id"])
+        return outcome
+
+    async def submit(self, key: bytes, event: dict[str, Any], budget_s: float) -> Outcome:
+        if not self.available:
+            return Outcome("unavailable", error="broker unreachable")
+        decision = self.handle(key, json.loads(json.dumps(event)))
+        if self.answer == "timeout":
+            return Outcome("timeout")
+        return Outcome("evaluated", decision)
+
+    async def publish(self, topic: str, key: bytes | None, value: dict[str, Any], timeout_s: float = 5.0,
+                      headers: list[tuple[str, bytes]] | None = None) -> None:
+        if not self.available:
+            raise TimeoutError("broker unreachable")
+        self.published.append((topic, key, json.loads(json.dumps(value))))
+        if topic == self.events_topic and key is not None:
+            history = dict(headers or ()).get("history") == b"1"
+            self.handle(key, json.loads(json.dumps(value)), evaluate=not history)
+
+    def state(self, patient_id: str) -> dict[str, Any]:
+        return state_codec.loads(self.states.get(patient_id.encode()))
+
+
+@pytest.fixture
+def fake(engine: Engine) -> InProcessEngine:
+    return InProcessEngine(engine, load_settings({}).events_topic)
+
+
+class App:
+    """A small synchronous HTTP client for an ASGI app (httpx's ASGITransport; no lifespan)."""
+
+    def __init__(self, app: Any, headers: dict[str, str]) -> None:
+        self.app = app
+        self.headers = headers
+
+    def request(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://presettle.test",
+                                         headers=self.headers) as client:
+                return await client.request(method, url, **kw)
+
+        return asyncio.run(go())
+
+    def get(self, url: str, **kw: Any) -> httpx.Response:
+        return self.request("GET", url, **kw)
+
+    def post(self, url: str, **kw: Any) -> httpx.Response:
+        return self.request("POST", url, **kw)
+
+
+@pytest.fixture
+def api(fake: InProcessEngine) -> App:
+    """The ingress app with ``fake`` as its engine client (no lifespan: no broker)."""
+    from services.ingress.app import create_app
+
+    app = create_app(load_settings({}))
+    app.state.engine_client = fake
+    return App(app, {"X-API-Key": "dev-key-h1"})
