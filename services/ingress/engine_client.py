@@ -214,12 +214,15 @@ class EngineClient:
             log.error("an event answered 'timeout' was not delivered to the broker: %r",
                       None if delivery.cancelled() else type(delivery.exception()).__name__)
 
-    async def publish(self, topic: str, key: bytes | None, value: dict[str, Any], timeout_s: float = 5.0) -> None:
+    async def publish(
+        self, topic: str, key: bytes | None, value: dict[str, Any], timeout_s: float = 5.0,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         """Write one record and wait for the broker's ack (raises on failure)."""
         if self._producer is None:
             raise RuntimeError("engine client not started")
         await asyncio.wait_for(
-            self._producer.send_and_wait(topic, orjson.dumps(value), key=key), timeout=timeout_s
+            self._producer.send_and_wait(topic, orjson.dumps(value), key=key, headers=headers), timeout=timeout_s
         )
 
     async def probe(self, timeout_s: float = 3.0) -> dict[str, Any]:

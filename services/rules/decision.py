@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
+
+from services.rules import state as state_codec
 
 SEEN_KEY = "seen"
 SEEN_WINDOW_S = 24 * 3600
@@ -72,3 +74,35 @@ def parse_alert_id(alert_id: str) -> tuple[str, str, int] | None:
     if len(parts) != 3 or not parts[0].startswith("d-") or not parts[2].isdigit() or not parts[1]:
         return None
     return parts[0], parts[1], int(parts[2])
+
+
+class _Engine(Protocol):
+    def process(self, state: dict[str, Any], event: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]: ...
+
+    def apply(self, state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]: ...
+
+
+def handle_event(
+    engine: _Engine, state_bytes: bytes | None, event: dict[str, Any], evaluate: bool = True
+) -> tuple[bytes | None, dict[str, Any]]:
+    """One event against one patient's serialized state: what the worker does per event.
+
+    Returns (new state bytes, or None when unchanged; outcome {decision_id,
+    alerts, replayed}). A retry found in the idempotency record is answered from
+    it and not applied again. ``evaluate=False`` merges an earlier encounter
+    into the history (the NHSA dialects' history encounters): applied once, no
+    rules, no alerts.
+    """
+    state = state_codec.loads(state_bytes)
+    key = event_key(event)
+    decision_id = decision_id_for(event["institution"]["id"], event["event_id"])
+    seen = find_seen(state, key)
+    if seen is not None:
+        return None, {"decision_id": seen[2], "alerts": seen[3], "replayed": True}
+    if evaluate:
+        new_state, alerts = engine.process(state, event)
+    else:
+        new_state, alerts = engine.apply(state, event), []
+    number_alerts(decision_id, alerts)
+    remember(new_state, key, event_epoch_s(event), decision_id, alerts)
+    return state_codec.dumps(new_state), {"decision_id": decision_id, "alerts": alerts, "replayed": False}

@@ -88,27 +88,13 @@ async def _reply(headers: dict[str, bytes], body: dict[str, Any]) -> None:
     )
 
 
-def handle_event(state_bytes: bytes | None, event: dict[str, Any]) -> tuple[bytes | None, dict[str, Any]]:
-    """Pure core of the agent: (old state, event) → (new state or None if unchanged, decision)."""
-    state = state_codec.loads(state_bytes)
-    key = dec.event_key(event)
-    decision_id = dec.decision_id_for(event["institution"]["id"], event["event_id"])
-    seen = dec.find_seen(state, key)
-    if seen is not None:
-        return None, {"decision_id": seen[2], "alerts": seen[3], "replayed": True}
-    new_state, alerts = engine.process(state, event)
-    dec.number_alerts(decision_id, alerts)
-    dec.remember(new_state, key, dec.event_epoch_s(event), decision_id, alerts)
-    return state_codec.dumps(new_state), {"decision_id": decision_id, "alerts": alerts, "replayed": False}
-
-
 async def _on_event(key: bytes, value: bytes, headers: dict[str, bytes]) -> None:
     t0 = time.perf_counter()
     sent_at = headers.get("sent_at")
     if sent_at:
         metrics.QUEUE_SECONDS.observe(max(0.0, time.time() - float(sent_at)))
     event = orjson.loads(value)
-    new_bytes, outcome = handle_event(patient_state.get(key), event)
+    new_bytes, outcome = dec.handle_event(engine, patient_state.get(key), event)
     if new_bytes is not None:
         patient_state[key] = new_bytes  # the one changelog write for this event
         metrics.STATE_BYTES.observe(len(new_bytes))
@@ -133,6 +119,14 @@ async def _on_event(key: bytes, value: bytes, headers: dict[str, bytes]) -> None
         # The audit trail: every decision once (at least once across a crash;
         # the decision id is deterministic, so consumers can de-duplicate).
         await decisions_topic.send(key=key, value=orjson.dumps(decision))
+
+
+def _on_history(key: bytes, value: bytes) -> None:
+    new_bytes, outcome = dec.handle_event(engine, patient_state.get(key), orjson.loads(value), evaluate=False)
+    if new_bytes is not None:
+        patient_state[key] = new_bytes
+        metrics.STATE_BYTES.observe(len(new_bytes))
+    metrics.HISTORY.labels("replayed" if outcome["replayed"] else "applied").inc()
 
 
 def _on_status(key: bytes, value: bytes) -> None:
@@ -168,6 +162,8 @@ async def process(stream: Any) -> None:
             _positions[(message.topic, message.partition)] = message.offset
             if headers.get("probe"):
                 await _reply(headers, {"probe": True, "partition": message.partition, "worker": WORKER_ID})
+            elif headers.get("history"):
+                _on_history(ev.key, ev.value)
             elif message.topic == settings.status_topic:
                 _on_status(ev.key, ev.value)
                 await _reply(headers, {"applied": True, "worker": WORKER_ID})

@@ -9,6 +9,11 @@ from prometheus_client import Counter, Gauge, Histogram
 _FAST = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
 EVENTS = Counter("presettle_worker_events_total", "Events decided by the worker, per trigger scene.", ["scene"])
+HISTORY = Counter(
+    "presettle_worker_history_events_total",
+    "Earlier encounters merged into patient history without evaluation (applied, or replayed as duplicates).",
+    ["outcome"],
+)
 DUPLICATES = Counter("presettle_worker_duplicate_events_total", "Retried events answered from the recorded decision.")
 ALERTS = Counter("presettle_alerts_total", "Alerts raised, per rule and severity.", ["rule_id", "severity"])
 RULE_SECONDS = Histogram("presettle_rule_evaluation_seconds", "Engine time per event (evaluate + apply).", buckets=_FAST)
