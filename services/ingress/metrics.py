@@ -21,6 +21,10 @@ DECISION_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 ENGINE_STATUS = Counter("presettle_engine_status_total", "Answers per engine_status.", ["engine_status"])
+PRODUCE_FAILURES = Counter(
+    "presettle_produce_failures_total",
+    "Events the broker did not accept (answered 'unavailable', or answered 'timeout' and lost afterwards).",
+)
 BUDGET_TIMEOUTS = Counter("presettle_budget_timeouts_total", "Requests whose decision missed the budget.")
 EVENTS_IN = Counter("presettle_ingress_events_total", "Events accepted by the ingress, per trigger scene.", ["scene"])
 REPLY_BACKLOG = Gauge("presettle_reply_backlog", "Records in this instance's reply topic not yet read.")
@@ -30,3 +34,10 @@ FEEDBACK = Counter(
     "presettle_feedback_total", "Doctor feedback on alerts, per rule and outcome (accepted/overridden).",
     ["rule_id", "outcome"],
 )
+
+# -- live page (services/ingress/dashboard.py) ----------------------------------
+DASHBOARD_CLIENTS = Gauge("presettle_dashboard_clients", "Live-page (/dashboard/stream) connections open.")
+DASHBOARD_DECISIONS = Counter(
+    "presettle_dashboard_decisions_total", "Audit-topic decisions read by the live page's consumer."
+)
+DASHBOARD_FEED_UP = Gauge("presettle_dashboard_feed_up", "1 while the live page's audit-topic consumer is assigned.")
