@@ -1,0 +1,148 @@
+"""The rule engine: KB + rule base compiled once, then evaluate/apply per event.
+
+Pure: no clock, no network, no file I/O after ``Engine.load``. Event time is
+the only clock (``occurred_at``; an item's ``started_at`` for its own dates).
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+from services.rules import state as st
+from services.rules.context import Ctx
+from services.rules.exceptions import DataError
+from services.rules.kb import KB
+from services.rules.ruleset import Rule, compile_rules
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+DEFAULT_DATA = REPO / "schemas"
+
+
+def _line_key(lid: str) -> tuple[int, int, str]:
+    return (0, int(lid), "") if lid.isdigit() else (1, 0, lid)
+
+
+def _sort_key(alert: dict[str, Any]) -> tuple[Any, ...]:
+    lines = alert["line_ids"]
+    return (alert["rule_id"], _line_key(lines[0]) if lines else (-1, 0, ""))
+
+
+class Engine:
+    def __init__(self, kb: KB, rules: list[Rule]) -> None:
+        self.kb = kb
+        self.rules = rules
+        self.by_id = {r.id: r for r in rules}
+        self._plans: dict[tuple[int, str], tuple[tuple[Any, ...], ...]] = {}
+        self.windows = self._windows()
+
+    @classmethod
+    def load(cls, data_dir: pathlib.Path | None = None) -> "Engine":
+        """Load and validate ``<data_dir>/kb/*.json`` and ``<data_dir>/rules/R*.json``."""
+        data_dir = pathlib.Path(data_dir) if data_dir is not None else DEFAULT_DATA
+        if not data_dir.is_dir():
+            raise DataError(f"{data_dir}: rule data directory not found")
+        kb = KB.load(data_dir / "kb")
+        rules = compile_rules(data_dir / "rules")
+        return cls(kb, rules)
+
+    def _windows(self) -> st.Windows:
+        sections: dict[str, list[int]] = {}
+        for rule in self.rules:
+            for section, param in rule.family.windows.items():
+                sections.setdefault(section, []).append(int(rule.param_max(param)))
+        defaults = st.Windows()
+        period_by_code: dict[str, int] = {}
+        for r in self.kb.services.rows():
+            if r.get("period_limit"):
+                period_by_code[r["code"]] = max(period_by_code.get(r["code"], 0), r["period_limit"]["days"])
+        tracked = frozenset(
+            r["code"] for r in self.kb.services.rows()
+            if r.get("max_per_day") or r.get("max_per_enc") or r.get("includes")
+        ) | frozenset(c for r in self.kb.services.rows() for c in r.get("includes") or ())
+        return st.Windows(
+            ledger=max(sections.get("ledger", [defaults.ledger])),
+            visits=max(sections.get("visits", [1])),
+            stays=max(sections.get("stays", [1])),
+            discharges=max(sections.get("discharges", [1])),
+            open_stay=max(sections.get("open_stay", [defaults.open_stay])),
+            period=max([*period_by_code.values(), 1]),
+            period_by_code=period_by_code,
+            course_gap=max(sections.get("course_gap", [defaults.course_gap])),
+            tracked=tracked,
+            first_line=self.kb.first_line_classes,
+        )
+
+    # -- per event -------------------------------------------------------------
+    def context(self, state: dict[str, Any] | None, event: dict[str, Any]) -> Ctx:
+        return Ctx(self.kb, state if state is not None else {}, event)
+
+    def _plan(self, scene: int, region: str) -> tuple[tuple[Any, ...], ...]:
+        """Rules to run at a scene for a region, with their parameters resolved (cached)."""
+        key = (scene, region)
+        plan = self._plans.get(key)
+        if plan is None:
+            entries = []
+            for rule in self.rules:
+                if scene in rule.scenes:
+                    params, label = rule.resolve(region)
+                    entries.append((rule, frozenset(rule.needs), params, label))
+            plan = tuple(entries)
+            if len(self._plans) > 10_000:  # many distinct regions: keep the cache bounded
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
+
+    def _evaluate(self, cx: Ctx) -> list[dict[str, Any]]:
+        alerts: list[dict[str, Any]] = []
+        features = cx.features
+        day = cx.day
+        for rule, needs, params, label in self._plan(cx.scene, cx.region):
+            if not needs <= features or not rule.frm <= day <= rule.to:
+                continue
+            hits = rule.fn(cx, params)
+            if hits:
+                for fields, line_ids, amount, evidence in hits:
+                    alerts.append({
+                        "rule_id": rule.id, "rule_version": rule.version, "gz_code": rule.gz_code,
+                        "name_zh": rule.name_zh, "name_en": rule.name_en,
+                        "result_type": rule.result_type, "indicator": rule.indicator,
+                        "severity": rule.severity,
+                        "message_zh": rule.msg_zh.format_map(fields),
+                        "message_en": rule.msg_en.format_map(fields),
+                        "line_ids": line_ids, "amount": round(float(amount), 2),
+                        "evidence": evidence, "policy_basis": rule.policy_basis, "region": label,
+                    })
+        if len(alerts) > 1:
+            alerts.sort(key=_sort_key)
+        return alerts
+
+    def evaluate(self, state: dict[str, Any] | None, event: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._evaluate(self.context(state, event))
+
+    def apply(self, state: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any]:
+        if state is None:
+            state = {}
+        return st.apply_event(state, Ctx(self.kb, state, event), self.windows)
+
+    def process(self, state: dict[str, Any] | None, event: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Evaluate rules against the PRIOR state, then apply the event. May mutate ``state``."""
+        if state is None:
+            state = {}
+        cx = Ctx(self.kb, state, event)
+        alerts = self._evaluate(cx)
+        return st.apply_event(state, cx, self.windows), alerts
+
+    def apply_status(self, state: dict[str, Any] | None, status: dict[str, Any]) -> dict[str, Any]:
+        """Fold an insured-status update (see services.rules.status.PatientStatus) into the state."""
+        return st.apply_status(state if state is not None else {}, status)
+
+    # -- catalogue and search ----------------------------------------------------
+    def rules_catalog(self) -> list[dict[str, Any]]:
+        return [r.catalog() for r in self.rules]
+
+    def search_items(self, q: str, limit: int = 20) -> list[dict[str, Any]]:
+        return self.kb.search_items(q, limit) if q.strip() else []
+
+    def search_diagnoses(self, q: str, limit: int = 20) -> list[dict[str, Any]]:
+        return self.kb.search_diagnoses(q, limit) if q.strip() else []

@@ -1,0 +1,247 @@
+"""Rule families on inpatient stays: split/frequent/re-admission, length of stay, idle stays."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.rules.families import Hit, ev_item, family, kb_ev
+from services.rules.state import EXAM, PASSIVE, day_bits
+from services.rules.timeutil import date_of_day
+
+
+def stay_dx(cx: Any) -> str | None:
+    """Main diagnosis of the current stay: this event's, else the one recorded at admission."""
+    if cx.main_dx is not None:
+        return cx.main_dx.code
+    for stay in cx.state.get("A", ()):
+        if stay[2] == cx.ench:
+            return stay[4]
+    return None
+
+
+def stay_adm(cx: Any) -> int:
+    if cx.adm_day is not None:
+        return cx.adm_day
+    for stay in cx.state.get("A", ()):
+        if stay[2] == cx.ench:
+            return stay[0]
+    return cx.day
+
+
+def related(cx: Any, a: str, b: str) -> str | None:
+    """Why two diagnoses are related ('category N18' / 'group CKD'), or None."""
+    if a[:3] == b[:3]:
+        return f"category {a[:3]}"
+    ra, rb = cx.kb_dx(a), cx.kb_dx(b)
+    if ra is not None and rb is not None and ra.get("group") and ra.get("group") == rb.get("group"):
+        return f"group {ra['group']}"
+    return None
+
+
+def stay_evidence(cx: Any, stay: list[Any]) -> dict[str, Any]:
+    row = cx.kb_dx(stay[4]) if stay[4] else None
+    return {
+        "kind": "event", "event_id": stay[3], "institution_id": stay[1],
+        "date": date_of_day(stay[5] if stay[5] is not None else stay[0]),
+        "admitted_on": date_of_day(stay[0]),
+        "discharged_on": date_of_day(stay[5]) if stay[5] is not None else None,
+        "diagnosis_code": stay[4], "diagnosis_name": row["name"] if row else stay[4],
+    }
+
+
+@family(
+    "split_admission", needs=("inpatient", "A"),
+    params={"gap_days": int, "window_days": int, "same_institution": bool, "exempt_prefixes": list},
+    fields=("prev_inst", "prev_dis_date", "gap", "prev_dx", "prev_dx_name", "dx", "dx_name", "why"),
+    windows={"discharges": "window_days"},
+)
+def split_admission(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    stays = cx.state.get("A")
+    if not stays or cx.enc_type != "inpatient":
+        return []
+    dx = stay_dx(cx)
+    if dx is None or dx.startswith(tuple(p["exempt_prefixes"])):
+        return []
+    adm = stay_adm(cx)
+    hits = []
+    for stay in stays:
+        dis = stay[5]
+        if dis is None or stay[2] == cx.ench or stay[4] is None:
+            continue
+        if p["same_institution"] and stay[1] != cx.inst:
+            continue
+        gap = adm - dis
+        if not 0 <= gap <= p["gap_days"] or gap > p["window_days"]:
+            continue
+        why = related(cx, stay[4], dx)
+        if why is None:
+            continue
+        ev = stay_evidence(cx, stay)
+        row = cx.kb_dx(dx)
+        fields = {
+            "prev_inst": stay[1], "prev_dis_date": ev["discharged_on"], "gap": gap,
+            "prev_dx": stay[4], "prev_dx_name": ev["diagnosis_name"], "dx": dx,
+            "dx_name": row["name"] if row else dx, "why": why,
+        }
+        amount = cx.total if cx.scene in (8, 9) else 0.0
+        hits.append((fields, [], amount, [ev, kb_ev("diagnoses", dx, f"related to {stay[4]}: {why}")]))
+    return hits
+
+
+@family(
+    "frequent_admission", needs=("inpatient", "A"), params={"window_days": int, "max_admissions": int},
+    fields=("count", "days", "dates"), windows={"stays": "window_days"},
+)
+def frequent_admission(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """频繁住院: this admission makes max_admissions or more within window_days."""
+    if cx.enc_type != "inpatient":
+        return []
+    adm = stay_adm(cx)
+    prior = [s for s in cx.state.get("A", ()) if s[2] != cx.ench and 0 <= adm - s[0] < p["window_days"]]
+    count = len(prior) + 1
+    if count < p["max_admissions"]:
+        return []
+    prior.sort(key=lambda s: s[0])
+    fields = {"count": count, "days": p["window_days"], "dates": "、".join(f"{date_of_day(s[0])}({s[1]})" for s in prior)}
+    return [(fields, [], 0.0, [stay_evidence(cx, s) for s in prior])]
+
+
+@family(
+    "readmission", needs=("inpatient", "A"), params={"window_days": int, "exempt_prefixes": list},
+    fields=("prev_inst", "prev_dis_date", "gap", "prev_dx", "dx"), windows={"discharges": "window_days"},
+)
+def readmission(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """非计划再入院: an admission within window_days of any discharge (any institution); planned cycles exempt."""
+    if cx.enc_type != "inpatient":
+        return []
+    dx = stay_dx(cx) or ""
+    if dx and dx.startswith(tuple(p["exempt_prefixes"])):
+        return []
+    adm = stay_adm(cx)
+    best = None
+    for s in cx.state.get("A", ()):
+        if s[5] is None or s[2] == cx.ench:
+            continue
+        gap = adm - s[5]
+        if 0 <= gap <= p["window_days"] and (best is None or s[5] > best[5]):
+            best = s
+    if best is None:
+        return []
+    fields = {"prev_inst": best[1], "prev_dis_date": date_of_day(best[5]), "gap": adm - best[5],
+              "prev_dx": best[4] or "-", "dx": dx or "-"}
+    return [(fields, [], 0.0, [stay_evidence(cx, best)])]
+
+
+def _stay_days(cx: Any) -> tuple[int, int]:
+    adm = stay_adm(cx)
+    end = cx.dis_day
+    if end is None:
+        for s in cx.state.get("A", ()):
+            if s[2] == cx.ench and s[5] is not None:
+                end = s[5]
+    return adm, (end if end is not None else cx.day)
+
+
+@family(
+    "long_stay", needs=("inpatient",), params={"factor": float, "default_ref_los": int},
+    fields=("los", "ref", "factor", "dx", "dx_name"),
+)
+def long_stay(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """住院天数异常: length of stay above factor × the reference LOS of the main diagnosis."""
+    if cx.enc_type != "inpatient":
+        return []
+    adm, end = _stay_days(cx)
+    los = end - adm
+    dx = stay_dx(cx)
+    row = cx.kb_dx(dx) if dx else None
+    ref = row.get("ref_los") if row is not None and row.get("ref_los") else p["default_ref_los"]
+    if los <= p["factor"] * ref:
+        return []
+    fields = {"los": los, "ref": ref, "factor": f"{p['factor']:g}", "dx": dx or "-", "dx_name": row["name"] if row else "-"}
+    evidence = [kb_ev("diagnoses", row["code"], f"ref_los={ref}")] if row is not None else []
+    return [(fields, [], cx.total, evidence)]
+
+
+@family(
+    "low_acuity", needs=("inpatient",), params={"max_los": int, "exam_share": float},
+    fields=("los", "share", "limit"),
+)
+def low_acuity(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """无指征住院(低标准入院): a short stay whose charges are mostly examinations."""
+    if cx.enc_type != "inpatient":
+        return []
+    adm, end = _stay_days(cx)
+    los = end - adm
+    if los > p["max_los"]:
+        return []
+    total = exam = 0.0
+    exam_lines = []
+    for ln in cx.items:
+        total += ln.amt
+        if ln.kind == "service" and ln.row is not None and ln.row["category"] in EXAM:
+            exam += ln.amt
+            exam_lines.append(ln)
+    if not cx.items:
+        for w in cx.state.get("E", ()):
+            if w[0] == cx.ench:
+                total, exam = w[4], w[5]
+    if total <= 0 or exam / total <= p["exam_share"]:
+        return []
+    fields = {"los": los, "share": f"{exam / total:.0%}", "limit": f"{p['exam_share']:.0%}"}
+    return [(fields, [ln.lid for ln in exam_lines], total, [ev_item(cx, ln) for ln in exam_lines])]
+
+
+@family("idle_stay", needs=("inpatient",), params={"min_days": int}, fields=("days", "first", "last"))
+def idle_stay(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """挂床住院: min_days or more consecutive charged stay days with only bed/nursing/consultation charges
+    (a day with no charge at all is unknown and breaks the run)."""
+    if cx.enc_type != "inpatient" or not cx.items:
+        return []
+    adm = stay_adm(cx)
+    charged = active = 0
+    for w in cx.state.get("E", ()):
+        if w[0] == cx.ench:
+            charged, active = w[2], w[3]
+    if cx.scene in (8, 9):
+        charged = active = 0  # the settlement carries the whole stay
+    for ln in cx.items:
+        bits = day_bits(ln, adm)
+        charged |= bits
+        if ln.kind != "service" or ln.row is None or ln.row["category"] not in PASSIVE:
+            active |= bits
+    idle = charged & ~active  # days charged, with bed/nursing/consultation charges only
+    if not idle:
+        return []
+    run = best = 0
+    best_end = -1
+    for i in range(idle.bit_length()):
+        if idle >> i & 1:
+            run += 1
+            if run > best:
+                best, best_end = run, i
+        else:
+            run = 0
+    if best < p["min_days"]:
+        return []
+    first = adm + best_end - best + 1
+    fields = {"days": best, "first": date_of_day(first), "last": date_of_day(adm + best_end)}
+    lines = [ln for ln in cx.items if ln.start <= adm + best_end and ln.start + ln.span - 1 >= first]
+    return [(fields, [ln.lid for ln in lines], sum(ln.amt for ln in lines), [ev_item(cx, ln, date=date_of_day(ln.start)) for ln in lines])]
+
+
+@family(
+    "during_stay", needs=("A",), params={"max_open_days": int},
+    fields=("inst", "adm_date"), windows={"open_stay": "max_open_days"},
+)
+def during_stay(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """住院期间门诊/购药: an outpatient or pharmacy claim while the patient is admitted elsewhere."""
+    if cx.enc_type == "inpatient":
+        return []
+    day = cx.day
+    for s in cx.state.get("A", ()):
+        if s[1] == cx.inst or s[0] > day:
+            continue
+        if (s[5] is None and day - s[0] <= p["max_open_days"]) or (s[5] is not None and s[0] < day < s[5]):
+            fields = {"inst": s[1], "adm_date": date_of_day(s[0])}
+            return [(fields, [ln.lid for ln in cx.items], cx.total, [stay_evidence(cx, s)])]
+    return []

@@ -1,0 +1,303 @@
+"""Rule families on catalogue restrictions of single lines (限定支付范围): one KB attribute each.
+
+Stateless: each looks at the request's lines and the KB row of each line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.rules.context import GENDER_EN, GENDER_ZH
+from services.rules.families import Hit, ev_item, family, kb_ev
+
+KIND_TABLE = {"drug": "drugs", "herb": "drugs", "service": "services", "consumable": "services"}
+SETTING_ZH = {"outpatient": "门诊", "inpatient": "住院", "pharmacy": "药店购药", "emergency": "急诊", "chronic": "门诊慢特病"}
+INSUTYPE_ZH = {"310": "职工基本医疗保险", "390": "城乡居民基本医疗保险", "410": "工伤保险", "510": "生育保险"}
+
+
+def _table(line: Any) -> str:
+    return KIND_TABLE[line.kind]
+
+
+def _selected(line: Any, p: dict[str, Any]) -> bool:
+    if line.kind not in p["kinds"]:
+        return False
+    cats = p["categories"]
+    excl = p["exclude_categories"]
+    if not cats and not excl:
+        return True
+    cat = line.row.get("category") if line.row is not None else None
+    if cats and cat not in cats:
+        return False
+    return cat not in excl
+
+
+ITEM_FILTER = {"kinds": list, "categories": list, "exclude_categories": list}
+
+
+@family(
+    "item_sex", needs="sex", params=ITEM_FILTER,
+    fields=("item", "item_code", "sex_zh", "sex_en", "allowed_zh", "allowed_en"),
+)
+def item_sex(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """A line restricted to one sex (区分性别使用) for a patient of the other."""
+    gender = cx.gender
+    if gender == "U":
+        return []
+    hits = []
+    for line in cx.items:
+        row = line.row
+        if row is None or not row.get("sex") or row["sex"] == gender or not _selected(line, p):
+            continue
+        sex = row["sex"]
+        fields = {"item": line.name, "item_code": line.code, "sex_zh": GENDER_ZH[gender], "sex_en": GENDER_EN[gender],
+                  "allowed_zh": GENDER_ZH[sex], "allowed_en": GENDER_EN[sex]}
+        hits.append((fields, [line.lid], line.amt, [ev_item(cx, line), kb_ev(_table(line), row["code"], f"sex={sex}")]))
+    return hits
+
+
+@family(
+    "item_age", needs="age", params={"neonate_days": int, "child_years": int},
+    fields=("item", "item_code", "limit_zh", "limit_en", "age_zh", "age_en"),
+)
+def item_age(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """限新生儿 / 限儿童 / minimum age: the patient's age on the event date is outside the item's range."""
+    hits = []
+    age_d, age_y = cx.age_d, cx.age_y
+    age_zh = f"{age_d}天" if age_y < 1 else f"{age_y}岁"
+    age_en = f"{age_d} days" if age_y < 1 else f"{age_y} years"
+    for line in cx.items:
+        row = line.row
+        if row is None:
+            continue
+        if row.get("neonate_only") and age_d > p["neonate_days"]:
+            limit_zh, limit_en, detail = f"限新生儿(出生{p['neonate_days']}天内)", f"newborns only (≤ {p['neonate_days']} days)", "neonate_only"
+        elif row.get("child_only") and age_y >= p["child_years"]:
+            limit_zh, limit_en, detail = f"限儿童(未满{p['child_years']}岁)", f"children only (< {p['child_years']} years)", "child_only"
+        elif row.get("min_age_years") is not None and age_y < row["min_age_years"]:
+            limit_zh, limit_en = f"限{row['min_age_years']}岁及以上", f"age {row['min_age_years']}+ only"
+            detail = f"min_age_years={row['min_age_years']}"
+        else:
+            continue
+        fields = {"item": line.name, "item_code": line.code, "limit_zh": limit_zh, "limit_en": limit_en,
+                  "age_zh": age_zh, "age_en": age_en}
+        hits.append((fields, [line.lid], line.amt, [ev_item(cx, line), kb_ev(_table(line), row["code"], detail)]))
+    return hits
+
+
+@family("item_insutype", needs="insutype", params={}, fields=("item", "item_code", "allowed_zh", "allowed_en", "insutype"))
+def item_insutype(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """限工伤/生育保险: the patient's insurance type is not among the item's."""
+    ins = cx.insutype
+    if ins is None:
+        return []
+    hits = []
+    for line in cx.items:
+        row = line.row
+        if row is None or not row.get("insutypes") or ins in row["insutypes"]:
+            continue
+        allowed = row["insutypes"]
+        fields = {"item": line.name, "item_code": line.code, "insutype": ins,
+                  "allowed_zh": "、".join(INSUTYPE_ZH.get(a, a) for a in allowed), "allowed_en": ", ".join(allowed)}
+        hits.append((fields, [line.lid], line.amt, [ev_item(cx, line), kb_ev(_table(line), row["code"], f"insutypes={','.join(allowed)}")]))
+    return hits
+
+
+@family("item_level", needs="level", params={}, fields=("item", "item_code", "level", "min_level"))
+def item_level(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """限医疗机构级别: the institution's level is below the item's minimum."""
+    level = cx.level
+    if level is None:
+        return []
+    hits = []
+    for line in cx.items:
+        row = line.row
+        if row is None or not row.get("min_level") or level >= row["min_level"]:
+            continue
+        fields = {"item": line.name, "item_code": line.code, "level": level, "min_level": row["min_level"]}
+        hits.append((fields, [line.lid], line.amt, [ev_item(cx, line), kb_ev(_table(line), row["code"], f"min_level={row['min_level']}")]))
+    return hits
+
+
+@family("item_setting", needs="setting", params={}, fields=("item", "item_code", "where_zh", "where_en", "allowed_zh", "allowed_en"))
+def item_setting(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """限就医方式 / 限科室: the encounter type or department is not among the item's."""
+    hits = []
+    enc_type = cx.enc_type
+    dept = cx.dept
+    for line in cx.items:
+        row = line.row
+        if row is None:
+            continue
+        settings = row.get("settings")
+        depts = row.get("departments")
+        if settings and enc_type not in settings:
+            fields = {"item": line.name, "item_code": line.code, "where_zh": SETTING_ZH.get(enc_type, enc_type), "where_en": enc_type,
+                      "allowed_zh": "、".join(SETTING_ZH.get(s, s) for s in settings), "allowed_en": ", ".join(settings)}
+            detail = f"settings={','.join(settings)}"
+        elif depts and dept is not None and not dept.startswith(tuple(depts)):
+            fields = {"item": line.name, "item_code": line.code, "where_zh": f"科室{dept}", "where_en": f"department {dept}",
+                      "allowed_zh": "科室" + "、".join(depts), "allowed_en": "departments " + ", ".join(depts)}
+            detail = f"departments={','.join(depts)}"
+        else:
+            continue
+        hits.append((fields, [line.lid], line.amt, [ev_item(cx, line), kb_ev(_table(line), row["code"], detail)]))
+    return hits
+
+
+@family("herb_pay", needs="herb_pay", params={}, fields=("items", "items_en", "why_zh", "why_en"))
+def herb_pay(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """饮片: 单复方均不予支付 (never paid), or 单方不予支付 when every piece of the request is on that list."""
+    herbs = [ln for ln in cx.items if ln.kind == "herb"]
+    never = [ln for ln in herbs if ln.row is not None and ln.row.get("herb_never_paid")]
+    hits = []
+    if never:
+        fields = {"items": "、".join(ln.name for ln in never), "items_en": ", ".join(ln.row["name_en"] for ln in never),
+                  "why_zh": "单味或复方均不予支付", "why_en": "not paid alone or in a compound prescription"}
+        evidence = [ev_item(cx, ln) for ln in never] + [kb_ev("drugs", ln.code, "herb_never_paid") for ln in never]
+        hits.append((fields, [ln.lid for ln in never], sum(ln.amt for ln in never), evidence))
+    rest = [ln for ln in herbs if ln not in never]
+    if rest and all(ln.row is not None and ln.row.get("herb_single_unpaid") for ln in rest):
+        fields = {"items": "、".join(ln.name for ln in rest), "items_en": ", ".join(ln.row["name_en"] for ln in rest),
+                  "why_zh": "单味使用或全部由单方不予支付饮片组成的处方不予支付",
+                  "why_en": "not paid when used alone or only with other pieces of that list"}
+        evidence = [ev_item(cx, ln) for ln in rest] + [kb_ev("drugs", ln.code, "herb_single_unpaid") for ln in rest]
+        hits.append((fields, [ln.lid for ln in rest], sum(ln.amt for ln in rest), evidence))
+    return hits
+
+
+def encounter_dx(cx: Any) -> list[str]:
+    """Diagnoses known for this encounter: this event's, else the stay's recorded main diagnosis."""
+    codes = [d.code for d in cx.dx]
+    if not codes and cx.enc_type == "inpatient":
+        for stay in cx.state.get("A", ()):
+            if stay[2] == cx.ench and stay[4]:
+                codes.append(stay[4])
+    return codes
+
+
+@family(
+    "indication", needs="indication", params={"judge_without_diagnosis": bool},
+    fields=("item", "item_code", "indication", "dx_list"),
+)
+def indication(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """限适应症: none of the encounter's diagnoses is among the item's allowed ones."""
+    codes = encounter_dx(cx)
+    if not codes and not p["judge_without_diagnosis"]:
+        return []
+    hits = []
+    for line in cx.items:
+        row = line.row
+        if row is None or not row.get("indications"):
+            continue
+        allowed = tuple(row["indications"])
+        if any(c.startswith(allowed) for c in codes):
+            continue
+        fields = {"item": line.name, "item_code": line.code,
+                  "indication": row.get("indication_text") or "、".join(allowed), "dx_list": "、".join(codes) or "无"}
+        evidence = [ev_item(cx, line), kb_ev(_table(line), row["code"], "indications=" + ",".join(allowed))]
+        hits.append((fields, [line.lid], line.amt, evidence))
+    return hits
+
+
+@family("price_cap", needs="price_cap", params={"tolerance": float}, fields=("item", "item_code", "price", "cap"))
+def price_cap(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """超限定单价: unit price above the catalogue cap in force on the event date."""
+    tol = 1.0 + p["tolerance"]
+    hits = []
+    for line in cx.items:
+        row = line.row
+        if row is None or not row.get("price_cap"):
+            continue
+        price = line.unit_price
+        cap = row["price_cap"]
+        if price is None or price <= cap * tol + 1e-9:
+            continue
+        fields = {"item": line.name, "item_code": line.code, "price": f"{price:.2f}", "cap": f"{cap:.2f}"}
+        evidence = [ev_item(cx, line), kb_ev(_table(line), row["code"], f"price_cap={cap} from {row['effective_from']}")]
+        hits.append((fields, [line.lid], (price - cap) * line.qty, evidence))
+    return hits
+
+
+@family("vbp", needs="vbp_alt", params={}, fields=("item", "item_code", "manufacturer", "alternatives"))
+def vbp(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """集采: a non-selected product is used where a volume-procured (中选) product of the same ingredient and form exists."""
+    hits = []
+    day = cx.day
+    for line in cx.items:
+        row = line.row
+        if row is None or "vbp_alt" not in row["_f"]:
+            continue
+        alts = [r for r in row["_vbp"] if r["_from"] <= day <= r["_to"]]
+        if not alts:
+            continue
+        fields = {"item": line.name, "item_code": line.code, "manufacturer": row["manufacturer"],
+                  "alternatives": "、".join(f"{a['manufacturer']}({a['code']})" for a in alts)}
+        evidence = [ev_item(cx, line), kb_ev("drugs", row["code"], "vbp_selected=false")]
+        evidence += [kb_ev("drugs", a["code"], "vbp_selected=true") for a in alts]
+        hits.append((fields, [line.lid], 0.0, evidence))
+    return hits
+
+
+@family("daily_qty", needs="daily_qty", params={"tolerance": float}, fields=("item", "item_code", "per_day", "max_per_day", "unit"))
+def daily_qty(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """超说明书用量: quantity / days of supply above the maximum daily quantity."""
+    tol = 1.0 + p["tolerance"]
+    hits = []
+    for line in cx.items:
+        row = line.row
+        if row is None or not row.get("max_daily_qty") or not line.ds:
+            continue
+        per_day = line.qty / line.ds
+        if per_day <= row["max_daily_qty"] * tol + 1e-9:
+            continue
+        fields = {"item": line.name, "item_code": line.code, "per_day": f"{per_day:g}",
+                  "max_per_day": f"{row['max_daily_qty']:g}", "unit": row["unit"]}
+        evidence = [ev_item(cx, line), kb_ev("drugs", row["code"], f"max_daily_qty={row['max_daily_qty']}")]
+        hits.append((fields, [line.lid], line.amt, evidence))
+    return hits
+
+
+@family(
+    "max_days", needs=("drug",), params={"default_days": int, "emergency_days": int, "chronic_days": int,
+                        "chronic_med_types": list, "emergency_med_types": list, "emergency_departments": list},
+    fields=("item", "item_code", "days", "limit", "setting_zh", "setting_en"),
+)
+def max_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """超量开药: days of supply above the limit for the setting (KB per drug, else the rule's defaults)."""
+    if "drug" not in cx.kinds:
+        return []
+    med_type = cx.med_type
+    if med_type is not None and med_type in p["chronic_med_types"]:
+        setting = "chronic"
+    elif (med_type is not None and med_type in p["emergency_med_types"]) or (
+        cx.dept is not None and cx.dept.startswith(tuple(p["emergency_departments"]))
+    ):
+        setting = "emergency"
+    else:
+        setting = "outpatient"
+    hits = []
+    for line in cx.items:
+        if line.kind != "drug":
+            continue
+        days = line.ds
+        row = line.row
+        if days is None and row is not None and row.get("daily_qty"):
+            days = int(-(-line.qty // row["daily_qty"]))
+        if not days:
+            continue
+        kb_days = (row.get("max_days") or {}) if row is not None else {}
+        if setting == "chronic":
+            limit = kb_days.get("chronic", max(p["chronic_days"], kb_days.get("outpatient", 0)))
+        elif setting == "emergency":
+            limit = min(p["emergency_days"], kb_days.get("emergency", 10**6), kb_days.get("outpatient", 10**6))
+        else:
+            limit = kb_days.get("outpatient", p["default_days"])
+        if days <= limit:
+            continue
+        fields = {"item": line.name, "item_code": line.code, "days": days, "limit": limit,
+                  "setting_zh": SETTING_ZH[setting], "setting_en": setting}
+        source = f"max_days.{setting}={limit}" if setting in kb_days else f"rule default {setting}={limit}"
+        evidence = [ev_item(cx, line)] + ([kb_ev("drugs", row["code"], source)] if row is not None else [])
+        hits.append((fields, [line.lid], line.amt, evidence))
+    return hits

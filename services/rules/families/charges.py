@@ -1,0 +1,253 @@
+"""Rule families on charges: duplicate (bundled) charges, unbundling, frequency, periods, courses, dates.
+
+Per-stay counts come from the state's open-stay accumulators (E), which only
+incremental inpatient events (scenes 4/5) feed; a settlement (8/9) carries the
+stay's whole list, so it is judged on its own lines.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.rules.families import Hit, ev_item, family, kb_ev
+from services.rules.state import course_key, status_on
+from services.rules.timeutil import date_of_day
+
+INCREMENTAL = frozenset({4, 5})
+
+
+def stay_work(cx: Any) -> list[Any] | None:
+    """The open-stay accumulator row of this encounter (prior state), or None."""
+    if cx.enc_type != "inpatient" or cx.scene not in INCREMENTAL:
+        return None
+    for w in cx.state.get("E", ()):
+        if w[0] == cx.ench:
+            return w
+    return None
+
+
+def _counter(work: list[Any] | None, code: str) -> list[Any] | None:
+    if work is None:
+        return None
+    for c in work[1]:
+        if c[0] == code:
+            return c
+    return None
+
+
+def _earlier(cx: Any, code: str, day: int, qty: float) -> dict[str, Any]:
+    row = cx.kb.services.get(code, day)
+    return {"kind": "event", "event_id": None, "institution_id": cx.inst, "date": date_of_day(day),
+            "item_code": code, "item_name": row["name"] if row else code, "quantity": qty, "days_supply": None}
+
+
+@family("bundled", needs="bundled", params={}, fields=("item", "item_code", "bundle", "bundle_code", "date"))
+def bundled(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """重复收费: an item charged on the same day as an item whose content already includes it
+    (both in this request, or the other one earlier the same day of this stay)."""
+    lines = [ln for ln in cx.items if ln.row is not None and "bundled" in ln.row["_f"]]
+    if not lines:
+        return []
+    work = stay_work(cx)
+    services = cx.kb.services
+    here: dict[tuple[str, int], Any] = {(ln.code, ln.start): ln for ln in lines}
+    hits = []
+
+    def hit(dup: Any, parent_name: str, parent_code: str, child_code: str, evidence: list[dict[str, Any]]) -> None:
+        evidence.append(kb_ev("services", parent_code, f"includes {child_code}"))
+        fields = {"item": dup.name if child_code == dup.code else services.get(child_code, cx.day)["name"],
+                  "item_code": child_code, "bundle": parent_name, "bundle_code": parent_code, "date": date_of_day(dup.start)}
+        hits.append((fields, [dup.lid], dup.amt, evidence))
+
+    for ln in lines:
+        for code in ln.row.get("includes") or ():          # ln is the bundle
+            child = here.get((code, ln.start))
+            if child is not None:
+                hit(child, ln.name, ln.code, code, [ev_item(cx, child), ev_item(cx, ln)])
+                continue
+            c = _counter(work, code)
+            if c is not None and c[2] == ln.start:
+                hit(ln, ln.name, ln.code, code, [ev_item(cx, ln), _earlier(cx, code, c[2], c[3])])
+        for parent in cx.kb.included_by.get(ln.code, ()):  # ln is included in an earlier bundle
+            if (parent, ln.start) in here:
+                continue
+            c = _counter(work, parent)
+            if c is not None and c[2] == ln.start:
+                earlier = _earlier(cx, parent, c[2], c[3])
+                hit(ln, earlier["item_name"], parent, ln.code, [ev_item(cx, ln), earlier])
+    return hits
+
+
+@family("bundle", needs="bundle_part", params={}, fields=("bundle", "bundle_code", "items", "count"))
+def bundle(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """分解收费: the components of a bundle charged separately (at least min_components of them)."""
+    codes = {ln.code: ln for ln in cx.items if ln.row is not None and "bundle_part" in ln.row["_f"]}
+    if len(codes) < 2:
+        return []
+    present = {ln.code for ln in cx.items}
+    hits = []
+    for b in cx.kb.bundles:
+        if not b["_from"] <= cx.day <= b["_to"] or b["code"] in present:
+            continue
+        parts = [codes[c] for c in b["components"] if c in codes]
+        if len(parts) < b["min_components"]:
+            continue
+        fields = {"bundle": b["name"], "bundle_code": b["code"], "items": "、".join(ln.name for ln in parts), "count": len(parts)}
+        evidence = [ev_item(cx, ln) for ln in parts]
+        evidence.append(kb_ev("services", b["code"], f"components={','.join(b['components'])}; min_components={b['min_components']}"))
+        hits.append((fields, [ln.lid for ln in parts], sum(ln.amt for ln in parts), evidence))
+    return hits
+
+
+@family("frequency", needs="frequency", params={}, fields=("item", "item_code", "qty", "limit", "per_zh", "per_en"))
+def frequency(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """限定频次: units per day or per encounter above the item's limit."""
+    work = stay_work(cx)
+    lines = [ln for ln in cx.items if ln.row is not None and "frequency" in ln.row["_f"]]
+    if work is None:
+        # Fast path (most events): one line per code, single day, nothing earlier in the stay.
+        codes = {ln.code for ln in lines}
+        if len(codes) == len(lines) and all(ln.span == 1 for ln in lines):
+            if all(ln.qty <= (ln.row.get("max_per_day") or ln.qty) and ln.qty <= (ln.row.get("max_per_enc") or ln.qty)
+                   for ln in lines):
+                return []
+    day_qty: dict[tuple[str, int], float] = {}
+    enc_qty: dict[str, float] = {}
+    first: dict[tuple[str, int], Any] = {}
+    for ln in lines:
+        per_day = ln.qty if ln.span == 1 else 1.0
+        for day in range(ln.start, ln.start + ln.span):
+            key = (ln.code, day)
+            day_qty[key] = day_qty.get(key, 0.0) + per_day
+            first.setdefault(key, ln)
+        enc_qty[ln.code] = enc_qty.get(ln.code, 0.0) + ln.qty
+    hits = []
+    done: set[str] = set()
+    for (code, day), qty in day_qty.items():
+        ln = first[(code, day)]
+        row = ln.row
+        c = _counter(work, code)
+        evidence = [ev_item(cx, ln, date=date_of_day(day))]
+        limit = row.get("max_per_day")
+        total = qty + (c[3] if c is not None and c[2] == day else 0.0)
+        if limit and total > limit:
+            if c is not None and c[2] == day:
+                evidence.append(_earlier(cx, code, day, c[3]))
+            evidence.append(kb_ev("services", row["code"], f"max_per_day={limit:g}"))
+            fields = {"item": ln.name, "item_code": code, "qty": f"{total:g}", "limit": f"{limit:g}",
+                      "per_zh": f"{date_of_day(day)}当日", "per_en": f"on {date_of_day(day)}"}
+            unit = ln.amt / ln.qty if ln.qty else 0.0
+            hits.append((fields, [ln.lid], unit * (total - limit), evidence))
+            done.add(code)
+            continue
+        limit = row.get("max_per_enc")
+        total = enc_qty[code] + (c[1] if c is not None else 0.0)
+        if limit and code not in done and total > limit:
+            done.add(code)
+            evidence.append(kb_ev("services", row["code"], f"max_per_enc={limit:g}"))
+            fields = {"item": ln.name, "item_code": code, "qty": f"{total:g}", "limit": f"{limit:g}",
+                      "per_zh": "本次就诊", "per_en": "in this encounter"}
+            unit = ln.amt / ln.qty if ln.qty else 0.0
+            hits.append((fields, [ln.lid], unit * (total - limit), evidence))
+    return hits
+
+
+@family(
+    "period", needs="period", params={"window_days": int},
+    fields=("item", "item_code", "count", "limit", "days"), windows={},
+)
+def period(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """周期超频次: more than N units of an item within its period (KB period_limit), across encounters."""
+    rows = cx.state.get("P", ())
+    hits = []
+    seen: set[str] = set()
+    for ln in cx.items:
+        row = ln.row
+        if row is None or not row.get("period_limit") or ln.code in seen:
+            continue
+        seen.add(ln.code)
+        days, limit = row["period_limit"]["days"], row["period_limit"]["max"]
+        days = min(days, p["window_days"])
+        lo = ln.start - days
+        code, start, ench = ln.code, ln.start, cx.ench
+        count = 0.0
+        prior = []
+        for r in rows:
+            if r[0] == code and lo < r[1] <= start and not (r[3] == ench and r[1] == start):
+                prior.append(r)
+                count += r[2]
+        for x in cx.items:
+            if x.code == code and lo < x.start <= start:
+                count += x.qty
+        if count <= limit:
+            continue
+        evidence = [{"kind": "event", "event_id": None, "institution_id": r[4], "date": date_of_day(r[1]),
+                     "item_code": r[0], "item_name": row["name"], "quantity": r[2], "days_supply": None} for r in sorted(prior, key=lambda r: r[1])]
+        evidence.append(ev_item(cx, ln))
+        evidence.append(kb_ev("services", row["code"], f"period_limit={limit} per {row['period_limit']['days']} days"))
+        fields = {"item": ln.name, "item_code": ln.code, "count": f"{count:g}", "limit": limit, "days": days}
+        hits.append((fields, [ln.lid], ln.amt, evidence))
+    return hits
+
+
+@family(
+    "course", needs="course", params={"gap_days": int},
+    fields=("item", "item_code", "days", "limit", "first_date"), windows={"course_gap": "gap_days"},
+)
+def course(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """限支付疗程: days since the course's first use (a gap > gap_days starts a new course) above the limit."""
+    rows = cx.state.get("C", ())
+    hits = []
+    for ln in cx.items:
+        row = ln.row
+        if row is None or not row.get("course_days"):
+            continue
+        key = course_key(ln)
+        first = ln.start
+        for r in rows:
+            if r[0] == key and ln.start - r[2] <= p["gap_days"]:
+                first = min(r[1], ln.start)
+                break
+        end = ln.start + max(1, ln.ds or 1) - 1
+        days = end - first + 1
+        limit = row["course_days"]
+        if days <= limit:
+            continue
+        fields = {"item": ln.name, "item_code": ln.code, "days": days, "limit": limit, "first_date": date_of_day(first)}
+        evidence = [ev_item(cx, ln), kb_ev("drugs" if ln.kind in ("drug", "herb") else "services", row["code"], f"course_days={limit}")]
+        hits.append((fields, [ln.lid], ln.amt, evidence))
+    return hits
+
+
+@family("charge_dates", needs=("inpatient",), params={}, fields=("item", "item_code", "date", "why_zh", "why_en"))
+def charge_dates(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """计费日期与住院时间不符: a line dated before admission, after discharge, or after the patient's death."""
+    if cx.enc_type != "inpatient" or not cx.items:
+        return []
+    adm = cx.adm_day
+    dis = cx.dis_day
+    for stay in cx.state.get("A", ()):
+        if stay[2] == cx.ench:
+            adm = stay[0] if adm is None else adm
+            dis = stay[5] if dis is None else dis
+            break
+    death = None
+    for r in cx.state.get("S", ()):
+        if r[0] == "deceased":
+            s = status_on(cx.state, r[1])
+            if s is not None and s[0] == "deceased":
+                death = r[1] if death is None else min(death, r[1])
+    hits = []
+    for ln in cx.items:
+        d = ln.start
+        if death is not None and d > death:
+            why_zh, why_en = f"晚于参保人死亡日期{date_of_day(death)}", f"after the patient's death on {date_of_day(death)}"
+        elif adm is not None and d < adm:
+            why_zh, why_en = f"早于入院日期{date_of_day(adm)}", f"before admission on {date_of_day(adm)}"
+        elif dis is not None and d > dis:
+            why_zh, why_en = f"晚于出院日期{date_of_day(dis)}", f"after discharge on {date_of_day(dis)}"
+        else:
+            continue
+        fields = {"item": ln.name, "item_code": ln.code, "date": date_of_day(d), "why_zh": why_zh, "why_en": why_en}
+        hits.append((fields, [ln.lid], ln.amt, [ev_item(cx, ln, date=date_of_day(d))]))
+    return hits

@@ -1,0 +1,228 @@
+"""Rule families on drugs across requests: the supply ledger (duplicates, classes, interactions, purchases, second line)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.rules.families import Hit, ev_item, family, kb_ev
+from services.rules.state import ingredient_of
+from services.rules.timeutil import date_of_day, month_of_day
+
+
+def ledger_evidence(cx: Any, row: list[Any]) -> dict[str, Any]:
+    """Evidence entry for an earlier supply held in the ledger."""
+    kb_row = cx.kb_drug(row[1], row[2])
+    return {
+        "kind": "event", "event_id": row[6], "institution_id": row[5], "date": date_of_day(row[2]),
+        "item_code": row[1], "item_name": kb_row["name"] if kb_row else row[1],
+        "quantity": row[4], "days_supply": row[3],
+    }
+
+
+@family(
+    "supply_overlap", needs=("drug", "L"),
+    params={"window_days": int, "remaining_fraction": float},
+    fields=("item", "item_code", "prev_inst", "prev_date", "prev_qty", "prev_days", "remaining", "prev_item"),
+    windows={"ledger": "window_days"},
+)
+def supply_overlap(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """Same ingredient again while more than a fraction of the last supply remains."""
+    ledger = cx.state.get("L")
+    if not ledger or "drug" not in cx.kinds:
+        return []
+    window = p["window_days"]
+    frac = p["remaining_fraction"]
+    ench = cx.ench
+    hits = []
+    for line in cx.items:
+        if line.kind != "drug":
+            continue
+        ing = ingredient_of(line)
+        for prev in ledger:
+            if prev[0] != ing:
+                continue
+            if prev[7] == ench:
+                break
+            elapsed = line.start - prev[2]
+            remaining = prev[3] - elapsed
+            if 0 <= elapsed < window and remaining > round(prev[3] * frac, 2):
+                ev = ledger_evidence(cx, prev)
+                fields = {
+                    "item": line.name, "item_code": line.code, "prev_inst": prev[5],
+                    "prev_date": ev["date"], "prev_qty": f"{prev[4]:g}", "prev_days": prev[3],
+                    "remaining": remaining, "prev_item": ev["item_name"],
+                }
+                evidence = [ev, kb_ev("drugs", line.code, f"ingredient={ing}")]
+                hits.append((fields, [line.lid], line.amt, evidence))
+            break
+    return hits
+
+
+def _active(prev: list[Any], start: int, frac: float) -> int | None:
+    """Remaining days of a ledger supply at ``start`` if above ``frac`` of it, else None."""
+    remaining = prev[3] - (start - prev[2])
+    if start >= prev[2] and remaining > round(prev[3] * frac, 2) and remaining > 0:
+        return remaining
+    return None
+
+
+@family(
+    "same_class", needs=("drug",),
+    params={"remaining_fraction": float, "exempt_classes": list},
+    fields=("items", "class_name", "class_code"),
+)
+def same_class(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """重复开药(同药理): two ingredients of one pharmacological class in the request, or one in the
+    request while another of the class is still in supply (same ledger rule as R19)."""
+    if "drug" not in cx.kinds:
+        return []
+    exempt = p["exempt_classes"]
+    by_class: dict[str, list[Any]] = {}
+    for line in cx.items:
+        row = line.row
+        if line.kind != "drug" or row is None or row["class"] in exempt:
+            continue
+        by_class.setdefault(row["class"], []).append(line)
+    if not by_class:
+        return []
+    ledger = cx.state.get("L", ())
+    if not ledger and all(len({ln.row["ingredient"] for ln in v}) < 2 for v in by_class.values()):
+        return []
+    class_of = cx.kb.class_of
+    ench = cx.ench
+    hits = []
+    for cls, lines in by_class.items():
+        ings = {ln.row["ingredient"] for ln in lines}
+        others = []
+        for prev in ledger:
+            if class_of.get(prev[0]) != cls or prev[0] in ings or prev[7] == ench:
+                continue
+            prow = cx.kb_drug(prev[1], prev[2])
+            if prow is not None and _active(prev, lines[0].start, p["remaining_fraction"]) is not None:
+                others.append((prev, prow))
+        if len(ings) < 2 and not others:
+            continue
+        row = lines[0].row
+        names = [ln.name for ln in lines] + [f"{prow['name']}({date_of_day(prev[2])}，{prev[5]})" for prev, prow in others]
+        fields = {"items": "、".join(names), "class_name": row["class_name"], "class_code": cls}
+        evidence = [ev_item(cx, ln) for ln in lines] + [ledger_evidence(cx, prev) for prev, _ in others]
+        evidence.append(kb_ev("drugs", row["code"], f"class={cls}"))
+        hits.append((fields, [ln.lid for ln in lines], sum(ln.amt for ln in lines), evidence))
+    return hits
+
+
+@family(
+    "interaction", needs=("interacting",), params={"remaining_fraction": float, "severities": list},
+    fields=("a", "b", "effect_zh", "effect_en", "severity"),
+)
+def interaction(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """相互作用 / 配伍禁忌: a pair from the interaction table within the request, or between the request
+    and a supply still running."""
+    kb = cx.kb
+    inter = kb.interacting
+    lines = [ln for ln in cx.items if ln.row is not None and ln.kind in ("drug", "herb") and ln.row["ingredient"] in inter]
+    if not lines:
+        return []
+    day = cx.day
+    sev = p["severities"]
+    hits = []
+    seen: set[tuple[str, str]] = set()
+    for i, a in enumerate(lines):
+        ia = a.row["ingredient"]
+        for b in lines[i + 1:]:
+            ib = b.row["ingredient"]
+            if (ia, ib) in seen:
+                continue
+            row = kb.interaction(ia, ib, day)
+            if row is None or row["severity"] not in sev:
+                continue
+            seen.add((ia, ib))
+            seen.add((ib, ia))
+            fields = {"a": a.name, "b": b.name, "effect_zh": row["effect_zh"], "effect_en": row["effect_en"], "severity": row["severity"]}
+            evidence = [ev_item(cx, a), ev_item(cx, b), kb_ev("interactions", f"{row['a']}+{row['b']}", f"{row['severity']}: {row['basis']}")]
+            hits.append((fields, [a.lid, b.lid], a.amt + b.amt, evidence))
+    for prev in cx.state.get("L", ()):
+        if prev[0] not in inter or prev[7] == cx.ench:
+            continue
+        for a in lines:
+            ia = a.row["ingredient"]
+            if ia == prev[0] or (ia, prev[0]) in seen or _active(prev, a.start, p["remaining_fraction"]) is None:
+                continue
+            row = kb.interaction(ia, prev[0], day)
+            if row is None or row["severity"] not in sev:
+                continue
+            seen.add((ia, prev[0]))
+            seen.add((prev[0], ia))
+            ev = ledger_evidence(cx, prev)
+            fields = {"a": a.name, "b": f"{ev['item_name']}({ev['date']}，{prev[5]})", "effect_zh": row["effect_zh"],
+                      "effect_en": row["effect_en"], "severity": row["severity"]}
+            evidence = [ev_item(cx, a), ev, kb_ev("interactions", f"{row['a']}+{row['b']}", f"{row['severity']}: {row['basis']}")]
+            hits.append((fields, [a.lid], a.amt, evidence))
+    return hits
+
+
+@family(
+    "frequent_purchase", needs=("drug", "L"), params={"max_per_month": int},
+    fields=("item", "item_code", "count", "limit", "month"),
+)
+def frequent_purchase(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """频繁购药: the same ingredient bought more than max_per_month times in a natural month."""
+    ledger = cx.state.get("L")
+    if not ledger or "drug" not in cx.kinds:
+        return []
+    month = month_of_day(cx.day)
+    hits = []
+    for line in cx.items:
+        if line.kind != "drug":
+            continue
+        ing = ingredient_of(line)
+        for prev in ledger:
+            if prev[0] != ing:
+                continue
+            if prev[7] != cx.ench and prev[8] == month and prev[9] + 1 > p["max_per_month"]:
+                count = prev[9] + 1
+                fields = {"item": line.name, "item_code": line.code, "count": count, "limit": p["max_per_month"],
+                          "month": f"{month // 100}-{month % 100:02d}"}
+                evidence = [ledger_evidence(cx, prev), ev_item(cx, line),
+                            kb_ev("drugs", line.code, f"ingredient={ing}; purchases this month before this one={prev[9]}")]
+                hits.append((fields, [line.lid], line.amt, evidence))
+            break
+    return hits
+
+
+@family(
+    "second_line", needs="second_line", params={"lookback_days": int},
+    fields=("item", "item_code", "first_line"), windows={"ledger": "lookback_days"},
+)
+def second_line(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """限二线使用: a second-line drug with no first-line agent in this request, this stay or the
+    supply ledger within lookback_days."""
+    kb = cx.kb
+    classes_now = {ln.row["class"] for ln in cx.items if ln.kind == "drug" and ln.row is not None}
+    stay_classes: list[str] = []
+    for w in cx.state.get("E", ()):
+        if w[0] == cx.ench:
+            stay_classes = w[6]
+            break
+    hits = []
+    for line in cx.items:
+        row = line.row
+        if row is None or not row.get("second_line"):
+            continue
+        wanted = row.get("first_line_classes") or []
+        if any(c in classes_now or c in stay_classes for c in wanted):
+            continue
+        found = False
+        for prev in cx.state.get("L", ()):
+            if 0 <= line.start - prev[2] < p["lookback_days"]:
+                group = kb.by_ingredient.get(prev[0])
+                if group and group[0]["class"] in wanted:
+                    found = True
+                    break
+        if found:
+            continue
+        names = "、".join(f"{kb.by_class[c][0]['class_name']}({c})" for c in wanted)
+        fields = {"item": line.name, "item_code": line.code, "first_line": names}
+        evidence = [ev_item(cx, line), kb_ev("drugs", row["code"], "second_line; first_line_classes=" + ",".join(wanted))]
+        hits.append((fields, [line.lid], line.amt, evidence))
+    return hits

@@ -1,0 +1,70 @@
+"""Rule families on outpatient visits: frequent visits, several institutions on one day."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.rules.families import Hit, family
+from services.rules.timeutil import date_of_day
+
+
+def _visit_evidence(v: list[Any]) -> dict[str, Any]:
+    return {"kind": "event", "event_id": None, "institution_id": v[1], "date": date_of_day(v[0])}
+
+
+def _prior_visits(cx: Any) -> list[Any] | None:
+    """Earlier visits, or None when this encounter is already counted (a re-sent scene)."""
+    visits = cx.state.get("V", ())
+    for v in visits:
+        if v[2] == cx.ench:
+            return None
+    return list(visits)
+
+
+@family(
+    "frequent_visits", needs=("outpatient", "V"), params={"window_days": int, "max_visits": int, "same_day_max": int},
+    fields=("count", "days", "same_day"), windows={"visits": "window_days"},
+)
+def frequent_visits(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """频繁门诊: more than max_visits visits in window_days, or same_day_max or more on one day."""
+    if cx.enc_type != "outpatient":
+        return []
+    visits = cx.state["V"]
+    ench = cx.ench
+    day = cx.day
+    window = p["window_days"]
+    count = same = 1
+    for v in visits:
+        if v[2] == ench:
+            return []  # this encounter is already counted (a re-sent scene)
+        age = day - v[0]
+        if 0 <= age < window:
+            count += 1
+            if age == 0:
+                same += 1
+    if count <= p["max_visits"] and same < p["same_day_max"]:
+        return []
+    fields = {"count": count, "days": window, "same_day": same}
+    if count <= p["max_visits"]:
+        shown = [v for v in visits if v[0] == day]
+    else:
+        shown = [v for v in visits if 0 <= day - v[0] < window]
+    return [(fields, [], 0.0, [_visit_evidence(v) for v in sorted(shown, key=lambda v: (v[0], v[1]))])]
+
+
+@family(
+    "same_day_institutions", needs=("outpatient", "V"), params={"max_institutions": int},
+    fields=("count", "institutions"),
+)
+def same_day_institutions(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """同日多院就诊: outpatient visits at more than max_institutions institutions on one day."""
+    if cx.enc_type != "outpatient":
+        return []
+    prior = _prior_visits(cx)
+    if prior is None:
+        return []
+    insts = {v[1] for v in prior if v[0] == cx.day} | {cx.inst}
+    if len(insts) <= p["max_institutions"]:
+        return []
+    fields = {"count": len(insts), "institutions": "、".join(sorted(insts))}
+    return [(fields, [], 0.0, [_visit_evidence(v) for v in prior if v[0] == cx.day and v[1] != cx.inst])]

@@ -1,0 +1,477 @@
+"""The knowledge base (知识库): catalogues loaded once, validated, indexed by code.
+
+Every row is dated (``effective_from`` .. ``effective_to``, both inclusive, the
+latter optional); a row is retired by giving it an ``effective_to``, never by
+deleting it, and a lookup on day *d* returns the version in force on *d*.
+
+Tables (files under ``schemas/kb/``, each ``{"table", "version", "rows": [...]}``):
+
+- ``drugs``        western/patent drugs and decoction pieces (``type`` herb)
+- ``services``     medical services and consumables (``kind``)
+- ``diagnoses``    ICD-10 codes (and chapter rows with ``prefix: true``)
+- ``interactions`` drug–drug interactions and decoction-piece incompatibilities
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any, Callable
+
+import orjson
+
+from services.rules.exceptions import DataError
+from services.rules.timeutil import NEVER, day_of_date
+
+_STR = (str,)
+_INT = (int,)
+_NUM = (int, float)
+_BOOL = (bool,)
+_LIST = (list,)
+_DICT = (dict,)
+
+SEXES = ("M", "F")
+SETTINGS = ("outpatient", "inpatient", "pharmacy", "emergency", "chronic")
+SERVICE_CATEGORIES = (
+    "registration", "consult", "bed", "nursing", "lab", "imaging", "treatment",
+    "surgery", "dialysis", "anesthesia", "rehab", "tcm", "material", "other",
+)
+
+
+def _str_list(v: Any) -> str | None:
+    if not all(isinstance(x, str) and x for x in v):
+        return "must be a list of non-empty strings"
+    return None
+
+
+def _sex(v: Any) -> str | None:
+    return None if v in SEXES else f"must be one of {SEXES}"
+
+
+def _positive(v: Any) -> str | None:
+    return None if v > 0 else "must be > 0"
+
+
+def _level(v: Any) -> str | None:
+    return None if v in (1, 2, 3) else "must be 1, 2 or 3"
+
+
+def _settings(v: Any) -> str | None:
+    bad = [x for x in v if x not in SETTINGS]
+    return f"unknown setting(s) {bad}; allowed {SETTINGS}" if bad else None
+
+
+def _max_days(v: Any) -> str | None:
+    for k, n in v.items():
+        if k not in SETTINGS or not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+            return f"must map settings {SETTINGS} to positive ints (got {k!r}: {n!r})"
+    return None
+
+
+def _period(v: Any) -> str | None:
+    if set(v) != {"days", "max"} or not all(isinstance(v[k], int) and v[k] > 0 for k in v):
+        return 'must be {"days": int > 0, "max": int > 0}'
+    return None
+
+
+def _category(v: Any) -> str | None:
+    return None if v in SERVICE_CATEGORIES else f"must be one of {SERVICE_CATEGORIES}"
+
+
+Spec = dict[str, tuple[tuple[type, ...], bool, Callable[[Any], str | None] | None]]
+
+_DATED: Spec = {
+    "effective_from": (_STR, True, None),
+    "effective_to": (_STR, False, None),
+    "note": (_STR, False, None),
+}
+
+DRUG_SPEC: Spec = {
+    "code": (_STR, True, None),
+    "name": (_STR, True, None),
+    "name_en": (_STR, True, None),
+    "type": (_STR, True, lambda v: None if v in ("western", "patent", "herb") else "must be western|patent|herb"),
+    "ingredient": (_STR, True, None),
+    "class": (_STR, True, None),
+    "class_name": (_STR, True, None),
+    "form": (_STR, True, None),
+    "manufacturer": (_STR, True, None),
+    "unit": (_STR, True, None),
+    "sex": (_STR, False, _sex),
+    "child_only": (_BOOL, False, None),
+    "neonate_only": (_BOOL, False, None),
+    "indications": (_LIST, False, _str_list),
+    "indication_text": (_STR, False, None),
+    "second_line": (_BOOL, False, None),
+    "first_line_classes": (_LIST, False, _str_list),
+    "min_level": (_INT, False, _level),
+    "settings": (_LIST, False, _settings),
+    "max_days": (_DICT, False, _max_days),
+    "daily_qty": (_NUM, False, _positive),
+    "max_daily_qty": (_NUM, False, _positive),
+    "price_cap": (_NUM, False, _positive),
+    "vbp_selected": (_BOOL, False, None),
+    "insutypes": (_LIST, False, _str_list),
+    "course_days": (_INT, False, _positive),
+    "herb_single_unpaid": (_BOOL, False, None),
+    "herb_never_paid": (_BOOL, False, None),
+    **_DATED,
+}
+
+SERVICE_SPEC: Spec = {
+    "code": (_STR, True, None),
+    "name": (_STR, True, None),
+    "name_en": (_STR, True, None),
+    "kind": (_STR, True, lambda v: None if v in ("service", "consumable") else "must be service|consumable"),
+    "category": (_STR, True, _category),
+    "unit": (_STR, True, None),
+    "sex": (_STR, False, _sex),
+    "child_only": (_BOOL, False, None),
+    "neonate_only": (_BOOL, False, None),
+    "min_age_years": (_INT, False, None),
+    "min_level": (_INT, False, _level),
+    "settings": (_LIST, False, _settings),
+    "departments": (_LIST, False, _str_list),
+    "max_per_day": (_NUM, False, _positive),
+    "max_per_enc": (_NUM, False, _positive),
+    "period_limit": (_DICT, False, _period),
+    "includes": (_LIST, False, _str_list),
+    "components": (_LIST, False, _str_list),
+    "min_components": (_INT, False, _positive),
+    "price_cap": (_NUM, False, _positive),
+    "insutypes": (_LIST, False, _str_list),
+    "course_days": (_INT, False, _positive),
+    **_DATED,
+}
+
+DIAGNOSIS_SPEC: Spec = {
+    "code": (_STR, True, None),
+    "name": (_STR, True, None),
+    "name_en": (_STR, True, None),
+    "prefix": (_BOOL, False, None),
+    "sex": (_STR, False, _sex),
+    "age_min_years": (_INT, False, None),
+    "age_max_years": (_INT, False, None),
+    "age_max_days": (_INT, False, _positive),
+    "group": (_STR, False, None),
+    "ref_los": (_INT, False, _positive),
+    **_DATED,
+}
+
+INTERACTION_SPEC: Spec = {
+    "a": (_STR, True, None),
+    "b": (_STR, True, None),
+    "kind": (_STR, True, lambda v: None if v in ("drug", "herb") else "must be drug|herb"),
+    "severity": (_STR, True, lambda v: None if v in ("major", "moderate", "contraindicated") else "must be major|moderate|contraindicated"),
+    "effect_zh": (_STR, True, None),
+    "effect_en": (_STR, True, None),
+    "basis": (_STR, True, None),
+    **_DATED,
+}
+
+TABLES: dict[str, Spec] = {
+    "drugs": DRUG_SPEC,
+    "services": SERVICE_SPEC,
+    "diagnoses": DIAGNOSIS_SPEC,
+    "interactions": INTERACTION_SPEC,
+}
+
+# Row attribute → feature tag. A rule family that needs a tag is skipped for an
+# event none of whose lines carries that attribute (the main hot-path saving).
+FEATURES = {
+    "sex": "sex", "child_only": "age", "neonate_only": "age", "min_age_years": "age",
+    "indications": "indication", "second_line": "second_line", "min_level": "level",
+    "settings": "setting", "departments": "setting", "max_days": "max_days",
+    "max_daily_qty": "daily_qty", "price_cap": "price_cap", "insutypes": "insutype",
+    "course_days": "course", "herb_single_unpaid": "herb_pay", "herb_never_paid": "herb_pay",
+    "max_per_day": "frequency", "max_per_enc": "frequency", "period_limit": "period",
+    "includes": "bundled", "components": "bundle_part",
+}
+
+DX_FEATURES = {"sex": "dx_sex", "age_min_years": "dx_age", "age_max_years": "dx_age", "age_max_days": "dx_age"}
+
+
+def validate_row(table: str, spec: Spec, row: Any, where: str) -> None:
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: a row must be an object")
+    unknown = set(row) - set(spec)
+    if unknown:
+        raise DataError(f"{where}: unknown field(s) {sorted(unknown)} (allowed: {sorted(spec)})")
+    for name, (types, required, check) in spec.items():
+        if name not in row or row[name] is None:
+            if required:
+                raise DataError(f"{where}: missing required field {name!r}")
+            continue
+        value = row[name]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise DataError(f"{where}: field {name!r}={value!r} must be {'/'.join(t.__name__ for t in types)}")
+        if isinstance(value, str) and not value.strip() and required:
+            raise DataError(f"{where}: field {name!r} is empty")
+        if check is not None:
+            msg = check(value)
+            if msg:
+                raise DataError(f"{where}: field {name!r}={value!r} {msg}")
+    try:
+        frm = day_of_date(row["effective_from"])
+        to = day_of_date(row["effective_to"]) if row.get("effective_to") else NEVER
+    except ValueError:
+        raise DataError(f"{where}: effective_from/effective_to must be YYYY-MM-DD dates") from None
+    if to < frm:
+        raise DataError(f"{where}: effective_to {row['effective_to']} is before effective_from {row['effective_from']}")
+    row["_from"], row["_to"] = frm, to
+    row["_t"] = "d" if table == "drugs" else table[0]
+    feats = frozenset(tag for attr, tag in FEATURES.items() if row.get(attr))
+    if table == "diagnoses":
+        feats = frozenset(tag for attr, tag in DX_FEATURES.items() if row.get(attr) is not None)
+    row["_f"] = feats
+
+
+class Dated:
+    """code → the versions of a row, each in force over [_from, _to]."""
+
+    __slots__ = ("_one", "_many")
+
+    def __init__(self) -> None:
+        self._one: dict[str, dict[str, Any]] = {}
+        self._many: dict[str, list[dict[str, Any]]] = {}
+
+    def add(self, key: str, row: dict[str, Any], where: str) -> None:
+        versions = self._many.get(key)
+        if versions is None:
+            prev = self._one.get(key)
+            versions = [prev] if prev is not None else []
+        for v in versions:
+            if v["_from"] <= row["_to"] and row["_from"] <= v["_to"]:
+                raise DataError(f"{where}: {key!r} overlaps another version in force over the same dates")
+        versions.append(row)
+        if len(versions) == 1:
+            self._one[key] = row
+        else:
+            self._one.pop(key, None)
+            versions.sort(key=lambda r: r["_from"])
+            self._many[key] = versions
+
+    def get(self, key: str, day: int) -> dict[str, Any] | None:
+        row = self._one.get(key)
+        if row is not None:
+            return row if row["_from"] <= day <= row["_to"] else None
+        versions = self._many.get(key)
+        if versions:
+            for row in versions:
+                if row["_from"] <= day <= row["_to"]:
+                    return row
+        return None
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._one or key in self._many
+
+    def rows(self) -> list[dict[str, Any]]:
+        out = list(self._one.values())
+        for versions in self._many.values():
+            out.extend(versions)
+        return out
+
+
+def _read_table(path: pathlib.Path, table: str) -> list[dict[str, Any]]:
+    try:
+        doc = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise DataError(f"{path}: knowledge-base table {table!r} is missing") from None
+    except orjson.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("table") != table or not isinstance(doc.get("rows"), list):
+        raise DataError(f'{path}: expected {{"table": "{table}", "version": ..., "rows": [...]}}')
+    return doc["rows"]
+
+
+class KB:
+    """Indexes over the dated catalogue rows. Read-only after ``load``."""
+
+    def __init__(self) -> None:
+        self.drugs = Dated()        # code → drug row
+        self.services = Dated()     # code → service/consumable row
+        self.diagnoses = Dated()    # code → diagnosis row
+        self.dx_prefixes: list[dict[str, Any]] = []   # chapter rows (prefix: true), longest first
+        self.by_ingredient: dict[str, list[dict[str, Any]]] = {}
+        self.by_class: dict[str, list[dict[str, Any]]] = {}
+        self.interactions: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.bundles: list[dict[str, Any]] = []       # service rows with components
+        self.included_by: dict[str, list[str]] = {}   # code → codes whose content includes it
+        self._dx_cache: dict[str, tuple[dict[str, Any], ...]] = {}
+        self.class_of: dict[str, str] = {}
+        self.one: dict[str, dict[str, Any]] = {}
+        self.first_line_classes: frozenset[str] = frozenset()
+        self.interacting: frozenset[str] = frozenset()
+
+    # -- loading -----------------------------------------------------------
+    @classmethod
+    def load(cls, kb_dir: pathlib.Path) -> "KB":
+        kb = cls()
+        tables = {}
+        for table, spec in TABLES.items():
+            path = kb_dir / f"{table}.json"
+            rows = _read_table(path, table)
+            for i, row in enumerate(rows):
+                key = row.get("code") if isinstance(row, dict) else None
+                if key is None and isinstance(row, dict) and "a" in row:
+                    key = f"{row.get('a')}+{row.get('b')}"
+                validate_row(table, spec, row, f"{path.name} row {i} ({key})")
+            tables[table] = (path, rows)
+        kb._index(tables)
+        return kb
+
+    def _index(self, tables: dict[str, tuple[pathlib.Path, list[dict[str, Any]]]]) -> None:
+        path, rows = tables["drugs"]
+        for i, row in enumerate(rows):
+            self.drugs.add(row["code"], row, f"{path.name} row {i} ({row['code']})")
+            self.by_ingredient.setdefault(row["ingredient"], []).append(row)
+            self.by_class.setdefault(row["class"], []).append(row)
+        path, rows = tables["services"]
+        for i, row in enumerate(rows):
+            where = f"{path.name} row {i} ({row['code']})"
+            if row["code"] in self.drugs:
+                raise DataError(f"{where}: code is also a drug code")
+            self.services.add(row["code"], row, where)
+            if row.get("components"):
+                if not row.get("min_components") or row["min_components"] > len(row["components"]):
+                    raise DataError(f"{where}: a bundle needs min_components between 1 and len(components)")
+                self.bundles.append(row)
+        for i, row in enumerate(rows):
+            where = f"{path.name} row {i} ({row['code']})"
+            for field in ("includes", "components"):
+                for ref in row.get(field) or ():
+                    if ref not in self.services:
+                        raise DataError(f"{where}: {field} names unknown service code {ref!r}")
+                    if ref == row["code"]:
+                        raise DataError(f"{where}: {field} names the row itself")
+        path, rows = tables["diagnoses"]
+        for i, row in enumerate(rows):
+            where = f"{path.name} row {i} ({row['code']})"
+            if row.get("prefix"):
+                self.dx_prefixes.append(row)
+            else:
+                self.diagnoses.add(row["code"], row, where)
+            amin, amax = row.get("age_min_years"), row.get("age_max_years")
+            if amin is not None and amax is not None and amin > amax:
+                raise DataError(f"{where}: age_min_years {amin} > age_max_years {amax}")
+        self.dx_prefixes.sort(key=lambda r: -len(r["code"]))
+        path, rows = tables["interactions"]
+        for i, row in enumerate(rows):
+            where = f"{path.name} row {i} ({row['a']}+{row['b']})"
+            for side in ("a", "b"):
+                if row[side] not in self.by_ingredient:
+                    raise DataError(f"{where}: {side}={row[side]!r} is no ingredient in drugs.json")
+            if row["a"] == row["b"]:
+                raise DataError(f"{where}: a and b are the same ingredient")
+            self.interactions.setdefault((row["a"], row["b"]), []).append(row)
+            self.interactions.setdefault((row["b"], row["a"]), []).append(row)
+        for ing, group in self.by_ingredient.items():
+            classes = {r["class"] for r in group}
+            if len(classes) > 1:
+                raise DataError(f"drugs.json: ingredient {ing!r} is filed under several classes {sorted(classes)}")
+        # Feature tags that depend on other rows: the partner of a bundled pair or
+        # a bundle component; a non-selected product with a selected (集采) alternative.
+        for r in self.services.rows():
+            for c in r.get("includes") or ():
+                parents = self.included_by.setdefault(c, [])
+                if r["code"] not in parents:
+                    parents.append(r["code"])
+        included = set(self.included_by)
+        parts = {c for r in self.services.rows() for c in r.get("components") or ()}
+        for row in self.services.rows():
+            extra = set()
+            if row["code"] in included:
+                extra.add("bundled")
+            if row["code"] in parts:
+                extra.add("bundle_part")
+            if extra:
+                row["_f"] = row["_f"] | extra
+        selected: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for r in self.drugs.rows():
+            if r.get("vbp_selected"):
+                selected.setdefault((r["ingredient"], r["form"]), []).append(r)
+        for row in self.drugs.rows():
+            alts = selected.get((row["ingredient"], row["form"]))
+            if row.get("vbp_selected") is False and alts:
+                row["_f"] = row["_f"] | {"vbp_alt"}
+                row["_vbp"] = tuple(sorted(alts, key=lambda r: r["code"]))
+        self.class_of = {ing: group[0]["class"] for ing, group in self.by_ingredient.items()}
+        self.one = {**self.drugs._one, **self.services._one}  # code → row when the code has one version
+        self.first_line_classes = frozenset(c for r in self.drugs.rows() for c in r.get("first_line_classes") or ())
+        self.interacting = frozenset(i for pair in self.interactions for i in pair)
+        for row in self.drugs.rows():
+            if row["ingredient"] in self.interacting:
+                row["_f"] = row["_f"] | {"interacting"}
+        # Row-level cross checks that need the indexes.
+        for row in self.drugs.rows():
+            for cls_code in row.get("first_line_classes") or ():
+                if cls_code not in self.by_class:
+                    raise DataError(f"drugs.json ({row['code']}): first_line_classes names unknown class {cls_code!r}")
+
+    # -- lookups (hot path) ---------------------------------------------------
+    def item(self, code: str, kind: str, day: int) -> dict[str, Any] | None:
+        if kind == "drug" or kind == "herb":
+            return self.drugs.get(code, day)
+        return self.services.get(code, day)
+
+    def diagnosis(self, code: str, day: int) -> dict[str, Any] | None:
+        """Most specific row in force: exact, 'X00.0', 'X00', then chapter prefix rows."""
+        cands = self._dx_cache.get(code)
+        if cands is None:
+            cands = self._dx_candidates(code)
+        for row in cands:
+            if row["_from"] <= day <= row["_to"]:
+                return row
+        return None
+
+    def _dx_candidates(self, code: str) -> tuple[dict[str, Any], ...]:
+        keys = [code]
+        if len(code) > 5:
+            keys.append(code[:5])
+        if len(code) > 3:
+            keys.append(code[:3])
+        cands: list[dict[str, Any]] = []
+        for key in keys:
+            one = self.diagnoses._one.get(key)
+            if one is not None:
+                cands.append(one)
+            cands.extend(self.diagnoses._many.get(key, ()))
+        cands.extend(pr for pr in self.dx_prefixes if code.startswith(pr["code"]))
+        out = tuple(cands)
+        if len(self._dx_cache) < 100_000:
+            self._dx_cache[code] = out
+        return out
+
+    def interaction(self, a: str, b: str, day: int) -> dict[str, Any] | None:
+        for row in self.interactions.get((a, b), ()):
+            if row["_from"] <= day <= row["_to"]:
+                return row
+        return None
+
+    # -- search (admin UI) --------------------------------------------------
+    def search_items(self, q: str, limit: int, day: int | None = None) -> list[dict[str, Any]]:
+        q = q.strip().lower()
+        out = []
+        for table, dated in (("drugs", self.drugs), ("services", self.services)):
+            for row in sorted(dated.rows(), key=lambda r: (r["code"], r["_from"])):
+                if q in row["code"].lower() or q in row["name"].lower() or q in row.get("name_en", "").lower():
+                    out.append(public_row(table, row))
+                    if len(out) >= limit:
+                        return out
+        return out
+
+    def search_diagnoses(self, q: str, limit: int) -> list[dict[str, Any]]:
+        q = q.strip().lower()
+        out = []
+        rows = sorted(self.diagnoses.rows() + self.dx_prefixes, key=lambda r: (r["code"], r["_from"]))
+        for row in rows:
+            if q in row["code"].lower() or q in row["name"].lower() or q in row["name_en"].lower():
+                out.append(public_row("diagnoses", row))
+                if len(out) >= limit:
+                    break
+        return out
+
+
+def public_row(table: str, row: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in row.items() if not k.startswith("_")}
+    out["table"] = table
+    return out

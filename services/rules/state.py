@@ -1,0 +1,336 @@
+"""Per-patient state: its codec and its arithmetic (apply an event, evict by event time).
+
+The state is a small dict serialised with orjson on every event. Days are
+epoch-day ints, rows are lists (not dicts), institution and encounter ids are
+kept as given / as a 32-bit hash. Sections are present only when non-empty:
+
+====  =====================================================================
+key   rows
+====  =====================================================================
+v     state format version (int)
+d     newest event day applied
+L     supply ledger, latest supply per ingredient:
+      [ingredient, code, start_day, days_supply, qty, institution, event_id,
+      enc_hash, yyyymm, purchases_this_month]
+V     outpatient visits: [day, institution, enc_hash]
+A     inpatient stays: [admission_day, institution, enc_hash, event_id,
+      main_dx, discharge_day|None]
+E     open-stay accumulators: [enc_hash, [[code, enc_qty, last_day,
+      last_day_qty], ...], charged_days_mask, active_days_mask, amount,
+      exam_amount, [first-line drug classes used]]  (bit i = admission day + i)
+P     period counters: [code, day, qty, enc_hash, institution]
+C     courses: [key, first_day, last_day]
+S     insured-status periods: [status, from_day, to_day|None, updated_epoch_s,
+      reason|None]
+seen  RESERVED for the worker (idempotency); never read or written here
+====  =====================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from services.rules.timeutil import day_of_date, month_of_day
+
+FORMAT = 1
+MASK_DAYS = 62  # stay days tracked in the E masks
+PASSIVE = frozenset({"bed", "nursing", "consult", "registration"})  # 挂床: charges that are not treatment
+EXAM = frozenset({"lab", "imaging"})
+SUPPLY_SCENES = frozenset({2, 6, 7, 10})
+STATUS_MAX = 8
+
+
+def dumps(state: dict[str, Any]) -> bytes:
+    return orjson.dumps(state)
+
+
+def loads(data: bytes | None) -> dict[str, Any]:
+    if not data:
+        return {}
+    state = orjson.loads(data)
+    if not isinstance(state, dict):
+        raise ValueError("patient state is not a JSON object")
+    return state
+
+
+@dataclass(frozen=True)
+class Windows:
+    """How long (days, by event time) each section is kept: the widest active rule window."""
+
+    ledger: int = 90
+    visits: int = 30
+    stays: int = 365
+    discharges: int = 31
+    open_stay: int = 365
+    period: int = 365
+    course_gap: int = 30
+    tracked: frozenset[str] = frozenset()  # service codes whose per-stay counts are kept
+    first_line: frozenset[str] = frozenset()  # drug classes some second-line drug waits for
+    period_by_code: dict[str, int] = field(default_factory=dict)  # code → its period (days)
+
+
+def supply_days(line: Any) -> int:
+    """Days of supply: as ordered, or estimated from quantity / usual daily quantity."""
+    if line.ds is not None:
+        return line.ds
+    row = line.row
+    if row is not None and row.get("daily_qty"):
+        return max(1, int(-(-line.qty // row["daily_qty"])))
+    return 0
+
+
+def ingredient_of(line: Any) -> str:
+    row = line.row
+    return row["ingredient"] if row is not None else "?" + line.code
+
+
+def evict(state: dict[str, Any], day: int, win: Windows) -> None:
+    """Drop rows no active rule window can reach any more (by event time)."""
+    rows = state.get("L")
+    if rows:
+        w = win.ledger
+        for r in rows:
+            if not (day - r[2] < w or r[2] + r[3] > day):
+                _put(state, "L", [r for r in rows if day - r[2] < w or r[2] + r[3] > day])
+                break
+    rows = state.get("V")
+    if rows and day - rows[0][0] >= win.visits:
+        _put(state, "V", [r for r in rows if day - r[0] < win.visits])
+    if "A" in state:
+        keep = [
+            r for r in state["A"]
+            if day - r[0] < win.stays
+            or (r[5] is None and day - r[0] < win.open_stay)
+            or (r[5] is not None and day - r[5] < win.discharges)
+        ]
+        _put(state, "A", keep)
+    if "E" in state:
+        open_ = {r[2] for r in state.get("A", ()) if r[5] is None or r[5] >= day - 1}
+        _put(state, "E", [r for r in state["E"] if r[0] in open_])
+    if "P" in state:
+        periods = win.period_by_code
+        _put(state, "P", [r for r in state["P"] if day - r[1] < periods.get(r[0], win.period)])
+    if "C" in state:
+        _put(state, "C", [r for r in state["C"] if day - r[2] <= win.course_gap])
+    if "S" in state:
+        _put(state, "S", [r for r in state["S"] if r[2] is None or r[2] >= day - 1])
+
+
+def _put(state: dict[str, Any], key: str, rows: list[Any]) -> None:
+    if rows:
+        state[key] = rows
+    else:
+        state.pop(key, None)
+
+
+def apply_event(state: dict[str, Any], cx: Any, win: Windows) -> dict[str, Any]:
+    day = cx.day
+    newest = state.get("d")
+    if newest is None or day > newest:
+        state["d"] = day
+        state["v"] = FORMAT
+        if newest is not None:
+            evict(state, day, win)
+    enc_type = cx.enc_type
+    scene = cx.scene
+    ench = cx.ench
+
+    if enc_type == "outpatient":
+        visits = state.get("V")
+        if visits is None:
+            state["V"] = [[day, cx.inst, ench]]
+        elif not any(v[2] == ench for v in visits):
+            visits.append([day, cx.inst, ench])
+    elif enc_type == "inpatient":
+        _apply_stay(state, cx, win)
+
+    if not cx.items:
+        return state
+    if scene in SUPPLY_SCENES and enc_type != "inpatient":
+        _apply_supply(state, cx)
+    features = cx.features
+    if "period" in features:
+        _apply_period(state, cx)
+    if "course" in features:
+        _apply_course(state, cx, win)
+    return state
+
+
+def _apply_supply(state: dict[str, Any], cx: Any) -> None:
+    ledger = state.get("L")
+    if ledger is None:
+        ledger = state["L"] = []
+    ench = cx.ench
+    month = month_of_day(cx.day)
+    for line in cx.items:
+        if line.kind != "drug":
+            continue
+        ing = ingredient_of(line)
+        ds = supply_days(line)
+        row = [ing, line.code, line.start, ds, line.qty, cx.inst, cx.event_id, ench, month, 1]
+        for i, old in enumerate(ledger):
+            if old[0] == ing:
+                if old[7] == ench:  # the same prescription sent again (e.g. scene 2 then 7)
+                    if ds >= old[3]:
+                        row[9] = old[9]
+                        row[8] = old[8]
+                        ledger[i] = row
+                elif line.start >= old[2]:
+                    row[9] = old[9] + 1 if old[8] == month else 1
+                    ledger[i] = row
+                break
+        else:
+            ledger.append(row)
+
+
+def _apply_stay(state: dict[str, Any], cx: Any, win: Windows) -> None:
+    ench = cx.ench
+    stays = state.get("A")
+    if stays is None:
+        stays = state["A"] = []
+    main = cx.main_dx.code if cx.main_dx is not None else None
+    for stay in stays:
+        if stay[2] == ench:
+            break
+    else:
+        adm = cx.adm_day if cx.adm_day is not None else cx.day
+        stay = [adm, cx.inst, ench, cx.event_id, main, None]
+        stays.append(stay)
+    if main is not None and (stay[4] is None or cx.dis_day is not None):
+        stay[4] = main
+    if cx.dis_day is not None:
+        stay[5] = cx.dis_day
+    if cx.scene in (4, 5) and cx.items:
+        _apply_open(state, cx, stay, win)
+
+
+def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -> None:
+    ench = cx.ench
+    work = state.get("E")
+    if work is None:
+        work = state["E"] = []
+    for w in work:
+        if w[0] == ench:
+            break
+    else:
+        w = [ench, [], 0, 0, 0.0, 0.0, []]
+        work.append(w)
+    adm = stay[0]
+    counters = w[1]
+    tracked = win.tracked
+    first_line = win.first_line
+    for line in cx.items:
+        row = line.row
+        if line.kind == "drug" and row is not None and row["class"] in first_line:
+            if row["class"] not in w[6]:
+                w[6].append(row["class"])
+        bits = day_bits(line, adm)
+        w[2] |= bits
+        if line.kind != "service" or row is None or row["category"] not in PASSIVE:
+            w[3] |= bits
+        w[4] = round(w[4] + line.amt, 2)
+        if line.row is not None and line.kind == "service" and line.row["category"] in EXAM:
+            w[5] = round(w[5] + line.amt, 2)
+        if line.code in tracked:
+            last = line.start + line.span - 1
+            per_day = line.qty if line.span == 1 else 1.0
+            for c in counters:
+                if c[0] == line.code:
+                    c[1] += line.qty
+                    if c[2] == last:
+                        c[3] += per_day
+                    elif last > c[2]:
+                        c[2], c[3] = last, per_day
+                    break
+            else:
+                counters.append([line.code, line.qty, last, per_day])
+
+
+def day_bits(line: Any, adm: int) -> int:
+    """Stay-day mask bits (bit i = admission day + i) of the days a line covers."""
+    bits = 0
+    off = line.start - adm
+    for i in range(max(off, 0), min(off + line.span, MASK_DAYS)):
+        bits |= 1 << i
+    return bits
+
+
+def _apply_period(state: dict[str, Any], cx: Any) -> None:
+    rows = state.get("P")
+    if rows is None:
+        rows = state["P"] = []
+    ench = cx.ench
+    for line in cx.items:
+        if line.row is None or not line.row.get("period_limit"):
+            continue
+        for r in rows:
+            if r[0] == line.code and r[3] == ench and r[1] == line.start:
+                r[2] = max(r[2], line.qty)
+                break
+        else:
+            rows.append([line.code, line.start, line.qty, ench, cx.inst])
+
+
+def course_key(line: Any) -> str:
+    return line.row["ingredient"] if line.kind in ("drug", "herb") else line.code
+
+
+def _apply_course(state: dict[str, Any], cx: Any, win: Windows) -> None:
+    rows = state.get("C")
+    if rows is None:
+        rows = state["C"] = []
+    for line in cx.items:
+        if line.row is None or not line.row.get("course_days"):
+            continue
+        key = course_key(line)
+        end = line.start + max(1, line.ds or 1) - 1
+        for r in rows:
+            if r[0] == key:
+                if line.start - r[2] > win.course_gap:
+                    r[1], r[2] = line.start, end
+                else:
+                    r[2] = max(r[2], end)
+                break
+        else:
+            rows.append([key, line.start, end])
+
+
+# -- insured status ------------------------------------------------------------
+STATUSES = ("active", "deceased", "suspended", "uninsured")
+
+
+def apply_status(state: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    """Fold a bureau status update into the state (order of arrival does not matter)."""
+    kind = status["status"]
+    if kind not in STATUSES:
+        raise ValueError(f"status {kind!r} is not one of {STATUSES}")
+    frm = day_of_date(status["effective_from"])
+    to = day_of_date(status["effective_to"]) if status.get("effective_to") else None
+    if to is not None and to < frm:
+        raise ValueError("effective_to is before effective_from")
+    updated = int(datetime.fromisoformat(status["updated_at"]).timestamp())
+    reason = status.get("reason") or None
+    rows = [r for r in state.get("S", ()) if not (r[1] == frm and r[3] <= updated)]
+    if any(r[1] == frm and r[3] > updated for r in rows):
+        return state  # an older update for a period a newer one already decided
+    rows.append([kind, frm, to, updated, reason])
+    rows.sort(key=lambda r: (r[3], r[1]))
+    newest = state.get("d")
+    if newest is not None:
+        rows = [r for r in rows if r[2] is None or r[2] >= newest - 1]
+    state["S"] = rows[-STATUS_MAX:]
+    return state
+
+
+def status_on(state: dict[str, Any], day: int) -> list[Any] | None:
+    """The status row deciding ``day`` (latest update among periods covering it), None if none."""
+    best = None
+    for r in state.get("S", ()):
+        if r[1] <= day and (r[2] is None or day <= r[2]):
+            if best is None or (r[3], r[1]) > (best[3], best[1]):
+                best = r
+    return best

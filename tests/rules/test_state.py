@@ -1,0 +1,75 @@
+"""State codec, eviction by event time, and the reserved "seen" key."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from services.rules import state as st
+from services.rules.engine import Engine
+from services.rules.timeutil import day_of_date
+
+ATOR = "XC10AAA067A001010104321"
+
+
+def _event(eid: str, day: str, *, code: str = ATOR, ds: int = 30, scene: int = 2, enc: str | None = None) -> dict:
+    return {
+        "event_id": eid, "scene": scene, "occurred_at": f"{day}T09:00:00+08:00",
+        "institution": {"id": "H1", "level": 3}, "patient": {"id": "P-state", "gender": "M", "birth_date": "1960-01-01"},
+        "encounter": {"id": enc or f"enc-{eid}", "type": "outpatient"}, "diagnoses": [],
+        "items": [{"line_id": "1", "code": code, "kind": "drug", "quantity": 30.0, "days_supply": ds, "amount": 3.9}],
+    }
+
+
+def test_loads_empty_gives_new_state() -> None:
+    assert st.loads(None) == {}
+    assert st.loads(b"") == {}
+    assert st.loads(st.dumps({"d": 5})) == {"d": 5}
+
+
+def test_dumps_is_compact() -> None:
+    assert st.dumps({"d": 1, "L": [["a", 1]]}) == b'{"d":1,"L":[["a",1]]}'
+
+
+def test_seen_is_left_alone(engine: Engine) -> None:
+    seen = [["H1:x", 1, "d-1", [{"rule_id": "R19"}]]]
+    state = {"seen": seen}
+    new_state, _ = engine.process(state, _event("e1", "2026-03-01"))
+    assert new_state["seen"] is seen and new_state["seen"] == [["H1:x", 1, "d-1", [{"rule_id": "R19"}]]]
+    assert "L" in new_state
+
+
+def test_ledger_evicted_beyond_window_by_event_time(engine: Engine) -> None:
+    window = engine.windows.ledger
+    assert window >= 90
+    state, _ = engine.process(None, _event("e1", "2026-01-01", ds=30))
+    assert [r[0] for r in state["L"]] == ["atorvastatin"]
+    start = date(2026, 1, 1)
+    # one day inside the window: kept
+    inside = (start + timedelta(days=window - 1)).isoformat()
+    kept, _ = engine.process(dict(state, L=[list(r) for r in state["L"]]), _event("e2", inside, code="XB01ACA056A001010100217"))
+    assert any(r[0] == "atorvastatin" for r in kept["L"])
+    # at the window edge (by event time, whatever the wall clock): evicted
+    edge = (start + timedelta(days=window)).isoformat()
+    gone, _ = engine.process(state, _event("e3", edge, code="XB01ACA056A001010100217"))
+    assert [r[0] for r in gone["L"]] == ["aspirin"]
+    assert gone["d"] == day_of_date(edge)
+
+
+def test_long_supply_kept_while_active(engine: Engine) -> None:
+    state, _ = engine.process(None, _event("e1", "2026-01-01", ds=180))
+    later = (date(2026, 1, 1) + timedelta(days=120)).isoformat()
+    state, _ = engine.process(state, _event("e2", later, code="XB01ACA056A001010100217"))
+    assert any(r[0] == "atorvastatin" for r in state["L"])
+
+
+def test_older_event_does_not_move_time_back(engine: Engine) -> None:
+    state, _ = engine.process(None, _event("e1", "2026-03-01"))
+    state, _ = engine.process(state, _event("e2", "2026-02-01", code="XB01ACA056A001010100217"))
+    assert state["d"] == day_of_date("2026-03-01")
+
+
+def test_resent_prescription_is_not_counted_twice(engine: Engine) -> None:
+    state, _ = engine.process(None, _event("e1", "2026-03-01", enc="same"))
+    state, alerts = engine.process(state, _event("e2", "2026-03-01", enc="same", scene=7))
+    assert not [a for a in alerts if a["rule_id"] in ("R19", "R25")]
+    assert len(state["L"]) == 1 and state["L"][0][9] == 1
