@@ -160,7 +160,13 @@ def apply_event(state: dict[str, Any], cx: Any, win: Windows) -> dict[str, Any]:
     return state
 
 
+MONTH_PURCHASES_MAX = 32
+
+
 def _apply_supply(state: dict[str, Any], cx: Any) -> None:
+    """The supply ledger: one row per ingredient, the latest supply, plus the
+    encounters that bought it in the row's natural month (row[9], a list of
+    encounter hashes, so re-applying an encounter never counts it twice)."""
     ledger = state.get("L")
     if ledger is None:
         ledger = state["L"] = []
@@ -171,7 +177,7 @@ def _apply_supply(state: dict[str, Any], cx: Any) -> None:
             continue
         ing = ingredient_of(line)
         ds = supply_days(line)
-        row = [ing, line.code, line.start, ds, line.qty, cx.inst, cx.event_id, ench, month, 1]
+        row = [ing, line.code, line.start, ds, line.qty, cx.inst, cx.event_id, ench, month, [ench]]
         for i, old in enumerate(ledger):
             if old[0] == ing:
                 if old[7] == ench:  # the same prescription sent again (e.g. scene 2 then 7)
@@ -179,8 +185,11 @@ def _apply_supply(state: dict[str, Any], cx: Any) -> None:
                         row[9] = old[9]
                         row[8] = old[8]
                         ledger[i] = row
+                elif old[8] == month and ench in old[9]:
+                    pass  # an earlier purchase of this month applied again: already counted
                 elif line.start >= old[2]:
-                    row[9] = old[9] + 1 if old[8] == month else 1
+                    if old[8] == month:
+                        row[9] = (old[9] + [ench])[-MONTH_PURCHASES_MAX:]
                     ledger[i] = row
                 break
         else:

@@ -72,4 +72,20 @@ def test_resent_prescription_is_not_counted_twice(engine: Engine) -> None:
     state, _ = engine.process(None, _event("e1", "2026-03-01", enc="same"))
     state, alerts = engine.process(state, _event("e2", "2026-03-01", enc="same", scene=7))
     assert not [a for a in alerts if a["rule_id"] in ("R19", "R25")]
-    assert len(state["L"]) == 1 and state["L"][0][9] == 1
+    assert len(state["L"]) == 1 and len(state["L"][0][9]) == 1
+
+
+def test_reapplied_purchases_are_counted_once_per_encounter(engine: Engine) -> None:
+    # Two purchases of one ingredient on one day at two encounters, then both
+    # applied again (an NHSA history re-sent after the idempotency record is gone).
+    state = engine.apply(None, _event("a", "2026-03-02", enc="enc-a"))
+    state = engine.apply(state, _event("b", "2026-03-02", enc="enc-b"))
+    once = st.dumps(state)
+    for _ in range(3):
+        state = engine.apply(state, _event("a", "2026-03-02", enc="enc-a"))
+        state = engine.apply(state, _event("b", "2026-03-02", enc="enc-b"))
+    assert st.dumps(state) == once
+    assert len(state["L"][0][9]) == 2
+    # a genuine third purchase in the month still counts
+    state = engine.apply(state, _event("c", "2026-03-03", enc="enc-c"))
+    assert len(state["L"][0][9]) == 3

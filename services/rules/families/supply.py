@@ -179,12 +179,12 @@ def frequent_purchase(cx: Any, p: dict[str, Any]) -> list[Hit]:
         for prev in ledger:
             if prev[0] != ing:
                 continue
-            if prev[7] != cx.ench and prev[8] == month and prev[9] + 1 > p["max_per_month"]:
-                count = prev[9] + 1
+            if prev[8] == month and cx.ench not in prev[9] and len(prev[9]) + 1 > p["max_per_month"]:
+                count = len(prev[9]) + 1
                 fields = {"item": line.name, "item_code": line.code, "count": count, "limit": p["max_per_month"],
                           "month": f"{month // 100}-{month % 100:02d}"}
                 evidence = [ledger_evidence(cx, prev), ev_item(cx, line),
-                            kb_ev("drugs", line.code, f"ingredient={ing}; purchases this month before this one={prev[9]}")]
+                            kb_ev("drugs", line.code, f"ingredient={ing}; purchases this month before this one={len(prev[9])}")]
                 hits.append((fields, [line.lid], line.amt, evidence))
             break
     return hits
