@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.dialects import cds, feedback, nhsa
 from services.rules.model import Event
+from services.rules.status import PatientStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 API_DIR = ROOT / "schemas" / "api"
@@ -53,6 +54,7 @@ def models() -> dict[str, type[BaseModel]]:
         "native-event.request": Event,
         "native-decision.response": _decision(),
         "native-error.response": NativeError,
+        "native-patient-status.request": PatientStatus,
         "native-feedback.request": feedback.FeedbackIn,
         "native-feedback.response": feedback.FeedbackPublic,
         "feedback-record": feedback.FeedbackRecord,
