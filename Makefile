@@ -20,6 +20,7 @@ run: install
 	$(BIN)/python -m services.stack
 
 test: install
+	$(BIN)/python tests/setup_system.py
 	$(BIN)/python -m pytest -q -ra
 
 clean:

@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.common.broker import EmbeddedBroker, ensure_topics, service_topics
+from services.common.broker import EmbeddedBroker, ensure_topics, service_topics, topic_configs
 from services.common.settings import Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +75,8 @@ class Stack:
             self.broker = EmbeddedBroker(self.settings.embedded_broker_port).start()
             _say(f"embedded broker (Tansu, memory only) on {self.broker.bootstrap}")
         created = asyncio.run(ensure_topics(self.bootstrap, service_topics(self.settings),
-                                            self.settings.replication_factor))
+                                            self.settings.replication_factor,
+                                            configs=topic_configs(self.settings)))
         if created:
             _say(f"created topics: {', '.join(sorted(created))}")
 
@@ -98,7 +99,7 @@ class Stack:
         s = self.settings
         args = [sys.executable, "-m", "uvicorn", "services.ingress.app:app", "--host", s.http_host,
                 "--port", str(s.http_port), "--no-access-log", "--log-level", "warning",
-                "--loop", "uvloop", "--http", "httptools"]
+                "--loop", "uvloop", "--http", "httptools", "--timeout-graceful-shutdown", "5"]
         self.ingress = self._spawn("ingress", args, self._child_env())
 
     def wait_healthy(self, timeout: float = 60.0) -> float:

@@ -102,6 +102,35 @@ class EmbeddedBroker:
         self.proc = None
 
 
+DAY_MS = 24 * 3600 * 1000
+
+
+def topic_configs(settings: Settings, audit_retention_days: int | None = None) -> dict[str, dict[str, str]]:
+    """The configs each service topic is created with.
+
+    * the per-patient state changelog is compacted: with a delete policy a
+      restarted worker would rebuild patient state without anything older than
+      the retention, and the 31-, 90- and 365-day rule windows would miss history;
+    * the audit topic (every decision) keeps ``audit_retention_days``;
+    * the inputs keep 7 days (replay after an incident), feedback 90 days;
+    * ``min.insync.replicas=2`` wherever the replication factor is 3 or more.
+    """
+    days = audit_retention_days or settings.audit_retention_days
+    isr = {"min.insync.replicas": "2"} if settings.replication_factor >= 3 else {}
+    inputs = {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS), **isr}
+    return {
+        settings.state_changelog_topic: {"cleanup.policy": "compact", "min.compaction.lag.ms": str(3600 * 1000), **isr},
+        settings.decisions_topic: {"cleanup.policy": "delete", "retention.ms": str(days * DAY_MS), **isr},
+        settings.events_topic: dict(inputs),
+        settings.status_topic: dict(inputs),
+        settings.feedback_topic: {"cleanup.policy": "delete", "retention.ms": str(90 * DAY_MS), **isr},
+    }
+
+
+# A reply is useless seconds after it was written: an hour bounds the disk on Kafka.
+REPLY_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(3600 * 1000)}
+
+
 def service_topics(settings: Settings) -> dict[str, int]:
     """Every topic the service needs, with its partition count."""
     p = settings.partitions
@@ -115,9 +144,15 @@ def service_topics(settings: Settings) -> dict[str, int]:
 
 
 async def ensure_topics(
-    bootstrap: str, topics: dict[str, int], replication_factor: int = 1, timeout: float = 30.0
+    bootstrap: str, topics: dict[str, int], replication_factor: int = 1, timeout: float = 30.0,
+    configs: dict[str, dict[str, str]] | None = None,
 ) -> list[str]:
-    """Create the topics that do not exist yet; return the names created."""
+    """Create the topics that do not exist yet (with their configs); return the names created.
+
+    Existing topics are left as they are: ``deploy/topics.py`` aligns the configs
+    of topics an older release created.
+    """
+    configs = configs or {}
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
@@ -126,7 +161,8 @@ async def ensure_topics(
             await admin.start()
             existing = set(await admin.list_topics())
             missing = [
-                NewTopic(name, num_partitions=n, replication_factor=replication_factor)
+                NewTopic(name, num_partitions=n, replication_factor=replication_factor,
+                         topic_configs=configs.get(name))
                 for name, n in topics.items()
                 if name not in existing
             ]

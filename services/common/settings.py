@@ -82,6 +82,7 @@ class Settings:
     worker_metrics_port: int = 9101
     workers: int = 1
     data_dir: str = ".data"
+    audit_retention_days: int = 365
 
     # Topic names -------------------------------------------------------
     @property
@@ -158,6 +159,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         worker_metrics_port=_int(env, "PRESETTLE_WORKER_METRICS_PORT", 9101, 0, 65535),
         workers=_int(env, "PRESETTLE_WORKERS", 1, 1, 16),
         data_dir=env.get("PRESETTLE_DATA_DIR", "").strip() or ".data",
+        audit_retention_days=_int(env, "PRESETTLE_AUDIT_RETENTION_DAYS", 365, 1, 36500),
     )
 
 

@@ -28,7 +28,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from services.common.broker import ensure_topics, service_topics
+from services.common.broker import REPLY_TOPIC_CONFIG, ensure_topics, service_topics, topic_configs
 from services.common.settings import Settings
 from services.ingress import metrics
 
@@ -66,7 +66,8 @@ class EngineClient:
     async def start(self) -> None:
         s = self.settings
         topics = service_topics(s) | {self.reply_topic: s.partitions}
-        await ensure_topics(s.bootstrap, topics, s.replication_factor)
+        configs = topic_configs(s) | {self.reply_topic: REPLY_TOPIC_CONFIG}
+        await ensure_topics(s.bootstrap, topics, s.replication_factor, configs=configs)
         self._producer = AIOKafkaProducer(
             bootstrap_servers=s.bootstrap, linger_ms=0, acks=1, request_timeout_ms=10_000,
             client_id=f"presettle-ingress-{s.instance_id}",
