@@ -101,9 +101,12 @@ class Traffic:
         self.run = uuid.uuid4().hex[:8]
         self.patients = [f"B{self.run}{i:05d}" for i in range(patients)]
         self.clock = datetime(2026, 1, 5, 8, 0, tzinfo=CST)
+        self.count = 0
 
-    def event(self, n: int) -> dict[str, Any]:
+    def event(self) -> dict[str, Any]:
         rng = self.rng
+        self.count += 1
+        n = self.count
         self.clock += timedelta(seconds=30)
         code, name, days = rng.choice(DRUGS)
         gender = rng.choice("MF")
@@ -121,19 +124,20 @@ class Traffic:
         }
 
 
-async def drive_http(url: str, api_key: str, rate: float, duration: float, budget_ms: int | None) -> dict[str, Any]:
+async def drive_http(url: str, api_key: str, rate: float, duration: float, budget_ms: int | None,
+                     pool: Pool | None = None, traffic: Traffic | None = None, label: str = "http") -> dict[str, Any]:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     path = "/v1/events" + (f"?budget_ms={budget_ms}" if budget_ms else "")
-    pool = Pool(host, port)
-    traffic = Traffic(os.environ.get("PRESETTLE_BENCH_INSTITUTION", "H1"), patients=5000)
+    pool = pool or Pool(host, port)
+    traffic = traffic or Traffic(os.environ.get("PRESETTLE_BENCH_INSTITUTION", "H1"), patients=5000)
     total = int(rate * duration)
     latencies: list[float] = []
     counts = {"sent": 0, "errors": 0, "timeouts": 0, "unavailable": 0, "alerts": 0}
     error_samples: list[str] = []
 
     async def one(n: int, due: float) -> None:
-        body = orjson.dumps(traffic.event(n))
+        body = orjson.dumps(traffic.event())
         request = (
             f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
             f"X-API-Key: {api_key}\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -171,11 +175,9 @@ async def drive_http(url: str, api_key: str, rate: float, duration: float, budge
         if time.perf_counter() >= next_report:
             next_report += 5
             recent = latencies[-int(rate * 5):]
-            print(f"  http: {n}/{total} sent, p50 {pct(recent, 50):.1f} ms, p99 {pct(recent, 99):.1f} ms, "
+            print(f"  {label}: {n}/{total} sent, p50 {pct(recent, 50):.1f} ms, p99 {pct(recent, 99):.1f} ms, "
                   f"errors {counts['errors']}, timeouts {counts['timeouts']}", file=sys.stderr, flush=True)
     await asyncio.gather(*tasks)
-    for conn in pool.idle:
-        conn.writer.close()
     if error_samples:
         print(f"  http error samples: {error_samples}", file=sys.stderr)
     return {"latencies": latencies, **counts}
@@ -231,8 +233,19 @@ async def broker_floor(bootstrap: str, rate: float, duration: float, fetch_wait_
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    parts = urlsplit(args.url)
+    pool = Pool(parts.hostname or "127.0.0.1", parts.port or 80)
+    traffic = Traffic(os.environ.get("PRESETTLE_BENCH_INSTITUTION", "H1"), patients=5000)
+    warm: dict[str, Any] = {"latencies": [], "errors": 0}
+    if args.warmup > 0:
+        # Opens the connection pool and wakes every partition; reported apart, not hidden.
+        print(f"bench_e2e: warm-up {args.rate} req/s for {args.warmup} s (not counted)", file=sys.stderr, flush=True)
+        warm = await drive_http(args.url, args.api_key, args.rate, args.warmup, args.budget_ms, pool, traffic,
+                                label="warm-up")
     print(f"bench_e2e: {args.rate} req/s for {args.duration} s against {args.url}", file=sys.stderr, flush=True)
-    http = await drive_http(args.url, args.api_key, args.rate, args.duration, args.budget_ms)
+    http = await drive_http(args.url, args.api_key, args.rate, args.duration, args.budget_ms, pool, traffic)
+    for conn in pool.idle:
+        conn.writer.close()
     floor_duration = min(args.duration, args.floor_duration)
     print(f"bench_e2e: broker floor at {args.rate} msg/s for {floor_duration} s on {args.bootstrap}",
           file=sys.stderr, flush=True)
@@ -251,6 +264,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "mean_ms": round(statistics.fmean(lat), 2) if lat else None,
         "floor_p50_ms": round(pct(floor, 50), 2),
         "floor_p99_ms": round(pct(floor, 99), 2),
+        "warmup_s": args.warmup,
+        "warmup_p99_ms": round(pct(warm["latencies"], 99), 2) if warm["latencies"] else None,
+        "warmup_errors": warm["errors"],
     }
 
 
@@ -264,10 +280,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="broker for the floor measurement")
     parser.add_argument("--fetch-wait-ms", type=int, default=int(os.environ.get("PRESETTLE_FETCH_MAX_WAIT_MS", "5")))
     parser.add_argument("--floor-duration", type=float, default=10)
+    parser.add_argument("--warmup", type=float, default=2,
+                        help="seconds of load before the measured run, reported apart (default 2; 0 = none)")
     parser.add_argument("--budget-ms", type=int, default=None, help="?budget_ms= on every request")
     args = parser.parse_args(argv)
-    if args.rate <= 0 or args.duration <= 0:
-        parser.error("--rate and --duration must be positive")
+    if args.rate <= 0 or args.duration <= 0 or args.warmup < 0:
+        parser.error("--rate and --duration must be positive, --warmup not negative")
     result = asyncio.run(main_async(args))
     print(orjson.dumps(result).decode(), flush=True)
     return 0

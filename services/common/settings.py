@@ -69,7 +69,7 @@ class Settings:
     kafka_bootstrap: str | None = None  # None: start the embedded broker
     embedded_broker_port: int = 19092
     topic_prefix: str = "presettle"
-    partitions: int = 4
+    partitions: int = 8
     replication_factor: int = 1
     budget_ms: int = 300
     http_host: str = "127.0.0.1"
@@ -145,7 +145,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         kafka_bootstrap=env.get("PRESETTLE_KAFKA_BOOTSTRAP", "").strip() or None,
         embedded_broker_port=_int(env, "PRESETTLE_EMBEDDED_BROKER_PORT", 19092, 1, 65535),
         topic_prefix=prefix,
-        partitions=_int(env, "PRESETTLE_PARTITIONS", 4, 1, 1024),
+        partitions=_int(env, "PRESETTLE_PARTITIONS", 8, 1, 1024),
         replication_factor=_int(env, "PRESETTLE_REPLICATION_FACTOR", 1, 1, 7),
         budget_ms=_int(env, "PRESETTLE_BUDGET_MS", 300, 1, 60_000),
         http_host=env.get("PRESETTLE_HTTP_HOST", "127.0.0.1").strip() or "127.0.0.1",
