@@ -17,11 +17,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.common.settings import Settings, get_settings
-from services.ingress import dashboard, metrics
-from services.ingress import catalog
+from services.ingress import catalog, cds, dashboard, feedback, metrics, nhsa
 from services.ingress.engine_client import EngineClient
-from services.rules.engine import Engine
 from services.ingress.native import router as native_router
+from services.rules.engine import Engine
 
 log = logging.getLogger("presettle.ingress")
 
@@ -122,9 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(catalog.router)
     app.include_router(catalog.status_router)
     app.include_router(dashboard.router)
-    from services.ingress import cds, feedback, nhsa  # dialects: NHSA 3101–3103, CDS Hooks, feedback
-
-    app.include_router(nhsa.router)
+    app.include_router(nhsa.router)  # dialects: NHSA 3101–3103, CDS Hooks, feedback
     app.include_router(cds.router)
     app.include_router(feedback.router)
 

@@ -42,6 +42,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
+from services.common.aio import cancel_and_wait
 from services.common.privacy import mask
 from services.common.settings import Settings
 from services.ingress import metrics
@@ -339,11 +340,7 @@ class AuditFeed:
             log.warning("live page: audit topic not assigned within %.0f s; retrying in the background", wait_s)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         await self._close()
 
     async def _close(self) -> None:

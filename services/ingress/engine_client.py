@@ -28,6 +28,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from services.common.aio import cancel_and_wait
 from services.common.broker import REPLY_TOPIC_CONFIG, ensure_topics, service_topics, topic_configs
 from services.common.settings import Settings
 from services.ingress import metrics
@@ -89,11 +90,7 @@ class EngineClient:
         self._tasks = [loop.create_task(self._drain()), loop.create_task(self._watch())]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         for fut in self._pending.values():
             if not fut.done():
                 fut.cancel()
