@@ -1,7 +1,10 @@
 """The per-event context: the event's wire dict read once, enriched with KB rows.
 
 Built once per event and shared by every rule family and by the state update,
-so times are parsed and catalogue rows are looked up exactly once.
+so times are parsed and catalogue rows are looked up exactly once. The tags
+rules are gated on are kept as bits (``fmask``, see ``kb.TAG_BITS``); values
+only some rules need (ages, display names, the ISO date) are computed on first
+use.
 """
 
 from __future__ import annotations
@@ -10,13 +13,21 @@ import zlib
 from datetime import date
 from typing import Any
 
-from services.rules.kb import KB
-from services.rules.timeutil import EPOCH_ORD, day_of_time
+from services.rules.kb import KB, mask_tags, tag_bit
+from services.rules.timeutil import EPOCH_ORD, date_of_day, day_of_date, day_of_time
 
 DRUG_KINDS = frozenset({"drug", "herb"})
 STATE_TAGS = frozenset({"L", "V", "A", "E", "P", "C", "S"})  # state sections, as context tags
 GENDER_ZH = {"M": "男", "F": "女", "U": "未知"}
 GENDER_EN = {"M": "male", "F": "female", "U": "unknown"}
+
+STATE_BITS = {key: tag_bit(key) for key in sorted(STATE_TAGS)}
+KIND_BITS = {kind: tag_bit(kind) for kind in ("drug", "herb", "service", "consumable")}
+DRUG = KIND_BITS["drug"]  # Ctx.kmask & DRUG: the request has drug lines
+RX_KINDS = KIND_BITS["drug"] | KIND_BITS["herb"]
+RX = tag_bit("rx")
+DX = tag_bit("dx")
+NEW_VISIT = tag_bit("new_visit")  # an outpatient encounter not among the recorded visits (V) yet
 
 
 def enc_hash(institution_id: str, encounter_id: str) -> int:
@@ -27,25 +38,31 @@ def enc_hash(institution_id: str, encounter_id: str) -> int:
 class Line:
     """One order/charge line with its catalogue row (or None when the code is unknown)."""
 
-    __slots__ = ("lid", "code", "kind", "qty", "amt", "price", "ds", "start", "row", "span", "_raw")
+    __slots__ = ("lid", "code", "kind", "qty", "amt", "ds", "start", "row", "m", "span", "_raw")
 
     def __init__(self, raw: dict[str, Any], row: dict[str, Any] | None, day: int) -> None:
         self._raw = raw
+        get = raw.get
         self.lid: str = raw["line_id"]
         self.code: str = raw["code"]
         self.kind: str = raw["kind"]
         self.row = row
+        self.m: int = row["_m"] if row is not None else 0  # the row's feature tags as bits
         qty = self.qty = raw["quantity"]
-        amt = raw.get("amount")
-        price = self.price = raw.get("unit_price")
+        amt = get("amount")
         if amt is None:
+            price = get("unit_price")
             amt = price * qty if price is not None else 0.0
         self.amt: float = amt
-        self.ds: int | None = raw.get("days_supply")
-        started = raw.get("started_at")
+        self.ds: int | None = get("days_supply")
+        started = get("started_at")
         self.start: int = day_of_time(started) if started else day
         # A per-day item (unit 日, e.g. bed fee) with quantity n covers n consecutive days.
         self.span: int = int(-(-qty // 1)) if qty > 1 and row is not None and row["unit"] == "日" else 1
+
+    @property
+    def price(self) -> float | None:
+        return self._raw.get("unit_price")
 
     @property
     def name(self) -> str:
@@ -53,20 +70,38 @@ class Line:
 
     @property
     def unit_price(self) -> float | None:
-        if self.price is not None:
-            return self.price
+        price = self._raw.get("unit_price")
+        if price is not None:
+            return price
         amt = self._raw.get("amount")
         return amt / self.qty if amt is not None and self.qty else None
 
 
 class Dx:
-    __slots__ = ("code", "name", "main", "row")
+    __slots__ = ("code", "row", "main", "_raw")
 
     def __init__(self, raw: dict[str, Any], row: dict[str, Any] | None) -> None:
+        self._raw = raw
         self.code: str = raw["code"]
         self.row = row
-        self.name: str = raw.get("name") or (row["name"] if row else self.code)
         self.main: bool = bool(raw.get("main"))
+
+    @property
+    def name(self) -> str:
+        row = self.row
+        return self._raw.get("name") or (row["name"] if row else self.code)
+
+
+_STATE_MASKS: dict[frozenset[str], int] = {}  # the keys of a state → the bits of its sections
+
+
+def _state_mask(keys: frozenset[str]) -> int:
+    mask = 0
+    for key in keys & STATE_TAGS:
+        mask |= STATE_BITS[key]
+    if len(_STATE_MASKS) < 4096:
+        _STATE_MASKS[keys] = mask
+    return mask
 
 
 class Ctx:
@@ -75,14 +110,16 @@ class Ctx:
     ``features`` holds the tags a rule family can ask for (``needs``): the
     encounter type, the line kinds ("rx" when drugs or decoction pieces), "dx"
     when diagnoses are present, the KB
-    feature tags of the lines' rows, and the state sections present.
+    feature tags of the lines' rows, the state sections present, and
+    "new_visit" for an outpatient encounter the visits (V) do not hold yet;
+    ``fmask`` is the same set as bits (``kmask`` the line kinds' bits alone).
     """
 
     __slots__ = (
-        "ev", "event_id", "scene", "day", "region", "inst", "level", "enc", "enc_id",
-        "ench", "enc_type", "med_type", "dept", "gender", "birth", "age_d", "age_y",
-        "insutype", "dx", "main_dx", "items", "features", "kinds", "state", "adm_day", "dis_day",
-        "total", "kb", "_date",
+        "ev", "event_id", "scene", "day", "region", "inst", "enc", "enc_id",
+        "ench", "enc_type", "med_type", "dept", "gender", "dx", "main_dx",
+        "items", "fmask", "kmask", "state", "adm_day", "dis_day", "kb", "_date",
+        "_patient", "_birth_ord", "_age_y", "_total",
     )
 
     def __init__(self, kb: KB, state: dict[str, Any], ev: dict[str, Any]) -> None:
@@ -91,21 +128,15 @@ class Ctx:
         self.state = state
         self.event_id: str = ev["event_id"]
         self.scene: int = ev["scene"]
-        occurred = ev["occurred_at"]
-        if occurred.endswith("+08:00"):
-            on = date.fromisoformat(occurred[:10])
-        else:
-            on = date.fromordinal(day_of_time(occurred) + EPOCH_ORD)
-        day = self.day = on.toordinal() - EPOCH_ORD
+        day = self.day = day_of_time(ev["occurred_at"])
         self._date: str | None = None
-        patient = ev["patient"]
+        patient = self._patient = ev["patient"]
         institution = ev["institution"]
-        self.inst: str = institution["id"]
-        self.level: int | None = institution.get("level")
+        inst = self.inst = institution["id"]
         self.region: str = patient.get("region") or institution.get("region") or "default"
         enc = self.enc = ev["encounter"]
-        self.enc_id: str = enc["id"]
-        self.ench: int = enc_hash(self.inst, self.enc_id)
+        enc_id = self.enc_id = enc["id"]
+        self.ench: int = zlib.crc32(f"{inst}\x00{enc_id}".encode())  # enc_hash(inst, enc_id)
         enc_type = self.enc_type = enc["type"]
         self.med_type: str | None = enc.get("med_type")
         self.dept: str | None = enc.get("department")
@@ -114,60 +145,110 @@ class Ctx:
         dis = enc.get("discharged_at")
         self.dis_day: int | None = day_of_time(dis) if dis else None
         self.gender: str = patient["gender"]
-        self.insutype: str | None = patient.get("insurance_type")
-        birth = self.birth = date.fromisoformat(patient["birth_date"])
-        self.age_d: int = day - (birth.toordinal() - EPOCH_ORD)
-        self.age_y: int = on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
-        tags = {enc_type}
-        tags.update(STATE_TAGS.intersection(state))
-        kinds: set[str] = set()
+        self._birth_ord: int = day_of_date(patient["birth_date"]) + EPOCH_ORD
+        self._age_y: int | None = None
+        self._total: float | None = None
+        keys = frozenset(state)
+        mask = _STATE_MASKS.get(keys)
+        if mask is None:
+            mask = _state_mask(keys)
+        mask |= tag_bit(enc_type)
+        if enc_type == "outpatient":
+            visits = state.get("V")
+            if visits is not None:
+                ench = self.ench
+                for v in visits:
+                    if v[2] == ench:
+                        break
+                else:
+                    mask |= NEW_VISIT
+        snap = kb.snapshot(day)
+        by_kind = snap.by_kind
+        kmask = 0
         lines = []
-        total = 0.0
-        item_get = kb.item
-        one = kb.one
         for raw in ev.get("items") or ():
             kind = raw["kind"]
-            row = one.get(raw["code"])
-            if row is None or not row["_from"] <= day <= row["_to"] or (kind in DRUG_KINDS) != (row["_t"] == "d"):
-                row = item_get(raw["code"], kind, day)
-            line = Line(raw, row, day)
-            total += line.amt
+            try:
+                index, kbit = by_kind[kind]
+            except KeyError:
+                index, kbit = snap.kind(kind)
+            line = Line(raw, index.get(raw["code"]), day)
             lines.append(line)
-            kinds.add(kind)
-            if row is not None:
-                tags |= row["_f"]
-        tags |= kinds
-        if kinds & DRUG_KINDS:
-            tags.add("rx")
+            kmask |= kbit
+            mask |= line.m
         self.items: list[Line] = lines
-        self.total: float = total
-        self.kinds = kinds
+        if kmask & RX_KINDS:
+            mask |= RX
+        self.kmask = kmask
         raw_dx = ev.get("diagnoses")
         main = None
+        dxs = []
         if raw_dx:
-            tags.add("dx")
-            dx_get = kb.diagnosis
-            dxs = [Dx(d, dx_get(d["code"], day)) for d in raw_dx]
-            for d in dxs:
+            mask |= DX
+            dx_of = snap.dx
+            for raw in raw_dx:
+                d = Dx(raw, dx_of(raw["code"]))
+                dxs.append(d)
                 if d.row is not None:
-                    tags |= d.row["_f"]
-            for d in dxs:
-                if d.main:
-                    main = d
-                    break
+                    mask |= d.row["_m"]
+                if main is None and d.main:
+                    main = d  # the first one marked main, else the first one
             if main is None:
                 main = dxs[0]
-        else:
-            dxs = []
         self.dx: list[Dx] = dxs
         self.main_dx: Dx | None = main
-        self.features = tags
+        self.fmask: int = mask | kmask
+
+    @property
+    def total(self) -> float:
+        """The event's amount: the sum of its lines' amounts."""
+        total = self._total
+        if total is None:
+            total = 0.0
+            for line in self.items:
+                total += line.amt
+            self._total = total
+        return total
+
+    @property
+    def kinds(self) -> set[str]:
+        return {line.kind for line in self.items}
+
+    @property
+    def level(self) -> int | None:
+        return self.ev["institution"].get("level")
+
+    @property
+    def insutype(self) -> str | None:
+        return self._patient.get("insurance_type")
+
+    @property
+    def features(self) -> set[str]:
+        return mask_tags(self.fmask)
+
+    @property
+    def birth(self) -> date:
+        return date.fromordinal(self._birth_ord)
+
+    @property
+    def age_d(self) -> int:
+        return self.day + EPOCH_ORD - self._birth_ord
+
+    @property
+    def age_y(self) -> int:
+        age = self._age_y
+        if age is None:
+            on = date.fromordinal(self.day + EPOCH_ORD)
+            birth = date.fromordinal(self._birth_ord)
+            age = self._age_y = on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+        return age
 
     @property
     def date(self) -> str:
-        if self._date is None:
-            self._date = date.fromordinal(self.day + EPOCH_ORD).isoformat()
-        return self._date
+        text = self._date
+        if text is None:
+            text = self._date = date_of_day(self.day)
+        return text
 
     def kb_drug(self, code: str, day: int | None = None) -> dict[str, Any] | None:
         return self.kb.drugs.get(code, self.day if day is None else day)
@@ -176,5 +257,4 @@ class Ctx:
         return self.kb.diagnosis(code, self.day)
 
     def date_of(self, day: int) -> str:
-        return date.fromordinal(day + EPOCH_ORD).isoformat()
-
+        return date_of_day(day)

@@ -7,12 +7,13 @@ the only clock (``occurred_at``; an item's ``started_at`` for its own dates).
 from __future__ import annotations
 
 import pathlib
+from bisect import bisect_right
 from typing import Any
 
 from services.rules import state as st
 from services.rules.context import Ctx
 from services.rules.exceptions import DataError
-from services.rules.kb import KB
+from services.rules.kb import KB, tag_mask
 from services.rules.ruleset import Rule, compile_rules
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -34,6 +35,11 @@ class Engine:
         self.rules = rules
         self.by_id = {r.id: r for r in rules}
         self._plans: dict[tuple[int, str], tuple[tuple[Any, ...], ...]] = {}
+        # Rules that can fire, per (scene, region, feature bits, date segment): see _run.
+        self._runs: dict[tuple[int, str, int, int], tuple[tuple[Any, ...], ...]] = {}
+        # Days where some rule's effective dates start or end (after the end): the rules in
+        # force are the same for every day between two consecutive breaks.
+        self._breaks = sorted({r.frm for r in rules} | {r.to + 1 for r in rules})
         self.windows = self._windows()
 
     @classmethod
@@ -86,21 +92,36 @@ class Engine:
             for rule in self.rules:
                 if scene in rule.scenes:
                     params, label = rule.resolve(region)
-                    entries.append((rule, frozenset(rule.needs), params, label))
+                    entries.append((rule, tag_mask(rule.needs), params, label))
             plan = tuple(entries)
             if len(self._plans) > 10_000:  # many distinct regions: keep the cache bounded
                 self._plans.clear()
             self._plans[key] = plan
         return plan
 
+    def _run(self, key: tuple[int, str, int, int], day: int) -> tuple[tuple[Any, ...], ...]:
+        """The plan's rules whose needs the event's feature bits meet and that are in force on
+        ``day`` (the same for every day of the date segment in ``key``), as (fn, params, rule, label)."""
+        scene, region, fmask, _ = key
+        run = tuple(
+            (rule.fn, params, rule, label)
+            for rule, needs, params, label in self._plan(scene, region)
+            if needs & fmask == needs and rule.frm <= day <= rule.to
+        )
+        if len(self._runs) > 50_000:  # bounded: tag combinations × scenes × regions
+            self._runs.clear()
+        self._runs[key] = run
+        return run
+
     def _evaluate(self, cx: Ctx) -> list[dict[str, Any]]:
         alerts: list[dict[str, Any]] = []
-        features = cx.features
         day = cx.day
-        for rule, needs, params, label in self._plan(cx.scene, cx.region):
-            if not needs <= features or not rule.frm <= day <= rule.to:
-                continue
-            hits = rule.fn(cx, params)
+        key = (cx.scene, cx.region, cx.fmask, bisect_right(self._breaks, day))
+        run = self._runs.get(key)
+        if run is None:
+            run = self._run(key, day)
+        for fn, params, rule, label in run:
+            hits = fn(cx, params)
             if hits:
                 for fields, line_ids, amount, evidence in hits:
                     alerts.append({

@@ -15,6 +15,7 @@ Tables (files under ``schemas/kb/``, each ``{"table", "version", "rows": [...]}`
 from __future__ import annotations
 
 import pathlib
+from bisect import bisect_right
 from typing import Any, Callable
 
 import orjson
@@ -189,6 +190,29 @@ FEATURES = {
 
 DX_FEATURES = {"sex": "dx_sex", "age_min_years": "dx_age", "age_max_years": "dx_age", "age_max_days": "dx_age"}
 
+# Tags as bits: the engine gates rules with one int AND per event instead of set
+# operations. A tag gets its bit the first time it is named (a family's needs, a
+# row's features, an encounter type), so any tag string works.
+TAG_BITS: dict[str, int] = {}
+
+
+def tag_bit(tag: str) -> int:
+    bit = TAG_BITS.get(tag)
+    if bit is None:
+        bit = TAG_BITS[tag] = 1 << len(TAG_BITS)
+    return bit
+
+
+def tag_mask(tags: Any) -> int:
+    mask = 0
+    for tag in tags:
+        mask |= tag_bit(tag)
+    return mask
+
+
+def mask_tags(mask: int) -> set[str]:
+    return {tag for tag, bit in TAG_BITS.items() if mask & bit}
+
 
 def validate_row(table: str, spec: Spec, row: Any, where: str) -> None:
     if not isinstance(row, dict):
@@ -297,10 +321,14 @@ class KB:
         self.bundles: list[dict[str, Any]] = []       # service rows with components
         self.included_by: dict[str, list[str]] = {}   # code → codes whose content includes it
         self._dx_cache: dict[str, tuple[dict[str, Any], ...]] = {}
+        self._breaks: list[int] = []                  # days where some row comes into or goes out of force
+        self._segments: dict[int, Snapshot] = {}      # date segment (index into _breaks) → its snapshot
+        self._days: dict[int, Snapshot] = {}          # day → the snapshot of its segment
         self.class_of: dict[str, str] = {}
         self.one: dict[str, dict[str, Any]] = {}
         self.first_line_classes: frozenset[str] = frozenset()
         self.interacting: frozenset[str] = frozenset()
+        self.partners: dict[str, frozenset[str]] = {}  # ingredient → ingredients it has an interaction row with
 
     # -- loading -----------------------------------------------------------
     @classmethod
@@ -398,9 +426,17 @@ class KB:
         self.one = {**self.drugs._one, **self.services._one}  # code → row when the code has one version
         self.first_line_classes = frozenset(c for r in self.drugs.rows() for c in r.get("first_line_classes") or ())
         self.interacting = frozenset(i for pair in self.interactions for i in pair)
+        partners: dict[str, set[str]] = {}
+        for a, b in self.interactions:
+            partners.setdefault(a, set()).add(b)
+        self.partners = {a: frozenset(bs) for a, bs in partners.items()}
         for row in self.drugs.rows():
             if row["ingredient"] in self.interacting:
                 row["_f"] = row["_f"] | {"interacting"}
+        dated = self.drugs.rows() + self.services.rows() + self.diagnoses.rows() + self.dx_prefixes
+        for row in dated:
+            row["_m"] = tag_mask(row["_f"])  # the row's feature tags as bits (see TAG_BITS)
+        self._breaks = sorted({r["_from"] for r in dated} | {r["_to"] + 1 for r in dated})
         # Row-level cross checks that need the indexes.
         for row in self.drugs.rows():
             for cls_code in row.get("first_line_classes") or ():
@@ -408,6 +444,20 @@ class KB:
                     raise DataError(f"drugs.json ({row['code']}): first_line_classes names unknown class {cls_code!r}")
 
     # -- lookups (hot path) ---------------------------------------------------
+    def snapshot(self, day: int) -> "Snapshot":
+        """The catalogue in force on ``day``: the same object for every day of a date segment
+        (the days between two consecutive effective_from / effective_to boundaries of any row)."""
+        snap = self._days.get(day)
+        if snap is None:
+            seg = bisect_right(self._breaks, day)
+            snap = self._segments.get(seg)
+            if snap is None:
+                snap = self._segments[seg] = Snapshot(self, day)
+            if len(self._days) >= 100_000:
+                self._days.clear()
+            self._days[day] = snap
+        return snap
+
     def item(self, code: str, kind: str, day: int) -> dict[str, Any] | None:
         if kind == "drug" or kind == "herb":
             return self.drugs.get(code, day)
@@ -469,6 +519,52 @@ class KB:
                 if len(out) >= limit:
                     break
         return out
+
+
+class Snapshot:
+    """Item and diagnosis lookups for one date segment, each one dict hit.
+
+    ``by_kind[kind]`` is ``(code → row in force, the kind's tag bit)``: drugs for
+    drug/herb lines, services and consumables otherwise (as :meth:`KB.item`);
+    ``dx(code)`` is :meth:`KB.diagnosis` remembered per code.
+    """
+
+    __slots__ = ("kb", "day", "drugs", "services", "by_kind", "_dx")
+
+    def __init__(self, kb: KB, day: int) -> None:
+        self.kb = kb
+        self.day = day  # any day of the segment: every row is in force on all of its days or none
+        self.drugs = self._index(kb.drugs, day)
+        self.services = self._index(kb.services, day)
+        self.by_kind = {
+            "drug": (self.drugs, tag_bit("drug")), "herb": (self.drugs, tag_bit("herb")),
+            "service": (self.services, tag_bit("service")), "consumable": (self.services, tag_bit("consumable")),
+        }
+        self._dx: dict[str, dict[str, Any] | None] = {}
+
+    @staticmethod
+    def _index(table: Dated, day: int) -> dict[str, dict[str, Any]]:
+        out = {}
+        for code in (*table._one, *table._many):
+            row = table.get(code, day)
+            if row is not None:
+                out[code] = row
+        return out
+
+    def kind(self, kind: str) -> tuple[dict[str, dict[str, Any]], int]:
+        """``by_kind[kind]``, also for a kind outside the four (looked up among services, as KB.item does)."""
+        entry = self.by_kind.get(kind)
+        return entry if entry is not None else (self.services, tag_bit(kind))
+
+    def dx(self, code: str) -> dict[str, Any] | None:
+        memo = self._dx
+        if code in memo:
+            return memo[code]
+        row = self.kb.diagnosis(code, self.day)
+        if len(memo) >= 100_000:
+            memo.clear()
+        memo[code] = row
+        return row
 
 
 def public_row(table: str, row: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from typing import Any
 
 import orjson
 
+from services.rules.kb import tag_bit
 from services.rules.timeutil import day_of_date, month_of_day
 
 FORMAT = 1
@@ -42,6 +43,8 @@ PASSIVE = frozenset({"bed", "nursing", "consult", "registration"})  # 挂床: ch
 EXAM = frozenset({"lab", "imaging"})
 SUPPLY_SCENES = frozenset({2, 6, 7, 10})
 STATUS_MAX = 8
+PERIOD = tag_bit("period")  # context feature bits (see kb.TAG_BITS)
+COURSE = tag_bit("course")
 
 
 def dumps(state: dict[str, Any]) -> bytes:
@@ -89,7 +92,9 @@ def ingredient_of(line: Any) -> str:
 
 
 def evict(state: dict[str, Any], day: int, win: Windows) -> None:
-    """Drop rows no active rule window can reach any more (by event time)."""
+    """Drop rows no active rule window can reach any more (by event time).
+
+    Each section is rebuilt only when one of its rows goes (most days none does)."""
     rows = state.get("L")
     if rows:
         w = win.ledger
@@ -100,24 +105,66 @@ def evict(state: dict[str, Any], day: int, win: Windows) -> None:
     rows = state.get("V")
     if rows and day - rows[0][0] >= win.visits:
         _put(state, "V", [r for r in rows if day - r[0] < win.visits])
-    if "A" in state:
-        keep = [
-            r for r in state["A"]
-            if day - r[0] < win.stays
-            or (r[5] is None and day - r[0] < win.open_stay)
-            or (r[5] is not None and day - r[5] < win.discharges)
-        ]
-        _put(state, "A", keep)
-    if "E" in state:
-        open_ = {r[2] for r in state.get("A", ()) if r[5] is None or r[5] >= day - 1}
-        _put(state, "E", [r for r in state["E"] if r[0] in open_])
-    if "P" in state:
-        periods = win.period_by_code
-        _put(state, "P", [r for r in state["P"] if day - r[1] < periods.get(r[0], win.period)])
-    if "C" in state:
-        _put(state, "C", [r for r in state["C"] if day - r[2] <= win.course_gap])
-    if "S" in state:
-        _put(state, "S", [r for r in state["S"] if r[2] is None or r[2] >= day - 1])
+    rows = state.get("A")
+    if rows is not None:
+        stays, open_stay, discharges = win.stays, win.open_stay, win.discharges
+        for r in rows:
+            if not (day - r[0] < stays or (r[5] is None and day - r[0] < open_stay)
+                    or (r[5] is not None and day - r[5] < discharges)):
+                rows = [
+                    r for r in rows
+                    if day - r[0] < stays
+                    or (r[5] is None and day - r[0] < open_stay)
+                    or (r[5] is not None and day - r[5] < discharges)
+                ]
+                _put(state, "A", rows)
+                break
+        else:
+            if not rows:
+                del state["A"]
+    rows = state.get("E")
+    if rows is not None:
+        stays = state.get("A", ())
+        for r in rows:
+            for s in stays:  # an open (or just discharged) stay of this encounter keeps it
+                if s[2] == r[0] and (s[5] is None or s[5] >= day - 1):
+                    break
+            else:
+                open_ = {s[2] for s in stays if s[5] is None or s[5] >= day - 1}
+                _put(state, "E", [r for r in rows if r[0] in open_])
+                break
+        else:
+            if not rows:
+                del state["E"]
+    rows = state.get("P")
+    if rows is not None:
+        periods, period = win.period_by_code, win.period
+        for r in rows:
+            if not day - r[1] < periods.get(r[0], period):
+                _put(state, "P", [r for r in rows if day - r[1] < periods.get(r[0], period)])
+                break
+        else:
+            if not rows:
+                del state["P"]
+    rows = state.get("C")
+    if rows is not None:
+        gap = win.course_gap
+        for r in rows:
+            if not day - r[2] <= gap:
+                _put(state, "C", [r for r in rows if day - r[2] <= gap])
+                break
+        else:
+            if not rows:
+                del state["C"]
+    rows = state.get("S")
+    if rows is not None:
+        for r in rows:
+            if not (r[2] is None or r[2] >= day - 1):
+                _put(state, "S", [r for r in rows if r[2] is None or r[2] >= day - 1])
+                break
+        else:
+            if not rows:
+                del state["S"]
 
 
 def _put(state: dict[str, Any], key: str, rows: list[Any]) -> None:
@@ -143,8 +190,12 @@ def apply_event(state: dict[str, Any], cx: Any, win: Windows) -> dict[str, Any]:
         visits = state.get("V")
         if visits is None:
             state["V"] = [[day, cx.inst, ench]]
-        elif not any(v[2] == ench for v in visits):
-            visits.append([day, cx.inst, ench])
+        else:
+            for v in visits:
+                if v[2] == ench:
+                    break
+            else:
+                visits.append([day, cx.inst, ench])
     elif enc_type == "inpatient":
         _apply_stay(state, cx, win)
 
@@ -152,10 +203,10 @@ def apply_event(state: dict[str, Any], cx: Any, win: Windows) -> dict[str, Any]:
         return state
     if scene in SUPPLY_SCENES and enc_type != "inpatient":
         _apply_supply(state, cx)
-    features = cx.features
-    if "period" in features:
+    fmask = cx.fmask
+    if fmask & PERIOD:
         _apply_period(state, cx)
-    if "course" in features:
+    if fmask & COURSE:
         _apply_course(state, cx, win)
     return state
 
@@ -172,12 +223,16 @@ def _apply_supply(state: dict[str, Any], cx: Any) -> None:
         ledger = state["L"] = []
     ench = cx.ench
     month = month_of_day(cx.day)
+    inst, event_id = cx.inst, cx.event_id
     for line in cx.items:
         if line.kind != "drug":
             continue
-        ing = ingredient_of(line)
-        ds = supply_days(line)
-        row = [ing, line.code, line.start, ds, line.qty, cx.inst, cx.event_id, ench, month, [ench]]
+        kb_row = line.row
+        ing = kb_row["ingredient"] if kb_row is not None else "?" + line.code  # ingredient_of(line)
+        ds = line.ds
+        if ds is None:
+            ds = supply_days(line)
+        row = [ing, line.code, line.start, ds, line.qty, inst, event_id, ench, month, [ench]]
         for i, old in enumerate(ledger):
             if old[0] == ing:
                 if old[7] == ench:  # the same prescription sent again (e.g. scene 2 then 7)
@@ -237,7 +292,11 @@ def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -
         if line.kind == "drug" and row is not None and row["class"] in first_line:
             if row["class"] not in w[6]:
                 w[6].append(row["class"])
-        bits = day_bits(line, adm)
+        if line.span == 1:  # day_bits(line, adm), inline for the common one-day line
+            off = line.start - adm
+            bits = 1 << off if 0 <= off < MASK_DAYS else 0
+        else:
+            bits = day_bits(line, adm)
         w[2] |= bits
         if line.kind != "service" or row is None or row["category"] not in PASSIVE:
             w[3] |= bits
@@ -261,11 +320,13 @@ def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -
 
 def day_bits(line: Any, adm: int) -> int:
     """Stay-day mask bits (bit i = admission day + i) of the days a line covers."""
-    bits = 0
-    off = line.start - adm
-    for i in range(max(off, 0), min(off + line.span, MASK_DAYS)):
-        bits |= 1 << i
-    return bits
+    lo = line.start - adm
+    hi = lo + line.span
+    if lo < 0:
+        lo = 0
+    if hi > MASK_DAYS:
+        hi = MASK_DAYS
+    return ((1 << (hi - lo)) - 1) << lo if hi > lo else 0
 
 
 def _apply_period(state: dict[str, Any], cx: Any) -> None:

@@ -1,4 +1,9 @@
-"""Event-time arithmetic: every day in the state is an epoch-day int (days since 1970-01-01, China time)."""
+"""Event-time arithmetic: every day in the state is an epoch-day int (days since 1970-01-01, China time).
+
+The conversions used on the hot path (timestamp → day, day → 'YYYY-MM-DD',
+day → yyyymm) are memoised: they are pure functions of their argument, and a
+stream of events only ever names a few hundred distinct days.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +13,35 @@ CST = timezone(timedelta(hours=8), "CST")
 EPOCH_ORD = date(1970, 1, 1).toordinal()
 NEVER = 10**7  # an open effective_to
 
+_MEMO_MAX = 50_000  # distinct dates remembered per memo (a memo is cleared when full)
+_DAY_OF: dict[str, int] = {}    # a timestamp's 'YYYY-MM-DD' → epoch day
+_DATE_DAY: dict[str, int] = {}  # a date string (as given) → epoch day
+_DATE_OF: dict[int, str] = {}   # epoch day → 'YYYY-MM-DD'
+_MONTH_OF: dict[int, int] = {}  # epoch day → yyyymm
+
 
 def day_of_date(text: str) -> int:
     """'YYYY-MM-DD' → epoch day."""
-    return date.fromisoformat(text).toordinal() - EPOCH_ORD
+    day = _DATE_DAY.get(text)
+    if day is None:
+        day = date.fromisoformat(text).toordinal() - EPOCH_ORD
+        if len(_DATE_DAY) >= _MEMO_MAX:
+            _DATE_DAY.clear()
+        _DATE_DAY[text] = day
+    return day
 
 
 def day_of_time(text: str) -> int:
     """ISO-8601 timestamp → epoch day of its date in China time (UTC+08:00)."""
     if text.endswith("+08:00") or len(text) <= 10:
-        return date.fromisoformat(text[:10]).toordinal() - EPOCH_ORD
+        key = text[:10]
+        day = _DAY_OF.get(key)
+        if day is None:
+            day = date.fromisoformat(key).toordinal() - EPOCH_ORD
+            if len(_DAY_OF) >= _MEMO_MAX:
+                _DAY_OF.clear()
+            _DAY_OF[key] = day
+        return day
     dt = datetime.fromisoformat(text)
     if dt.tzinfo is None:
         return dt.toordinal() - EPOCH_ORD
@@ -25,13 +49,25 @@ def day_of_time(text: str) -> int:
 
 
 def date_of_day(day: int) -> str:
-    return date.fromordinal(day + EPOCH_ORD).isoformat()
+    text = _DATE_OF.get(day)
+    if text is None:
+        text = date.fromordinal(day + EPOCH_ORD).isoformat()
+        if len(_DATE_OF) >= _MEMO_MAX:
+            _DATE_OF.clear()
+        _DATE_OF[day] = text
+    return text
 
 
 def month_of_day(day: int) -> int:
     """Epoch day → yyyymm int (natural month)."""
-    d = date.fromordinal(day + EPOCH_ORD)
-    return d.year * 100 + d.month
+    month = _MONTH_OF.get(day)
+    if month is None:
+        d = date.fromordinal(day + EPOCH_ORD)
+        month = d.year * 100 + d.month
+        if len(_MONTH_OF) >= _MEMO_MAX:
+            _MONTH_OF.clear()
+        _MONTH_OF[day] = month
+    return month
 
 
 def age_years(birth: date, on: date) -> int:

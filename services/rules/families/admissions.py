@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.rules.families import Hit, ev_item, family, kb_ev
-from services.rules.state import EXAM, PASSIVE, day_bits
+from services.rules.state import EXAM, MASK_DAYS, PASSIVE, day_bits
 from services.rules.timeutil import date_of_day
 
 
@@ -205,24 +205,28 @@ def idle_stay(cx: Any, p: dict[str, Any]) -> list[Hit]:
     if cx.scene in (8, 9):
         charged = active = 0  # the settlement carries the whole stay
     for ln in cx.items:
-        bits = day_bits(ln, adm)
+        if ln.span == 1:  # day_bits(ln, adm), inline for the common one-day line
+            off = ln.start - adm
+            bits = 1 << off if 0 <= off < MASK_DAYS else 0
+        else:
+            bits = day_bits(ln, adm)
         charged |= bits
         if ln.kind != "service" or ln.row is None or ln.row["category"] not in PASSIVE:
             active |= bits
     idle = charged & ~active  # days charged, with bed/nursing/consultation charges only
     if not idle:
         return []
-    run = best = 0
-    best_end = -1
-    for i in range(idle.bit_length()):
-        if idle >> i & 1:
-            run += 1
-            if run > best:
-                best, best_end = run, i
-        else:
-            run = 0
+    # The longest run of set bits (the first one when several are as long): after k
+    # steps of run &= run >> 1, bit i is set iff bits i .. i+k of idle all are.
+    best = 0
+    run = idle
+    while run:
+        last = run
+        run &= run >> 1
+        best += 1
     if best < p["min_days"]:
         return []
+    best_end = (last & -last).bit_length() - 1 + best - 1
     first = adm + best_end - best + 1
     fields = {"days": best, "first": date_of_day(first), "last": date_of_day(adm + best_end)}
     lines = [ln for ln in cx.items if ln.start <= adm + best_end and ln.start + ln.span - 1 >= first]

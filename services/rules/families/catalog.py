@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.rules.context import GENDER_EN, GENDER_ZH
+from services.rules.context import DRUG, GENDER_EN, GENDER_ZH
 from services.rules.families import Hit, ev_item, family, kb_ev
+from services.rules.kb import tag_bit
 
 KIND_TABLE = {"drug": "drugs", "herb": "drugs", "service": "services", "consumable": "services"}
 SETTING_ZH = {"outpatient": "门诊", "inpatient": "住院", "pharmacy": "药店购药", "emergency": "急诊", "chronic": "门诊慢特病"}
@@ -32,6 +33,11 @@ def _selected(line: Any, p: dict[str, Any]) -> bool:
     return cat not in excl
 
 
+# Line.m bits: a line without its family's tag cannot hit (the tag is set exactly when the
+# row carries the attribute the family tests), so the loops skip it on one int test.
+SEX, INSUTYPE, LEVEL, SETTING = tag_bit("sex"), tag_bit("insutype"), tag_bit("level"), tag_bit("setting")
+INDICATION, PRICE_CAP, VBP_ALT, DAILY_QTY = tag_bit("indication"), tag_bit("price_cap"), tag_bit("vbp_alt"), tag_bit("daily_qty")
+
 ITEM_FILTER = {"kinds": list, "categories": list, "exclude_categories": list}
 
 
@@ -46,6 +52,8 @@ def item_sex(cx: Any, p: dict[str, Any]) -> list[Hit]:
         return []
     hits = []
     for line in cx.items:
+        if not line.m & SEX:
+            continue
         row = line.row
         if row is None or not row.get("sex") or row["sex"] == gender or not _selected(line, p):
             continue
@@ -93,6 +101,8 @@ def item_insutype(cx: Any, p: dict[str, Any]) -> list[Hit]:
         return []
     hits = []
     for line in cx.items:
+        if not line.m & INSUTYPE:
+            continue
         row = line.row
         if row is None or not row.get("insutypes") or ins in row["insutypes"]:
             continue
@@ -111,6 +121,8 @@ def item_level(cx: Any, p: dict[str, Any]) -> list[Hit]:
         return []
     hits = []
     for line in cx.items:
+        if not line.m & LEVEL:
+            continue
         row = line.row
         if row is None or not row.get("min_level") or level >= row["min_level"]:
             continue
@@ -126,6 +138,8 @@ def item_setting(cx: Any, p: dict[str, Any]) -> list[Hit]:
     enc_type = cx.enc_type
     dept = cx.dept
     for line in cx.items:
+        if not line.m & SETTING:
+            continue
         row = line.row
         if row is None:
             continue
@@ -187,6 +201,8 @@ def indication(cx: Any, p: dict[str, Any]) -> list[Hit]:
         return []
     hits = []
     for line in cx.items:
+        if not line.m & INDICATION:
+            continue
         row = line.row
         if row is None or not row.get("indications"):
             continue
@@ -206,6 +222,8 @@ def price_cap(cx: Any, p: dict[str, Any]) -> list[Hit]:
     tol = 1.0 + p["tolerance"]
     hits = []
     for line in cx.items:
+        if not line.m & PRICE_CAP:
+            continue
         row = line.row
         if row is None or not row.get("price_cap"):
             continue
@@ -225,6 +243,8 @@ def vbp(cx: Any, p: dict[str, Any]) -> list[Hit]:
     hits = []
     day = cx.day
     for line in cx.items:
+        if not line.m & VBP_ALT:
+            continue
         row = line.row
         if row is None or "vbp_alt" not in row["_f"]:
             continue
@@ -245,6 +265,8 @@ def daily_qty(cx: Any, p: dict[str, Any]) -> list[Hit]:
     tol = 1.0 + p["tolerance"]
     hits = []
     for line in cx.items:
+        if not line.m & DAILY_QTY:
+            continue
         row = line.row
         if row is None or not row.get("max_daily_qty") or not line.ds:
             continue
@@ -265,7 +287,7 @@ def daily_qty(cx: Any, p: dict[str, Any]) -> list[Hit]:
 )
 def max_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """超量开药: days of supply above the limit for the setting (KB per drug, else the rule's defaults)."""
-    if "drug" not in cx.kinds:
+    if not cx.kmask & DRUG:
         return []
     med_type = cx.med_type
     if med_type is not None and med_type in p["chronic_med_types"]:

@@ -10,10 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from services.rules.families import Hit, ev_item, family, kb_ev
+from services.rules.kb import tag_bit
 from services.rules.state import course_key, status_on
 from services.rules.timeutil import date_of_day
 
 INCREMENTAL = frozenset({4, 5})
+BUNDLED, BUNDLE_PART, FREQUENCY = tag_bit("bundled"), tag_bit("bundle_part"), tag_bit("frequency")
+PERIOD, COURSE = tag_bit("period"), tag_bit("course")
 
 
 def stay_work(cx: Any) -> list[Any] | None:
@@ -24,6 +27,16 @@ def stay_work(cx: Any) -> list[Any] | None:
         if w[0] == cx.ench:
             return w
     return None
+
+
+def _counters(work: list[Any] | None) -> dict[str, list[Any]]:
+    """code → its counter in the open-stay accumulator (the first one, as _counter finds)."""
+    out: dict[str, list[Any]] = {}
+    if work is not None:
+        for c in work[1]:
+            if c[0] not in out:
+                out[c[0]] = c
+    return out
 
 
 def _counter(work: list[Any] | None, code: str) -> list[Any] | None:
@@ -41,47 +54,51 @@ def _earlier(cx: Any, code: str, day: int, qty: float) -> dict[str, Any]:
             "item_code": code, "item_name": row["name"] if row else code, "quantity": qty, "days_supply": None}
 
 
+def _bundled_hit(cx: Any, hits: list[Hit], dup: Any, parent_name: str, parent_code: str, child_code: str,
+                 evidence: list[dict[str, Any]]) -> None:
+    evidence.append(kb_ev("services", parent_code, f"includes {child_code}"))
+    fields = {"item": dup.name if child_code == dup.code else cx.kb.services.get(child_code, cx.day)["name"],
+              "item_code": child_code, "bundle": parent_name, "bundle_code": parent_code, "date": date_of_day(dup.start)}
+    hits.append((fields, [dup.lid], dup.amt, evidence))
+
+
 @family("bundled", needs="bundled", params={}, fields=("item", "item_code", "bundle", "bundle_code", "date"))
 def bundled(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """重复收费: an item charged on the same day as an item whose content already includes it
     (both in this request, or the other one earlier the same day of this stay)."""
-    lines = [ln for ln in cx.items if ln.row is not None and "bundled" in ln.row["_f"]]
+    lines = [ln for ln in cx.items if ln.m & BUNDLED]
     if not lines:
         return []
     work = stay_work(cx)
-    services = cx.kb.services
     here: dict[tuple[str, int], Any] = {(ln.code, ln.start): ln for ln in lines}
-    hits = []
-
-    def hit(dup: Any, parent_name: str, parent_code: str, child_code: str, evidence: list[dict[str, Any]]) -> None:
-        evidence.append(kb_ev("services", parent_code, f"includes {child_code}"))
-        fields = {"item": dup.name if child_code == dup.code else services.get(child_code, cx.day)["name"],
-                  "item_code": child_code, "bundle": parent_name, "bundle_code": parent_code, "date": date_of_day(dup.start)}
-        hits.append((fields, [dup.lid], dup.amt, evidence))
-
+    included_by = cx.kb.included_by
+    hits: list[Hit] = []
     for ln in lines:
         for code in ln.row.get("includes") or ():          # ln is the bundle
             child = here.get((code, ln.start))
             if child is not None:
-                hit(child, ln.name, ln.code, code, [ev_item(cx, child), ev_item(cx, ln)])
+                _bundled_hit(cx, hits, child, ln.name, ln.code, code, [ev_item(cx, child), ev_item(cx, ln)])
                 continue
-            c = _counter(work, code)
-            if c is not None and c[2] == ln.start:
-                hit(ln, ln.name, ln.code, code, [ev_item(cx, ln), _earlier(cx, code, c[2], c[3])])
-        for parent in cx.kb.included_by.get(ln.code, ()):  # ln is included in an earlier bundle
+            if work is not None:
+                c = _counter(work, code)
+                if c is not None and c[2] == ln.start:
+                    _bundled_hit(cx, hits, ln, ln.name, ln.code, code, [ev_item(cx, ln), _earlier(cx, code, c[2], c[3])])
+        if work is None:
+            continue
+        for parent in included_by.get(ln.code, ()):  # ln is included in an earlier bundle
             if (parent, ln.start) in here:
                 continue
             c = _counter(work, parent)
             if c is not None and c[2] == ln.start:
                 earlier = _earlier(cx, parent, c[2], c[3])
-                hit(ln, earlier["item_name"], parent, ln.code, [ev_item(cx, ln), earlier])
+                _bundled_hit(cx, hits, ln, earlier["item_name"], parent, ln.code, [ev_item(cx, ln), earlier])
     return hits
 
 
 @family("bundle", needs="bundle_part", params={}, fields=("bundle", "bundle_code", "items", "count"))
 def bundle(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """分解收费: the components of a bundle charged separately (at least min_components of them)."""
-    codes = {ln.code: ln for ln in cx.items if ln.row is not None and "bundle_part" in ln.row["_f"]}
+    codes = {ln.code: ln for ln in cx.items if ln.m & BUNDLE_PART}
     if len(codes) < 2:
         return []
     present = {ln.code for ln in cx.items}
@@ -103,14 +120,25 @@ def bundle(cx: Any, p: dict[str, Any]) -> list[Hit]:
 def frequency(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """限定频次: units per day or per encounter above the item's limit."""
     work = stay_work(cx)
-    lines = [ln for ln in cx.items if ln.row is not None and "frequency" in ln.row["_f"]]
-    if work is None:
-        # Fast path (most events): one line per code, single day, nothing earlier in the stay.
-        codes = {ln.code for ln in lines}
-        if len(codes) == len(lines) and all(ln.span == 1 for ln in lines):
-            if all(ln.qty <= (ln.row.get("max_per_day") or ln.qty) and ln.qty <= (ln.row.get("max_per_enc") or ln.qty)
-                   for ln in lines):
-                return []
+    lines = [ln for ln in cx.items if ln.m & FREQUENCY]
+    counters = _counters(work)
+    # Fast path (most events): one single-day line per code, each within both limits with
+    # what the stay already counted: no hit. Anything else takes the general count below.
+    codes: set[str] = set()
+    for ln in lines:
+        qty, row, code = ln.qty, ln.row, ln.code
+        if ln.span != 1 or code in codes:
+            break
+        c = counters.get(code)
+        limit = row.get("max_per_day")
+        if limit and qty + (c[3] if c is not None and c[2] == ln.start else 0.0) > limit:
+            break
+        limit = row.get("max_per_enc")
+        if limit and qty + (c[1] if c is not None else 0.0) > limit:
+            break
+        codes.add(code)
+    else:
+        return []
     day_qty: dict[tuple[str, int], float] = {}
     enc_qty: dict[str, float] = {}
     first: dict[tuple[str, int], Any] = {}
@@ -126,11 +154,11 @@ def frequency(cx: Any, p: dict[str, Any]) -> list[Hit]:
     for (code, day), qty in day_qty.items():
         ln = first[(code, day)]
         row = ln.row
-        c = _counter(work, code)
-        evidence = [ev_item(cx, ln, date=date_of_day(day))]
+        c = counters.get(code)
         limit = row.get("max_per_day")
         total = qty + (c[3] if c is not None and c[2] == day else 0.0)
         if limit and total > limit:
+            evidence = [ev_item(cx, ln, date=date_of_day(day))]
             if c is not None and c[2] == day:
                 evidence.append(_earlier(cx, code, day, c[3]))
             evidence.append(kb_ev("services", row["code"], f"max_per_day={limit:g}"))
@@ -141,14 +169,16 @@ def frequency(cx: Any, p: dict[str, Any]) -> list[Hit]:
             done.add(code)
             continue
         limit = row.get("max_per_enc")
-        total = enc_qty[code] + (c[1] if c is not None else 0.0)
-        if limit and code not in done and total > limit:
-            done.add(code)
-            evidence.append(kb_ev("services", row["code"], f"max_per_enc={limit:g}"))
-            fields = {"item": ln.name, "item_code": code, "qty": f"{total:g}", "limit": f"{limit:g}",
-                      "per_zh": "本次就诊", "per_en": "in this encounter"}
-            unit = ln.amt / ln.qty if ln.qty else 0.0
-            hits.append((fields, [ln.lid], unit * (total - limit), evidence))
+        if limit and code not in done:
+            total = enc_qty[code] + (c[1] if c is not None else 0.0)
+            if total > limit:
+                done.add(code)
+                evidence = [ev_item(cx, ln, date=date_of_day(day)),
+                            kb_ev("services", row["code"], f"max_per_enc={limit:g}")]
+                fields = {"item": ln.name, "item_code": code, "qty": f"{total:g}", "limit": f"{limit:g}",
+                          "per_zh": "本次就诊", "per_en": "in this encounter"}
+                unit = ln.amt / ln.qty if ln.qty else 0.0
+                hits.append((fields, [ln.lid], unit * (total - limit), evidence))
     return hits
 
 
@@ -162,6 +192,8 @@ def period(cx: Any, p: dict[str, Any]) -> list[Hit]:
     hits = []
     seen: set[str] = set()
     for ln in cx.items:
+        if not ln.m & PERIOD:
+            continue
         row = ln.row
         if row is None or not row.get("period_limit") or ln.code in seen:
             continue
@@ -199,6 +231,8 @@ def course(cx: Any, p: dict[str, Any]) -> list[Hit]:
     rows = cx.state.get("C", ())
     hits = []
     for ln in cx.items:
+        if not ln.m & COURSE:
+            continue
         row = ln.row
         if row is None or not row.get("course_days"):
             continue

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.rules.context import DRUG
 from services.rules.families import Hit, ev_item, family, kb_ev
-from services.rules.state import ingredient_of
+from services.rules.kb import tag_bit
 from services.rules.timeutil import date_of_day, month_of_day
+
+SECOND_LINE, INTERACTING = tag_bit("second_line"), tag_bit("interacting")
 
 
 def ledger_evidence(cx: Any, row: list[Any]) -> dict[str, Any]:
@@ -28,7 +31,7 @@ def ledger_evidence(cx: Any, row: list[Any]) -> dict[str, Any]:
 def supply_overlap(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """Same ingredient again while more than a fraction of the last supply remains."""
     ledger = cx.state.get("L")
-    if not ledger or "drug" not in cx.kinds:
+    if not ledger or not cx.kmask & DRUG:
         return []
     window = p["window_days"]
     frac = p["remaining_fraction"]
@@ -37,7 +40,7 @@ def supply_overlap(cx: Any, p: dict[str, Any]) -> list[Hit]:
     for line in cx.items:
         if line.kind != "drug":
             continue
-        ing = ingredient_of(line)
+        ing = line.row["ingredient"] if line.row is not None else "?" + line.code  # ingredient_of(line)
         for prev in ledger:
             if prev[0] != ing:
                 continue
@@ -74,7 +77,7 @@ def _active(prev: list[Any], start: int, frac: float) -> int | None:
 def same_class(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """重复开药(同药理): two ingredients of one pharmacological class in the request, or one in the
     request while another of the class is still in supply (same ledger rule as R19)."""
-    if "drug" not in cx.kinds:
+    if not cx.kmask & DRUG:
         return []
     exempt = p["exempt_classes"]
     by_class: dict[str, list[Any]] = {}
@@ -82,20 +85,30 @@ def same_class(cx: Any, p: dict[str, Any]) -> list[Hit]:
         row = line.row
         if line.kind != "drug" or row is None or row["class"] in exempt:
             continue
-        by_class.setdefault(row["class"], []).append(line)
+        group = by_class.get(row["class"])
+        if group is None:
+            by_class[row["class"]] = [line]
+        else:
+            group.append(line)
     if not by_class:
         return []
-    ledger = cx.state.get("L", ())
-    if not ledger and all(len({ln.row["ingredient"] for ln in v}) < 2 for v in by_class.values()):
-        return []
+    # Earlier supplies (other encounters) of the request's classes, in ledger order.
     class_of = cx.kb.class_of
     ench = cx.ench
+    earlier: dict[str, list[Any]] = {}
+    for prev in cx.state.get("L", ()):
+        cls = class_of.get(prev[0])
+        if cls in by_class and prev[7] != ench:
+            earlier.setdefault(cls, []).append(prev)
     hits = []
     for cls, lines in by_class.items():
+        prevs = earlier.get(cls, ())
+        if not prevs and len(lines) < 2:
+            continue
         ings = {ln.row["ingredient"] for ln in lines}
         others = []
-        for prev in ledger:
-            if class_of.get(prev[0]) != cls or prev[0] in ings or prev[7] == ench:
+        for prev in prevs:
+            if prev[0] in ings:
                 continue
             prow = cx.kb_drug(prev[1], prev[2])
             if prow is not None and _active(prev, lines[0].start, p["remaining_fraction"]) is not None:
@@ -120,18 +133,21 @@ def interaction(cx: Any, p: dict[str, Any]) -> list[Hit]:
     and a supply still running."""
     kb = cx.kb
     inter = kb.interacting
-    lines = [ln for ln in cx.items if ln.row is not None and ln.kind in ("drug", "herb") and ln.row["ingredient"] in inter]
+    # Drug/herb lines whose ingredient is in the interaction table (the row's "interacting" tag).
+    lines = [ln for ln in cx.items if ln.m & INTERACTING]
     if not lines:
         return []
+    partners = kb.partners
     day = cx.day
     sev = p["severities"]
     hits = []
     seen: set[tuple[str, str]] = set()
     for i, a in enumerate(lines):
         ia = a.row["ingredient"]
+        pa = partners[ia]
         for b in lines[i + 1:]:
             ib = b.row["ingredient"]
-            if (ia, ib) in seen:
+            if ib not in pa or (ia, ib) in seen:
                 continue
             row = kb.interaction(ia, ib, day)
             if row is None or row["severity"] not in sev:
@@ -141,18 +157,20 @@ def interaction(cx: Any, p: dict[str, Any]) -> list[Hit]:
             fields = {"a": a.name, "b": b.name, "effect_zh": row["effect_zh"], "effect_en": row["effect_en"], "severity": row["severity"]}
             evidence = [ev_item(cx, a), ev_item(cx, b), kb_ev("interactions", f"{row['a']}+{row['b']}", f"{row['severity']}: {row['basis']}")]
             hits.append((fields, [a.lid, b.lid], a.amt + b.amt, evidence))
+    ench = cx.ench
     for prev in cx.state.get("L", ()):
-        if prev[0] not in inter or prev[7] == cx.ench:
+        ip = prev[0]
+        if ip not in inter or prev[7] == ench:
             continue
         for a in lines:
             ia = a.row["ingredient"]
-            if ia == prev[0] or (ia, prev[0]) in seen or _active(prev, a.start, p["remaining_fraction"]) is None:
+            if ip not in partners[ia] or (ia, ip) in seen or _active(prev, a.start, p["remaining_fraction"]) is None:
                 continue
-            row = kb.interaction(ia, prev[0], day)
+            row = kb.interaction(ia, ip, day)
             if row is None or row["severity"] not in sev:
                 continue
-            seen.add((ia, prev[0]))
-            seen.add((prev[0], ia))
+            seen.add((ia, ip))
+            seen.add((ip, ia))
             ev = ledger_evidence(cx, prev)
             fields = {"a": a.name, "b": f"{ev['item_name']}({ev['date']}，{prev[5]})", "effect_zh": row["effect_zh"],
                       "effect_en": row["effect_en"], "severity": row["severity"]}
@@ -168,14 +186,14 @@ def interaction(cx: Any, p: dict[str, Any]) -> list[Hit]:
 def frequent_purchase(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """频繁购药: the same ingredient bought more than max_per_month times in a natural month."""
     ledger = cx.state.get("L")
-    if not ledger or "drug" not in cx.kinds:
+    if not ledger or not cx.kmask & DRUG:
         return []
     month = month_of_day(cx.day)
     hits = []
     for line in cx.items:
         if line.kind != "drug":
             continue
-        ing = ingredient_of(line)
+        ing = line.row["ingredient"] if line.row is not None else "?" + line.code  # ingredient_of(line)
         for prev in ledger:
             if prev[0] != ing:
                 continue
@@ -206,6 +224,8 @@ def second_line(cx: Any, p: dict[str, Any]) -> list[Hit]:
             break
     hits = []
     for line in cx.items:
+        if not line.m & SECOND_LINE:
+            continue
         row = line.row
         if row is None or not row.get("second_line"):
             continue

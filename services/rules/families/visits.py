@@ -22,7 +22,7 @@ def _prior_visits(cx: Any) -> list[Any] | None:
 
 
 @family(
-    "frequent_visits", needs=("outpatient", "V"), params={"window_days": int, "max_visits": int, "same_day_max": int},
+    "frequent_visits", needs=("outpatient", "V", "new_visit"), params={"window_days": int, "max_visits": int, "same_day_max": int},
     fields=("count", "days", "same_day"), windows={"visits": "window_days"},
 )
 def frequent_visits(cx: Any, p: dict[str, Any]) -> list[Hit]:
@@ -53,7 +53,7 @@ def frequent_visits(cx: Any, p: dict[str, Any]) -> list[Hit]:
 
 
 @family(
-    "same_day_institutions", needs=("outpatient", "V"), params={"max_institutions": int},
+    "same_day_institutions", needs=("outpatient", "V", "new_visit"), params={"max_institutions": int},
     fields=("count", "institutions"),
 )
 def same_day_institutions(cx: Any, p: dict[str, Any]) -> list[Hit]:
