@@ -7,9 +7,14 @@ maps to the same decision id even when the first attempt timed out.
 The patient state keeps a short record of the events it has already applied
 under the reserved key ``"seen"``: ``[[key, epoch_s, decision_id, alerts], ...]``.
 A retry found there returns the recorded decision and is not applied again.
-Records are evicted by event time (``SEEN_WINDOW_S`` behind the newest event)
-and by count (``SEEN_MAX``), so the idempotency window is bounded: a retry
-arriving after both bounds have passed is treated as a new event.
+Other records are evicted by event time (``SEEN_WINDOW_S`` behind the newest
+event) and by count (``SEEN_MAX``), so the idempotency window is bounded: a
+retry arriving after either bound has passed is treated as a new event. The
+record just written is always kept, however old its event time.
+
+Recorded alerts leave out what the rule table restores on a replay (names,
+GZ code, policy basis, severity: ``STATIC_ALERT_KEYS``), which keeps the
+state, serialized and written to the changelog on every event, small.
 """
 
 from __future__ import annotations
@@ -45,15 +50,20 @@ def find_seen(state: dict[str, Any], key: str) -> list[Any] | None:
     return None
 
 
+STATIC_ALERT_KEYS = ("gz_code", "name_zh", "name_en", "result_type", "indicator", "severity", "policy_basis")
+
+
 def remember(
     state: dict[str, Any], key: str, epoch_s: int, decision_id: str, alerts: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    records = [r for r in state.get(SEEN_KEY, ()) if r[0] != key]
-    records.append([key, epoch_s, decision_id, alerts])
-    newest = max(r[1] for r in records)
-    records = [r for r in records if newest - r[1] <= SEEN_WINDOW_S]
-    records.sort(key=lambda r: r[1])
-    state[SEEN_KEY] = records[-SEEN_MAX:]
+    """Record an applied event (alerts without their static fields); evict old records, never this one."""
+    compact = [{k: v for k, v in a.items() if k not in STATIC_ALERT_KEYS} for a in alerts]
+    current = [key, epoch_s, decision_id, compact]
+    others = [r for r in state.get(SEEN_KEY, ()) if r[0] != key]
+    newest = max([epoch_s, *(r[1] for r in others)])
+    others = [r for r in others if newest - r[1] <= SEEN_WINDOW_S]
+    others.sort(key=lambda r: r[1])
+    state[SEEN_KEY] = [*others[-(SEEN_MAX - 1):], current]
     return state
 
 
@@ -81,6 +91,8 @@ class _Engine(Protocol):
 
     def apply(self, state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]: ...
 
+    def rule_static(self, rule_id: str, version: str) -> dict[str, Any]: ...
+
 
 def handle_event(
     engine: _Engine, state_bytes: bytes | None, event: dict[str, Any], evaluate: bool = True
@@ -98,7 +110,8 @@ def handle_event(
     decision_id = decision_id_for(event["institution"]["id"], event["event_id"])
     seen = find_seen(state, key)
     if seen is not None:
-        return None, {"decision_id": seen[2], "alerts": seen[3], "replayed": True}
+        alerts = [{**a, **engine.rule_static(a["rule_id"], a["rule_version"])} for a in seen[3]]
+        return None, {"decision_id": seen[2], "alerts": alerts, "replayed": True}
     if evaluate:
         new_state, alerts = engine.process(state, event)
     else:

@@ -34,6 +34,14 @@ class Engine:
         self.kb = kb
         self.rules = rules
         self.by_id = {r.id: r for r in rules}
+        # What a recorded alert leaves out (services.rules.decision.STATIC_ALERT_KEYS), per rule version.
+        self._static = {
+            (r.id, r.version): {
+                "gz_code": r.gz_code, "name_zh": r.name_zh, "name_en": r.name_en, "result_type": r.result_type,
+                "indicator": r.indicator, "severity": r.severity, "policy_basis": r.policy_basis,
+            }
+            for r in rules
+        }
         self._plans: dict[tuple[int, str], tuple[tuple[Any, ...], ...]] = {}
         # Rules that can fire, per (scene, region, feature bits, date segment): see _run.
         self._runs: dict[tuple[int, str, int, int], tuple[tuple[Any, ...], ...]] = {}
@@ -41,6 +49,10 @@ class Engine:
         # force are the same for every day between two consecutive breaks.
         self._breaks = sorted({r.frm for r in rules} | {r.to + 1 for r in rules})
         self.windows = self._windows()
+
+    def rule_static(self, rule_id: str, version: str) -> dict[str, Any]:
+        """The fixed fields of a rule version's alerts ({} for a version no longer in the rule base)."""
+        return self._static.get((rule_id, version), {})
 
     @classmethod
     def load(cls, data_dir: pathlib.Path | None = None) -> "Engine":

@@ -45,8 +45,9 @@ def test_r19_through_history_and_the_same_payload_twice(fake: InProcessEngine) -
 
 
 def test_history_beyond_the_idempotency_window_is_not_double_counted(fake: InProcessEngine) -> None:
-    """The history visit is 10 days older than the current one, so its idempotency record is evicted at
-    once (24 h of event time): re-sending it re-applies it — and the state must not change."""
+    """The history visit is 10 days older than the current one, so its idempotency record is evicted as
+    soon as the current visit is applied (24 h of event time): re-sending it re-applies it once (its new
+    record, the latest written, is kept until a newer event evicts it) — and the state must not change."""
     body = example(OUTPATIENT)
     send(fake, body)
     key = "P330100000001"
@@ -56,7 +57,7 @@ def test_history_beyond_the_idempotency_window_is_not_double_counted(fake: InPro
     applied = len(fake.applied)
     for _ in range(3):
         send(fake, copy.deepcopy(body))
-    assert len(fake.applied) == applied + 3  # the history event really was applied again, three times
+    assert len(fake.applied) == applied + 1  # the history event really was applied again
     assert without_seen(fake.state(key)) == before  # ... and changed nothing
 
 

@@ -89,3 +89,19 @@ def test_reapplied_purchases_are_counted_once_per_encounter(engine: Engine) -> N
     # a genuine third purchase in the month still counts
     state = engine.apply(state, _event("c", "2026-03-03", enc="enc-c"))
     assert len(state["L"][0][9]) == 3
+
+
+def test_idempotency_record_keeps_an_older_event_and_restores_full_alerts(engine: Engine) -> None:
+    from services.rules import decision as dec
+
+    newer = _event("n1", "2026-03-05", code="XB01ACA056A001010100217")
+    older = {**_event("o1", "2026-03-01"), "patient": {"id": "P-state", "gender": "F", "birth_date": "1960-01-01"},
+             "diagnoses": [{"code": "N40", "name": "前列腺增生", "main": True}]}
+    blob, _ = dec.handle_event(engine, None, newer)
+    blob, first = dec.handle_event(engine, blob, older)  # four days older than the newest event
+    assert first["replayed"] is False and any(a["rule_id"] == "R03" for a in first["alerts"])
+    unchanged, retry = dec.handle_event(engine, blob, older)
+    assert unchanged is None and retry["replayed"] is True
+    assert retry["alerts"] == first["alerts"]  # the static fields come back from the rule table
+    stored = st.loads(blob)["seen"][-1][3]
+    assert stored and all(k not in a for a in stored for k in dec.STATIC_ALERT_KEYS)
