@@ -13,6 +13,8 @@ Run: ``python -m services.stream`` (see __main__.py).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -32,7 +34,7 @@ from services.stream import metrics
 log = logging.getLogger("presettle.worker")
 
 settings = get_settings()
-WORKER_ID = os.environ.get("PRESETTLE_WORKER_NAME", f"worker-{os.getpid()}")
+WORKER_ID = settings.worker_name or f"worker-{os.getpid()}"
 
 app = faust.App(
     settings.worker_app_id,
@@ -77,15 +79,29 @@ def _header_map(message: Any) -> dict[str, bytes]:
     return {k: v for k, v in headers}
 
 
-async def _reply(headers: dict[str, bytes], body: dict[str, Any]) -> None:
+# Nobody waits for a reply older than this (a worker catching up after an outage).
+REPLY_MAX_AGE_S = 60.0
+REPLY_SEND_TIMEOUT_S = 1.0
+
+
+async def _reply(headers: dict[str, bytes], body: bytes) -> None:
+    """Best effort: a reply that cannot be sent is counted, never holds up the partition."""
     reply_to = headers.get("reply_to")
     corr = headers.get("correlation_id")
     if not reply_to or not corr:
         return  # fire-and-forget producer (replay, batch): nobody waits
-    partition = int(headers.get("reply_partition") or 0)
-    await app.producer.send(
-        reply_to.decode(), None, orjson.dumps(body), partition, None, [("correlation_id", corr)]
-    )
+    sent_at = headers.get("sent_at")
+    try:
+        if sent_at and time.time() - float(sent_at) > REPLY_MAX_AGE_S:
+            metrics.REPLIES_SKIPPED.labels("stale").inc()
+            return
+        partition = int(headers.get("reply_partition") or 0)
+        await asyncio.wait_for(
+            app.producer.send(reply_to.decode(), None, body, partition, None, [("correlation_id", corr)]),
+            REPLY_SEND_TIMEOUT_S,
+        )
+    except Exception as exc:  # bad headers, a reply topic gone, a full buffer
+        metrics.REPLIES_SKIPPED.labels(type(exc).__name__).inc()
 
 
 async def _on_event(key: bytes, value: bytes, headers: dict[str, bytes]) -> None:
@@ -113,12 +129,13 @@ async def _on_event(key: bytes, value: bytes, headers: dict[str, bytes]) -> None
         "decided_at": datetime.now(timezone.utc).isoformat(),
         "worker": WORKER_ID,
     }
-    await _reply(headers, {"decision": decision})
-    metrics.record_decision(event["scene"], outcome["alerts"], engine_s, outcome["replayed"])
+    body = orjson.dumps(decision)
     if not outcome["replayed"]:
-        # The audit trail: every decision once (at least once across a crash;
-        # the decision id is deterministic, so consumers can de-duplicate).
-        await decisions_topic.send(key=key, value=orjson.dumps(decision))
+        # The audit trail first: every decision once (at least once across a
+        # crash; the decision id is deterministic, so consumers can de-duplicate).
+        await decisions_topic.send(key=key, value=body)
+    await _reply(headers, b'{"decision":' + body + b"}")
+    metrics.record_decision(event["scene"], outcome["alerts"], engine_s, outcome["replayed"])
 
 
 def _on_history(key: bytes, value: bytes) -> None:
@@ -147,7 +164,10 @@ async def refresh_lag() -> None:
     for (topic, partition), offset in list(_positions.items()):
         try:
             highwater = consumer.highwater(faust.types.TP(topic, partition))
-        except Exception:  # partition revoked during a rebalance
+        except Exception:  # partition revoked in a rebalance: its lag is another worker's now
+            _positions.pop((topic, partition), None)
+            with contextlib.suppress(KeyError):
+                metrics.LAG.remove(topic, str(partition))
             continue
         if highwater is not None:
             metrics.LAG.labels(topic, str(partition)).set(max(0, highwater - offset - 1))
@@ -161,12 +181,12 @@ async def process(stream: Any) -> None:
         try:
             _positions[(message.topic, message.partition)] = message.offset
             if headers.get("probe"):
-                await _reply(headers, {"probe": True, "partition": message.partition, "worker": WORKER_ID})
+                await _reply(headers, orjson.dumps({"probe": True, "partition": message.partition, "worker": WORKER_ID}))
             elif headers.get("history"):
                 _on_history(ev.key, ev.value)
             elif message.topic == settings.status_topic:
                 _on_status(ev.key, ev.value)
-                await _reply(headers, {"applied": True, "worker": WORKER_ID})
+                await _reply(headers, orjson.dumps({"applied": True, "worker": WORKER_ID}))
             else:
                 await _on_event(ev.key, ev.value, headers)
         except Exception as exc:  # a poison message must not stop the partition
@@ -174,4 +194,4 @@ async def process(stream: Any) -> None:
             who = pseudonym(ev.key.decode(errors="replace")) if ev.key else "-"
             log.exception("failed to process a message for %s at %s[%s]@%s",
                           who, message.topic, message.partition, message.offset)
-            await _reply(headers, {"error": f"{type(exc).__name__}: the engine could not evaluate this event"})
+            await _reply(headers, orjson.dumps({"error": f"{type(exc).__name__}: the engine could not evaluate this event"}))

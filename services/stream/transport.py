@@ -11,14 +11,15 @@ this class there under the scheme ``presettle``, so the worker uses
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from services.common.settings import get_settings
+
 
 def fetch_max_wait_ms() -> int:
-    return int(os.environ.get("PRESETTLE_FETCH_MAX_WAIT_MS", "5"))
+    return get_settings().fetch_max_wait_ms
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
