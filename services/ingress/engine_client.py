@@ -28,7 +28,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from services.common.aio import cancel_and_wait
+from services.common.aio import cancel_and_wait, quietly
 from services.common.broker import REPLY_TOPIC_CONFIG, ensure_topics, service_topics, topic_configs
 from services.common.settings import Settings
 from services.ingress import metrics
@@ -44,10 +44,14 @@ class Outcome:
 
 
 def _bootstrap_hosts(bootstrap: str) -> list[tuple[str, int]]:
+    """``"a:9092,[::1]:9093,b"`` → ``[("a", 9092), ("::1", 9093), ("b", 9092)]``."""
     hosts = []
     for part in bootstrap.split(","):
-        host, _, port = part.strip().rpartition(":")
-        hosts.append((host or "127.0.0.1", int(port or 9092)))
+        part = part.strip()
+        host, sep, port = part.rpartition(":")
+        if not sep or not port.isdigit() or (host.count(":") and not host.startswith("[")):
+            host, port = part, "9092"  # no port given (a bare IPv6 address has colons too)
+        hosts.append((host.strip("[]") or "127.0.0.1", int(port)))
     return hosts
 
 
@@ -94,11 +98,11 @@ class EngineClient:
         for fut in self._pending.values():
             if not fut.done():
                 fut.cancel()
-        if self._consumer:
-            await self._consumer.stop()
+        # The producer first: events answered 'timeout' may still sit in its buffer.
         if self._producer:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._producer.stop(), 5)
+            await quietly(self._producer.stop(), 10)
+        if self._consumer:
+            await quietly(self._consumer.stop())
 
     # -- background --------------------------------------------------------
     def _reply_headers(self, corr: bytes) -> list[tuple[str, bytes]]:
@@ -123,10 +127,14 @@ class EngineClient:
                 continue
             for records in batches.values():
                 for record in records:
-                    corr = dict(record.headers or ()).get("correlation_id")
-                    fut = self._pending.get(corr) if corr else None
-                    if fut is not None and not fut.done():
-                        fut.set_result(orjson.loads(record.value))
+                    try:
+                        corr = dict(record.headers or ()).get("correlation_id")
+                        fut = self._pending.get(corr) if corr else None
+                        if fut is not None and not fut.done():
+                            fut.set_result(orjson.loads(record.value))
+                    except Exception as exc:  # one malformed reply must not stop the others
+                        log.warning("unreadable reply at %s[%s]@%s: %s", record.topic, record.partition,
+                                    record.offset, type(exc).__name__)
             with contextlib.suppress(Exception):
                 backlog = 0
                 for tp in tps:
@@ -229,7 +237,11 @@ class EngineClient:
             return {"ok": False, "reason": "broker unreachable"}
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        partitions = sorted(await self._producer.partitions_for(self.settings.events_topic) or ())
+        try:
+            partitions = sorted(await asyncio.wait_for(
+                self._producer.partitions_for(self.settings.events_topic), timeout_s) or ())
+        except (asyncio.TimeoutError, KafkaError) as exc:
+            return {"ok": False, "reason": f"no metadata for {self.settings.events_topic}: {type(exc).__name__}"}
         if not partitions:
             return {"ok": False, "reason": f"topic {self.settings.events_topic} has no partitions"}
         futures: dict[int, asyncio.Future[dict[str, Any]]] = {}
