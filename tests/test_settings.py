@@ -31,9 +31,20 @@ def test_production_refuses_development_keys() -> None:
     with pytest.raises(SettingsError, match="development keys"):
         load_settings({"PRESETTLE_ENV": "production", "PRESETTLE_API_KEYS": "dev-key-h1:H1",
                        "PRESETTLE_ADMIN_KEYS": "admin-key-123"})
-    s = load_settings({"PRESETTLE_ENV": "production", "PRESETTLE_API_KEYS": "real-key-123:H1",
-                       "PRESETTLE_ADMIN_KEYS": "admin-key-123"})
-    assert s.env == "production"
+    keys = {"PRESETTLE_ENV": "production", "PRESETTLE_API_KEYS": "real-key-123:H1",
+            "PRESETTLE_ADMIN_KEYS": "admin-key-123"}
+    with pytest.raises(SettingsError, match="PRESETTLE_PSEUDONYM_KEY"):
+        load_settings(keys)
+    s = load_settings({**keys, "PRESETTLE_PSEUDONYM_KEY": "a-long-secret-pseudonym-key"})
+    assert s.env == "production" and s.pseudonym_key == "a-long-secret-pseudonym-key"
+
+
+def test_masks_hide_short_patient_ids_whole() -> None:
+    from services.common.privacy import mask, pseudonym
+
+    assert mask("P0001") == "*****" and mask("P00012345") == "*********"
+    assert mask("330102198501011234") == "33**************34"
+    assert pseudonym("P0001") != pseudonym("P0002") and "P0001" not in pseudonym("P0001")
 
 
 @pytest.mark.parametrize(("name", "value"), [("PRESETTLE_BUDGET_MS", "0"), ("PRESETTLE_HTTP_PORT", "x"),

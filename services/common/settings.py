@@ -20,6 +20,7 @@ class SettingsError(ValueError):
 # unset. Documented in README.md; refused when PRESETTLE_ENV=production.
 DEV_API_KEYS = {"dev-key-h1": "H1", "dev-key-h2": "H2"}
 DEV_ADMIN_KEYS = frozenset({"dev-admin-key"})
+DEV_PSEUDONYM_KEY = "presettle-dev"
 
 
 def _int(env: dict[str, str], name: str, default: int, lo: int, hi: int) -> int:
@@ -83,6 +84,8 @@ class Settings:
     workers: int = 1
     data_dir: str = ".data"
     audit_retention_days: int = 365
+    pseudonym_key: str = DEV_PSEUDONYM_KEY
+    worker_name: str = ""
 
     # Topic names -------------------------------------------------------
     @property
@@ -136,6 +139,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     admin_keys = parse_admin_keys(raw_admin) if raw_admin else DEV_ADMIN_KEYS
     if mode == "production" and (set(api_keys) & set(DEV_API_KEYS) or admin_keys & DEV_ADMIN_KEYS):
         raise SettingsError("PRESETTLE_ENV=production refuses the documented development keys")
+    pseudonym_key = env.get("PRESETTLE_PSEUDONYM_KEY", "").strip() or DEV_PSEUDONYM_KEY
+    if mode == "production" and (pseudonym_key == DEV_PSEUDONYM_KEY or len(pseudonym_key) < 16):
+        raise SettingsError(
+            "PRESETTLE_ENV=production refuses the development pseudonym key: set PRESETTLE_PSEUDONYM_KEY "
+            "(16+ characters, secret)"
+        )
     prefix = env.get("PRESETTLE_TOPIC_PREFIX", "presettle").strip() or "presettle"
     if not all(c.isalnum() or c in "-_." for c in prefix):
         raise SettingsError(f"PRESETTLE_TOPIC_PREFIX={prefix!r}: use letters, digits, '-', '_', '.'")
@@ -160,6 +169,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         workers=_int(env, "PRESETTLE_WORKERS", 1, 1, 16),
         data_dir=env.get("PRESETTLE_DATA_DIR", "").strip() or ".data",
         audit_retention_days=_int(env, "PRESETTLE_AUDIT_RETENTION_DAYS", 365, 1, 36500),
+        pseudonym_key=pseudonym_key,
+        worker_name=env.get("PRESETTLE_WORKER_NAME", "").strip(),
     )
 
 
