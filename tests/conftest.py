@@ -30,6 +30,9 @@ def stack_env(**overrides: str) -> dict[str, str]:
         PRESETTLE_WORKER_METRICS_PORT=str(free_port()),
         PRESETTLE_TOPIC_PREFIX=f"t{uuid.uuid4().hex[:8]}",
         PRESETTLE_PARTITIONS="2",
+        # A generous default budget: the tests check what is decided, not how fast (a slow CI
+        # machine must not turn answers into 'timeout'); budget behaviour has its own tests.
+        PRESETTLE_BUDGET_MS="5000",
     )
     env.update(overrides)
     return env

@@ -93,11 +93,16 @@ def parse_time(value: Any) -> datetime:
     ``2026-03-01``, ``2026-03-01 09:30:00``, ``2026-03-01T09:30:00+08:00``,
     ``2026/03/01 09:30``, ``20260301``, ``20260301093000``, epoch milliseconds.
     """
+    if isinstance(value, int) and not isinstance(value, bool) and len(str(value)) in (8, 14):
+        value = str(value)  # yyyyMMdd / yyyyMMddHHmmss sent as a JSON number
     if isinstance(value, datetime):
         dt = value
     elif isinstance(value, date):
         dt = datetime(value.year, value.month, value.day)
-    elif isinstance(value, (int, float)) and not isinstance(value, bool) and value > 10**11:
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        # Only epoch milliseconds of this era (13 digits: 2001–2286) are taken as such.
+        if not (isinstance(value, int) or value.is_integer()) or not 10**12 <= value < 10**13:
+            raise ValueError(f"{value!r} is not a date/time (use yyyy-MM-dd HH:mm:ss or epoch milliseconds)")
         dt = datetime.fromtimestamp(value / 1000, tz=timezone.utc).astimezone(CST)
     elif isinstance(value, str):
         text = value.strip().replace("/", "-")

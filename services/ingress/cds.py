@@ -52,6 +52,10 @@ async def call_service(
         plan = cds.plan_hook(body, service_id, caller, datetime.now(CST))
     except MappingError as exc:
         raise invalid(exc.field, exc.message) from None
+    except (ValueError, TypeError, AttributeError, OverflowError, OSError) as exc:
+        # A FHIR shape the mapping did not expect (e.g. a number where an object belongs): the
+        # request is at fault, never a 500.
+        raise invalid("context", f"unreadable FHIR content ({type(exc).__name__}: {exc})"[:300]) from None
     decision = await decide(request.app.state.engine_client, plan.event, budget_ms or settings.budget_ms,
                             request.state.started)
     return cds.hook_response(decision)

@@ -307,3 +307,19 @@ def test_3103_maps_dspo_way_to_outcomes_and_names_a_foreign_jr_id() -> None:
     assert info.value.field == "input.data.warns[1].warn_rslt_id"
     with pytest.raises(MappingError, match="not a rule"):
         nhsa.feedback_records(req, "H1", t, known_rules=frozenset({"R01"}))
+
+
+def test_numeric_dates_are_read_as_dates_not_epoch_milliseconds() -> None:
+    from datetime import datetime
+
+    from services.dialects.common import parse_time
+
+    assert parse_time(20260312093000) == parse_time("2026-03-12 09:30:00")
+    assert parse_time(20260312).date() == datetime(2026, 3, 12).date()
+    assert parse_time(1773279000000).year == 2026  # epoch milliseconds still work
+    for bad in (1e20, float("nan"), 123456, 10**15):
+        try:
+            parse_time(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad!r} was accepted")

@@ -262,3 +262,18 @@ def test_openapi_documents_every_endpoint(api: App) -> None:
         assert method in paths[path], path
     body = paths["/nhsa"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert {"$ref": "#/components/schemas/NhsaFeedbackRequest"} in body["oneOf"]
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda b: b["context"]["draftOrders"]["entry"][0]["resource"]["dispenseRequest"]["expectedSupplyDuration"]
+    .update(value=1e308, unit="mo"),
+    lambda b: b["prefetch"].update(conditions={"resourceType": "Bundle", "entry": 5}),
+    lambda b: b["prefetch"].update(encounter={"resourceType": "Encounter", "class": 5, "period": "2026"}),
+])
+def test_cds_unexpected_fhir_shapes_are_never_a_500(api: App, mutate) -> None:
+    body = copy.deepcopy(example(SIGN))
+    mutate(body)
+    r = api.post("/cds-services/presettle-order-sign", json=body)
+    assert r.status_code in (200, 422), r.text  # read as unknown, or refused naming the field
+    if r.status_code == 422:
+        assert r.json()["error"] == "invalid_request" and r.json()["field"]
