@@ -2,7 +2,8 @@
 
 Used by ``make run`` (``python -m services.stack``) and by the end-to-end tests,
 so both start the service the same way. Every part is a child process; Ctrl-C
-(SIGINT) or SIGTERM stops them in order: ingress, workers, broker.
+(SIGINT) or SIGTERM stops the ingress and the workers (SIGTERM, then SIGKILL
+after 10 s), then the broker.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,11 +104,13 @@ class Stack:
                 "--loop", "uvloop", "--http", "httptools", "--timeout-graceful-shutdown", "5"]
         self.ingress = self._spawn("ingress", args, self._child_env())
 
-    def wait_healthy(self, timeout: float = 60.0) -> float:
-        """Poll /healthz until 200; return the seconds it took."""
+    def wait_healthy(self, timeout: float = 60.0, should_stop: Callable[[], bool] = lambda: False) -> float:
+        """Poll /healthz until 200; return the seconds it took (InterruptedError when told to stop)."""
         t0 = time.monotonic()
         last = "no answer"
         while time.monotonic() - t0 < timeout:
+            if should_stop():
+                raise InterruptedError("stopped during start-up")
             for name, proc in self.children():
                 if proc.poll() is not None:
                     raise RuntimeError(f"{name} exited with code {proc.returncode} during start-up")
@@ -175,7 +179,7 @@ def main() -> int:
                 _say(f"  X-API-Key: {key}  → institution {inst}")
             _say(f"  admin key: {', '.join(sorted(settings.admin_keys))}")
         _say("waiting for a round trip through the worker (/healthz) …")
-        took = stack.wait_healthy(90)
+        took = stack.wait_healthy(90, should_stop=lambda: stopping)
         _say(f"ready in {took:.1f} s: {stack.url}  (docs {stack.url}/docs, metrics {stack.url}/metrics); Ctrl-C stops")
         while not stopping:
             for name, proc in stack.children():
@@ -183,6 +187,8 @@ def main() -> int:
                     _say(f"{name} exited with code {proc.returncode}; stopping")
                     return 1
             time.sleep(0.3)
+        return 0
+    except InterruptedError:
         return 0
     except (RuntimeError, TimeoutError) as exc:
         print(f"[presettle] {exc}", file=sys.stderr)
