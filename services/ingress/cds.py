@@ -68,7 +68,7 @@ async def service_feedback(
     """CDS Hooks feedback: accepted / overridden (with overrideReason) per card."""
     _service(service_id)
     try:
-        records = cds.feedback_records(body, service_id, caller, datetime.now(CST), known_rules())
+        records = cds.feedback_records(body, service_id, caller, datetime.now(CST), known_rules(request))
     except MappingError as exc:
         raise invalid(exc.field, exc.message) from None
     try:

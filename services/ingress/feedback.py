@@ -8,10 +8,10 @@ rate per rule is how a bureau finds noisy rules.
 
 from __future__ import annotations
 
+import asyncio
+
 import logging
 from datetime import datetime
-from functools import lru_cache
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path as PathParam, Request
@@ -24,7 +24,6 @@ from services.ingress import metrics
 from services.ingress.auth import InstitutionDep
 
 log = logging.getLogger("presettle.ingress")
-RULES_DIR = Path(__file__).resolve().parents[2] / "schemas" / "rules"
 
 router = APIRouter(tags=["feedback"])
 
@@ -33,12 +32,10 @@ class FeedbackUnavailable(RuntimeError):
     """The broker did not take the feedback record."""
 
 
-@lru_cache(maxsize=1)
-def known_rules() -> frozenset[str] | None:
-    """Rule ids of the rule base (``schemas/rules/R*.json``): feedback on other ids is refused, which also
-    keeps the metric's ``rule_id`` label bounded. None (pattern check only) when the directory is absent."""
-    ids = frozenset(p.stem for p in RULES_DIR.glob("R*.json"))
-    return ids or None
+def known_rules(request: Request) -> frozenset[str]:
+    """Rule ids of the loaded rule base: feedback on other ids is refused, which also keeps the
+    metric's ``rule_id`` label bounded."""
+    return request.app.state.known_rules
 
 
 async def write_feedback(request: Request, records: list[dict[str, Any]]) -> None:
@@ -47,12 +44,14 @@ async def write_feedback(request: Request, records: list[dict[str, Any]]) -> Non
     topic = request.app.state.settings.feedback_topic
     if not client.available:
         raise FeedbackUnavailable("broker unreachable")
+    try:
+        # All records, acknowledged together; counted only once every one is in, so a client
+        # resending after a partial failure does not count the first ones twice.
+        await asyncio.gather(*(client.publish(topic, rec["decision_id"].encode(), rec) for rec in records))
+    except Exception as exc:  # timeout or Kafka error
+        log.warning("feedback not recorded: %s", type(exc).__name__)
+        raise FeedbackUnavailable(f"the broker did not accept the feedback ({type(exc).__name__})") from exc
     for rec in records:
-        try:
-            await client.publish(topic, rec["decision_id"].encode(), rec)
-        except Exception as exc:  # timeout or Kafka error: nothing more is written
-            log.warning("feedback not recorded: %s", type(exc).__name__)
-            raise FeedbackUnavailable(f"the broker did not accept the feedback ({type(exc).__name__})") from exc
         metrics.FEEDBACK.labels(rec["rule_id"], rec["outcome"]).inc()
 
 
@@ -75,7 +74,7 @@ async def post_feedback(
     """Record what the doctor did with one alert: accepted, or overridden with a reason."""
     try:
         rec = fb.record(alert_id, body.outcome, reason=body.reason, reason_code=body.reason_code,
-                        institution_id=caller, dialect="native", received_at=now(), known_rules=known_rules())
+                        institution_id=caller, dialect="native", received_at=now(), known_rules=known_rules(request))
     except MappingError as exc:
         raise invalid(exc.field, exc.message) from None
     try:

@@ -148,7 +148,7 @@ async def _analyse(request: Request, req: nhsa.NhsaAnalysisRequest, expected: tu
 async def _feedback(request: Request, req: nhsa.NhsaFeedbackRequest, caller: str) -> JSONResponse:
     received = datetime.now(CST)
     _check(req, (nhsa.FEEDBACK_INFNO,), caller)
-    records = nhsa.feedback_records(req, caller, received, known_rules())
+    records = nhsa.feedback_records(req, caller, received, known_rules(request))
     try:
         await write_feedback(request, records)
     except FeedbackUnavailable as exc:
