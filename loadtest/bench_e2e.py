@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import statistics
@@ -75,12 +76,15 @@ class Pool:
             except (ConnectionError, asyncio.IncompleteReadError):
                 conn.writer.close()
                 continue
+            except BaseException:  # any other failure (a cancelled wait too): the connection is unusable
+                conn.writer.close()
+                raise
             self.idle.append(conn)
             return result
         conn = Connection(*await asyncio.open_connection(self.host, self.port))
         try:
             result = await conn.post(request)
-        except Exception:
+        except BaseException:
             conn.writer.close()
             raise
         self.idle.append(conn)
@@ -150,12 +154,12 @@ async def drive_http(url: str, api_key: str, rate: float, duration: float, budge
             if len(error_samples) < 3:
                 error_samples.append(repr(exc))
             return
-        latencies.append((time.perf_counter() - due) * 1000)
         if status != 200:
             counts["errors"] += 1
             if len(error_samples) < 3:
                 error_samples.append(f"{status} {payload[:200]!r}")
             return
+        latencies.append((time.perf_counter() - due) * 1000)  # answered requests only
         answer = orjson.loads(payload)
         if answer["engine_status"] == "timeout":
             counts["timeouts"] += 1
@@ -186,6 +190,7 @@ async def drive_http(url: str, api_key: str, rate: float, duration: float, budge
 async def broker_floor(bootstrap: str, rate: float, duration: float, fetch_wait_ms: int) -> list[float]:
     """One hop through the broker: aiokafka produce → consumer (no group) receives."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
 
     from services.common.broker import ensure_topics
 
@@ -221,14 +226,24 @@ async def broker_floor(bootstrap: str, rate: float, duration: float, fetch_wait_
         if delay > 0:
             await asyncio.sleep(delay)
         key = str(n).encode()
-        sent[key] = time.perf_counter()
+        sent[key] = start + n / rate  # from the due time, like the HTTP figures
         await producer.send(topic, b"x" * 600, key=key)
     try:
         await asyncio.wait_for(done.wait(), 15)
     except asyncio.TimeoutError:
         receiver.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await receiver
     await producer.stop()
     await consumer.stop()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:  # leave nothing behind on a real cluster
+        await admin.start()
+        await admin.delete_topics([topic])
+    except Exception as exc:
+        print(f"  could not delete {topic}: {type(exc).__name__}", file=sys.stderr)
+    finally:
+        await admin.close()
     return latencies
 
 
