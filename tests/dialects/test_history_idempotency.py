@@ -20,7 +20,7 @@ def send(fake: InProcessEngine, body: dict[str, Any]) -> dict[str, Any]:
     """What the ingress does: history written in order, then the current event decided."""
     [p] = nhsa.plan_analysis(nhsa.NhsaAnalysisRequest.model_validate(body))
     for ev in p.history:
-        fake.handle(p.key, ev.to_wire())
+        fake.handle(p.key, ev.to_wire(), evaluate=False)  # the "history" header: merged, not evaluated
     return fake.handle(p.key, p.current.to_wire())
 
 

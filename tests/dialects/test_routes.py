@@ -165,8 +165,10 @@ def test_3103_feedback_is_written_joined_and_counted(api: App, fake: InProcessEn
     assert key == jr_id.split(".")[0].encode() and rec["decision_id"] == jr_id.split(".")[0]
     assert rec["alert_id"] == jr_id and rec["reason"] == "患者自备药已用完" and rec["institution_id"] == "H1"
     body["input"]["data"]["warns"] = [{"warn_rslt_id": jr_id, "dspo_way": 2}]
+    accepted = feedback_count("R19", "accepted")
     assert api.post("/nhsa", json=body).json()["infcode"] == 0  # 3103 through the single address
-    assert feedback_count("R19", "accepted") >= 1
+    assert feedback_count("R19", "accepted") == accepted + 1
+    assert [p[2]["outcome"] for p in fake.published if p[0].endswith(".feedback")] == ["overridden", "accepted"]
 
 
 def test_3103_refuses_foreign_jr_ids_and_writes_nothing(api: App, fake: InProcessEngine) -> None:

@@ -100,7 +100,6 @@ def test_an_open_stream_does_not_hold_a_stopping_ingress() -> None:
     import signal
     import subprocess
     import threading
-    import time
 
     from services.common.settings import load_settings
     from tests.conftest import ARTIFACTS, stack_env
@@ -127,13 +126,11 @@ def test_an_open_stream_does_not_hold_a_stopping_ingress() -> None:
         assert opened.wait(10), "no snapshot on the stream"
         ingress = partial.ingress
         assert ingress is not None
-        t0 = time.monotonic()
         ingress.send_signal(signal.SIGTERM)
         try:
-            ingress.wait(8)
+            ingress.wait(8)  # a liveness bound (the stream must not hold the shutdown), not a speed target
         except subprocess.TimeoutExpired:
-            pytest.fail("the ingress did not stop within 8 s with a live page open")
-        assert time.monotonic() - t0 < 8
+            pytest.fail("the ingress did not stop with a live page open")
         reader.join(5)
         assert not reader.is_alive(), "the stream ended"
     finally:

@@ -118,17 +118,3 @@ def test_retired_rule_stops_firing(tmp_path: pathlib.Path) -> None:
     engine = Engine.load(tmp_path)
     assert "R03" not in {a["rule_id"] for a in engine.evaluate(None, _event())}
     assert "R03" in {a["rule_id"] for a in engine.evaluate(None, _event(occurred_at="2026-03-09T09:00:00+08:00"))}
-
-
-def test_state_size_for_180_days_of_history(engine: Engine) -> None:
-    from loadtest.bench_rules import Gen, percentile
-
-    gen = Gen(engine, seed=11)
-    sizes = []
-    for pid in range(150):
-        state: dict = {}
-        for _, ev in sorted(gen.patient(pid, 180), key=lambda x: x[0]):
-            state, _ = engine.process(state, ev)
-        sizes.append(len(st.dumps(state)))
-    assert percentile(sizes, 0.5) <= 1024, sorted(sizes)
-    assert percentile(sizes, 0.99) <= 4096, sorted(sizes)
