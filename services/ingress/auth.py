@@ -40,8 +40,18 @@ async def require_admin(
                             headers={"WWW-Authenticate": "ApiKey"})
 
 
+async def any_key(
+    settings: SettingsDep, x_api_key: Annotated[str | None, Header(description="Institution or admin key")] = None
+) -> None:
+    """Any valid key, institution or admin (lookups that carry no patient data)."""
+    if not x_api_key or (x_api_key not in settings.api_keys and x_api_key not in settings.admin_keys):
+        raise HTTPException(401, {"error": "unauthorized", "field": "X-API-Key", "message": "missing or unknown API key"},
+                            headers={"WWW-Authenticate": "ApiKey"})
+
+
 InstitutionDep = Annotated[str, Depends(institution_for_key)]
 AdminDep = Annotated[None, Depends(require_admin)]
+AnyKey = Annotated[None, Depends(any_key)]
 
 
 def check_institution(caller: str, institution_id: str, field: str = "institution.id") -> None:

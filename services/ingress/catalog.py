@@ -4,24 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
-from services.ingress.auth import AdminDep, SettingsDep
+from services.ingress.auth import AdminDep, AnyKey, SettingsDep
 from services.rules.status import PatientStatus
 
 router = APIRouter(tags=["knowledge base"])
 
 
-async def any_key(
-    settings: SettingsDep, x_api_key: Annotated[str | None, Header(description="Institution or admin key")] = None
-) -> None:
-    if not x_api_key or (x_api_key not in settings.api_keys and x_api_key not in settings.admin_keys):
-        raise HTTPException(401, {"error": "unauthorized", "field": "X-API-Key", "message": "missing or unknown API key"},
-                            headers={"WWW-Authenticate": "ApiKey"})
-
-
-AnyKey = Annotated[None, Depends(any_key)]
 Q = Annotated[str, Query(min_length=1, max_length=64, description="name or code (substring)")]
 Limit = Annotated[int, Query(ge=1, le=200)]
 

@@ -64,7 +64,12 @@ class EngineClient:
         self._consumer: AIOKafkaConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._reply_partitions: list[int] = [0]
+        # Per partition, the reply headers every request carries (encoded once).
+        self._reply_routes: list[tuple[tuple[str, bytes], ...]] = []
         self._next_reply = 0
+        # Correlation ids: unique per process start, cheap per request.
+        self._corr_prefix = uuid.uuid4().hex[:12].encode()
+        self._corr_seq = 0
         self.available = False
 
     # -- lifecycle ---------------------------------------------------------
@@ -86,12 +91,17 @@ class EngineClient:
         await self._consumer.start()
         # The topic may predate this process with another partition count: use what it has.
         self._reply_partitions = sorted(await self._producer.partitions_for(self.reply_topic))
+        self._reply_routes = [
+            (("reply_to", self.reply_topic.encode()), ("reply_partition", str(p).encode()))
+            for p in self._reply_partitions
+        ]
         tps = [TopicPartition(self.reply_topic, p) for p in self._reply_partitions]
         self._consumer.assign(tps)
         await self._consumer.seek_to_end(*tps)
         self.available = True
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._drain()), loop.create_task(self._watch())]
+        self._tasks = [loop.create_task(self._drain()), loop.create_task(self._watch()),
+                       loop.create_task(self._gauge_backlog())]
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
@@ -105,17 +115,31 @@ class EngineClient:
             await quietly(self._consumer.stop())
 
     # -- background --------------------------------------------------------
+    def _new_correlation(self) -> bytes:
+        self._corr_seq += 1
+        return b"%s-%d" % (self._corr_prefix, self._corr_seq)
+
     def _reply_headers(self, corr: bytes) -> list[tuple[str, bytes]]:
-        self._next_reply = (self._next_reply + 1) % len(self._reply_partitions)
-        return [
-            ("correlation_id", corr),
-            ("reply_to", self.reply_topic.encode()),
-            ("reply_partition", str(self._reply_partitions[self._next_reply]).encode()),
-        ]
+        self._next_reply = (self._next_reply + 1) % len(self._reply_routes)
+        return [("correlation_id", corr), *self._reply_routes[self._next_reply]]
+
+    async def _gauge_backlog(self) -> None:
+        """Reply-topic backlog and pending requests, once a second (off the hot path)."""
+        assert self._consumer is not None
+        tps = [TopicPartition(self.reply_topic, p) for p in self._reply_partitions]
+        while True:
+            await asyncio.sleep(1.0)
+            with contextlib.suppress(Exception):
+                backlog = 0
+                for tp in tps:
+                    highwater = self._consumer.highwater(tp)
+                    if highwater is not None:
+                        backlog += max(0, highwater - await self._consumer.position(tp))
+                metrics.REPLY_BACKLOG.set(backlog)
+            metrics.PENDING.set(len(self._pending))
 
     async def _drain(self) -> None:
         assert self._consumer is not None
-        tps = [TopicPartition(self.reply_topic, p) for p in self._reply_partitions]
         while True:
             try:
                 batches = await self._consumer.getmany(timeout_ms=500)
@@ -135,14 +159,6 @@ class EngineClient:
                     except Exception as exc:  # one malformed reply must not stop the others
                         log.warning("unreadable reply at %s[%s]@%s: %s", record.topic, record.partition,
                                     record.offset, type(exc).__name__)
-            with contextlib.suppress(Exception):
-                backlog = 0
-                for tp in tps:
-                    highwater = self._consumer.highwater(tp)
-                    if highwater is not None:
-                        backlog += max(0, highwater - await self._consumer.position(tp))
-                metrics.REPLY_BACKLOG.set(backlog)
-            metrics.PENDING.set(len(self._pending))
 
     async def _reachable(self) -> bool:
         for host, port in _bootstrap_hosts(self.settings.bootstrap):
@@ -172,7 +188,7 @@ class EngineClient:
             return Outcome("unavailable", error="broker unreachable")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget_s
-        corr = uuid.uuid4().hex.encode()
+        corr = self._new_correlation()
         fut: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._pending[corr] = fut
         headers = [*self._reply_headers(corr), ("sent_at", repr(time.time()).encode())]
@@ -231,6 +247,21 @@ class EngineClient:
             self._producer.send_and_wait(topic, orjson.dumps(value), key=key, headers=headers), timeout=timeout_s
         )
 
+    async def publish_many(
+        self, topic: str, key: bytes, values: list[dict[str, Any]], timeout_s: float,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """Write records in order (one key: one partition) and wait once, up to ``timeout_s``, for all acks."""
+        if self._producer is None:
+            raise RuntimeError("engine client not started")
+        producer = self._producer
+
+        async def send_all() -> None:
+            deliveries = [await producer.send(topic, orjson.dumps(v), key=key, headers=headers) for v in values]
+            await asyncio.gather(*deliveries)
+
+        await asyncio.wait_for(send_all(), timeout=max(0.0, timeout_s))
+
     async def probe(self, timeout_s: float = 3.0) -> dict[str, Any]:
         """A real round trip through the worker on every partition of the events topic."""
         if self._producer is None or not self.available:
@@ -247,7 +278,7 @@ class EngineClient:
         futures: dict[int, asyncio.Future[dict[str, Any]]] = {}
         try:
             for p in partitions:
-                corr = uuid.uuid4().hex.encode()
+                corr = self._new_correlation()
                 fut: asyncio.Future[dict[str, Any]] = loop.create_future()
                 self._pending[corr] = fut
                 futures[p] = fut

@@ -70,6 +70,13 @@ class InProcessEngine:
             history = dict(headers or ()).get("history") == b"1"
             self.handle(key, json.loads(json.dumps(value)), evaluate=not history)
 
+    async def publish_many(self, topic: str, key: bytes, values: list[dict[str, Any]], timeout_s: float,
+                           headers: list[tuple[str, bytes]] | None = None) -> None:
+        if timeout_s <= 0:
+            raise TimeoutError("budget exhausted")
+        for value in values:
+            await self.publish(topic, key, value, timeout_s, headers)
+
     def state(self, patient_id: str) -> dict[str, Any]:
         return state_codec.loads(self.states.get(patient_id.encode()))
 
