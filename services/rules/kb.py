@@ -21,7 +21,7 @@ from typing import Any, Callable
 import orjson
 
 from services.rules.exceptions import DataError
-from services.rules.timeutil import NEVER, day_of_date
+from services.rules.timeutil import effective_days
 
 _STR = (str,)
 _INT = (int,)
@@ -234,14 +234,7 @@ def validate_row(table: str, spec: Spec, row: Any, where: str) -> None:
             msg = check(value)
             if msg:
                 raise DataError(f"{where}: field {name!r}={value!r} {msg}")
-    try:
-        frm = day_of_date(row["effective_from"])
-        to = day_of_date(row["effective_to"]) if row.get("effective_to") else NEVER
-    except ValueError:
-        raise DataError(f"{where}: effective_from/effective_to must be YYYY-MM-DD dates") from None
-    if to < frm:
-        raise DataError(f"{where}: effective_to {row['effective_to']} is before effective_from {row['effective_from']}")
-    row["_from"], row["_to"] = frm, to
+    row["_from"], row["_to"] = effective_days(row, where)
     row["_t"] = "d" if table == "drugs" else table[0]
     feats = frozenset(tag for attr, tag in FEATURES.items() if row.get(attr))
     if table == "diagnoses":

@@ -16,7 +16,7 @@ import orjson
 
 from services.rules.exceptions import DataError
 from services.rules.families import FAMILIES, Family, load_all
-from services.rules.timeutil import NEVER, day_of_date
+from services.rules.timeutil import NEVER, day_of_date, effective_days
 
 RESULT_TYPES = ("definite", "suspicious")
 INDICATORS = ("critical", "warning", "info")
@@ -168,13 +168,7 @@ def validate_entry(entry: Any, where: str) -> Family:
         unknown_fields = _template_fields(entry[lang], where) - fam.fields
         if unknown_fields:
             raise DataError(f"{where}: {lang} uses field(s) {sorted(unknown_fields)} the family {fam.name} does not fill (it fills {sorted(fam.fields)})")
-    try:
-        frm = day_of_date(entry["effective_from"])
-        to = day_of_date(entry["effective_to"]) if entry.get("effective_to") else NEVER
-    except ValueError:
-        raise DataError(f"{where}: effective dates must be YYYY-MM-DD") from None
-    if to < frm:
-        raise DataError(f"{where}: effective_to is before effective_from")
+    effective_days(entry, where)
     return fam
 
 

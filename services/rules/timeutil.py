@@ -8,13 +8,15 @@ stream of events only ever names a few hundred distinct days.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from services.rules.exceptions import DataError
 
 CST = timezone(timedelta(hours=8), "CST")
 EPOCH_ORD = date(1970, 1, 1).toordinal()
 NEVER = 10**7  # an open effective_to
 
 _MEMO_MAX = 50_000  # distinct dates remembered per memo (a memo is cleared when full)
-_DAY_OF: dict[str, int] = {}    # a timestamp's 'YYYY-MM-DD' → epoch day
 _DATE_DAY: dict[str, int] = {}  # a date string (as given) → epoch day
 _DATE_OF: dict[int, str] = {}   # epoch day → 'YYYY-MM-DD'
 _MONTH_OF: dict[int, int] = {}  # epoch day → yyyymm
@@ -34,14 +36,7 @@ def day_of_date(text: str) -> int:
 def day_of_time(text: str) -> int:
     """ISO-8601 timestamp → epoch day of its date in China time (UTC+08:00)."""
     if text.endswith("+08:00") or len(text) <= 10:
-        key = text[:10]
-        day = _DAY_OF.get(key)
-        if day is None:
-            day = date.fromisoformat(key).toordinal() - EPOCH_ORD
-            if len(_DAY_OF) >= _MEMO_MAX:
-                _DAY_OF.clear()
-            _DAY_OF[key] = day
-        return day
+        return day_of_date(text[:10])
     dt = datetime.fromisoformat(text)
     if dt.tzinfo is None:
         return dt.toordinal() - EPOCH_ORD
@@ -72,3 +67,15 @@ def month_of_day(day: int) -> int:
 
 def age_years(birth: date, on: date) -> int:
     return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def effective_days(row: dict[str, Any], where: str) -> tuple[int, int]:
+    """A dated row's (effective_from, effective_to) as epoch days; an open end is ``NEVER``."""
+    try:
+        frm = day_of_date(row["effective_from"])
+        to = day_of_date(row["effective_to"]) if row.get("effective_to") else NEVER
+    except ValueError:
+        raise DataError(f"{where}: effective_from/effective_to must be YYYY-MM-DD dates") from None
+    if to < frm:
+        raise DataError(f"{where}: effective_to {row['effective_to']} is before effective_from {row['effective_from']}")
+    return frm, to
