@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -92,3 +93,13 @@ def wait_for(check: Callable[[], Any], timeout: float = 15.0, interval: float = 
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what or check}: last {last!r}")
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM, then SIGKILL after 10 s: a helper program must not outlive its test."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)

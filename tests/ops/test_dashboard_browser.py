@@ -22,7 +22,7 @@ import pytest
 from services.common.privacy import mask
 from services.stack import Stack
 from tests.factories import uid
-from tests.ops.helpers import post_ok, r03_event, r19_events, wait_for
+from tests.ops.helpers import post_ok, r03_event, r19_events, stop_process, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -96,12 +96,7 @@ def browser() -> Iterator[CDP]:
     finally:
         if cdp is not None:
             cdp.close()
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
         log.close()
         shutil.rmtree(profile, ignore_errors=True)
 

@@ -4,9 +4,8 @@ evaluates every Grafana panel query and loads the alert rules."""
 
 from __future__ import annotations
 
-import math
-
 import json
+import math
 import shutil
 import subprocess
 import tempfile
@@ -22,7 +21,7 @@ import pytest
 from services.common.broker import free_port
 from services.stack import Stack
 from tests.factories import uid
-from tests.ops.helpers import DEPLOY, post_ok, r03_event, wait_for
+from tests.ops.helpers import DEPLOY, post_ok, r03_event, stop_process, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -67,12 +66,7 @@ def prometheus(stack: Stack) -> Iterator[str]:
         wait_for(ready, timeout=30, what="prometheus /-/ready")
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
         log.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
