@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
-from services.dialects import schemas
+from services import schemagen as schemas
 from services.rules.model import Event
 from tests.factories import drug, dx, event
 

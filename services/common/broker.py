@@ -20,7 +20,7 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from services.common.settings import Settings
+from services.contracts.topics import REPLY_TOPIC_CONFIG, service_topics, topic_configs
 
 log = logging.getLogger("presettle.broker")
 
@@ -106,45 +106,9 @@ class EmbeddedBroker:
         self.proc = None
 
 
-DAY_MS = 24 * 3600 * 1000
-
-
-def topic_configs(settings: Settings, audit_retention_days: int | None = None) -> dict[str, dict[str, str]]:
-    """The configs each service topic is created with.
-
-    * the per-patient state changelog is compacted: with a delete policy a
-      restarted worker would rebuild patient state without anything older than
-      the retention, and the 31-, 90- and 365-day rule windows would miss history;
-    * the audit topic (every decision) keeps ``audit_retention_days``;
-    * the inputs keep 7 days (replay after an incident), feedback 90 days;
-    * ``min.insync.replicas=2`` wherever the replication factor is 3 or more.
-    """
-    days = audit_retention_days or settings.audit_retention_days
-    isr = {"min.insync.replicas": "2"} if settings.replication_factor >= 3 else {}
-    inputs = {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS), **isr}
-    return {
-        settings.state_changelog_topic: {"cleanup.policy": "compact", "min.compaction.lag.ms": str(3600 * 1000), **isr},
-        settings.decisions_topic: {"cleanup.policy": "delete", "retention.ms": str(days * DAY_MS), **isr},
-        settings.events_topic: dict(inputs),
-        settings.status_topic: dict(inputs),
-        settings.feedback_topic: {"cleanup.policy": "delete", "retention.ms": str(90 * DAY_MS), **isr},
-    }
-
-
-# A reply is useless seconds after it was written: an hour bounds the disk on Kafka.
-REPLY_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(3600 * 1000)}
-
-
-def service_topics(settings: Settings) -> dict[str, int]:
-    """Every topic the service needs, with its partition count."""
-    p = settings.partitions
-    return {
-        settings.events_topic: p,
-        settings.status_topic: p,
-        settings.state_changelog_topic: p,
-        settings.decisions_topic: p,
-        settings.feedback_topic: p,
-    }
+# The topic definitions (names, partitions, configs, codecs) are owned by services.contracts.topics.
+__all__ = ["REPLY_TOPIC_CONFIG", "EmbeddedBroker", "TopicCreationError", "ensure_topics", "service_topics",
+           "topic_configs"]
 
 
 async def ensure_topics(

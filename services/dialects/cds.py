@@ -25,11 +25,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.contracts.decision import Alert, Decision
+from services.contracts.event import Event
 from services.dialects.common import CST, Lenient, Timestamp, digest, field_path, parse_time, safe_id, truncate
 from services.dialects.exceptions import MappingError
 from services.dialects.feedback import Outcome
 from services.dialects.feedback import record as feedback_record
-from services.rules.model import Event
 
 SUMMARY_MAX = 139  # the spec: "SHOULD be under 140 characters"
 OVERRIDE_SYSTEM = "urn:presettle:override-reason"
@@ -482,9 +483,9 @@ def plan_hook(req: CdsHookRequest, service_id: str, institution_id: str, now: da
 INDICATOR = {"C": "critical", "W": "warning", "I": "info"}
 
 
-def _evidence_md(alert: dict[str, Any]) -> list[str]:
+def _evidence_md(alert: Alert) -> list[str]:
     lines = []
-    for ev in alert.get("evidence") or ():
+    for ev in alert.evidence:
         if ev.get("kind") == "kb":
             lines.append(f"- 知识库 KB `{ev.get('table')}` {ev.get('code')}: {ev.get('detail')}")
         else:
@@ -498,27 +499,27 @@ def _evidence_md(alert: dict[str, Any]) -> list[str]:
     return lines
 
 
-def card(alert: dict[str, Any]) -> dict[str, Any]:
-    indicator = alert.get("indicator")
+def card(alert: Alert) -> dict[str, Any]:
+    indicator: str | None = alert.indicator
     if indicator not in ("info", "warning", "critical"):
-        indicator = INDICATOR.get(alert.get("severity", ""), "info")
-    name_zh, name_en = alert.get("name_zh") or "", alert.get("name_en") or ""
-    summary = truncate(f"{alert['rule_id']} {name_zh} / {name_en}: {alert.get('message_zh') or ''}", SUMMARY_MAX)
-    detail = [f"**{name_zh}** / {name_en} ({alert['rule_id']} v{alert.get('rule_version', '')}, "
-              f"{alert.get('gz_code', '')})", "", alert.get("message_zh") or "", "", alert.get("message_en") or ""]
+        indicator = INDICATOR.get(alert.severity or "", "info")
+    name_zh, name_en = alert.name_zh or "", alert.name_en or ""
+    summary = truncate(f"{alert.rule_id} {name_zh} / {name_en}: {alert.message_zh or ''}", SUMMARY_MAX)
+    detail = [f"**{name_zh}** / {name_en} ({alert.rule_id} v{alert.rule_version or ''}, "
+              f"{alert.gz_code or ''})", "", alert.message_zh or "", "", alert.message_en or ""]
     evidence = _evidence_md(alert)
     if evidence:
         detail += ["", "证据 Evidence:", *evidence]
-    if alert.get("policy_basis"):
-        detail += ["", f"依据 Policy basis: {alert['policy_basis']}"]
+    if alert.policy_basis:
+        detail += ["", f"依据 Policy basis: {alert.policy_basis}"]
     return Card(
-        uuid=alert["alert_id"], summary=summary, detail="\n".join(detail).strip(), indicator=indicator,
-        source=Source(label="PreSettle", topic=CodingOut(system=RULE_SYSTEM, code=alert["rule_id"],
+        uuid=alert.alert_id, summary=summary, detail="\n".join(detail).strip(), indicator=indicator,
+        source=Source(label="PreSettle", topic=CodingOut(system=RULE_SYSTEM, code=alert.rule_id,
                                                          display=name_en or name_zh or None)),
         overrideReasons=[CodingOut(system=OVERRIDE_SYSTEM, code=c, display=d) for c, d in OVERRIDE_REASONS],
-        extension={"presettle": {"rule_id": alert["rule_id"], "rule_version": alert.get("rule_version"),
-                                 "line_ids": alert.get("line_ids") or [], "amount": alert.get("amount"),
-                                 "result_type": alert.get("result_type")}},
+        extension={"presettle": {"rule_id": alert.rule_id, "rule_version": alert.rule_version,
+                                 "line_ids": alert.line_ids, "amount": alert.amount,
+                                 "result_type": alert.result_type}},
     ).model_dump(mode="json", exclude_none=True)
 
 
@@ -532,8 +533,8 @@ def status_card(engine_status: str, detail: str | None) -> dict[str, Any]:
                 source=Source(label="PreSettle")).model_dump(mode="json", exclude_none=True)
 
 
-def hook_response(decision: Any) -> dict[str, Any]:
-    """``{"cards": [...]}`` from a DecisionPublic-like object."""
+def hook_response(decision: Decision) -> dict[str, Any]:
+    """``{"cards": [...]}`` from a :class:`Decision`."""
     if decision.engine_status == "evaluated":
         cards = [card(a) for a in decision.alerts]
     else:

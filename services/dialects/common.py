@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from typing import Annotated, Any, Iterable
 
 import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints, WithJsonSchema, model_validator
 
-CST = timezone(timedelta(hours=8), "CST")
-ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")  # services.rules.model.Id
+from services.contracts.common import CST, ID_RE  # noqa: F401  (CST re-exported for the dialects)
 
 
 # -- error paths ------------------------------------------------------------------

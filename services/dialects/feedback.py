@@ -11,20 +11,18 @@ write it. Outcomes are the CDS Hooks ones:
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from services.contracts.feedback import REASON_MAX, Dialect, FeedbackRecord
+from services.contracts.feedback import FeedbackOutcome as Outcome
+from services.contracts.ids import DECISION_RE, RULE_RE, parse_alert_id
 from services.dialects.exceptions import MappingError
-from services.rules.decision import parse_alert_id
 
-Outcome = Literal["accepted", "overridden"]
-Dialect = Literal["native", "nhsa", "cds"]
-DECISION_RE = re.compile(r"^d-[0-9a-f]{20}$")
-RULE_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,15}$")
-REASON_MAX = 500
+__all__ = ["REASON_MAX", "Dialect", "FeedbackIn", "FeedbackPublic", "FeedbackRecord", "Outcome", "record",
+           "split_alert_id"]
 
 
 class FeedbackIn(BaseModel):
@@ -46,21 +44,6 @@ class FeedbackIn(BaseModel):
         if info.data.get("outcome") == "overridden" and not value:
             raise ValueError("a reason is required when the alert is overridden")
         return value or None
-
-
-class FeedbackRecord(BaseModel):
-    """One feedback record on the feedback topic (key: decision id)."""
-
-    alert_id: str
-    decision_id: str
-    rule_id: str
-    outcome: Outcome
-    reason: str | None = None
-    reason_code: str | None = None
-    institution_id: str = Field(description="the institution of the API key that sent the feedback")
-    dialect: Dialect
-    received_at: str = Field(description="ISO-8601 time the ingress received the feedback")
-    source_ref: str | None = Field(default=None, description="3103 msgid / CDS hookInstance or card, when sent")
 
 
 class FeedbackPublic(BaseModel):

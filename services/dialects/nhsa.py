@@ -26,17 +26,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from services.contracts.decision import Alert, Decision
+from services.contracts.event import Event
 from services.dialects.common import (
     Code, CodeMax, Day, Ident, Lenient, Number, Timestamp, digest, first_error, safe_id,
 )
 from services.dialects.exceptions import MappingError
 from services.dialects.feedback import REASON_MAX, Outcome
 from services.dialects.feedback import record as feedback_record
-from services.rules.model import Event
 
 ANALYSIS_INFNOS = ("3101", "3102")
 FEEDBACK_INFNO = "3103"
-MAX_ITEMS = 500  # services.rules.model.Event.items
+MAX_ITEMS = 500  # services.contracts.event.Event.items
 
 Short = Ident
 
@@ -656,16 +657,16 @@ def rule_filter(rule_ids: list[str] | str | None) -> frozenset[str]:
     return frozenset(r.strip() for r in raw if RULE_FILTER_RE.match(r.strip()))
 
 
-def wanted(alert: dict[str, Any], filt: frozenset[str]) -> bool:
+def wanted(alert: Alert, filt: frozenset[str]) -> bool:
     if not filt:
         return True
-    gz = alert.get("gz_code") or ""
-    return alert["rule_id"] in filt or any(gz.startswith(f) for f in filt if not f.startswith("R"))
+    gz = alert.gz_code or ""
+    return alert.rule_id in filt or any(gz.startswith(f) for f in filt if not f.startswith("R"))
 
 
-def evidence_text(alert: dict[str, Any]) -> str:
+def evidence_text(alert: Alert) -> str:
     parts = []
-    for ev in alert.get("evidence") or ():
+    for ev in alert.evidence:
         if ev.get("kind") == "kb":
             parts.append(f"知识库 {ev.get('table')} {ev.get('code')}: {ev.get('detail')}")
             continue
@@ -682,39 +683,38 @@ def evidence_text(alert: dict[str, Any]) -> str:
             bits.append(f"[{ev['event_id']}]")
         parts.append(" ".join(bits))
     text = "；".join(p for p in parts if p)
-    basis = alert.get("policy_basis")
+    basis = alert.policy_basis
     return f"{text}。依据：{basis}" if basis else text
 
 
-def result(alert: dict[str, Any], plan: PatientPlan, task_id: str) -> dict[str, Any]:
-    jr_id = alert["alert_id"]
+def result(alert: Alert, plan: PatientPlan, task_id: str) -> dict[str, Any]:
+    jr_id = alert.alert_id
     details = []
-    for n, line_id in enumerate(alert.get("line_ids") or (), 1):
+    for n, line_id in enumerate(alert.line_ids, 1):
         ref = plan.lines.get(line_id, LineRef(line_id, None, None))
         details.append({"jrd_id": f"{jr_id}.{n}", "patn_id": plan.patn_id, "mdtrt_id": plan.mdtrt_id,
                         "rx_id": ref.rx_id or line_id, "vola_item_type": ref.hilist_type, "vola_amt": ref.amount})
-    sev, sev_name = SEV_DEG.get(alert.get("result_type", ""), ("2", "可疑"))
-    amount = float(alert.get("amount") or 0.0)
+    sev, sev_name = SEV_DEG.get(alert.result_type or "", ("2", "可疑"))
+    amount = float(alert.amount or 0.0)
     return {
-        "jr_id": jr_id, "rule_id": alert["rule_id"], "rule_name": alert.get("name_zh") or alert["rule_id"],
-        "vola_cont": alert.get("message_zh") or "", "patn_id": plan.patn_id, "mdtrt_id": plan.mdtrt_id,
+        "jr_id": jr_id, "rule_id": alert.rule_id, "rule_name": alert.name_zh or alert.rule_id,
+        "vola_cont": alert.message_zh or "", "patn_id": plan.patn_id, "mdtrt_id": plan.mdtrt_id,
         "judge_result_detail_dtos": details, "vola_amt": amount, "vola_amt_stas": "1" if amount > 0 else "0",
-        "sev_deg": sev, "vola_evid": evidence_text(alert), "vola_bhvr_type": alert.get("gz_code") or "",
+        "sev_deg": sev, "vola_evid": evidence_text(alert), "vola_bhvr_type": alert.gz_code or "",
         "task_id": task_id, "sev_deg_name": sev_name,
-        "rule_warn_lv": WARN_LV.get(alert.get("indicator", ""), "2"),
-        "rule_version": alert.get("rule_version") or "", "vola_cont_en": alert.get("message_en") or "",
+        "rule_warn_lv": WARN_LV.get(alert.indicator or "", "2"),
+        "rule_version": alert.rule_version or "", "vola_cont_en": alert.message_en or "",
     }
 
 
 def analysis_output(
     req: NhsaAnalysisRequest,
     plans: list[PatientPlan],
-    decisions: list[Any],
+    decisions: list[Decision],
     received: datetime,
     answered: datetime,
 ) -> tuple[int, str | None, dict[str, Any]]:
-    """(infcode, err_msg, output) for 3101/3102 from each plan's decision (a DecisionPublic-like object
-    with ``event_id, decision_id, engine_status, alerts, replayed, detail``).
+    """(infcode, err_msg, output) for 3101/3102 from each plan's :class:`Decision`.
 
     infcode 0 only when every patient was evaluated. A timeout or an unavailable engine is
     infcode -1 with err_msg saying so — never an empty "no findings" — while ``output`` still

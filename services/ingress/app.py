@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.common.settings import Settings, get_settings
+from services.contracts.errors import error_body
 from services.dialects.common import field_path, first_error
 from services.ingress import catalog, cds, dashboard, feedback, metrics, nhsa
 from services.ingress.engine_client import EngineClient
@@ -34,20 +35,17 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
         for e in raw
     ]
     field, message = first_error(raw)
-    return JSONResponse(
-        status_code=422,
-        content={"error": "invalid_request", "field": field, "message": f"{field}: {message}", "errors": errors},
-    )
+    return JSONResponse(status_code=422, content=error_body("invalid_request", f"{field}: {message}", field, errors))
 
 
 async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    detail = exc.detail if isinstance(exc.detail, dict) else {"error": "http_error", "message": str(exc.detail)}
+    detail = exc.detail if isinstance(exc.detail, dict) else error_body("http_error", str(exc.detail))
     return JSONResponse(status_code=exc.status_code, content=detail, headers=getattr(exc, "headers", None))
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s", request.url.path)
-    return JSONResponse(status_code=500, content={"error": "internal_error", "message": type(exc).__name__})
+    return JSONResponse(status_code=500, content=error_body("internal_error", type(exc).__name__))
 
 
 class ObserveMiddleware:

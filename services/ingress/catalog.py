@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
+from services.contracts.status import PatientStatus
 from services.ingress.auth import AdminDep, AnyKey, SettingsDep
-from services.rules.status import PatientStatus
 
 router = APIRouter(tags=["knowledge base"])
 

@@ -15,9 +15,10 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from services.dialects import cds
 from services.dialects.common import CST
 from services.dialects.exceptions import MappingError
+from services.ingress import metrics
 from services.ingress.auth import InstitutionDep, SettingsDep
 from services.ingress.feedback import FeedbackUnavailable, invalid, known_rules, write_feedback
-from services.ingress.native import decide
+from services.service_layer import decide
 
 router = APIRouter(prefix="/cds-services", tags=["cds-hooks"])
 ServiceId = Annotated[str, Path(max_length=64, description="presettle-order-select or presettle-order-sign")]
@@ -57,7 +58,7 @@ async def call_service(
         # request is at fault, never a 500.
         raise invalid("context", f"unreadable FHIR content ({type(exc).__name__}: {exc})"[:300]) from None
     decision = await decide(request.app.state.engine_client, plan.event, budget_ms or settings.budget_ms,
-                            request.state.started)
+                            request.state.started, metrics.observe_decision)
     return cds.hook_response(decision)
 
 

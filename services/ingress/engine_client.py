@@ -21,7 +21,6 @@ import contextlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -29,18 +28,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from services.common.aio import cancel_and_wait, quietly
-from services.common.broker import REPLY_TOPIC_CONFIG, ensure_topics, service_topics, topic_configs
+from services.common.broker import ensure_topics
 from services.common.settings import Settings
+from services.contracts import envelope as env
+from services.contracts.gateway import Outcome
+from services.contracts.topics import REPLY_TOPIC_CONFIG, service_topics, topic_configs
 from services.ingress import metrics
 
 log = logging.getLogger("presettle.ingress")
 
 
-@dataclass
-class Outcome:
-    status: str  # evaluated | timeout | unavailable
-    decision: dict[str, Any] | None = None
-    error: str | None = None
+__all__ = ["EngineClient", "Outcome"]
 
 
 def _bootstrap_hosts(bootstrap: str) -> list[tuple[str, int]]:
@@ -92,7 +90,7 @@ class EngineClient:
         # The topic may predate this process with another partition count: use what it has.
         self._reply_partitions = sorted(await self._producer.partitions_for(self.reply_topic))
         self._reply_routes = [
-            (("reply_to", self.reply_topic.encode()), ("reply_partition", str(p).encode()))
+            ((env.REPLY_TO, self.reply_topic.encode()), (env.REPLY_PARTITION, str(p).encode()))
             for p in self._reply_partitions
         ]
         tps = [TopicPartition(self.reply_topic, p) for p in self._reply_partitions]
@@ -121,7 +119,7 @@ class EngineClient:
 
     def _reply_headers(self, corr: bytes) -> list[tuple[str, bytes]]:
         self._next_reply = (self._next_reply + 1) % len(self._reply_routes)
-        return [("correlation_id", corr), *self._reply_routes[self._next_reply]]
+        return [(env.CORRELATION_ID, corr), *self._reply_routes[self._next_reply]]
 
     async def _gauge_backlog(self) -> None:
         """Reply-topic backlog and pending requests, once a second (off the hot path)."""
@@ -152,7 +150,7 @@ class EngineClient:
             for records in batches.values():
                 for record in records:
                     try:
-                        corr = dict(record.headers or ()).get("correlation_id")
+                        corr = dict(record.headers or ()).get(env.CORRELATION_ID)
                         fut = self._pending.get(corr) if corr else None
                         if fut is not None and not fut.done():
                             fut.set_result(orjson.loads(record.value))
@@ -191,7 +189,7 @@ class EngineClient:
         corr = self._new_correlation()
         fut: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._pending[corr] = fut
-        headers = [*self._reply_headers(corr), ("sent_at", repr(time.time()).encode())]
+        headers = [*self._reply_headers(corr), (env.SENT_AT, repr(time.time()).encode())]
         try:
             try:
                 # send() only enqueues, but may wait for metadata or buffer space.
@@ -220,9 +218,9 @@ class EngineClient:
                 return Outcome("timeout")
         finally:
             self._pending.pop(corr, None)
-        if "error" in body:
-            return Outcome("unavailable", error=body["error"])
-        return Outcome("evaluated", body.get("decision", body))
+        if env.REPLY_ERROR in body:
+            return Outcome("unavailable", error=body[env.REPLY_ERROR])
+        return Outcome("evaluated", body.get(env.REPLY_DECISION, body))
 
     def _produce_failed(self, exc: BaseException) -> Outcome:
         self.available = False  # the watcher turns it back on
@@ -285,7 +283,7 @@ class EngineClient:
                 await asyncio.wait_for(
                     self._producer.send(
                         self.settings.events_topic, b"{}", partition=p,
-                        headers=[*self._reply_headers(corr), ("probe", b"1")],
+                        headers=[*self._reply_headers(corr), *env.probe_headers()],
                     ),
                     timeout=timeout_s,
                 )

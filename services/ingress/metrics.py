@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
@@ -41,3 +43,13 @@ DASHBOARD_DECISIONS = Counter(
     "presettle_dashboard_decisions_total", "Audit-topic decisions read by the live page's consumer."
 )
 DASHBOARD_FEED_UP = Gauge("presettle_dashboard_feed_up", "1 while the live page's audit-topic consumer is assigned.")
+
+
+def observe_decision(event: Any, outcome: Any, engine_s: float) -> None:
+    """Count one decision (services.service_layer.decide's observer)."""
+    EVENTS_IN.labels(str(event.scene)).inc()
+    ENGINE_STATUS.labels(outcome.status).inc()
+    if outcome.status == "evaluated":
+        DECISION_LATENCY.observe(engine_s)
+    elif outcome.status == "timeout":
+        BUDGET_TIMEOUTS.inc()

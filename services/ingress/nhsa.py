@@ -23,14 +23,16 @@ from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.contracts.decision import Decision
+from services.contracts.envelope import history_headers
 from services.dialects import nhsa
 from services.dialects.common import CST, first_error
 from services.dialects.exceptions import MappingError
+from services.ingress import metrics
 from services.ingress.auth import InstitutionDep, SettingsDep
 from services.ingress.engine_client import EngineClient
 from services.ingress.feedback import FeedbackUnavailable, known_rules, write_feedback
-from services.ingress.native import DecisionPublic, decide
-from services.rules.decision import decision_id_for
+from services.service_layer import decide, not_decided
 
 log = logging.getLogger("presettle.ingress")
 TIME_FMT = "%Y-%m-%d %H:%M:%S"
@@ -106,7 +108,7 @@ def _check(req: nhsa.Envelope, expected: tuple[str, ...], caller: str) -> None:
 
 
 async def _run_plan(client: EngineClient, events_topic: str, plan: nhsa.PatientPlan, deadline: float,
-                    started: float) -> DecisionPublic:
+                    started: float) -> Decision:
     """Earlier encounters first (in order, on the patient's partition, acknowledged), then the current visit."""
     current = plan.current
     if plan.history:
@@ -119,16 +121,13 @@ async def _run_plan(client: EngineClient, events_topic: str, plan: nhsa.PatientP
                 # evaluating rules or writing decisions. Sent in order, acknowledged together,
                 # within the request's budget.
                 await client.publish_many(events_topic, plan.key, [ev.to_wire() for ev in plan.history],
-                                          timeout_s=deadline - time.perf_counter(), headers=[("history", b"1")])
+                                          timeout_s=deadline - time.perf_counter(), headers=history_headers())
             except Exception as exc:  # timeout or Kafka error
                 problem = f"the broker did not accept the earlier encounters in time ({type(exc).__name__})"
         if problem:
-            return DecisionPublic(
-                event_id=current.event_id, decision_id=decision_id_for(current.institution.id, current.event_id),
-                engine_status="unavailable", alerts=[], detail=problem,
-                latency_ms=round((time.perf_counter() - started) * 1000, 2))
+            return not_decided(current, started, "unavailable", problem)
     remaining_ms = max(1, int((deadline - time.perf_counter()) * 1000))
-    return await decide(client, current, remaining_ms, started)
+    return await decide(client, current, remaining_ms, started, metrics.observe_decision)
 
 
 async def _analyse(request: Request, req: nhsa.NhsaAnalysisRequest, expected: tuple[str, ...], caller: str,

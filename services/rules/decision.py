@@ -19,11 +19,15 @@ state, serialized and written to the changelog on every event, small.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Any, Protocol
 
+from services.contracts.decision import STATIC_ALERT_KEYS
+from services.contracts.ids import alert_id_for, decision_id_for, parse_alert_id
 from services.rules import state as state_codec
+
+__all__ = ["STATIC_ALERT_KEYS", "decision_id_for", "event_key", "find_seen", "handle_event", "number_alerts",
+           "parse_alert_id", "remember"]
 
 SEEN_KEY = "seen"
 SEEN_WINDOW_S = 24 * 3600
@@ -32,11 +36,6 @@ SEEN_MAX = 16
 
 def event_key(event: dict[str, Any]) -> str:
     return f"{event['institution']['id']}:{event['event_id']}"
-
-
-def decision_id_for(institution_id: str, event_id: str) -> str:
-    digest = hashlib.blake2b(f"{institution_id}:{event_id}".encode(), digest_size=10)
-    return "d-" + digest.hexdigest()
 
 
 def event_epoch_s(event: dict[str, Any]) -> int:
@@ -48,9 +47,6 @@ def find_seen(state: dict[str, Any], key: str) -> list[Any] | None:
         if record[0] == key:
             return record
     return None
-
-
-STATIC_ALERT_KEYS = ("gz_code", "name_zh", "name_en", "result_type", "indicator", "severity", "policy_basis")
 
 
 def remember(
@@ -74,16 +70,8 @@ def number_alerts(decision_id: str, alerts: list[dict[str, Any]]) -> list[dict[s
     doctor's feedback (3103, CDS Hooks, native) to them without shared state.
     """
     for n, alert in enumerate(alerts, 1):
-        alert["alert_id"] = f"{decision_id}.{alert['rule_id']}.{n}"
+        alert["alert_id"] = alert_id_for(decision_id, alert["rule_id"], n)
     return alerts
-
-
-def parse_alert_id(alert_id: str) -> tuple[str, str, int] | None:
-    """``"d-0a1b.R19.1"`` → ``("d-0a1b", "R19", 1)``; None when it is not an alert id of ours."""
-    parts = alert_id.split(".")
-    if len(parts) != 3 or not parts[0].startswith("d-") or not parts[2].isdigit() or not parts[1]:
-        return None
-    return parts[0], parts[1], int(parts[2])
 
 
 class _Engine(Protocol):

@@ -10,6 +10,7 @@ import pathlib
 from bisect import bisect_right
 from typing import Any
 
+from services.contracts.decision import STATIC_ALERT_KEYS
 from services.rules import state as st
 from services.rules.context import Ctx
 from services.rules.exceptions import DataError
@@ -34,14 +35,8 @@ class Engine:
         self.kb = kb
         self.rules = rules
         self.by_id = {r.id: r for r in rules}
-        # What a recorded alert leaves out (services.rules.decision.STATIC_ALERT_KEYS), per rule version.
-        self._static = {
-            (r.id, r.version): {
-                "gz_code": r.gz_code, "name_zh": r.name_zh, "name_en": r.name_en, "result_type": r.result_type,
-                "indicator": r.indicator, "severity": r.severity, "policy_basis": r.policy_basis,
-            }
-            for r in rules
-        }
+        # What a recorded alert leaves out (STATIC_ALERT_KEYS: Rule attributes of the same names), per version.
+        self._static = {(r.id, r.version): {k: getattr(r, k) for k in STATIC_ALERT_KEYS} for r in rules}
         self._plans: dict[tuple[int, str], tuple[tuple[Any, ...], ...]] = {}
         # Rules that can fire, per (scene, region, feature bits, date segment): see _run.
         self._runs: dict[tuple[int, str, int, int], tuple[tuple[Any, ...], ...]] = {}

@@ -34,6 +34,7 @@ from typing import Any
 
 import orjson
 
+from services.contracts import status as status_model
 from services.rules.kb import tag_bit
 from services.rules.timeutil import day_of_date, month_of_day
 
@@ -370,7 +371,7 @@ def _apply_course(state: dict[str, Any], cx: Any, win: Windows) -> None:
 
 
 # -- insured status ------------------------------------------------------------
-STATUSES = ("active", "deceased", "suspended", "uninsured")
+STATUSES = status_model.STATUSES
 
 
 def apply_status(state: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:

@@ -1,48 +1,5 @@
-"""Insured-status updates from the bureau (参保状态): deceased, suspended (失信), uninsured.
+"""Insured-status updates, re-exported from their owner, :mod:`services.contracts.status`."""
 
-The ingress validates ``POST /v1/patient-status`` bodies with :class:`PatientStatus`
-and publishes ``PatientStatus.to_wire()``; the worker folds it into the patient
-state with ``Engine.apply_status``. The status on a day is decided by the most
-recently updated period covering that day, so arrival order does not matter.
-"""
+from services.contracts.status import STATUSES, PatientStatus, StatusKind
 
-from __future__ import annotations
-
-from datetime import date, datetime, timedelta, timezone
-from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-CST = timezone(timedelta(hours=8), "CST")
-
-Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
-
-
-class PatientStatus(BaseModel):
-    """One insured-status period for a patient, as the bureau reports it."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
-
-    patient_id: Id
-    status: Literal["active", "deceased", "suspended", "uninsured"] = Field(
-        description="active 正常参保, deceased 死亡, suspended 暂停联网结算(失信), uninsured 未参保/中断")
-    effective_from: date = Field(description="first day the status applies")
-    effective_to: date | None = Field(default=None, description="last day it applies (inclusive); open if absent")
-    reason: str | None = Field(default=None, max_length=200)
-    updated_at: datetime = Field(description="when the bureau recorded it; the latest update wins")
-
-    @field_validator("updated_at")
-    @classmethod
-    def _aware(cls, v: datetime) -> datetime:
-        return v.replace(tzinfo=CST) if v.tzinfo is None else v
-
-    @model_validator(mode="after")
-    def _period(self) -> "PatientStatus":
-        if self.effective_to is not None and self.effective_to < self.effective_from:
-            raise ValueError("effective_to is before effective_from")
-        if self.status == "deceased" and self.effective_to is not None:
-            raise ValueError("a deceased status has no effective_to")
-        return self
-
-    def to_wire(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=True)
+__all__ = ["STATUSES", "PatientStatus", "StatusKind"]

@@ -26,6 +26,8 @@ import orjson
 
 from services.common.privacy import pseudonym
 from services.common.settings import get_settings
+from services.contracts import envelope as env
+from services.contracts.decision import audit_record
 from services.rules import decision as dec
 from services.rules import state as state_codec
 from services.rules.engine import Engine
@@ -72,13 +74,6 @@ patient_state = app.Table(
 engine = Engine.load()
 
 
-def _header_map(message: Any) -> dict[str, bytes]:
-    headers = message.headers or ()
-    if isinstance(headers, dict):
-        return dict(headers)
-    return {k: v for k, v in headers}
-
-
 # Nobody waits for a reply older than this (a worker catching up after an outage).
 REPLY_MAX_AGE_S = 60.0
 REPLY_SEND_TIMEOUT_S = 1.0
@@ -86,18 +81,18 @@ REPLY_SEND_TIMEOUT_S = 1.0
 
 async def _reply(headers: dict[str, bytes], body: bytes) -> None:
     """Best effort: a reply that cannot be sent is counted, never holds up the partition."""
-    reply_to = headers.get("reply_to")
-    corr = headers.get("correlation_id")
+    reply_to = headers.get(env.REPLY_TO)
+    corr = headers.get(env.CORRELATION_ID)
     if not reply_to or not corr:
         return  # fire-and-forget producer (replay, batch): nobody waits
-    sent_at = headers.get("sent_at")
+    sent_at = headers.get(env.SENT_AT)
     try:
         if sent_at and time.time() - float(sent_at) > REPLY_MAX_AGE_S:
             metrics.REPLIES_SKIPPED.labels("stale").inc()
             return
-        partition = int(headers.get("reply_partition") or 0)
+        partition = int(headers.get(env.REPLY_PARTITION) or 0)
         await asyncio.wait_for(
-            app.producer.send(reply_to.decode(), None, body, partition, None, [("correlation_id", corr)]),
+            app.producer.send(reply_to.decode(), None, body, partition, None, [(env.CORRELATION_ID, corr)]),
             REPLY_SEND_TIMEOUT_S,
         )
     except Exception as exc:  # bad headers, a reply topic gone, a full buffer
@@ -106,7 +101,7 @@ async def _reply(headers: dict[str, bytes], body: bytes) -> None:
 
 async def _on_event(key: bytes, value: bytes, headers: dict[str, bytes]) -> None:
     t0 = time.perf_counter()
-    sent_at = headers.get("sent_at")
+    sent_at = headers.get(env.SENT_AT)
     if sent_at:
         metrics.QUEUE_SECONDS.observe(max(0.0, time.time() - float(sent_at)))
     event = orjson.loads(value)
@@ -115,26 +110,16 @@ async def _on_event(key: bytes, value: bytes, headers: dict[str, bytes]) -> None
         patient_state[key] = new_bytes  # the one changelog write for this event
         metrics.STATE_BYTES.observe(len(new_bytes))
     engine_s = time.perf_counter() - t0
-    decision = {
-        "decision_id": outcome["decision_id"],
-        "event_id": event["event_id"],
-        "institution_id": event["institution"]["id"],
-        "patient_id": event["patient"]["id"],
-        "scene": event["scene"],
-        "occurred_at": event["occurred_at"],
-        "engine_status": "evaluated",
-        "replayed": outcome["replayed"],
-        "alerts": outcome["alerts"],
-        "engine_ms": round(engine_s * 1000, 3),
-        "decided_at": datetime.now(timezone.utc).isoformat(),
-        "worker": WORKER_ID,
-    }
+    decision = audit_record(
+        event, outcome["decision_id"], outcome["alerts"], outcome["replayed"], round(engine_s * 1000, 3),
+        datetime.now(timezone.utc).isoformat(), WORKER_ID,
+    )
     body = orjson.dumps(decision)
     if not outcome["replayed"]:
         # The audit trail first: every decision once (at least once across a
         # crash; the decision id is deterministic, so consumers can de-duplicate).
         await decisions_topic.send(key=key, value=body)
-    await _reply(headers, b'{"decision":' + body + b"}")
+    await _reply(headers, env.decision_reply(body))
     metrics.record_decision(event["scene"], outcome["alerts"], engine_s, outcome["replayed"])
 
 
@@ -177,21 +162,23 @@ async def refresh_lag() -> None:
 async def process(stream: Any) -> None:
     async for ev in stream.events():
         message = ev.message
-        headers = _header_map(message)
+        headers = env.header_map(message.headers)
         try:
             _positions[(message.topic, message.partition)] = message.offset
-            if headers.get("probe"):
-                await _reply(headers, orjson.dumps({"probe": True, "partition": message.partition, "worker": WORKER_ID}))
-            elif headers.get("history"):
-                _on_history(ev.key, ev.value)
-            elif message.topic == settings.status_topic:
-                _on_status(ev.key, ev.value)
-                await _reply(headers, orjson.dumps({"applied": True, "worker": WORKER_ID}))
-            else:
+            kind = env.kind_of(headers, message.topic, settings.status_topic)
+            if kind is env.Kind.event:
                 await _on_event(ev.key, ev.value, headers)
+            elif kind is env.Kind.probe:
+                await _reply(headers, orjson.dumps(env.probe_reply(message.partition, WORKER_ID)))
+            elif kind is env.Kind.history:
+                _on_history(ev.key, ev.value)
+            else:
+                _on_status(ev.key, ev.value)
+                await _reply(headers, orjson.dumps(env.status_reply(WORKER_ID)))
         except Exception as exc:  # a poison message must not stop the partition
             metrics.FAILURES.labels(type(exc).__name__).inc()
             who = pseudonym(ev.key.decode(errors="replace")) if ev.key else "-"
             log.exception("failed to process a message for %s at %s[%s]@%s",
                           who, message.topic, message.partition, message.offset)
-            await _reply(headers, orjson.dumps({"error": f"{type(exc).__name__}: the engine could not evaluate this event"}))
+            await _reply(headers, orjson.dumps(env.error_reply(
+                f"{type(exc).__name__}: the engine could not evaluate this event")))

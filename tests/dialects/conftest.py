@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from services.common.settings import load_settings
-from services.ingress.engine_client import Outcome
+from services.contracts import envelope as env
+from services.contracts.gateway import Outcome
 from services.rules import decision as dec
 from services.rules import state as state_codec
 from services.rules.engine import Engine
@@ -67,7 +68,7 @@ class InProcessEngine:
             raise TimeoutError("broker unreachable")
         self.published.append((topic, key, json.loads(json.dumps(value))))
         if topic == self.events_topic and key is not None:
-            history = dict(headers or ()).get("history") == b"1"
+            history = env.kind_of(env.header_map(headers), topic, "") is env.Kind.history
             self.handle(key, json.loads(json.dumps(value)), evaluate=not history)
 
     async def publish_many(self, topic: str, key: bytes, values: list[dict[str, Any]], timeout_s: float,

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from services.contracts.decision import Alert, Decision
 from services.dialects import cds
 from services.dialects.common import CST
 from services.dialects.exceptions import MappingError
@@ -101,7 +102,7 @@ def test_a_bad_or_missing_field_is_named(mutate: Any, field: str) -> None:
     assert field_of(body) == field
 
 
-def _alert(**kw: Any) -> dict[str, Any]:
+def _alert(**kw: Any) -> Alert:
     base = {"alert_id": "d-0a1b2c3d4e5f60718293.R19.1", "rule_id": "R19", "rule_version": "1.0.0",
             "gz_code": "GZ10000301006", "name_zh": "重复开药", "name_en": "Duplicate prescription",
             "result_type": "suspicious", "indicator": "warning", "severity": "W",
@@ -109,9 +110,10 @@ def _alert(**kw: Any) -> dict[str, Any]:
             "message_en": "Duplicate prescription: " + "same ingredient " * 20, "line_ids": ["mr-1"],
             "amount": 3.9, "evidence": [{"kind": "event", "event_id": "e1", "institution_id": "H2",
                                          "date": "2026-03-01", "item_name": "阿托伐他汀钙片", "quantity": 30,
-                                         "days_supply": 30}], "policy_basis": "《条例》第十五条"}
+                                         "days_supply": 30}], "policy_basis": "《条例》第十五条",
+            "region": "default"}
     base.update(kw)
-    return base
+    return Alert.model_validate(base)
 
 
 def test_alert_becomes_a_card_whose_uuid_is_the_alert_id() -> None:
@@ -122,14 +124,13 @@ def test_alert_becomes_a_card_whose_uuid_is_the_alert_id() -> None:
     assert "Duplicate prescription" in c["detail"] and "2026-03-01 H2 阿托伐他汀钙片" in c["detail"]
     assert c["source"]["label"] == "PreSettle" and c["source"]["topic"]["code"] == "R19"
     assert {r["code"] for r in c["overrideReasons"]} >= {"clinical-need", "false-alert"}
-    short = cds.card(_alert(message_zh="短", indicator="bogus", severity="C"))
+    short = cds.card(_alert(message_zh="短", indicator=None, severity="C"))
     assert not short["summary"].endswith("…") and short["indicator"] == "critical"
 
 
-class _D:
-    def __init__(self, status: str, alerts: list[dict[str, Any]]) -> None:
-        self.engine_status, self.alerts, self.detail, self.replayed = status, alerts, None, False
-        self.decision_id, self.event_id, self.latency_ms = "d-0a1b2c3d4e5f60718293", "cds-2-x", 4.2
+def _D(status: str, alerts: list[Alert]) -> Decision:
+    return Decision(engine_status=status, alerts=alerts, detail=None, replayed=False,  # type: ignore[arg-type]
+                    decision_id="d-0a1b2c3d4e5f60718293", event_id="cds-2-x", latency_ms=4.2)
 
 
 def test_hook_response_cards_and_a_status_card_when_not_evaluated() -> None:

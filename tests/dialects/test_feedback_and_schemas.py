@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.dialects import cds, feedback, nhsa
-from services.dialects import schemas as api_schemas
+from services import schemagen as api_schemas
 from services.dialects.common import CST
 from services.dialects.exceptions import MappingError
 from services.rules.model import Event

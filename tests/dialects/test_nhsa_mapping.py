@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from services.contracts.decision import Alert, Decision
 from services.dialects import nhsa
 from services.dialects.common import CST, first_error
 from services.dialects.exceptions import MappingError
@@ -235,15 +236,15 @@ def test_dspo_way_rea_required_when_continuing() -> None:
 
 
 # -- results ---------------------------------------------------------------------------
-def _alert(rule: str = "R19", line_ids: tuple[str, ...] = ("RX20260311001-1",), **kw: Any) -> dict[str, Any]:
-    return {"alert_id": f"d-0a1b2c3d4e5f60718293.{rule}.1", "rule_id": rule, "rule_version": "1.0.0",
+def _alert(rule: str = "R19", line_ids: tuple[str, ...] = ("RX20260311001-1",), **kw: Any) -> Alert:
+    return Alert.model_validate({"alert_id": f"d-0a1b2c3d4e5f60718293.{rule}.1", "rule_id": rule, "rule_version": "1.0.0",
             "gz_code": "GZ10000301006", "name_zh": "重复开药", "name_en": "Duplicate prescription",
             "result_type": "suspicious", "indicator": "warning", "severity": "W", "message_zh": "重复开药：…",
             "message_en": "Duplicate prescription: …", "line_ids": list(line_ids), "amount": 3.9,
             "evidence": [{"kind": "event", "event_id": "e1", "institution_id": "H2", "date": "2026-03-01",
                           "item_code": "X", "item_name": "阿托伐他汀钙片", "quantity": 30, "days_supply": 30},
                          {"kind": "kb", "table": "drugs", "code": "X", "detail": "ingredient=atorvastatin"}],
-            "policy_basis": "《条例》第十五条", "region": "default", **kw}
+            "policy_basis": "《条例》第十五条", "region": "default", **kw})
 
 
 def test_alert_becomes_a_national_result() -> None:
@@ -273,10 +274,9 @@ def test_rule_ids_filter_on_our_ids_and_gz_codes_only() -> None:
     assert nhsa.wanted(a19, nhsa.rule_filter(["330100-0012"]))
 
 
-class _D:
-    def __init__(self, status: str, alerts: list[dict[str, Any]] | None = None) -> None:
-        self.engine_status, self.alerts, self.replayed = status, alerts or [], False
-        self.event_id, self.decision_id, self.detail = "e", "d-0a1b2c3d4e5f60718293", None
+def _D(status: str, alerts: list[Alert] | None = None) -> Decision:
+    return Decision(engine_status=status, alerts=alerts or [], replayed=False,  # type: ignore[arg-type]
+                    event_id="e", decision_id="d-0a1b2c3d4e5f60718293", detail=None, latency_ms=1.0)
 
 
 def test_output_is_infcode_0_only_when_every_patient_was_evaluated() -> None:

@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 from prometheus_client import REGISTRY
 
-from services.dialects import schemas as api_schemas
+from services import schemagen as api_schemas
 from tests.dialects.conftest import App, InProcessEngine, example
 from tests.factories import uid
 

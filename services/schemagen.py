@@ -1,10 +1,11 @@
-"""Write the JSON Schemas of every API request and response to ``schemas/api/``.
+"""Write the JSON Schemas of every API request and response, and of the audit record, to ``schemas/api/``.
 
-    python -m services.dialects.schemas          # rewrite the files
-    python -m services.dialects.schemas --check  # exit 1 when a committed file is stale
+    python -m services.schemagen          # rewrite the files
+    python -m services.schemagen --check  # exit 1 when a committed file is stale
 
-Generated from the pydantic models, never edited by hand; tests run --check and validate
-every example in ``schemas/examples/`` (``<schema name>.<variant>.json``) against its schema.
+Generated from the pydantic models of :mod:`services.contracts` and the dialects
+(:mod:`services.dialects`), never edited by hand; tests run --check and validate every
+example in ``schemas/examples/`` (``<schema name>.<variant>.json``) against its schema.
 """
 
 from __future__ import annotations
@@ -14,50 +15,31 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
+from services.contracts.decision import AuditRecord, Decision
+from services.contracts.errors import ErrorBody
+from services.contracts.event import Event
+from services.contracts.feedback import FeedbackRecord
+from services.contracts.status import PatientStatus
 from services.dialects import cds, feedback, nhsa
-from services.rules.model import Event
-from services.rules.status import PatientStatus
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 API_DIR = ROOT / "schemas" / "api"
 EXAMPLES_DIR = ROOT / "schemas" / "examples"
-
-
-class ErrorDetail(BaseModel):
-    field: str
-    message: str
-    type: str
-
-
-class NativeError(BaseModel):
-    """Native and CDS Hooks errors: 422 invalid_request, 401 unauthorized, 403 forbidden, 404, 503."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    error: str = Field(description="invalid_request | unauthorized | forbidden | not_found | unavailable")
-    field: str | None = Field(default=None, description="the field at fault, e.g. items[0].quantity")
-    message: str
-    errors: list[ErrorDetail] | None = None
-
-
-def _decision() -> type[BaseModel]:
-    from services.ingress.native import DecisionPublic  # the native answer model lives with its router
-
-    return DecisionPublic
 
 
 def models() -> dict[str, type[BaseModel]]:
     return {
         # native
         "native-event.request": Event,
-        "native-decision.response": _decision(),
-        "native-error.response": NativeError,
+        "native-decision.response": Decision,
+        "native-error.response": ErrorBody,
         "native-patient-status.request": PatientStatus,
         "native-feedback.request": feedback.FeedbackIn,
         "native-feedback.response": feedback.FeedbackPublic,
-        "feedback-record": feedback.FeedbackRecord,
+        "feedback-record": FeedbackRecord,
+        "audit-record": AuditRecord,
         # NHSA 3101/3102/3103
         "nhsa-analysis.request": nhsa.NhsaAnalysisRequest,
         "nhsa-analysis.response": nhsa.NhsaAnalysisResponse,
@@ -115,7 +97,7 @@ def main(argv: list[str]) -> int:
         if "--check" in argv:
             stale.extend(extra)
     if stale:
-        print(f"stale schemas (run python -m services.dialects.schemas): {', '.join(stale)}")
+        print(f"stale schemas (run python -m services.schemagen): {', '.join(stale)}")
         return 1
     return 0
 

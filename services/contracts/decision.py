@@ -1,0 +1,111 @@
+"""The decision: what the engine answers for one event, to the HTTP caller and on the audit topic.
+
+* :class:`Alert` — one rule hit. Its *static* fields (:data:`STATIC_ALERT_KEYS`) come from
+  the rule entry; a retry answered from the patient state's idempotency record gets them
+  back from the rule table (they are not stored per patient). A replayed alert of a rule
+  version no longer in the rule base has them empty.
+* :class:`Decision` — the public answer (``POST /v1/events``; the NHSA and CDS dialects map it).
+* :class:`AuditRecord` — one record per decision on the audit topic (the compliance trail),
+  built by :func:`audit_record` in the worker.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EngineStatus = Literal["evaluated", "timeout", "unavailable"]
+ENGINE_STATUSES: tuple[str, ...] = get_args(EngineStatus)
+
+# The alert fields fixed by the rule version (restored from the rule table on a replay).
+STATIC_ALERT_KEYS: tuple[str, ...] = (
+    "gz_code", "name_zh", "name_en", "result_type", "indicator", "severity", "policy_basis",
+)
+# The alert fields the engine fills per hit (recorded in the patient state's idempotency record).
+HIT_ALERT_KEYS: tuple[str, ...] = (
+    "rule_id", "rule_version", "message_zh", "message_en", "line_ids", "amount", "evidence", "region",
+)
+ALERT_ID_KEY = "alert_id"
+
+
+class Alert(BaseModel):
+    """One rule hit."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    rule_id: str = Field(description="R01…")
+    rule_version: str = Field(description="semantic version of the rule entry that fired")
+    gz_code: str | None = Field(default=None, description="两库 rule code (GZ…)")
+    name_zh: str | None = None
+    name_en: str | None = None
+    result_type: Literal["definite", "suspicious"] | None = Field(
+        default=None, description="definite 明确违规, suspicious 可疑")
+    indicator: Literal["critical", "warning", "info"] | None = None
+    severity: Literal["C", "W", "I"] | None = None
+    message_zh: str
+    message_en: str
+    line_ids: list[str] = Field(description="the event's item line_ids at fault (empty: the whole event)")
+    amount: float = Field(description="amount at stake, yuan")
+    evidence: list[dict[str, Any]] = Field(description="KB rows and earlier encounters behind the hit")
+    policy_basis: str | None = None
+    region: str = Field(description="the parameter set used: a poolarea code or 'default'")
+    alert_id: str = Field(description="<decision_id>.<rule_id>.<n>: what feedback names (NHSA jr_id, CDS card uuid)")
+
+
+class Decision(BaseModel):
+    """The public answer to one event (native ``POST /v1/events``)."""
+
+    model_config = ConfigDict(title="DecisionPublic")
+
+    event_id: str
+    decision_id: str = Field(description="Deterministic per (institution, event_id): a retry gets the same id")
+    engine_status: EngineStatus = Field(
+        description="evaluated: alerts are complete; timeout: the budget ran out (alerts empty, the decision "
+        "still completes and is recorded); unavailable: the broker or engine could not take the event"
+    )
+    alerts: list[Alert]
+    latency_ms: float
+    replayed: bool = Field(False, description="true when this answers a retry from the recorded decision")
+    detail: str | None = None
+
+
+class AuditRecord(BaseModel):
+    """One decision on the audit topic (key: patient id). Written once per event that was applied;
+    a retry answered from the idempotency record is not written again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision_id: str
+    event_id: str
+    institution_id: str
+    patient_id: str
+    scene: int = Field(ge=1, le=10)
+    occurred_at: str = Field(description="the event's occurred_at (ISO-8601 with offset)")
+    engine_status: Literal["evaluated"]
+    replayed: bool
+    alerts: list[Alert]
+    engine_ms: float = Field(description="worker time for this event, ms")
+    decided_at: str = Field(description="ISO-8601 UTC time the worker decided")
+    worker: str = Field(description="the worker that decided")
+
+
+def audit_record(
+    event: dict[str, Any], decision_id: str, alerts: list[dict[str, Any]], replayed: bool,
+    engine_ms: float, decided_at: str, worker: str,
+) -> dict[str, Any]:
+    """The audit record of one decision (an :class:`AuditRecord` as a plain dict: the worker's hot path)."""
+    return {
+        "decision_id": decision_id,
+        "event_id": event["event_id"],
+        "institution_id": event["institution"]["id"],
+        "patient_id": event["patient"]["id"],
+        "scene": event["scene"],
+        "occurred_at": event["occurred_at"],
+        "engine_status": "evaluated",
+        "replayed": replayed,
+        "alerts": alerts,
+        "engine_ms": engine_ms,
+        "decided_at": decided_at,
+        "worker": worker,
+    }

@@ -1,0 +1,132 @@
+"""The native event model: what a HIS posts to ``POST /v1/events``.
+
+Pure data: no I/O. The ingress validates requests with these models and hands
+the engine ``Event.to_wire()`` — a plain JSON-compatible dict with normalised
+values (ISO-8601 timestamps with an explicit offset, dates as ``YYYY-MM-DD``).
+The stream worker and offline replay work on that dict, never on the models,
+so the hot path pays for validation once, at the edge.
+
+Naive timestamps are read as China Standard Time (UTC+08:00), the time zone
+every HIS in scope runs in.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from services.contracts.common import CST, Code, Id, Text
+
+
+class _Model(BaseModel):
+    # Unknown extra fields are ignored (vendors add their own).
+    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=CST)
+    return value
+
+
+class Gender(str, Enum):
+    male = "M"
+    female = "F"
+    unknown = "U"
+
+
+class EncounterType(str, Enum):
+    outpatient = "outpatient"
+    inpatient = "inpatient"
+    pharmacy = "pharmacy"
+
+
+class ItemKind(str, Enum):
+    drug = "drug"
+    service = "service"
+    consumable = "consumable"
+    herb = "herb"
+
+
+class Institution(_Model):
+    id: Id
+    level: int | None = Field(default=None, ge=1, le=3, description="1 一级, 2 二级, 3 三级")
+    region: Code | None = Field(default=None, description="统筹区 code of the institution")
+
+
+class Patient(_Model):
+    id: Id
+    gender: Gender = Field(description="M male, F female, U unknown")
+    birth_date: date
+    insurance_type: Code | None = Field(default=None, description="险种, e.g. 310 职工, 390 居民")
+    region: Code | None = Field(default=None, description="参保统筹区 (poolarea)")
+
+
+class Encounter(_Model):
+    id: Id
+    type: EncounterType
+    med_type: Code | None = Field(default=None, description="医疗类别, e.g. 11, 14, 21")
+    admitted_at: datetime | None = None
+    discharged_at: datetime | None = None
+    department: Code | None = None
+    doctor_id: Code | None = None
+
+    _aware_times = field_validator("admitted_at", "discharged_at")(classmethod(lambda cls, v: _aware(v)))
+
+    @model_validator(mode="after")
+    def _discharge_after_admission(self) -> "Encounter":
+        if self.admitted_at and self.discharged_at and self.discharged_at < self.admitted_at:
+            raise ValueError("encounter.discharged_at is before encounter.admitted_at")
+        return self
+
+
+class Diagnosis(_Model):
+    code: Code
+    name: Text | None = None
+    main: bool = False
+
+
+class Item(_Model):
+    line_id: Id
+    code: Code
+    name: Text | None = None
+    kind: ItemKind
+    quantity: float = Field(gt=0, le=1_000_000)
+    unit: Code | None = None
+    unit_price: float | None = Field(default=None, ge=0)
+    amount: float | None = Field(default=None, ge=0)
+    days_supply: int | None = Field(default=None, ge=0, le=3650)
+    started_at: datetime | None = None
+
+    _aware_times = field_validator("started_at")(classmethod(lambda cls, v: _aware(v)))
+
+
+class Event(_Model):
+    """One HIS event at one trigger scene (trig_scen 1–10)."""
+
+    event_id: Id
+    scene: int = Field(ge=1, le=10, description="trig_scen: 1 门诊挂号 … 10 购药划卡")
+    occurred_at: datetime
+    institution: Institution
+    patient: Patient
+    encounter: Encounter
+    diagnoses: list[Diagnosis] = Field(default_factory=list, max_length=50)
+    items: list[Item] = Field(default_factory=list, max_length=500)
+
+    _aware_times = field_validator("occurred_at")(classmethod(lambda cls, v: _aware(v)))
+
+    @model_validator(mode="after")
+    def _unique_lines(self) -> "Event":
+        seen: set[str] = set()
+        for item in self.items:
+            if item.line_id in seen:
+                raise ValueError(f"items: duplicate line_id {item.line_id!r}")
+            seen.add(item.line_id)
+        return self
+
+    def to_wire(self) -> dict[str, Any]:
+        """The normalised, JSON-compatible dict the engine and the worker read."""
+        return self.model_dump(mode="json")
