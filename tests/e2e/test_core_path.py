@@ -14,6 +14,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from services.contracts.decision import AuditRecord
 from services.stack import Stack
 from tests.factories import drug, dx, event, uid
 
@@ -156,6 +157,9 @@ def test_retry_returns_same_decision_and_applies_once(stack: Stack, client: http
     # Applied once: one decision on the audit trail, however many times the HIS retried.
     records = asyncio.run(_audit_records(stack.bootstrap, stack.settings.decisions_topic, first["decision_id"]))
     assert len(records) == 1 and records[0]["event_id"] == body["event_id"]
+    # The compliance trail keeps its contract (services.contracts.decision.AuditRecord).
+    audit = AuditRecord.model_validate(records[0])
+    assert audit.patient_id == patient and [a.alert_id for a in audit.alerts] == [a["alert_id"] for a in first["alerts"]]
 
 
 def test_budget_exceeded_answers_timeout_and_decision_still_completes(client: httpx.Client) -> None:
