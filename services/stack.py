@@ -175,9 +175,9 @@ def main() -> int:
         stack.start()
         if settings.dev_keys:
             _say("development API keys (PRESETTLE_API_KEYS unset; refused when PRESETTLE_ENV=production):")
-            for key, inst in settings.api_keys.items():
+            for key, inst in settings.institution_keys().items():
                 _say(f"  X-API-Key: {key}  → institution {inst}")
-            _say(f"  admin key: {', '.join(sorted(settings.admin_keys))}")
+            _say(f"  admin key: {', '.join(settings.admin_key_list())}")
         _say("waiting for a round trip through the worker (/healthz) …")
         took = stack.wait_healthy(90, should_stop=lambda: stopping)
         _say(f"ready in {took:.1f} s: {stack.url}  (docs {stack.url}/docs, metrics {stack.url}/metrics); Ctrl-C stops")

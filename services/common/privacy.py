@@ -16,7 +16,7 @@ from services.common.settings import get_settings
 
 @lru_cache(maxsize=1)
 def _key() -> bytes:
-    return get_settings().pseudonym_key.encode()[:64]
+    return get_settings().pseudonym_key.get_secret_value().encode()[:64]
 
 
 def pseudonym(patient_id: str) -> str:

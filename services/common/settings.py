@@ -1,15 +1,31 @@
 """Settings read from the environment: the only place that reads ``PRESETTLE_*``.
 
-Every value is checked when read; a bad value stops the process with a message
-naming the variable, instead of surfacing later as a confusing failure.
+One pydantic-settings model: each field has its one default here, reads the variable
+``PRESETTLE_<FIELD NAME>``, and is checked when read; a bad value stops the process with a
+message naming the variable (``SettingsError``), instead of surfacing later as a confusing
+failure. Secrets (API keys, admin keys, the pseudonym key) are ``SecretStr``: they never
+appear in a repr or a log line. A ``PRESETTLE_*`` variable that names no field is reported
+at start-up (a misspelt variable would otherwise be ignored silently).
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import socket
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from contextvars import ContextVar
 from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
+
+log = logging.getLogger("presettle.settings")
+
+PREFIX = "PRESETTLE_"
 
 
 class SettingsError(ValueError):
@@ -22,18 +38,13 @@ DEV_API_KEYS = {"dev-key-h1": "H1", "dev-key-h2": "H2"}
 DEV_ADMIN_KEYS = frozenset({"dev-admin-key"})
 DEV_PSEUDONYM_KEY = "presettle-dev"
 
-
-def _int(env: dict[str, str], name: str, default: int, lo: int, hi: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not an integer") from None
-    if not lo <= value <= hi:
-        raise SettingsError(f"{name}={value} is outside {lo}..{hi}")
-    return value
+# PRESETTLE_* variables read by the client tools (load tests, test set-up), not by the
+# service: not reported as unknown.
+CLIENT_VARIABLES = frozenset({
+    "PRESETTLE_API_KEY", "PRESETTLE_INSTITUTION", "PRESETTLE_BENCH_INSTITUTION", "PRESETTLE_URL",
+    "PRESETTLE_THINK_S", "PRESETTLE_TRIGGER_SHARE", "PRESETTLE_KB_DIR", "PRESETTLE_SEED",
+    "PRESETTLE_SKIP_SYSTEM_SETUP",
+})
 
 
 def parse_api_keys(raw: str, name: str = "PRESETTLE_API_KEYS") -> dict[str, str]:
@@ -64,28 +75,113 @@ def parse_admin_keys(raw: str) -> frozenset[str]:
     return keys
 
 
-@dataclass(frozen=True)
-class Settings:
-    env: str = "development"
+# The mapping load_settings() reads instead of os.environ (None: os.environ).
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("presettle_settings_environ", default=None)
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """The environment source, reading a given mapping instead of ``os.environ``; blank values are unset."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # Blank (empty or whitespace) means unset: the field's default.
+        environ = {k: v for k, v in self._environ.items() if v.strip()}
+        return parse_env_vars(environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; variable ``PRESETTLE_<FIELD>`` (README.md, Configuration)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, case_sensitive=False, env_ignore_empty=True, str_strip_whitespace=True,
+        extra="ignore", frozen=True,
+    )
+
+    env: Literal["development", "test", "production"] = "development"
     kafka_bootstrap: str | None = None  # None: start the embedded broker
-    embedded_broker_port: int = 19092
+    embedded_broker_port: int = Field(19092, ge=1, le=65535)
     topic_prefix: str = "presettle"
-    partitions: int = 8
-    replication_factor: int = 1
-    budget_ms: int = 300
+    partitions: int = Field(8, ge=1, le=1024)
+    replication_factor: int = Field(1, ge=1, le=7)
+    budget_ms: int = Field(300, ge=1, le=60_000)
     http_host: str = "127.0.0.1"
-    http_port: int = 8000
-    fetch_max_wait_ms: int = 5
-    instance_id: str = field(default_factory=socket.gethostname)
-    api_keys: dict[str, str] = field(default_factory=lambda: dict(DEV_API_KEYS))
-    admin_keys: frozenset[str] = DEV_ADMIN_KEYS
-    dev_keys: bool = True
-    worker_metrics_port: int = 9101
-    workers: int = 1
+    http_port: int = Field(8000, ge=1, le=65535)
+    fetch_max_wait_ms: int = Field(5, ge=1, le=10_000)
+    instance_id: str = ""  # empty: "<hostname>-<http_port>"
+    api_keys: SecretStr | None = None  # "key:INSTITUTION,…"; None: the development keys
+    admin_keys: SecretStr | None = None  # "key,…"; None: the development admin key
+    worker_metrics_port: int = Field(9101, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=16)
     data_dir: str = ".data"
-    audit_retention_days: int = 365
-    pseudonym_key: str = DEV_PSEUDONYM_KEY
+    audit_retention_days: int = Field(365, ge=1, le=36500)
+    pseudonym_key: SecretStr = SecretStr(DEV_PSEUDONYM_KEY)
     worker_name: str = ""
+
+    _institutions: dict[str, str] = PrivateAttr(default_factory=dict)
+    _admin: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        environ = _ENVIRON.get()
+        return init_settings, _MappingEnvSource(settings_cls, os.environ if environ is None else environ)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic_prefix(cls, value: str) -> str:
+        if not value or not all(c.isalnum() or c in "-_." for c in value):
+            raise ValueError("use letters, digits, '-', '_', '.'")
+        return value
+
+    @model_validator(mode="after")
+    def _keys(self) -> "Settings":
+        api = self.api_keys.get_secret_value() if self.api_keys else ""
+        admin = self.admin_keys.get_secret_value() if self.admin_keys else ""
+        if self.env == "production" and (not api or not admin):
+            missing = "PRESETTLE_API_KEYS" if not api else "PRESETTLE_ADMIN_KEYS"
+            raise SettingsError(f"PRESETTLE_ENV=production refuses development keys: set {missing}")
+        self._institutions = parse_api_keys(api) if api else dict(DEV_API_KEYS)
+        self._admin = parse_admin_keys(admin) if admin else DEV_ADMIN_KEYS
+        if self.env == "production" and (set(self._institutions) & set(DEV_API_KEYS) or self._admin & DEV_ADMIN_KEYS):
+            raise SettingsError("PRESETTLE_ENV=production refuses the documented development keys")
+        pseudonym_key = self.pseudonym_key.get_secret_value()
+        if self.env == "production" and (pseudonym_key == DEV_PSEUDONYM_KEY or len(pseudonym_key) < 16):
+            raise SettingsError(
+                "PRESETTLE_ENV=production refuses the development pseudonym key: set PRESETTLE_PSEUDONYM_KEY "
+                "(16+ characters, secret)"
+            )
+        if not self.instance_id:
+            object.__setattr__(self, "instance_id", f"{socket.gethostname()}-{self.http_port}")
+        return self
+
+    # Keys ---------------------------------------------------------------
+    @property
+    def dev_keys(self) -> bool:
+        """True when PRESETTLE_API_KEYS is unset: the documented development keys are in use."""
+        return self.api_keys is None
+
+    def institution_for(self, api_key: str) -> str | None:
+        """The institution an API key belongs to (None for an unknown key)."""
+        return self._institutions.get(api_key)
+
+    def is_admin_key(self, key: str) -> bool:
+        return key in self._admin
+
+    def institution_keys(self) -> dict[str, str]:
+        """Every API key → its institution (start-up banner of the development keys)."""
+        return dict(self._institutions)
+
+    def admin_key_list(self) -> list[str]:
+        return sorted(self._admin)
 
     # Topic names -------------------------------------------------------
     @property
@@ -122,56 +218,63 @@ class Settings:
         return self.kafka_bootstrap or f"127.0.0.1:{self.embedded_broker_port}"
 
 
-def load_settings(env: dict[str, str] | None = None) -> Settings:
-    env = dict(os.environ if env is None else env)
-    mode = env.get("PRESETTLE_ENV", "development").strip() or "development"
-    if mode not in {"development", "test", "production"}:
-        raise SettingsError(f"PRESETTLE_ENV={mode!r} is not development, test or production")
-    raw_keys = env.get("PRESETTLE_API_KEYS", "").strip()
-    raw_admin = env.get("PRESETTLE_ADMIN_KEYS", "").strip()
-    dev_keys = not raw_keys
-    if mode == "production" and (not raw_keys or not raw_admin):
-        missing = "PRESETTLE_API_KEYS" if not raw_keys else "PRESETTLE_ADMIN_KEYS"
-        raise SettingsError(
-            f"PRESETTLE_ENV=production refuses development keys: set {missing}"
-        )
-    api_keys = parse_api_keys(raw_keys) if raw_keys else dict(DEV_API_KEYS)
-    admin_keys = parse_admin_keys(raw_admin) if raw_admin else DEV_ADMIN_KEYS
-    if mode == "production" and (set(api_keys) & set(DEV_API_KEYS) or admin_keys & DEV_ADMIN_KEYS):
-        raise SettingsError("PRESETTLE_ENV=production refuses the documented development keys")
-    pseudonym_key = env.get("PRESETTLE_PSEUDONYM_KEY", "").strip() or DEV_PSEUDONYM_KEY
-    if mode == "production" and (pseudonym_key == DEV_PSEUDONYM_KEY or len(pseudonym_key) < 16):
-        raise SettingsError(
-            "PRESETTLE_ENV=production refuses the development pseudonym key: set PRESETTLE_PSEUDONYM_KEY "
-            "(16+ characters, secret)"
-        )
-    prefix = env.get("PRESETTLE_TOPIC_PREFIX", "presettle").strip() or "presettle"
-    if not all(c.isalnum() or c in "-_." for c in prefix):
-        raise SettingsError(f"PRESETTLE_TOPIC_PREFIX={prefix!r}: use letters, digits, '-', '_', '.'")
-    http_port = _int(env, "PRESETTLE_HTTP_PORT", 8000, 1, 65535)
-    return Settings(
-        env=mode,
-        kafka_bootstrap=env.get("PRESETTLE_KAFKA_BOOTSTRAP", "").strip() or None,
-        embedded_broker_port=_int(env, "PRESETTLE_EMBEDDED_BROKER_PORT", 19092, 1, 65535),
-        topic_prefix=prefix,
-        partitions=_int(env, "PRESETTLE_PARTITIONS", 8, 1, 1024),
-        replication_factor=_int(env, "PRESETTLE_REPLICATION_FACTOR", 1, 1, 7),
-        budget_ms=_int(env, "PRESETTLE_BUDGET_MS", 300, 1, 60_000),
-        http_host=env.get("PRESETTLE_HTTP_HOST", "127.0.0.1").strip() or "127.0.0.1",
-        http_port=http_port,
-        fetch_max_wait_ms=_int(env, "PRESETTLE_FETCH_MAX_WAIT_MS", 5, 1, 10_000),
-        instance_id=env.get("PRESETTLE_INSTANCE_ID", "").strip()
-        or f"{socket.gethostname()}-{http_port}",
-        api_keys=api_keys,
-        admin_keys=admin_keys,
-        dev_keys=dev_keys,
-        worker_metrics_port=_int(env, "PRESETTLE_WORKER_METRICS_PORT", 9101, 0, 65535),
-        workers=_int(env, "PRESETTLE_WORKERS", 1, 1, 16),
-        data_dir=env.get("PRESETTLE_DATA_DIR", "").strip() or ".data",
-        audit_retention_days=_int(env, "PRESETTLE_AUDIT_RETENTION_DAYS", 365, 1, 36500),
-        pseudonym_key=pseudonym_key,
-        worker_name=env.get("PRESETTLE_WORKER_NAME", "").strip(),
-    )
+def variable(field_name: str) -> str:
+    """The environment variable of a settings field."""
+    return PREFIX + field_name.upper()
+
+
+def variables() -> dict[str, str]:
+    """Every variable the service reads → its field name."""
+    return {variable(name): name for name in Settings.model_fields}
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """``PRESETTLE_*`` variables in ``env`` that no setting (nor client tool) reads."""
+    known = set(variables()) | CLIENT_VARIABLES
+    return sorted(k for k in env if k.upper().startswith(PREFIX) and k.upper() not in known)
+
+
+def _message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        ctx_error = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, SettingsError):
+            msg = str(ctx_error)
+        if not err["loc"]:
+            parts.append(msg)
+            continue
+        name = variable(str(err["loc"][0]))
+        if msg.startswith(name):
+            parts.append(msg)
+        elif str(err["loc"][0]) in {"api_keys", "admin_keys", "pseudonym_key"}:
+            parts.append(f"{name}: {msg}")  # never echo a secret
+        else:
+            parts.append(f"{name}={err.get('input')!r}: {msg}")
+    return "; ".join(parts)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from ``env`` (default: the process environment); SettingsError names the variable.
+
+    Warns (one log line) about ``PRESETTLE_*`` variables that no setting reads.
+    """
+    environ: Mapping[str, str] = os.environ if env is None else dict(env)
+    token = _ENVIRON.set(environ)
+    try:
+        loaded = Settings()
+    except ValidationError as exc:
+        raise SettingsError(_message(exc)) from None
+    finally:
+        _ENVIRON.reset(token)
+    unknown = unknown_variables(environ)
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name.upper(), list(variables()), n=1)
+            hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+        log.warning("unknown PRESETTLE_* variables, ignored: %s", ", ".join(hints))
+    return loaded
 
 
 @lru_cache(maxsize=1)

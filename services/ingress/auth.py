@@ -24,7 +24,7 @@ async def institution_for_key(
     if not x_api_key:
         raise HTTPException(401, {"error": "unauthorized", "field": "X-API-Key", "message": "missing X-API-Key header"},
                             headers={"WWW-Authenticate": "ApiKey"})
-    institution = settings.api_keys.get(x_api_key)
+    institution = settings.institution_for(x_api_key)
     if institution is None:
         raise HTTPException(401, {"error": "unauthorized", "field": "X-API-Key", "message": "unknown API key"},
                             headers={"WWW-Authenticate": "ApiKey"})
@@ -35,7 +35,7 @@ async def require_admin(
     settings: SettingsDep,
     x_api_key: Annotated[str | None, Header(description="Bureau admin key")] = None,
 ) -> None:
-    if not x_api_key or x_api_key not in settings.admin_keys:
+    if not x_api_key or not settings.is_admin_key(x_api_key):
         raise HTTPException(401, {"error": "unauthorized", "field": "X-API-Key", "message": "admin key required"},
                             headers={"WWW-Authenticate": "ApiKey"})
 
@@ -44,7 +44,7 @@ async def any_key(
     settings: SettingsDep, x_api_key: Annotated[str | None, Header(description="Institution or admin key")] = None
 ) -> None:
     """Any valid key, institution or admin (lookups that carry no patient data)."""
-    if not x_api_key or (x_api_key not in settings.api_keys and x_api_key not in settings.admin_keys):
+    if not x_api_key or (settings.institution_for(x_api_key) is None and not settings.is_admin_key(x_api_key)):
         raise HTTPException(401, {"error": "unauthorized", "field": "X-API-Key", "message": "missing or unknown API key"},
                             headers={"WWW-Authenticate": "ApiKey"})
 

@@ -13,22 +13,19 @@ from typing import Any
 
 import pytest
 
-from services.common.settings import Settings, load_settings
+from services.common.settings import load_settings, variables
 from tests.ops.helpers import DEPLOY, ROOT, promql_metric_names, series_names
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to parse deploy/ (pip install pyyaml)")
 
-DEFAULTS = Settings()
+DEFAULTS = load_settings({})
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 IMAGE = f"presettle:{VERSION}"
 
 
 def code_env_names() -> set[str]:
-    """Every PRESETTLE_* variable the service code reads (quoted names in services/)."""
-    names: set[str] = set()
-    for path in (ROOT / "services").rglob("*.py"):
-        names |= set(re.findall(r"""["'](PRESETTLE_[A-Z0-9_]+)["']""", path.read_text(encoding="utf-8")))
-    return names
+    """Every PRESETTLE_* variable the service reads (one per settings field)."""
+    return set(variables())
 
 
 def compose() -> dict[str, Any]:
@@ -256,7 +253,7 @@ def test_k8s_worker_statefulset_has_persistent_state() -> None:
     assert worker["command"] == ["python", "-m", "services.stream"]
     mount = next(m for m in worker["volumeMounts"] if m["name"] == claims[0]["metadata"]["name"])
     config = k8s("ConfigMap", "presettle-config")["data"]
-    assert mount["mountPath"] == config["FAUST_DATADIR"], "faust's data dir is on the volume"
+    assert mount["mountPath"] == config["PRESETTLE_DATA_DIR"], "faust's data dir is on the volume"
     assert worker["ports"][0]["containerPort"] == DEFAULTS.worker_metrics_port
     env = {e["name"]: e for e in worker["env"]}
     assert env["PRESETTLE_WORKER_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
