@@ -115,6 +115,7 @@ def api(fake: InProcessEngine) -> App:
     """The ingress app with ``fake`` as its engine client (no lifespan: no broker)."""
     from services.ingress.app import create_app
 
-    app = create_app(load_settings({}))
+    # A generous budget: on a loaded machine the wait budget must not become what the test measures.
+    app = create_app(load_settings({"PRESETTLE_BUDGET_MS": "5000"}))
     app.state.engine_client = fake
     return App(app, {"X-API-Key": "dev-key-h1"})
