@@ -11,8 +11,12 @@ RULE_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,15}$")
 
 def decision_id_for(institution_id: str, event_id: str) -> str:
     """``d-`` + 20 hex digits of (institution, event_id): a HIS retry maps to the same decision."""
-    digest = hashlib.blake2b(f"{institution_id}:{event_id}".encode(), digest_size=10)
-    return "d-" + digest.hexdigest()
+    return decision_id_for_key(f"{institution_id}:{event_id}")
+
+
+def decision_id_for_key(event_key: str) -> str:
+    """The decision id of an event key ``"<institution>:<event_id>"`` (the idempotency record's key)."""
+    return "d-" + hashlib.blake2b(event_key.encode(), digest_size=10).hexdigest()
 
 
 def alert_id_for(decision_id: str, rule_id: str, n: int) -> str:

@@ -5,7 +5,8 @@ A decision is the engine's answer to one event. Its id is derived from
 maps to the same decision id even when the first attempt timed out.
 
 The patient state keeps a short record of the events it has already applied
-under the reserved key ``"seen"``: ``[[key, epoch_s, decision_id, alerts], ...]``.
+under the reserved key ``"seen"``: ``[[key, epoch_s, decision_id, alerts], ...]`` (state
+format 1; format 2 drops the decision id, which the key determines).
 A retry found there returns the recorded decision and is not applied again.
 Other records are evicted by event time (``SEEN_WINDOW_S`` behind the newest
 event) and by count (``SEEN_MAX``), so the idempotency window is bounded: a
@@ -52,9 +53,15 @@ def find_seen(state: dict[str, Any], key: str) -> list[Any] | None:
 def remember(
     state: dict[str, Any], key: str, epoch_s: int, decision_id: str, alerts: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """Record an applied event (alerts without their static fields); evict old records, never this one."""
+    """Record an applied event (alerts without their static fields); evict old records, never this one.
+
+    A record is ``[key, epoch_s, decision_id, alerts]`` in state format 1 and ``[key, epoch_s,
+    alerts]`` in format 2 (the decision id is derived from the key): see ``state.WRITE_FORMAT``."""
     compact = [{k: v for k, v in a.items() if k not in STATIC_ALERT_KEYS} for a in alerts]
-    current = [key, epoch_s, decision_id, compact]
+    if state_codec.WRITE_FORMAT == 1:
+        current = [key, epoch_s, decision_id, compact]
+    else:
+        current = [key, epoch_s, compact]
     others = [r for r in state.get(SEEN_KEY, ()) if r[0] != key]
     newest = max([epoch_s, *(r[1] for r in others)])
     others = [r for r in others if newest - r[1] <= SEEN_WINDOW_S]
@@ -98,8 +105,10 @@ def handle_event(
     decision_id = decision_id_for(event["institution"]["id"], event["event_id"])
     seen = find_seen(state, key)
     if seen is not None:
-        alerts = [{**a, **engine.rule_static(a["rule_id"], a["rule_version"])} for a in seen[3]]
-        return None, {"decision_id": seen[2], "alerts": alerts, "replayed": True}
+        # The recorded decision id is the one derived from the key (format 1 stores it too); the
+        # alerts are the record's last field in every format.
+        alerts = [{**a, **engine.rule_static(a["rule_id"], a["rule_version"])} for a in seen[-1]]
+        return None, {"decision_id": decision_id, "alerts": alerts, "replayed": True}
     if evaluate:
         new_state, alerts = engine.process(state, event)
     else:

@@ -7,7 +7,9 @@ kept as given / as a 32-bit hash. Sections are present only when non-empty:
 ====  =====================================================================
 key   rows
 ====  =====================================================================
-v     state format version (int)
+v     state format version (int; absent in a state that never saw an event:
+      format 1). ``loads`` migrates any other readable format (``FORMATS``)
+      to ``WRITE_FORMAT``; see ``migrate``
 d     newest event day applied
 L     supply ledger, latest supply per ingredient:
       [ingredient, code, start_day, days_supply, qty, institution, event_id,
@@ -22,7 +24,8 @@ P     period counters: [code, day, qty, enc_hash, institution]
 C     courses: [key, first_day, last_day]
 S     insured-status periods: [status, from_day, to_day|None, updated_epoch_s,
       reason|None]
-seen  RESERVED for the worker (idempotency); never read or written here
+seen  RESERVED for the worker (services.rules.decision: idempotency); only
+      ``migrate`` converts its rows between formats
 ====  =====================================================================
 """
 
@@ -35,10 +38,16 @@ from typing import Any
 import orjson
 
 from services.contracts import status as status_model
+from services.contracts.ids import decision_id_for_key
 from services.rules.kb import tag_bit
 from services.rules.timeutil import day_of_date, month_of_day
 
-FORMAT = 1
+# Formats (the ``v`` key; see docs/architecture.md, "Patient state formats and rolling upgrades"):
+#   1  seen rows [key, epoch_s, decision_id, alerts]
+#   2  seen rows [key, epoch_s, alerts] (the decision id is derived from the key)
+FORMATS = (1, 2)  # every format this code reads (migrate() converts between them)
+WRITE_FORMAT = 1  # the format this release writes; 2 once no worker older than this release runs
+FORMAT = WRITE_FORMAT  # (name kept for callers)
 MASK_DAYS = 62  # stay days tracked in the E masks
 PASSIVE = frozenset({"bed", "nursing", "consult", "registration"})  # 挂床: charges that are not treatment
 EXAM = frozenset({"lab", "imaging"})
@@ -48,16 +57,62 @@ PERIOD = tag_bit("period")  # context feature bits (see kb.TAG_BITS)
 COURSE = tag_bit("course")
 
 
+class StateFormatError(ValueError):
+    """A patient state in a format this release cannot read: a newer release wrote it.
+    Finish the rolling upgrade (docs/architecture.md) before older workers take partitions back."""
+
+
 def dumps(state: dict[str, Any]) -> bytes:
     return orjson.dumps(state)
 
 
 def loads(data: bytes | None) -> dict[str, Any]:
+    """Decode a state, in :data:`WRITE_FORMAT` (a state in another readable format is migrated)."""
     if not data:
         return {}
     state = orjson.loads(data)
     if not isinstance(state, dict):
         raise ValueError("patient state is not a JSON object")
+    if state.get("v", 1) != WRITE_FORMAT:
+        migrate(state)
+    return state
+
+
+def _seen_1_to_2(state: dict[str, Any]) -> None:
+    rows = state.get("seen")
+    if rows:
+        state["seen"] = [[r[0], r[1], r[3]] for r in rows]
+
+
+def _seen_2_to_1(state: dict[str, Any]) -> None:
+    rows = state.get("seen")
+    if rows:
+        state["seen"] = [[r[0], r[1], decision_id_for_key(r[0]), r[2]] for r in rows]
+
+
+# Per format: how to reach the next one up (UP[n]: n → n+1) and down (DOWN[n]: n → n-1).
+UP = {1: _seen_1_to_2}
+DOWN = {2: _seen_2_to_1}
+
+
+def migrate(state: dict[str, Any], to: int | None = None) -> dict[str, Any]:
+    """Convert ``state`` in place from its format (``v``; absent: 1) to ``to`` (default: :data:`WRITE_FORMAT`).
+
+    Every format in :data:`FORMATS` converts to every other, up and down, one step at a time,
+    so a release reads the format before it and the one after it (the rolling-upgrade rule)."""
+    target = WRITE_FORMAT if to is None else to
+    version = state.get("v", 1)
+    if version not in FORMATS or target not in FORMATS:
+        raise StateFormatError(f"patient state format {version} cannot become {target}: this release reads "
+                               f"formats {FORMATS}")
+    while version < target:
+        UP[version](state)
+        version += 1
+    while version > target:
+        DOWN[version](state)
+        version -= 1
+    if "v" in state or target != 1:
+        state["v"] = target
     return state
 
 
@@ -180,7 +235,7 @@ def apply_event(state: dict[str, Any], cx: Any, win: Windows) -> dict[str, Any]:
     newest = state.get("d")
     if newest is None or day > newest:
         state["d"] = day
-        state["v"] = FORMAT
+        state["v"] = WRITE_FORMAT
         if newest is not None:
             evict(state, day, win)
     enc_type = cx.enc_type
