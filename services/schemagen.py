@@ -1,4 +1,5 @@
-"""Write the JSON Schemas of every API request and response, and of the audit record, to ``schemas/api/``.
+"""Write the JSON Schemas of every API request and response and of the audit record (``schemas/api/``),
+and of the rule files and KB tables (``schemas/rules.schema.json``, ``schemas/kb/<table>.schema.json``).
 
     python -m services.schemagen          # rewrite the files
     python -m services.schemagen --check  # exit 1 when a committed file is stale
@@ -23,6 +24,7 @@ from services.contracts.event import Event
 from services.contracts.feedback import FeedbackRecord
 from services.contracts.status import PatientStatus
 from services.dialects import cds, feedback, nhsa
+from services.rules import dataschema, kb
 
 ROOT = Path(__file__).resolve().parents[1]
 API_DIR = ROOT / "schemas" / "api"
@@ -61,6 +63,18 @@ def models() -> dict[str, type[BaseModel]]:
     }
 
 
+def data_schemas() -> dict[Path, dict[str, Any]]:
+    """The rule-file and KB-table schemas, by the path they are written to."""
+    out = {ROOT / "schemas" / "rules.schema.json": dataschema.rule_file_schema()}
+    for table in kb.TABLES:
+        out[ROOT / "schemas" / "kb" / f"{table}.schema.json"] = dataschema.kb_table_schema(table)
+    return out
+
+
+def render_dict(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+
+
 def schema_of(model: type[BaseModel]) -> dict[str, Any]:
     schema = model.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
@@ -82,9 +96,10 @@ def main(argv: list[str]) -> int:
     wanted = {f"{name}.schema.json": model for name, model in models().items()}
     if "--check" not in argv:
         API_DIR.mkdir(parents=True, exist_ok=True)
-    for name, model in wanted.items():
-        path = API_DIR / name
-        text = render(model)
+    texts = {API_DIR / name: render(model) for name, model in wanted.items()}
+    texts |= {path: render_dict(schema) for path, schema in data_schemas().items()}
+    for path, text in texts.items():
+        name = str(path.relative_to(ROOT))
         if "--check" in argv:
             if not path.exists() or path.read_text(encoding="utf-8") != text:
                 stale.append(name)

@@ -13,7 +13,8 @@ import zlib
 from datetime import date
 from typing import Any
 
-from services.rules.kb import KB, mask_tags, tag_bit
+from services.contracts.event import EncounterType
+from services.rules.kb import KB, ROW_TAGS, mask_tags, tag_bit
 from services.rules.timeutil import EPOCH_ORD, date_of_day, day_of_date, day_of_time
 
 DRUG_KINDS = frozenset({"drug", "herb"})
@@ -28,6 +29,11 @@ RX_KINDS = KIND_BITS["drug"] | KIND_BITS["herb"]
 RX = tag_bit("rx")
 DX = tag_bit("dx")
 NEW_VISIT = tag_bit("new_visit")  # an outpatient encounter not among the recorded visits (V) yet
+ENCOUNTER_TAGS = frozenset(e.value for e in EncounterType)
+# Every tag a family may name in ``needs``: set by the context (state sections, line kinds, rx, dx,
+# new_visit, the encounter type) or carried by KB rows (kb.ROW_TAGS). Checked when rules load.
+CONTEXT_TAGS = STATE_TAGS | frozenset(KIND_BITS) | {"rx", "dx", "new_visit"} | ENCOUNTER_TAGS
+KNOWN_TAGS = CONTEXT_TAGS | ROW_TAGS
 
 
 def enc_hash(institution_id: str, encounter_id: str) -> int:

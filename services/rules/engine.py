@@ -84,7 +84,16 @@ class Engine:
             course_gap=max(sections.get("course_gap", [defaults.course_gap])),
             tracked=tracked,
             first_line=self.kb.first_line_classes,
+            passive=frozenset(self._state_param("idle_stay", "passive_categories", defaults.passive)),
+            exam=frozenset(self._state_param("low_acuity", "exam_categories", defaults.exam)),
         )
+
+    def _state_param(self, family: str, name: str, default: Any) -> Any:
+        """The one value the rules of ``family`` give a state parameter (checked at load: they agree)."""
+        for rule in self.rules:
+            if rule.family.name == family:
+                return rule.params[name]
+        return default
 
     # -- per event -------------------------------------------------------------
     def context(self, state: dict[str, Any] | None, event: dict[str, Any]) -> Ctx:

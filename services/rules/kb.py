@@ -38,6 +38,16 @@ SERVICE_CATEGORIES = (
 )
 
 
+def _one_of(*allowed: str) -> Callable[[Any], str | None]:
+    """A check that the value is one of ``allowed`` (its JSON Schema is an enum: ``check.allowed``)."""
+
+    def check(v: Any) -> str | None:
+        return None if v in allowed else f"must be {'|'.join(allowed)}"
+
+    check.allowed = allowed  # type: ignore[attr-defined]
+    return check
+
+
 def _str_list(v: Any) -> str | None:
     if not all(isinstance(x, str) and x for x in v):
         return "must be a list of non-empty strings"
@@ -90,7 +100,7 @@ DRUG_SPEC: Spec = {
     "code": (_STR, True, None),
     "name": (_STR, True, None),
     "name_en": (_STR, True, None),
-    "type": (_STR, True, lambda v: None if v in ("western", "patent", "herb") else "must be western|patent|herb"),
+    "type": (_STR, True, _one_of("western", "patent", "herb")),
     "ingredient": (_STR, True, None),
     "class": (_STR, True, None),
     "class_name": (_STR, True, None),
@@ -122,7 +132,7 @@ SERVICE_SPEC: Spec = {
     "code": (_STR, True, None),
     "name": (_STR, True, None),
     "name_en": (_STR, True, None),
-    "kind": (_STR, True, lambda v: None if v in ("service", "consumable") else "must be service|consumable"),
+    "kind": (_STR, True, _one_of("service", "consumable")),
     "category": (_STR, True, _category),
     "unit": (_STR, True, None),
     "sex": (_STR, False, _sex),
@@ -161,8 +171,8 @@ DIAGNOSIS_SPEC: Spec = {
 INTERACTION_SPEC: Spec = {
     "a": (_STR, True, None),
     "b": (_STR, True, None),
-    "kind": (_STR, True, lambda v: None if v in ("drug", "herb") else "must be drug|herb"),
-    "severity": (_STR, True, lambda v: None if v in ("major", "moderate", "contraindicated") else "must be major|moderate|contraindicated"),
+    "kind": (_STR, True, _one_of("drug", "herb")),
+    "severity": (_STR, True, _one_of("major", "moderate", "contraindicated")),
     "effect_zh": (_STR, True, None),
     "effect_en": (_STR, True, None),
     "basis": (_STR, True, None),
@@ -189,6 +199,10 @@ FEATURES = {
 }
 
 DX_FEATURES = {"sex": "dx_sex", "age_min_years": "dx_age", "age_max_years": "dx_age", "age_max_days": "dx_age"}
+# Tags the KB derives across rows at load (KB.load): included in a bundle, a bundle's part,
+# a non-selected product with a volume-procured alternative, an ingredient with interactions.
+DERIVED_TAGS = frozenset({"bundled", "bundle_part", "vbp_alt", "interacting"})
+ROW_TAGS = frozenset(FEATURES.values()) | frozenset(DX_FEATURES.values()) | DERIVED_TAGS
 
 # Tags as bits: the engine gates rules with one int AND per event instead of set
 # operations. A tag gets its bit the first time it is named (a family's needs, a

@@ -14,8 +14,10 @@ from typing import Any
 
 import orjson
 
+from services.rules.context import KNOWN_TAGS
 from services.rules.exceptions import DataError
 from services.rules.families import FAMILIES, Family, load_all
+from services.rules.kb import SERVICE_CATEGORIES
 from services.rules.timeutil import NEVER, day_of_date, effective_days
 
 RESULT_TYPES = ("definite", "suspicious")
@@ -23,6 +25,7 @@ INDICATORS = ("critical", "warning", "info")
 SEVERITIES = {"critical": "C", "warning": "W", "info": "I"}
 STAGES = {"事前": range(1, 6), "事中": range(6, 11)}
 WINDOW_RE = re.compile(r"^(req|enc|course|day|pt:\d+d|pt:ym|pt:yr)(\+(enc|active|\d+d|day))*$")
+WINDOW_DAYS_RE = re.compile(r"(?:^|\+|pt:)(\d+)d\b")
 
 RULE_FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "id": (str, True), "version": (str, True), "gz_code": (str, True),
@@ -129,6 +132,11 @@ def validate_entry(entry: Any, where: str) -> Family:
     fam = FAMILIES.get(entry["family"])
     if fam is None:
         raise DataError(f"{where}: unknown family {entry['family']!r} (known: {sorted(FAMILIES)})")
+    unknown_tags = set(fam.needs) - KNOWN_TAGS
+    if unknown_tags:
+        raise DataError(f"{where}: field 'family': family {fam.name} needs unknown tag(s) {sorted(unknown_tags)} "
+                        "that no event or KB row carries, so the rule could never run "
+                        "(known tags: services.rules.context.KNOWN_TAGS)")
     scenes = entry["scenes"]
     if not scenes or not all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= 10 for s in scenes):
         raise DataError(f"{where}: scenes must be a non-empty list of trig_scen ints 1..10")
@@ -139,7 +147,8 @@ def validate_entry(entry: Any, where: str) -> Family:
         if not any(s in STAGES[st] for st in stages):
             raise DataError(f"{where}: scene {s} is outside the rule's stage(s) {stages}")
     if not WINDOW_RE.match(entry["window"]):
-        raise DataError(f"{where}: window {entry['window']!r} is not one of req, enc, day, course, pt:Nd, pt:ym, pt:yr")
+        raise DataError(f"{where}: field 'window': {entry['window']!r} is not one of req, enc, day, course, pt:Nd, "
+                        "pt:ym, pt:yr (joined by +: enc, active, day, Nd)")
     if entry["result_type"] not in RESULT_TYPES:
         raise DataError(f"{where}: result_type must be one of {RESULT_TYPES}")
     if entry["indicator"] not in INDICATORS:
@@ -149,27 +158,67 @@ def validate_entry(entry: Any, where: str) -> Family:
     params = entry["parameters"]
     missing = set(fam.params) - set(params)
     if missing:
-        raise DataError(f"{where}: parameters lack default(s) for {sorted(missing)}")
+        raise DataError(f"{where}: field 'parameters' lacks default(s) for {sorted(missing)}")
     extra = set(params) - set(fam.params)
     if extra:
-        raise DataError(f"{where}: family {fam.name} has no parameter(s) {sorted(extra)}")
+        raise DataError(f"{where}: field 'parameters': family {fam.name} has no parameter(s) {sorted(extra)} "
+                        f"(it has {sorted(fam.params)})")
     for name, value in params.items():
-        if not _param_ok(value, fam.params[name]):
-            raise DataError(f"{where}: parameter {name}={value!r} has the wrong type")
+        _check_param(where, f"parameters.{name}", value, fam.params[name])
     for region, over in (entry.get("region_overrides") or {}).items():
         if not isinstance(over, dict) or not over:
             raise DataError(f"{where}: region_overrides[{region!r}] must be a non-empty object")
         for name, value in over.items():
             if name not in fam.params:
-                raise DataError(f"{where}: region_overrides[{region!r}] names unknown parameter {name!r}")
-            if not _param_ok(value, fam.params[name]):
-                raise DataError(f"{where}: region_overrides[{region!r}].{name}={value!r} has the wrong type")
+                raise DataError(f"{where}: region_overrides[{region!r}] names unknown parameter {name!r} "
+                                f"(family {fam.name} has {sorted(fam.params)})")
+            if name in fam.state_params:
+                raise DataError(f"{where}: region_overrides[{region!r}].{name}: a state parameter cannot vary by "
+                                "region (the patient state holds one accumulation)")
+            _check_param(where, f"region_overrides[{region!r}].{name}", value, fam.params[name])
+    _check_window(entry["window"], fam, params, where)
     for lang in ("message_zh", "message_en"):
         unknown_fields = _template_fields(entry[lang], where) - fam.fields
         if unknown_fields:
             raise DataError(f"{where}: {lang} uses field(s) {sorted(unknown_fields)} the family {fam.name} does not fill (it fills {sorted(fam.fields)})")
     effective_days(entry, where)
     return fam
+
+
+def _check_param(where: str, field: str, value: Any, types: type | tuple[type, ...]) -> None:
+    if not _param_ok(value, types):
+        raise DataError(f"{where}: {field}={value!r} has the wrong type")
+    if field.endswith("_categories") and isinstance(value, list):
+        bad = [c for c in value if c not in SERVICE_CATEGORIES]
+        if bad:
+            raise DataError(f"{where}: {field} names unknown service categories {bad} (known: {SERVICE_CATEGORIES})")
+
+
+def _check_window(window: str, fam: Family, params: dict[str, Any], where: str) -> None:
+    """A window's day counts (``pt:90d``, ``enc+90d``) must be the default of the parameter that decides
+    the look-back: the family's state-window parameter, else one named ``*_days``."""
+    days = [int(n) for n in WINDOW_DAYS_RE.findall(window)]
+    if not days:
+        return
+    names = list(fam.windows.values()) or [n for n in fam.params if n.endswith("_days")]
+    values = {params[n] for n in names if isinstance(params.get(n), int)}
+    for n in days:
+        if n not in values:
+            raise DataError(f"{where}: field 'window': {window!r} says {n} days but the look-back parameter(s) "
+                            f"{names or '(none: the family has no *_days parameter)'} default to {sorted(values)}; "
+                            "make them agree (the parameter decides, the window documents it)")
+
+
+def check_state_params(rules: list[tuple[str, dict[str, Any], Family]]) -> None:
+    """Rules of one family give each of its state parameters the same value (the state holds one)."""
+    first: dict[tuple[str, str], tuple[str, Any]] = {}
+    for where, entry, fam in rules:
+        for name in fam.state_params:
+            value = entry["parameters"][name]
+            seen = first.setdefault((fam.name, name), (where, value))
+            if seen[1] != value:
+                raise DataError(f"{where}: parameters.{name}={value!r} differs from {seen[0]} ({seen[1]!r}): "
+                                f"it shapes the patient state, so every {fam.name} rule must give it the same value")
 
 
 def load_rule_files(rules_dir: pathlib.Path) -> list[tuple[pathlib.Path, dict[str, Any]]]:
@@ -192,14 +241,17 @@ def compile_rules(rules_dir: pathlib.Path) -> list[Rule]:
     load_all()
     rules: list[Rule] = []
     seen: dict[str, pathlib.Path] = {}
+    checked: list[tuple[str, dict[str, Any], Family]] = []
     for path, doc in load_rule_files(rules_dir):
         entry = doc["rule"]
         fam = validate_entry(entry, f"{path.name}")
+        checked.append((path.name, entry, fam))
         if entry["id"] != path.stem:
             raise DataError(f"{path.name}: rule id {entry['id']!r} does not match the file name")
         if entry["id"] in seen:
             raise DataError(f"{path.name}: rule id {entry['id']} also defined in {seen[entry['id']].name}")
         seen[entry["id"]] = path
         rules.append(Rule(entry, fam))
+    check_state_params(checked)
     rules.sort(key=lambda r: r.id)
     return rules

@@ -49,6 +49,8 @@ FORMATS = (1, 2)  # every format this code reads (migrate() converts between the
 WRITE_FORMAT = 1  # the format this release writes; 2 once no worker older than this release runs
 FORMAT = WRITE_FORMAT  # (name kept for callers)
 MASK_DAYS = 62  # stay days tracked in the E masks
+# Defaults of the state parameters of the idle_stay (R27) and low_acuity (R30) families, used
+# only when no rule of the family is loaded (Windows.passive / Windows.exam come from the rules).
 PASSIVE = frozenset({"bed", "nursing", "consult", "registration"})  # 挂床: charges that are not treatment
 EXAM = frozenset({"lab", "imaging"})
 SUPPLY_SCENES = frozenset({2, 6, 7, 10})
@@ -130,6 +132,8 @@ class Windows:
     tracked: frozenset[str] = frozenset()  # service codes whose per-stay counts are kept
     first_line: frozenset[str] = frozenset()  # drug classes some second-line drug waits for
     period_by_code: dict[str, int] = field(default_factory=dict)  # code → its period (days)
+    passive: frozenset[str] = PASSIVE  # service categories that do not make a stay day active (idle_stay)
+    exam: frozenset[str] = EXAM  # service categories summed as examinations (low_acuity)
 
 
 def supply_days(line: Any) -> int:
@@ -343,6 +347,8 @@ def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -
     counters = w[1]
     tracked = win.tracked
     first_line = win.first_line
+    passive = win.passive
+    exam = win.exam
     for line in cx.items:
         row = line.row
         if line.kind == "drug" and row is not None and row["class"] in first_line:
@@ -354,10 +360,10 @@ def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -
         else:
             bits = day_bits(line, adm)
         w[2] |= bits
-        if line.kind != "service" or row is None or row["category"] not in PASSIVE:
+        if line.kind != "service" or row is None or row["category"] not in passive:
             w[3] |= bits
         w[4] = round(w[4] + line.amt, 2)
-        if line.row is not None and line.kind == "service" and line.row["category"] in EXAM:
+        if line.row is not None and line.kind == "service" and line.row["category"] in exam:
             w[5] = round(w[5] + line.amt, 2)
         if line.code in tracked:
             last = line.start + line.span - 1

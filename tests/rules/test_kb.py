@@ -72,7 +72,7 @@ def test_interaction_with_unknown_ingredient_rejected(data_dir: pathlib.Path) ->
 
 def test_rule_with_unknown_parameter_rejected(data_dir: pathlib.Path) -> None:
     _edit(data_dir / "rules" / "R19.json", lambda d: d["rule"]["parameters"].update(windw_days=3))
-    with pytest.raises(DataError, match=r"R19\.json: family supply_overlap has no parameter\(s\) \['windw_days'\]"):
+    with pytest.raises(DataError, match=r"R19\.json: field 'parameters': family supply_overlap has no parameter\(s\) \['windw_days'\]"):
         Engine.load(data_dir)
 
 

@@ -27,6 +27,7 @@ class Family:
     fields: frozenset[str]                       # message template fields the hits fill
     needs: tuple[str, ...]                       # context tags (Ctx.features) all required; else skipped
     windows: dict[str, str]                      # state section → parameter (days) it must keep
+    state_params: tuple[str, ...] = ()           # parameters that shape the patient state (one value)
 
 
 FAMILIES: dict[str, Family] = {}
@@ -39,12 +40,19 @@ def family(
     fields: tuple[str, ...],
     needs: str | tuple[str, ...] = (),
     windows: dict[str, str] | None = None,
+    state_params: tuple[str, ...] = (),
 ) -> Callable[[FamilyFn], FamilyFn]:
+    """Register a family. ``state_params`` name parameters the state arithmetic applies when it
+    records an event (not when a rule evaluates): every rule of the family must give them the
+    same value, and no region may override them (the state holds one accumulation)."""
+
     def register(fn: FamilyFn) -> FamilyFn:
         if name in FAMILIES:
             raise RuntimeError(f"rule family {name!r} registered twice")
+        if set(state_params) - set(params):
+            raise RuntimeError(f"rule family {name!r}: state_params not among its params")
         tags = (needs,) if isinstance(needs, str) else tuple(needs)
-        FAMILIES[name] = Family(name, fn, params, frozenset(fields), tags, windows or {})
+        FAMILIES[name] = Family(name, fn, params, frozenset(fields), tags, windows or {}, tuple(state_params))
         return fn
 
     return register

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.rules.families import Hit, ev_item, family, kb_ev
-from services.rules.state import EXAM, MASK_DAYS, PASSIVE, day_bits
+from services.rules.state import MASK_DAYS, day_bits
 from services.rules.timeutil import date_of_day
 
 
@@ -163,8 +163,8 @@ def long_stay(cx: Any, p: dict[str, Any]) -> list[Hit]:
 
 
 @family(
-    "low_acuity", needs=("inpatient",), params={"max_los": int, "exam_share": float},
-    fields=("los", "share", "limit"),
+    "low_acuity", needs=("inpatient",), params={"max_los": int, "exam_share": float, "exam_categories": list},
+    fields=("los", "share", "limit"), state_params=("exam_categories",),
 )
 def low_acuity(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """无指征住院(低标准入院): a short stay whose charges are mostly examinations."""
@@ -176,9 +176,10 @@ def low_acuity(cx: Any, p: dict[str, Any]) -> list[Hit]:
         return []
     total = exam = 0.0
     exam_lines = []
+    categories = p["exam_categories"]  # the state's E[5] accumulates the same (a state parameter)
     for ln in cx.items:
         total += ln.amt
-        if ln.kind == "service" and ln.row is not None and ln.row["category"] in EXAM:
+        if ln.kind == "service" and ln.row is not None and ln.row["category"] in categories:
             exam += ln.amt
             exam_lines.append(ln)
     if not cx.items:
@@ -191,7 +192,8 @@ def low_acuity(cx: Any, p: dict[str, Any]) -> list[Hit]:
     return [(fields, [ln.lid for ln in exam_lines], total, [ev_item(cx, ln) for ln in exam_lines])]
 
 
-@family("idle_stay", needs=("inpatient",), params={"min_days": int}, fields=("days", "first", "last"))
+@family("idle_stay", needs=("inpatient",), params={"min_days": int, "passive_categories": list},
+        fields=("days", "first", "last"), state_params=("passive_categories",))
 def idle_stay(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """挂床住院: min_days or more consecutive charged stay days with only bed/nursing/consultation charges
     (a day with no charge at all is unknown and breaks the run)."""
@@ -204,6 +206,7 @@ def idle_stay(cx: Any, p: dict[str, Any]) -> list[Hit]:
             charged, active = w[2], w[3]
     if cx.scene in (8, 9):
         charged = active = 0  # the settlement carries the whole stay
+    passive = p["passive_categories"]  # the state's E[3] mask uses the same (a state parameter)
     for ln in cx.items:
         if ln.span == 1:  # day_bits(ln, adm), inline for the common one-day line
             off = ln.start - adm
@@ -211,7 +214,7 @@ def idle_stay(cx: Any, p: dict[str, Any]) -> list[Hit]:
         else:
             bits = day_bits(ln, adm)
         charged |= bits
-        if ln.kind != "service" or ln.row is None or ln.row["category"] not in PASSIVE:
+        if ln.kind != "service" or ln.row is None or ln.row["category"] not in passive:
             active |= bits
     idle = charged & ~active  # days charged, with bed/nursing/consultation charges only
     if not idle:
