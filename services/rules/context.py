@@ -15,6 +15,7 @@ from typing import Any
 
 from services.contracts.event import EncounterType
 from services.rules.kb import KB, ROW_TAGS, mask_tags, tag_bit
+from services.rules.state import V_ENC
 from services.rules.timeutil import EPOCH_ORD, date_of_day, day_of_date, day_of_time
 
 DRUG_KINDS = frozenset({"drug", "herb"})
@@ -164,7 +165,7 @@ class Ctx:
             if visits is not None:
                 ench = self.ench
                 for v in visits:
-                    if v[2] == ench:
+                    if v[V_ENC] == ench:
                         break
                 else:
                     mask |= NEW_VISIT

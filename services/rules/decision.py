@@ -31,6 +31,8 @@ __all__ = ["STATIC_ALERT_KEYS", "decision_id_for", "event_key", "find_seen", "ha
            "parse_alert_id", "remember"]
 
 SEEN_KEY = "seen"
+# An idempotency record: [key, epoch_s, (format 1: decision_id,) alerts] — alerts are always last.
+SEEN_EVENT, SEEN_EPOCH, SEEN_ALERTS = 0, 1, -1
 SEEN_WINDOW_S = 24 * 3600
 SEEN_MAX = 16
 
@@ -45,7 +47,7 @@ def event_epoch_s(event: dict[str, Any]) -> int:
 
 def find_seen(state: dict[str, Any], key: str) -> list[Any] | None:
     for record in state.get(SEEN_KEY, ()):
-        if record[0] == key:
+        if record[SEEN_EVENT] == key:
             return record
     return None
 
@@ -62,10 +64,10 @@ def remember(
         current = [key, epoch_s, decision_id, compact]
     else:
         current = [key, epoch_s, compact]
-    others = [r for r in state.get(SEEN_KEY, ()) if r[0] != key]
-    newest = max([epoch_s, *(r[1] for r in others)])
-    others = [r for r in others if newest - r[1] <= SEEN_WINDOW_S]
-    others.sort(key=lambda r: r[1])
+    others = [r for r in state.get(SEEN_KEY, ()) if r[SEEN_EVENT] != key]
+    newest = max([epoch_s, *(r[SEEN_EPOCH] for r in others)])
+    others = [r for r in others if newest - r[SEEN_EPOCH] <= SEEN_WINDOW_S]
+    others.sort(key=lambda r: r[SEEN_EPOCH])
     state[SEEN_KEY] = [*others[-(SEEN_MAX - 1):], current]
     return state
 
@@ -107,7 +109,7 @@ def handle_event(
     if seen is not None:
         # The recorded decision id is the one derived from the key (format 1 stores it too); the
         # alerts are the record's last field in every format.
-        alerts = [{**a, **engine.rule_static(a["rule_id"], a["rule_version"])} for a in seen[-1]]
+        alerts = [{**a, **engine.rule_static(a["rule_id"], a["rule_version"])} for a in seen[SEEN_ALERTS]]
         return None, {"decision_id": decision_id, "alerts": alerts, "replayed": True}
     if evaluate:
         new_state, alerts = engine.process(state, event)

@@ -48,6 +48,24 @@ from services.rules.timeutil import day_of_date, month_of_day
 FORMATS = (1, 2)  # every format this code reads (migrate() converts between them)
 WRITE_FORMAT = 1  # the format this release writes; 2 once no worker older than this release runs
 FORMAT = WRITE_FORMAT  # (name kept for callers)
+# Row layouts: each section's rows are JSON lists; these names are their field indexes
+# (module constants: reading one costs a cached global lookup, no attribute access).
+# L supply ledger, latest supply per ingredient
+L_ING, L_CODE, L_START, L_DAYS, L_QTY, L_INST, L_EVENT, L_ENC, L_MONTH, L_BUYS = range(10)
+# V outpatient visits
+V_DAY, V_INST, V_ENC = range(3)
+# A inpatient stays (A_DIS None while open)
+A_ADM, A_INST, A_ENC, A_EVENT, A_DX, A_DIS = range(6)
+# E open-stay accumulators; E_COUNTERS holds K rows
+E_ENC, E_COUNTERS, E_CHARGED, E_ACTIVE, E_AMOUNT, E_EXAM, E_CLASSES = range(7)
+K_CODE, K_QTY, K_LAST_DAY, K_LAST_QTY = range(4)
+# P period counters
+P_CODE, P_DAY, P_QTY, P_ENC, P_INST = range(5)
+# C courses
+C_KEY, C_FIRST, C_LAST = range(3)
+# S insured-status periods (S_TO None: open)
+S_STATUS, S_FROM, S_TO, S_UPDATED, S_REASON = range(5)
+
 MASK_DAYS = 62  # stay days tracked in the E masks
 # Defaults of the state parameters of the idle_stay (R27) and low_acuity (R30) families, used
 # only when no rule of the family is loaded (Windows.passive / Windows.exam come from the rules).
@@ -159,23 +177,23 @@ def evict(state: dict[str, Any], day: int, win: Windows) -> None:
     if rows:
         w = win.ledger
         for r in rows:
-            if not (day - r[2] < w or r[2] + r[3] > day):
-                _put(state, "L", [r for r in rows if day - r[2] < w or r[2] + r[3] > day])
+            if not (day - r[L_START] < w or r[L_START] + r[L_DAYS] > day):
+                _put(state, "L", [r for r in rows if day - r[L_START] < w or r[L_START] + r[L_DAYS] > day])
                 break
     rows = state.get("V")
-    if rows and day - rows[0][0] >= win.visits:
-        _put(state, "V", [r for r in rows if day - r[0] < win.visits])
+    if rows and day - rows[0][V_DAY] >= win.visits:
+        _put(state, "V", [r for r in rows if day - r[V_DAY] < win.visits])
     rows = state.get("A")
     if rows is not None:
         stays, open_stay, discharges = win.stays, win.open_stay, win.discharges
         for r in rows:
-            if not (day - r[0] < stays or (r[5] is None and day - r[0] < open_stay)
-                    or (r[5] is not None and day - r[5] < discharges)):
+            if not (day - r[A_ADM] < stays or (r[A_DIS] is None and day - r[A_ADM] < open_stay)
+                    or (r[A_DIS] is not None and day - r[A_DIS] < discharges)):
                 rows = [
                     r for r in rows
-                    if day - r[0] < stays
-                    or (r[5] is None and day - r[0] < open_stay)
-                    or (r[5] is not None and day - r[5] < discharges)
+                    if day - r[A_ADM] < stays
+                    or (r[A_DIS] is None and day - r[A_ADM] < open_stay)
+                    or (r[A_DIS] is not None and day - r[A_DIS] < discharges)
                 ]
                 _put(state, "A", rows)
                 break
@@ -187,11 +205,11 @@ def evict(state: dict[str, Any], day: int, win: Windows) -> None:
         stays = state.get("A", ())
         for r in rows:
             for s in stays:  # an open (or just discharged) stay of this encounter keeps it
-                if s[2] == r[0] and (s[5] is None or s[5] >= day - 1):
+                if s[A_ENC] == r[E_ENC] and (s[A_DIS] is None or s[A_DIS] >= day - 1):
                     break
             else:
-                open_ = {s[2] for s in stays if s[5] is None or s[5] >= day - 1}
-                _put(state, "E", [r for r in rows if r[0] in open_])
+                open_ = {s[A_ENC] for s in stays if s[A_DIS] is None or s[A_DIS] >= day - 1}
+                _put(state, "E", [r for r in rows if r[E_ENC] in open_])
                 break
         else:
             if not rows:
@@ -200,8 +218,8 @@ def evict(state: dict[str, Any], day: int, win: Windows) -> None:
     if rows is not None:
         periods, period = win.period_by_code, win.period
         for r in rows:
-            if not day - r[1] < periods.get(r[0], period):
-                _put(state, "P", [r for r in rows if day - r[1] < periods.get(r[0], period)])
+            if not day - r[P_DAY] < periods.get(r[P_CODE], period):
+                _put(state, "P", [r for r in rows if day - r[P_DAY] < periods.get(r[P_CODE], period)])
                 break
         else:
             if not rows:
@@ -210,8 +228,8 @@ def evict(state: dict[str, Any], day: int, win: Windows) -> None:
     if rows is not None:
         gap = win.course_gap
         for r in rows:
-            if not day - r[2] <= gap:
-                _put(state, "C", [r for r in rows if day - r[2] <= gap])
+            if not day - r[C_LAST] <= gap:
+                _put(state, "C", [r for r in rows if day - r[C_LAST] <= gap])
                 break
         else:
             if not rows:
@@ -219,8 +237,8 @@ def evict(state: dict[str, Any], day: int, win: Windows) -> None:
     rows = state.get("S")
     if rows is not None:
         for r in rows:
-            if not (r[2] is None or r[2] >= day - 1):
-                _put(state, "S", [r for r in rows if r[2] is None or r[2] >= day - 1])
+            if not (r[S_TO] is None or r[S_TO] >= day - 1):
+                _put(state, "S", [r for r in rows if r[S_TO] is None or r[S_TO] >= day - 1])
                 break
         else:
             if not rows:
@@ -252,7 +270,7 @@ def apply_event(state: dict[str, Any], cx: Any, win: Windows) -> dict[str, Any]:
             state["V"] = [[day, cx.inst, ench]]
         else:
             for v in visits:
-                if v[2] == ench:
+                if v[V_ENC] == ench:
                     break
             else:
                 visits.append([day, cx.inst, ench])
@@ -276,7 +294,7 @@ MONTH_PURCHASES_MAX = 32
 
 def _apply_supply(state: dict[str, Any], cx: Any) -> None:
     """The supply ledger: one row per ingredient, the latest supply, plus the
-    encounters that bought it in the row's natural month (row[9], a list of
+    encounters that bought it in the row's natural month (row[L_BUYS], a list of
     encounter hashes, so re-applying an encounter never counts it twice)."""
     ledger = state.get("L")
     if ledger is None:
@@ -294,17 +312,17 @@ def _apply_supply(state: dict[str, Any], cx: Any) -> None:
             ds = supply_days(line)
         row = [ing, line.code, line.start, ds, line.qty, inst, event_id, ench, month, [ench]]
         for i, old in enumerate(ledger):
-            if old[0] == ing:
-                if old[7] == ench:  # the same prescription sent again (e.g. scene 2 then 7)
-                    if ds >= old[3]:
-                        row[9] = old[9]
-                        row[8] = old[8]
+            if old[L_ING] == ing:
+                if old[L_ENC] == ench:  # the same prescription sent again (e.g. scene 2 then 7)
+                    if ds >= old[L_DAYS]:
+                        row[L_BUYS] = old[L_BUYS]
+                        row[L_MONTH] = old[L_MONTH]
                         ledger[i] = row
-                elif old[8] == month and ench in old[9]:
+                elif old[L_MONTH] == month and ench in old[L_BUYS]:
                     pass  # an earlier purchase of this month applied again: already counted
-                elif line.start >= old[2]:
-                    if old[8] == month:
-                        row[9] = (old[9] + [ench])[-MONTH_PURCHASES_MAX:]
+                elif line.start >= old[L_START]:
+                    if old[L_MONTH] == month:
+                        row[L_BUYS] = (old[L_BUYS] + [ench])[-MONTH_PURCHASES_MAX:]
                     ledger[i] = row
                 break
         else:
@@ -318,16 +336,16 @@ def _apply_stay(state: dict[str, Any], cx: Any, win: Windows) -> None:
         stays = state["A"] = []
     main = cx.main_dx.code if cx.main_dx is not None else None
     for stay in stays:
-        if stay[2] == ench:
+        if stay[A_ENC] == ench:
             break
     else:
         adm = cx.adm_day if cx.adm_day is not None else cx.day
         stay = [adm, cx.inst, ench, cx.event_id, main, None]
         stays.append(stay)
-    if main is not None and (stay[4] is None or cx.dis_day is not None):
-        stay[4] = main
+    if main is not None and (stay[A_DX] is None or cx.dis_day is not None):
+        stay[A_DX] = main
     if cx.dis_day is not None:
-        stay[5] = cx.dis_day
+        stay[A_DIS] = cx.dis_day
     if cx.scene in (4, 5) and cx.items:
         _apply_open(state, cx, stay, win)
 
@@ -338,13 +356,13 @@ def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -
     if work is None:
         work = state["E"] = []
     for w in work:
-        if w[0] == ench:
+        if w[E_ENC] == ench:
             break
     else:
         w = [ench, [], 0, 0, 0.0, 0.0, []]
         work.append(w)
-    adm = stay[0]
-    counters = w[1]
+    adm = stay[A_ADM]
+    counters = w[E_COUNTERS]
     tracked = win.tracked
     first_line = win.first_line
     passive = win.passive
@@ -352,29 +370,29 @@ def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -
     for line in cx.items:
         row = line.row
         if line.kind == "drug" and row is not None and row["class"] in first_line:
-            if row["class"] not in w[6]:
-                w[6].append(row["class"])
+            if row["class"] not in w[E_CLASSES]:
+                w[E_CLASSES].append(row["class"])
         if line.span == 1:  # day_bits(line, adm), inline for the common one-day line
             off = line.start - adm
             bits = 1 << off if 0 <= off < MASK_DAYS else 0
         else:
             bits = day_bits(line, adm)
-        w[2] |= bits
+        w[E_CHARGED] |= bits
         if line.kind != "service" or row is None or row["category"] not in passive:
-            w[3] |= bits
-        w[4] = round(w[4] + line.amt, 2)
+            w[E_ACTIVE] |= bits
+        w[E_AMOUNT] = round(w[E_AMOUNT] + line.amt, 2)
         if line.row is not None and line.kind == "service" and line.row["category"] in exam:
-            w[5] = round(w[5] + line.amt, 2)
+            w[E_EXAM] = round(w[E_EXAM] + line.amt, 2)
         if line.code in tracked:
             last = line.start + line.span - 1
             per_day = line.qty if line.span == 1 else 1.0
             for c in counters:
-                if c[0] == line.code:
-                    c[1] += line.qty
-                    if c[2] == last:
-                        c[3] += per_day
-                    elif last > c[2]:
-                        c[2], c[3] = last, per_day
+                if c[K_CODE] == line.code:
+                    c[K_QTY] += line.qty
+                    if c[K_LAST_DAY] == last:
+                        c[K_LAST_QTY] += per_day
+                    elif last > c[K_LAST_DAY]:
+                        c[K_LAST_DAY], c[K_LAST_QTY] = last, per_day
                     break
             else:
                 counters.append([line.code, line.qty, last, per_day])
@@ -400,8 +418,8 @@ def _apply_period(state: dict[str, Any], cx: Any) -> None:
         if line.row is None or not line.row.get("period_limit"):
             continue
         for r in rows:
-            if r[0] == line.code and r[3] == ench and r[1] == line.start:
-                r[2] = max(r[2], line.qty)
+            if r[P_CODE] == line.code and r[P_ENC] == ench and r[P_DAY] == line.start:
+                r[P_QTY] = max(r[P_QTY], line.qty)
                 break
         else:
             rows.append([line.code, line.start, line.qty, ench, cx.inst])
@@ -421,11 +439,11 @@ def _apply_course(state: dict[str, Any], cx: Any, win: Windows) -> None:
         key = course_key(line)
         end = line.start + max(1, line.ds or 1) - 1
         for r in rows:
-            if r[0] == key:
-                if line.start - r[2] > win.course_gap:
-                    r[1], r[2] = line.start, end
+            if r[C_KEY] == key:
+                if line.start - r[C_LAST] > win.course_gap:
+                    r[C_FIRST], r[C_LAST] = line.start, end
                 else:
-                    r[2] = max(r[2], end)
+                    r[C_LAST] = max(r[C_LAST], end)
                 break
         else:
             rows.append([key, line.start, end])
@@ -446,14 +464,14 @@ def apply_status(state: dict[str, Any], status: dict[str, Any]) -> dict[str, Any
         raise ValueError("effective_to is before effective_from")
     updated = int(datetime.fromisoformat(status["updated_at"]).timestamp())
     reason = status.get("reason") or None
-    rows = [r for r in state.get("S", ()) if not (r[1] == frm and r[3] <= updated)]
-    if any(r[1] == frm and r[3] > updated for r in rows):
+    rows = [r for r in state.get("S", ()) if not (r[S_FROM] == frm and r[S_UPDATED] <= updated)]
+    if any(r[S_FROM] == frm and r[S_UPDATED] > updated for r in rows):
         return state  # an older update for a period a newer one already decided
     rows.append([kind, frm, to, updated, reason])
-    rows.sort(key=lambda r: (r[3], r[1]))
+    rows.sort(key=lambda r: (r[S_UPDATED], r[S_FROM]))
     newest = state.get("d")
     if newest is not None:
-        rows = [r for r in rows if r[2] is None or r[2] >= newest - 1]
+        rows = [r for r in rows if r[S_TO] is None or r[S_TO] >= newest - 1]
     state["S"] = rows[-STATUS_MAX:]
     return state
 
@@ -462,7 +480,7 @@ def status_on(state: dict[str, Any], day: int) -> list[Any] | None:
     """The status row deciding ``day`` (latest update among periods covering it), None if none."""
     best = None
     for r in state.get("S", ()):
-        if r[1] <= day and (r[2] is None or day <= r[2]):
-            if best is None or (r[3], r[1]) > (best[3], best[1]):
+        if r[S_FROM] <= day and (r[S_TO] is None or day <= r[S_TO]):
+            if best is None or (r[S_UPDATED], r[S_FROM]) > (best[S_UPDATED], best[S_FROM]):
                 best = r
     return best

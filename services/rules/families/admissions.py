@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from services.rules.families import Hit, ev_item, family, kb_ev
-from services.rules.state import MASK_DAYS, day_bits
+from services.rules.state import (
+    A_ADM, A_DIS, A_DX, A_ENC, A_EVENT, A_INST, E_ACTIVE, E_AMOUNT, E_CHARGED, E_ENC, E_EXAM, MASK_DAYS,
+    day_bits,
+)
 from services.rules.timeutil import date_of_day
 
 
@@ -14,8 +17,8 @@ def stay_dx(cx: Any) -> str | None:
     if cx.main_dx is not None:
         return cx.main_dx.code
     for stay in cx.state.get("A", ()):
-        if stay[2] == cx.ench:
-            return stay[4]
+        if stay[A_ENC] == cx.ench:
+            return stay[A_DX]
     return None
 
 
@@ -23,8 +26,8 @@ def stay_adm(cx: Any) -> int:
     if cx.adm_day is not None:
         return cx.adm_day
     for stay in cx.state.get("A", ()):
-        if stay[2] == cx.ench:
-            return stay[0]
+        if stay[A_ENC] == cx.ench:
+            return stay[A_ADM]
     return cx.day
 
 
@@ -39,13 +42,13 @@ def related(cx: Any, a: str, b: str) -> str | None:
 
 
 def stay_evidence(cx: Any, stay: list[Any]) -> dict[str, Any]:
-    row = cx.kb_dx(stay[4]) if stay[4] else None
+    row = cx.kb_dx(stay[A_DX]) if stay[A_DX] else None
     return {
-        "kind": "event", "event_id": stay[3], "institution_id": stay[1],
-        "date": date_of_day(stay[5] if stay[5] is not None else stay[0]),
-        "admitted_on": date_of_day(stay[0]),
-        "discharged_on": date_of_day(stay[5]) if stay[5] is not None else None,
-        "diagnosis_code": stay[4], "diagnosis_name": row["name"] if row else stay[4],
+        "kind": "event", "event_id": stay[A_EVENT], "institution_id": stay[A_INST],
+        "date": date_of_day(stay[A_DIS] if stay[A_DIS] is not None else stay[A_ADM]),
+        "admitted_on": date_of_day(stay[A_ADM]),
+        "discharged_on": date_of_day(stay[A_DIS]) if stay[A_DIS] is not None else None,
+        "diagnosis_code": stay[A_DX], "diagnosis_name": row["name"] if row else stay[A_DX],
     }
 
 
@@ -65,26 +68,26 @@ def split_admission(cx: Any, p: dict[str, Any]) -> list[Hit]:
     adm = stay_adm(cx)
     hits = []
     for stay in stays:
-        dis = stay[5]
-        if dis is None or stay[2] == cx.ench or stay[4] is None:
+        dis = stay[A_DIS]
+        if dis is None or stay[A_ENC] == cx.ench or stay[A_DX] is None:
             continue
-        if p["same_institution"] and stay[1] != cx.inst:
+        if p["same_institution"] and stay[A_INST] != cx.inst:
             continue
         gap = adm - dis
         if not 0 <= gap <= p["gap_days"] or gap > p["window_days"]:
             continue
-        why = related(cx, stay[4], dx)
+        why = related(cx, stay[A_DX], dx)
         if why is None:
             continue
         ev = stay_evidence(cx, stay)
         row = cx.kb_dx(dx)
         fields = {
-            "prev_inst": stay[1], "prev_dis_date": ev["discharged_on"], "gap": gap,
-            "prev_dx": stay[4], "prev_dx_name": ev["diagnosis_name"], "dx": dx,
+            "prev_inst": stay[A_INST], "prev_dis_date": ev["discharged_on"], "gap": gap,
+            "prev_dx": stay[A_DX], "prev_dx_name": ev["diagnosis_name"], "dx": dx,
             "dx_name": row["name"] if row else dx, "why": why,
         }
         amount = cx.total if cx.scene in (8, 9) else 0.0
-        hits.append((fields, [], amount, [ev, kb_ev("diagnoses", dx, f"related to {stay[4]}: {why}")]))
+        hits.append((fields, [], amount, [ev, kb_ev("diagnoses", dx, f"related to {stay[A_DX]}: {why}")]))
     return hits
 
 
@@ -97,12 +100,12 @@ def frequent_admission(cx: Any, p: dict[str, Any]) -> list[Hit]:
     if cx.enc_type != "inpatient":
         return []
     adm = stay_adm(cx)
-    prior = [s for s in cx.state.get("A", ()) if s[2] != cx.ench and 0 <= adm - s[0] < p["window_days"]]
+    prior = [s for s in cx.state.get("A", ()) if s[A_ENC] != cx.ench and 0 <= adm - s[A_ADM] < p["window_days"]]
     count = len(prior) + 1
     if count < p["max_admissions"]:
         return []
-    prior.sort(key=lambda s: s[0])
-    fields = {"count": count, "days": p["window_days"], "dates": "、".join(f"{date_of_day(s[0])}({s[1]})" for s in prior)}
+    prior.sort(key=lambda s: s[A_ADM])
+    fields = {"count": count, "days": p["window_days"], "dates": "、".join(f"{date_of_day(s[A_ADM])}({s[A_INST]})" for s in prior)}
     return [(fields, [], 0.0, [stay_evidence(cx, s) for s in prior])]
 
 
@@ -120,15 +123,15 @@ def readmission(cx: Any, p: dict[str, Any]) -> list[Hit]:
     adm = stay_adm(cx)
     best = None
     for s in cx.state.get("A", ()):
-        if s[5] is None or s[2] == cx.ench:
+        if s[A_DIS] is None or s[A_ENC] == cx.ench:
             continue
-        gap = adm - s[5]
-        if 0 <= gap <= p["window_days"] and (best is None or s[5] > best[5]):
+        gap = adm - s[A_DIS]
+        if 0 <= gap <= p["window_days"] and (best is None or s[A_DIS] > best[A_DIS]):
             best = s
     if best is None:
         return []
-    fields = {"prev_inst": best[1], "prev_dis_date": date_of_day(best[5]), "gap": adm - best[5],
-              "prev_dx": best[4] or "-", "dx": dx or "-"}
+    fields = {"prev_inst": best[A_INST], "prev_dis_date": date_of_day(best[A_DIS]), "gap": adm - best[A_DIS],
+              "prev_dx": best[A_DX] or "-", "dx": dx or "-"}
     return [(fields, [], 0.0, [stay_evidence(cx, best)])]
 
 
@@ -137,8 +140,8 @@ def _stay_days(cx: Any) -> tuple[int, int]:
     end = cx.dis_day
     if end is None:
         for s in cx.state.get("A", ()):
-            if s[2] == cx.ench and s[5] is not None:
-                end = s[5]
+            if s[A_ENC] == cx.ench and s[A_DIS] is not None:
+                end = s[A_DIS]
     return adm, (end if end is not None else cx.day)
 
 
@@ -176,7 +179,7 @@ def low_acuity(cx: Any, p: dict[str, Any]) -> list[Hit]:
         return []
     total = exam = 0.0
     exam_lines = []
-    categories = p["exam_categories"]  # the state's E[5] accumulates the same (a state parameter)
+    categories = p["exam_categories"]  # the state's E_EXAM accumulates the same (a state parameter)
     for ln in cx.items:
         total += ln.amt
         if ln.kind == "service" and ln.row is not None and ln.row["category"] in categories:
@@ -184,8 +187,8 @@ def low_acuity(cx: Any, p: dict[str, Any]) -> list[Hit]:
             exam_lines.append(ln)
     if not cx.items:
         for w in cx.state.get("E", ()):
-            if w[0] == cx.ench:
-                total, exam = w[4], w[5]
+            if w[E_ENC] == cx.ench:
+                total, exam = w[E_AMOUNT], w[E_EXAM]
     if total <= 0 or exam / total <= p["exam_share"]:
         return []
     fields = {"los": los, "share": f"{exam / total:.0%}", "limit": f"{p['exam_share']:.0%}"}
@@ -202,11 +205,11 @@ def idle_stay(cx: Any, p: dict[str, Any]) -> list[Hit]:
     adm = stay_adm(cx)
     charged = active = 0
     for w in cx.state.get("E", ()):
-        if w[0] == cx.ench:
-            charged, active = w[2], w[3]
+        if w[E_ENC] == cx.ench:
+            charged, active = w[E_CHARGED], w[E_ACTIVE]
     if cx.scene in (8, 9):
         charged = active = 0  # the settlement carries the whole stay
-    passive = p["passive_categories"]  # the state's E[3] mask uses the same (a state parameter)
+    passive = p["passive_categories"]  # the state's E_ACTIVE mask uses the same (a state parameter)
     for ln in cx.items:
         if ln.span == 1:  # day_bits(ln, adm), inline for the common one-day line
             off = ln.start - adm
@@ -246,9 +249,9 @@ def during_stay(cx: Any, p: dict[str, Any]) -> list[Hit]:
         return []
     day = cx.day
     for s in cx.state.get("A", ()):
-        if s[1] == cx.inst or s[0] > day:
+        if s[A_INST] == cx.inst or s[A_ADM] > day:
             continue
-        if (s[5] is None and day - s[0] <= p["max_open_days"]) or (s[5] is not None and s[0] < day < s[5]):
-            fields = {"inst": s[1], "adm_date": date_of_day(s[0])}
+        if (s[A_DIS] is None and day - s[A_ADM] <= p["max_open_days"]) or (s[A_DIS] is not None and s[A_ADM] < day < s[A_DIS]):
+            fields = {"inst": s[A_INST], "adm_date": date_of_day(s[A_ADM])}
             return [(fields, [ln.lid for ln in cx.items], cx.total, [stay_evidence(cx, s)])]
     return []

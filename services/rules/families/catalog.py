@@ -10,6 +10,7 @@ from typing import Any
 from services.rules.context import DRUG, GENDER_EN, GENDER_ZH
 from services.rules.families import Hit, ev_item, family, kb_ev
 from services.rules.kb import tag_bit
+from services.rules.state import A_DX, A_ENC
 
 KIND_TABLE = {"drug": "drugs", "herb": "drugs", "service": "services", "consumable": "services"}
 SETTING_ZH = {"outpatient": "门诊", "inpatient": "住院", "pharmacy": "药店购药", "emergency": "急诊", "chronic": "门诊慢特病"}
@@ -185,8 +186,8 @@ def encounter_dx(cx: Any) -> list[str]:
     codes = [d.code for d in cx.dx]
     if not codes and cx.enc_type == "inpatient":
         for stay in cx.state.get("A", ()):
-            if stay[2] == cx.ench and stay[4]:
-                codes.append(stay[4])
+            if stay[A_ENC] == cx.ench and stay[A_DX]:
+                codes.append(stay[A_DX])
     return codes
 
 

@@ -11,7 +11,10 @@ from typing import Any
 
 from services.rules.families import Hit, ev_item, family, kb_ev
 from services.rules.kb import tag_bit
-from services.rules.state import course_key, status_on
+from services.rules.state import (
+    A_ADM, A_DIS, A_ENC, C_FIRST, C_KEY, C_LAST, E_COUNTERS, E_ENC, K_CODE, K_LAST_DAY, K_LAST_QTY, K_QTY,
+    P_CODE, P_DAY, P_ENC, P_INST, P_QTY, S_FROM, S_STATUS, course_key, status_on,
+)
 from services.rules.timeutil import date_of_day
 
 INCREMENTAL = frozenset({4, 5})
@@ -24,7 +27,7 @@ def stay_work(cx: Any) -> list[Any] | None:
     if cx.enc_type != "inpatient" or cx.scene not in INCREMENTAL:
         return None
     for w in cx.state.get("E", ()):
-        if w[0] == cx.ench:
+        if w[E_ENC] == cx.ench:
             return w
     return None
 
@@ -33,17 +36,17 @@ def _counters(work: list[Any] | None) -> dict[str, list[Any]]:
     """code → its counter in the open-stay accumulator (the first one, as _counter finds)."""
     out: dict[str, list[Any]] = {}
     if work is not None:
-        for c in work[1]:
-            if c[0] not in out:
-                out[c[0]] = c
+        for c in work[E_COUNTERS]:
+            if c[K_CODE] not in out:
+                out[c[K_CODE]] = c
     return out
 
 
 def _counter(work: list[Any] | None, code: str) -> list[Any] | None:
     if work is None:
         return None
-    for c in work[1]:
-        if c[0] == code:
+    for c in work[E_COUNTERS]:
+        if c[K_CODE] == code:
             return c
     return None
 
@@ -81,16 +84,16 @@ def bundled(cx: Any, p: dict[str, Any]) -> list[Hit]:
                 continue
             if work is not None:
                 c = _counter(work, code)
-                if c is not None and c[2] == ln.start:
-                    _bundled_hit(cx, hits, ln, ln.name, ln.code, code, [ev_item(cx, ln), _earlier(cx, code, c[2], c[3])])
+                if c is not None and c[K_LAST_DAY] == ln.start:
+                    _bundled_hit(cx, hits, ln, ln.name, ln.code, code, [ev_item(cx, ln), _earlier(cx, code, c[K_LAST_DAY], c[K_LAST_QTY])])
         if work is None:
             continue
         for parent in included_by.get(ln.code, ()):  # ln is included in an earlier bundle
             if (parent, ln.start) in here:
                 continue
             c = _counter(work, parent)
-            if c is not None and c[2] == ln.start:
-                earlier = _earlier(cx, parent, c[2], c[3])
+            if c is not None and c[K_LAST_DAY] == ln.start:
+                earlier = _earlier(cx, parent, c[K_LAST_DAY], c[K_LAST_QTY])
                 _bundled_hit(cx, hits, ln, earlier["item_name"], parent, ln.code, [ev_item(cx, ln), earlier])
     return hits
 
@@ -131,10 +134,10 @@ def frequency(cx: Any, p: dict[str, Any]) -> list[Hit]:
             break
         c = counters.get(code)
         limit = row.get("max_per_day")
-        if limit and qty + (c[3] if c is not None and c[2] == ln.start else 0.0) > limit:
+        if limit and qty + (c[K_LAST_QTY] if c is not None and c[K_LAST_DAY] == ln.start else 0.0) > limit:
             break
         limit = row.get("max_per_enc")
-        if limit and qty + (c[1] if c is not None else 0.0) > limit:
+        if limit and qty + (c[K_QTY] if c is not None else 0.0) > limit:
             break
         codes.add(code)
     else:
@@ -156,11 +159,11 @@ def frequency(cx: Any, p: dict[str, Any]) -> list[Hit]:
         row = ln.row
         c = counters.get(code)
         limit = row.get("max_per_day")
-        total = qty + (c[3] if c is not None and c[2] == day else 0.0)
+        total = qty + (c[K_LAST_QTY] if c is not None and c[K_LAST_DAY] == day else 0.0)
         if limit and total > limit:
             evidence = [ev_item(cx, ln, date=date_of_day(day))]
-            if c is not None and c[2] == day:
-                evidence.append(_earlier(cx, code, day, c[3]))
+            if c is not None and c[K_LAST_DAY] == day:
+                evidence.append(_earlier(cx, code, day, c[K_LAST_QTY]))
             evidence.append(kb_ev("services", row["code"], f"max_per_day={limit:g}"))
             fields = {"item": ln.name, "item_code": code, "qty": f"{total:g}", "limit": f"{limit:g}",
                       "per_zh": f"{date_of_day(day)}当日", "per_en": f"on {date_of_day(day)}"}
@@ -170,7 +173,7 @@ def frequency(cx: Any, p: dict[str, Any]) -> list[Hit]:
             continue
         limit = row.get("max_per_enc")
         if limit and code not in done:
-            total = enc_qty[code] + (c[1] if c is not None else 0.0)
+            total = enc_qty[code] + (c[K_QTY] if c is not None else 0.0)
             if total > limit:
                 done.add(code)
                 evidence = [ev_item(cx, ln, date=date_of_day(day)),
@@ -205,16 +208,16 @@ def period(cx: Any, p: dict[str, Any]) -> list[Hit]:
         count = 0.0
         prior = []
         for r in rows:
-            if r[0] == code and lo < r[1] <= start and not (r[3] == ench and r[1] == start):
+            if r[P_CODE] == code and lo < r[P_DAY] <= start and not (r[P_ENC] == ench and r[P_DAY] == start):
                 prior.append(r)
-                count += r[2]
+                count += r[P_QTY]
         for x in cx.items:
             if x.code == code and lo < x.start <= start:
                 count += x.qty
         if count <= limit:
             continue
-        evidence = [{"kind": "event", "event_id": None, "institution_id": r[4], "date": date_of_day(r[1]),
-                     "item_code": r[0], "item_name": row["name"], "quantity": r[2], "days_supply": None} for r in sorted(prior, key=lambda r: r[1])]
+        evidence = [{"kind": "event", "event_id": None, "institution_id": r[P_INST], "date": date_of_day(r[P_DAY]),
+                     "item_code": r[P_CODE], "item_name": row["name"], "quantity": r[P_QTY], "days_supply": None} for r in sorted(prior, key=lambda r: r[P_DAY])]
         evidence.append(ev_item(cx, ln))
         evidence.append(kb_ev("services", row["code"], f"period_limit={limit} per {row['period_limit']['days']} days"))
         fields = {"item": ln.name, "item_code": ln.code, "count": f"{count:g}", "limit": limit, "days": days}
@@ -239,8 +242,8 @@ def course(cx: Any, p: dict[str, Any]) -> list[Hit]:
         key = course_key(ln)
         first = ln.start
         for r in rows:
-            if r[0] == key and ln.start - r[2] <= p["gap_days"]:
-                first = min(r[1], ln.start)
+            if r[C_KEY] == key and ln.start - r[C_LAST] <= p["gap_days"]:
+                first = min(r[C_FIRST], ln.start)
                 break
         end = ln.start + max(1, ln.ds or 1) - 1
         days = end - first + 1
@@ -261,16 +264,16 @@ def charge_dates(cx: Any, p: dict[str, Any]) -> list[Hit]:
     adm = cx.adm_day
     dis = cx.dis_day
     for stay in cx.state.get("A", ()):
-        if stay[2] == cx.ench:
-            adm = stay[0] if adm is None else adm
-            dis = stay[5] if dis is None else dis
+        if stay[A_ENC] == cx.ench:
+            adm = stay[A_ADM] if adm is None else adm
+            dis = stay[A_DIS] if dis is None else dis
             break
     death = None
     for r in cx.state.get("S", ()):
-        if r[0] == "deceased":
-            s = status_on(cx.state, r[1])
-            if s is not None and s[0] == "deceased":
-                death = r[1] if death is None else min(death, r[1])
+        if r[S_STATUS] == "deceased":
+            s = status_on(cx.state, r[S_FROM])
+            if s is not None and s[S_STATUS] == "deceased":
+                death = r[S_FROM] if death is None else min(death, r[S_FROM])
     hits = []
     for ln in cx.items:
         d = ln.start

@@ -6,6 +6,7 @@ from typing import Any
 
 from services.rules.context import GENDER_EN, GENDER_ZH
 from services.rules.families import Hit, ev_item, family, kb_ev
+from services.rules.state import A_DX, A_ENC
 
 
 @family("dx_sex", needs=("dx_sex",), params={}, fields=("dx_code", "dx_name", "sex_zh", "sex_en", "allowed_zh", "allowed_en"))
@@ -64,7 +65,7 @@ def missing_diagnosis(cx: Any, p: dict[str, Any]) -> list[Hit]:
         return []
     if cx.enc_type == "inpatient":
         for stay in cx.state.get("A", ()):
-            if stay[2] == cx.ench and stay[4]:
+            if stay[A_ENC] == cx.ench and stay[A_DX]:
                 return []
     lines = [ln for ln in cx.items if ln.kind in p["kinds"]]
     if not lines:

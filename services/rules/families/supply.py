@@ -7,6 +7,9 @@ from typing import Any
 from services.rules.context import DRUG
 from services.rules.families import Hit, ev_item, family, kb_ev
 from services.rules.kb import tag_bit
+from services.rules.state import (
+    E_CLASSES, E_ENC, L_BUYS, L_CODE, L_DAYS, L_ENC, L_EVENT, L_ING, L_INST, L_MONTH, L_QTY, L_START,
+)
 from services.rules.timeutil import date_of_day, month_of_day
 
 SECOND_LINE, INTERACTING = tag_bit("second_line"), tag_bit("interacting")
@@ -14,11 +17,11 @@ SECOND_LINE, INTERACTING = tag_bit("second_line"), tag_bit("interacting")
 
 def ledger_evidence(cx: Any, row: list[Any]) -> dict[str, Any]:
     """Evidence entry for an earlier supply held in the ledger."""
-    kb_row = cx.kb_drug(row[1], row[2])
+    kb_row = cx.kb_drug(row[L_CODE], row[L_START])
     return {
-        "kind": "event", "event_id": row[6], "institution_id": row[5], "date": date_of_day(row[2]),
-        "item_code": row[1], "item_name": kb_row["name"] if kb_row else row[1],
-        "quantity": row[4], "days_supply": row[3],
+        "kind": "event", "event_id": row[L_EVENT], "institution_id": row[L_INST], "date": date_of_day(row[L_START]),
+        "item_code": row[L_CODE], "item_name": kb_row["name"] if kb_row else row[L_CODE],
+        "quantity": row[L_QTY], "days_supply": row[L_DAYS],
     }
 
 
@@ -42,17 +45,17 @@ def supply_overlap(cx: Any, p: dict[str, Any]) -> list[Hit]:
             continue
         ing = line.row["ingredient"] if line.row is not None else "?" + line.code  # ingredient_of(line)
         for prev in ledger:
-            if prev[0] != ing:
+            if prev[L_ING] != ing:
                 continue
-            if prev[7] == ench:
+            if prev[L_ENC] == ench:
                 break
-            elapsed = line.start - prev[2]
-            remaining = prev[3] - elapsed
-            if 0 <= elapsed < window and remaining > round(prev[3] * frac, 2):
+            elapsed = line.start - prev[L_START]
+            remaining = prev[L_DAYS] - elapsed
+            if 0 <= elapsed < window and remaining > round(prev[L_DAYS] * frac, 2):
                 ev = ledger_evidence(cx, prev)
                 fields = {
-                    "item": line.name, "item_code": line.code, "prev_inst": prev[5],
-                    "prev_date": ev["date"], "prev_qty": f"{prev[4]:g}", "prev_days": prev[3],
+                    "item": line.name, "item_code": line.code, "prev_inst": prev[L_INST],
+                    "prev_date": ev["date"], "prev_qty": f"{prev[L_QTY]:g}", "prev_days": prev[L_DAYS],
                     "remaining": remaining, "prev_item": ev["item_name"],
                 }
                 evidence = [ev, kb_ev("drugs", line.code, f"ingredient={ing}")]
@@ -63,8 +66,8 @@ def supply_overlap(cx: Any, p: dict[str, Any]) -> list[Hit]:
 
 def _active(prev: list[Any], start: int, frac: float) -> int | None:
     """Remaining days of a ledger supply at ``start`` if above ``frac`` of it, else None."""
-    remaining = prev[3] - (start - prev[2])
-    if start >= prev[2] and remaining > round(prev[3] * frac, 2) and remaining > 0:
+    remaining = prev[L_DAYS] - (start - prev[L_START])
+    if start >= prev[L_START] and remaining > round(prev[L_DAYS] * frac, 2) and remaining > 0:
         return remaining
     return None
 
@@ -97,8 +100,8 @@ def same_class(cx: Any, p: dict[str, Any]) -> list[Hit]:
     ench = cx.ench
     earlier: dict[str, list[Any]] = {}
     for prev in cx.state.get("L", ()):
-        cls = class_of.get(prev[0])
-        if cls in by_class and prev[7] != ench:
+        cls = class_of.get(prev[L_ING])
+        if cls in by_class and prev[L_ENC] != ench:
             earlier.setdefault(cls, []).append(prev)
     hits = []
     for cls, lines in by_class.items():
@@ -108,15 +111,15 @@ def same_class(cx: Any, p: dict[str, Any]) -> list[Hit]:
         ings = {ln.row["ingredient"] for ln in lines}
         others = []
         for prev in prevs:
-            if prev[0] in ings:
+            if prev[L_ING] in ings:
                 continue
-            prow = cx.kb_drug(prev[1], prev[2])
+            prow = cx.kb_drug(prev[L_CODE], prev[L_START])
             if prow is not None and _active(prev, lines[0].start, p["remaining_fraction"]) is not None:
                 others.append((prev, prow))
         if len(ings) < 2 and not others:
             continue
         row = lines[0].row
-        names = [ln.name for ln in lines] + [f"{prow['name']}({date_of_day(prev[2])}，{prev[5]})" for prev, prow in others]
+        names = [ln.name for ln in lines] + [f"{prow['name']}({date_of_day(prev[L_START])}，{prev[L_INST]})" for prev, prow in others]
         fields = {"items": "、".join(names), "class_name": row["class_name"], "class_code": cls}
         evidence = [ev_item(cx, ln) for ln in lines] + [ledger_evidence(cx, prev) for prev, _ in others]
         evidence.append(kb_ev("drugs", row["code"], f"class={cls}"))
@@ -159,8 +162,8 @@ def interaction(cx: Any, p: dict[str, Any]) -> list[Hit]:
             hits.append((fields, [a.lid, b.lid], a.amt + b.amt, evidence))
     ench = cx.ench
     for prev in cx.state.get("L", ()):
-        ip = prev[0]
-        if ip not in inter or prev[7] == ench:
+        ip = prev[L_ING]
+        if ip not in inter or prev[L_ENC] == ench:
             continue
         for a in lines:
             ia = a.row["ingredient"]
@@ -172,7 +175,7 @@ def interaction(cx: Any, p: dict[str, Any]) -> list[Hit]:
             seen.add((ia, ip))
             seen.add((ip, ia))
             ev = ledger_evidence(cx, prev)
-            fields = {"a": a.name, "b": f"{ev['item_name']}({ev['date']}，{prev[5]})", "effect_zh": row["effect_zh"],
+            fields = {"a": a.name, "b": f"{ev['item_name']}({ev['date']}，{prev[L_INST]})", "effect_zh": row["effect_zh"],
                       "effect_en": row["effect_en"], "severity": row["severity"]}
             evidence = [ev_item(cx, a), ev, kb_ev("interactions", f"{row['a']}+{row['b']}", f"{row['severity']}: {row['basis']}")]
             hits.append((fields, [a.lid], a.amt, evidence))
@@ -195,14 +198,14 @@ def frequent_purchase(cx: Any, p: dict[str, Any]) -> list[Hit]:
             continue
         ing = line.row["ingredient"] if line.row is not None else "?" + line.code  # ingredient_of(line)
         for prev in ledger:
-            if prev[0] != ing:
+            if prev[L_ING] != ing:
                 continue
-            if prev[8] == month and cx.ench not in prev[9] and len(prev[9]) + 1 > p["max_per_month"]:
-                count = len(prev[9]) + 1
+            if prev[L_MONTH] == month and cx.ench not in prev[L_BUYS] and len(prev[L_BUYS]) + 1 > p["max_per_month"]:
+                count = len(prev[L_BUYS]) + 1
                 fields = {"item": line.name, "item_code": line.code, "count": count, "limit": p["max_per_month"],
                           "month": f"{month // 100}-{month % 100:02d}"}
                 evidence = [ledger_evidence(cx, prev), ev_item(cx, line),
-                            kb_ev("drugs", line.code, f"ingredient={ing}; purchases this month before this one={len(prev[9])}")]
+                            kb_ev("drugs", line.code, f"ingredient={ing}; purchases this month before this one={len(prev[L_BUYS])}")]
                 hits.append((fields, [line.lid], line.amt, evidence))
             break
     return hits
@@ -219,8 +222,8 @@ def second_line(cx: Any, p: dict[str, Any]) -> list[Hit]:
     classes_now = {ln.row["class"] for ln in cx.items if ln.kind == "drug" and ln.row is not None}
     stay_classes: list[str] = []
     for w in cx.state.get("E", ()):
-        if w[0] == cx.ench:
-            stay_classes = w[6]
+        if w[E_ENC] == cx.ench:
+            stay_classes = w[E_CLASSES]
             break
     hits = []
     for line in cx.items:
@@ -234,8 +237,8 @@ def second_line(cx: Any, p: dict[str, Any]) -> list[Hit]:
             continue
         found = False
         for prev in cx.state.get("L", ()):
-            if 0 <= line.start - prev[2] < p["lookback_days"]:
-                group = kb.by_ingredient.get(prev[0])
+            if 0 <= line.start - prev[L_START] < p["lookback_days"]:
+                group = kb.by_ingredient.get(prev[L_ING])
                 if group and group[0]["class"] in wanted:
                     found = True
                     break

@@ -5,18 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from services.rules.families import Hit, family
+from services.rules.state import V_DAY, V_ENC, V_INST
 from services.rules.timeutil import date_of_day
 
 
 def _visit_evidence(v: list[Any]) -> dict[str, Any]:
-    return {"kind": "event", "event_id": None, "institution_id": v[1], "date": date_of_day(v[0])}
+    return {"kind": "event", "event_id": None, "institution_id": v[V_INST], "date": date_of_day(v[V_DAY])}
 
 
 def _prior_visits(cx: Any) -> list[Any] | None:
     """Earlier visits, or None when this encounter is already counted (a re-sent scene)."""
     visits = cx.state.get("V", ())
     for v in visits:
-        if v[2] == cx.ench:
+        if v[V_ENC] == cx.ench:
             return None
     return list(visits)
 
@@ -35,9 +36,9 @@ def frequent_visits(cx: Any, p: dict[str, Any]) -> list[Hit]:
     window = p["window_days"]
     count = same = 1
     for v in visits:
-        if v[2] == ench:
+        if v[V_ENC] == ench:
             return []  # this encounter is already counted (a re-sent scene)
-        age = day - v[0]
+        age = day - v[V_DAY]
         if 0 <= age < window:
             count += 1
             if age == 0:
@@ -46,10 +47,10 @@ def frequent_visits(cx: Any, p: dict[str, Any]) -> list[Hit]:
         return []
     fields = {"count": count, "days": window, "same_day": same}
     if count <= p["max_visits"]:
-        shown = [v for v in visits if v[0] == day]
+        shown = [v for v in visits if v[V_DAY] == day]
     else:
-        shown = [v for v in visits if 0 <= day - v[0] < window]
-    return [(fields, [], 0.0, [_visit_evidence(v) for v in sorted(shown, key=lambda v: (v[0], v[1]))])]
+        shown = [v for v in visits if 0 <= day - v[V_DAY] < window]
+    return [(fields, [], 0.0, [_visit_evidence(v) for v in sorted(shown, key=lambda v: (v[V_DAY], v[V_INST]))])]
 
 
 @family(
@@ -63,8 +64,8 @@ def same_day_institutions(cx: Any, p: dict[str, Any]) -> list[Hit]:
     prior = _prior_visits(cx)
     if prior is None:
         return []
-    insts = {v[1] for v in prior if v[0] == cx.day} | {cx.inst}
+    insts = {v[V_INST] for v in prior if v[V_DAY] == cx.day} | {cx.inst}
     if len(insts) <= p["max_institutions"]:
         return []
     fields = {"count": len(insts), "institutions": "、".join(sorted(insts))}
-    return [(fields, [], 0.0, [_visit_evidence(v) for v in prior if v[0] == cx.day and v[1] != cx.inst])]
+    return [(fields, [], 0.0, [_visit_evidence(v) for v in prior if v[V_DAY] == cx.day and v[V_INST] != cx.inst])]
