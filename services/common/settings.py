@@ -23,6 +23,8 @@ from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_valid
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
+from services.contracts import topics
+
 log = logging.getLogger("presettle.settings")
 
 PREFIX = "PRESETTLE_"
@@ -186,32 +188,30 @@ class Settings(BaseSettings):
     # Topic names -------------------------------------------------------
     @property
     def events_topic(self) -> str:
-        return f"{self.topic_prefix}.events"
+        return topics.events_topic(self.topic_prefix)
 
     @property
     def decisions_topic(self) -> str:
-        return f"{self.topic_prefix}.decisions"
+        return topics.decisions_topic(self.topic_prefix)
 
     @property
     def status_topic(self) -> str:
-        return f"{self.topic_prefix}.patient-status"
+        return topics.status_topic(self.topic_prefix)
 
     @property
     def feedback_topic(self) -> str:
-        return f"{self.topic_prefix}.feedback"
+        return topics.feedback_topic(self.topic_prefix)
 
     @property
     def worker_app_id(self) -> str:
-        return f"{self.topic_prefix}-worker"
+        return topics.worker_app_id(self.topic_prefix)
 
     @property
     def state_changelog_topic(self) -> str:
-        # faust names a table's changelog "<app id>-<table name>-changelog".
-        return f"{self.worker_app_id}-patient_state-changelog"
+        return topics.state_changelog_topic(self.topic_prefix)
 
     def reply_topic(self, instance: str) -> str:
-        safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in instance)
-        return f"{self.topic_prefix}.replies.{safe}"
+        return topics.reply_topic(self.topic_prefix, instance)
 
     @property
     def bootstrap(self) -> str:
