@@ -1,13 +1,24 @@
 """End-to-end benchmark: POST /v1/events at a fixed rate, and the bare broker floor.
 
-    python -m loadtest.bench_e2e --rate 200 --duration 30 [--url URL] [--api-key KEY]
+    python -m loadtest.bench_e2e --rate 200 --duration 30 [--url URL] [--api-key KEY:INSTITUTION]
 
 Against a running service (``make run``). The load is open-loop: request i is
 due at ``start + i/rate`` and its latency is measured from that due time, so a
 stalled server cannot hide its queueing (no coordinated omission). Then, in the
 same run, it measures the floor: an aiokafka produce → consume echo through the
 same broker at the same rate, one hop, with the same fetch wait the service uses.
-The last line printed is one JSON object.
+
+The key and its institution: ``PRESETTLE_API_KEY=KEY:INSTITUTION`` (or ``--api-key``;
+a plain development key knows its institution, see loadtest/apikey.py). A 401 or 403
+from the service stops the run at once (exit 2) with what to set. The broker of the
+floor phase is the stack's: ``PRESETTLE_KAFKA_BOOTSTRAP``, else the embedded broker on
+``PRESETTLE_EMBEDDED_BROKER_PORT`` (services/common/settings.py). The HTTP results are
+printed (stdout, one ``http:`` line) before the floor phase; if the broker cannot be
+reached the run says so and exits 1 (``--floor-duration 0`` skips the floor). The last
+line printed is one JSON object.
+
+Exit codes: 0 done; 1 the floor phase failed (HTTP results printed); 2 the service
+refused the key or institution, no service answered at --url, or a bad option.
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import random
 import statistics
@@ -27,7 +39,14 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from loadtest.apikey import ENV as KEY_ENV
+from loadtest.apikey import KeyFormatError, parse_api_keys, rejection_message, retired_variables
+
 CST = timezone(timedelta(hours=8))
+
+
+class Stop(Exception):
+    """The run cannot go on (the service refused the key, or nothing listens at the URL)."""
 
 
 def pct(values: list[float], q: float) -> float:
@@ -128,17 +147,20 @@ class Traffic:
         }
 
 
-async def drive_http(url: str, api_key: str, rate: float, duration: float, budget_ms: int | None,
-                     pool: Pool | None = None, traffic: Traffic | None = None, label: str = "http") -> dict[str, Any]:
+async def drive_http(url: str, api_key: str, institution: str, rate: float, duration: float,
+                     budget_ms: int | None, pool: Pool | None = None, traffic: Traffic | None = None,
+                     label: str = "http") -> dict[str, Any]:
+    """Drive the load; raises :class:`Stop` at the first 401/403 or when nothing listens at ``url``."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     path = "/v1/events" + (f"?budget_ms={budget_ms}" if budget_ms else "")
     pool = pool or Pool(host, port)
-    traffic = traffic or Traffic(os.environ.get("PRESETTLE_BENCH_INSTITUTION", "H1"), patients=5000)
+    traffic = traffic or Traffic(institution, patients=5000)
     total = int(rate * duration)
     latencies: list[float] = []
     counts = {"sent": 0, "errors": 0, "timeouts": 0, "unavailable": 0, "alerts": 0}
     error_samples: list[str] = []
+    fatal: list[str] = []
 
     async def one(n: int, due: float) -> None:
         body = orjson.dumps(traffic.event())
@@ -149,10 +171,18 @@ async def drive_http(url: str, api_key: str, rate: float, duration: float, budge
         counts["sent"] += 1
         try:
             status, payload = await asyncio.wait_for(pool.post(request), 30)
+        except ConnectionRefusedError:
+            fatal.append(f"bench_e2e: stopped: nothing answers at {url} (is the service running? `make run`; "
+                         "or set --url / PRESETTLE_URL)")
+            return
         except Exception as exc:
             counts["errors"] += 1
             if len(error_samples) < 3:
                 error_samples.append(repr(exc))
+            return
+        if status in (401, 403):
+            fatal.append(rejection_message(status, payload.decode(errors="replace"), api_key, institution,
+                                           "bench_e2e"))
             return
         if status != 200:
             counts["errors"] += 1
@@ -171,6 +201,8 @@ async def drive_http(url: str, api_key: str, rate: float, duration: float, budge
     start = time.perf_counter() + 0.05
     next_report = start + 5
     for n in range(total):
+        if fatal:
+            break
         due = start + n / rate
         delay = due - time.perf_counter()
         if delay > 0:
@@ -182,6 +214,8 @@ async def drive_http(url: str, api_key: str, rate: float, duration: float, budge
             print(f"  {label}: {n}/{total} sent, p50 {pct(recent, 50):.1f} ms, p99 {pct(recent, 99):.1f} ms, "
                   f"errors {counts['errors']}, timeouts {counts['timeouts']}", file=sys.stderr, flush=True)
     await asyncio.gather(*tasks)
+    if fatal:
+        raise Stop(fatal[0])
     if error_samples:
         print(f"  http error samples: {error_samples}", file=sys.stderr)
     return {"latencies": latencies, **counts}
@@ -195,7 +229,7 @@ async def broker_floor(bootstrap: str, rate: float, duration: float, fetch_wait_
     from services.common.broker import ensure_topics
 
     topic = f"presettle.bench-echo.{uuid.uuid4().hex[:6]}"
-    await ensure_topics(bootstrap, {topic: 1})
+    await ensure_topics(bootstrap, {topic: 1}, timeout=10)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks=1)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, fetch_max_wait_ms=fetch_wait_ms,
                                 enable_auto_commit=False)
@@ -247,28 +281,9 @@ async def broker_floor(bootstrap: str, rate: float, duration: float, fetch_wait_
     return latencies
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    parts = urlsplit(args.url)
-    pool = Pool(parts.hostname or "127.0.0.1", parts.port or 80)
-    traffic = Traffic(os.environ.get("PRESETTLE_BENCH_INSTITUTION", "H1"), patients=5000)
-    warm: dict[str, Any] = {"latencies": [], "errors": 0}
-    if args.warmup > 0:
-        # Opens the connection pool and wakes every partition; reported apart, not hidden.
-        print(f"bench_e2e: warm-up {args.rate} req/s for {args.warmup} s (not counted)", file=sys.stderr, flush=True)
-        warm = await drive_http(args.url, args.api_key, args.rate, args.warmup, args.budget_ms, pool, traffic,
-                                label="warm-up")
-    print(f"bench_e2e: {args.rate} req/s for {args.duration} s against {args.url}", file=sys.stderr, flush=True)
-    http = await drive_http(args.url, args.api_key, args.rate, args.duration, args.budget_ms, pool, traffic)
-    for conn in pool.idle:
-        conn.writer.close()
-    floor_duration = min(args.duration, args.floor_duration)
-    print(f"bench_e2e: broker floor at {args.rate} msg/s for {floor_duration} s on {args.bootstrap}",
-          file=sys.stderr, flush=True)
-    floor = await broker_floor(args.bootstrap, args.rate, floor_duration, args.fetch_wait_ms)
+def http_summary(http: dict[str, Any]) -> dict[str, Any]:
     lat = http["latencies"]
     return {
-        "rate": args.rate,
-        "duration_s": args.duration,
         "sent": http["sent"],
         "errors": http["errors"],
         "timeouts": http["timeouts"],
@@ -277,33 +292,110 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "p50_ms": round(pct(lat, 50), 2),
         "p99_ms": round(pct(lat, 99), 2),
         "mean_ms": round(statistics.fmean(lat), 2) if lat else None,
-        "floor_p50_ms": round(pct(floor, 50), 2),
-        "floor_p99_ms": round(pct(floor, 99), 2),
+    }
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    parts = urlsplit(args.url)
+    pool = Pool(parts.hostname or "127.0.0.1", parts.port or 80)
+    traffic = Traffic(args.institution, patients=5000)
+    warm: dict[str, Any] = {"latencies": [], "errors": 0}
+    print(f"bench_e2e: key {args.key[:4]}… of institution {args.institution} ({KEY_ENV}=KEY:INSTITUTION)",
+          file=sys.stderr, flush=True)
+    if args.warmup > 0:
+        # Opens the connection pool and wakes every partition; reported apart, not hidden.
+        print(f"bench_e2e: warm-up {args.rate} req/s for {args.warmup} s (not counted)", file=sys.stderr, flush=True)
+        warm = await drive_http(args.url, args.key, args.institution, args.rate, args.warmup, args.budget_ms,
+                                pool, traffic, label="warm-up")
+    print(f"bench_e2e: {args.rate} req/s for {args.duration} s against {args.url}", file=sys.stderr, flush=True)
+    http = await drive_http(args.url, args.key, args.institution, args.rate, args.duration, args.budget_ms,
+                            pool, traffic)
+    for conn in pool.idle:
+        conn.writer.close()
+    result: dict[str, Any] = {
+        "rate": args.rate,
+        "duration_s": args.duration,
+        **http_summary(http),
         "warmup_s": args.warmup,
         "warmup_p99_ms": round(pct(warm["latencies"], 99), 2) if warm["latencies"] else None,
         "warmup_errors": warm["errors"],
     }
+    # The HTTP figures first: a floor phase that fails must not lose them.
+    print("http: " + " ".join(f"{k}={v}" for k, v in result.items()), flush=True)
+    floor_duration = min(args.duration, args.floor_duration)
+    result.update(floor_p50_ms=None, floor_p99_ms=None)
+    if floor_duration <= 0:
+        return result
+    print(f"bench_e2e: broker floor at {args.rate} msg/s for {floor_duration} s on {args.bootstrap}",
+          file=sys.stderr, flush=True)
+    try:
+        floor = await broker_floor(args.bootstrap, args.rate, floor_duration, args.fetch_wait_ms)
+    except Exception as exc:  # no broker there, or it refused the echo topic
+        result["floor_error"] = f"{type(exc).__name__}: {exc}"[:300]
+        print(f"bench_e2e: floor phase failed: cannot use the broker at {args.bootstrap} ({result['floor_error']}); "
+              "the HTTP results above stand. Set PRESETTLE_KAFKA_BOOTSTRAP or PRESETTLE_EMBEDDED_BROKER_PORT "
+              "as for the stack, --bootstrap, or --floor-duration 0 to skip the floor", file=sys.stderr, flush=True)
+        return result
+    result.update(floor_p50_ms=round(pct(floor, 50), 2), floor_p99_ms=round(pct(floor, 99), 2))
+    return result
+
+
+def build_parser(defaults: Any) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=200, help="requests per second (default 200)")
+    parser.add_argument("--duration", type=float, default=30, help="seconds of measured load (default 30)")
+    parser.add_argument("--url", default=os.environ.get("PRESETTLE_URL", "http://127.0.0.1:8000"),
+                        help="the service (default $PRESETTLE_URL or http://127.0.0.1:8000)")
+    parser.add_argument("--api-key", default=os.environ.get(KEY_ENV, "dev-key-h1"), metavar="KEY[:INSTITUTION]",
+                        help=f"X-API-Key and the institution it belongs to (default ${KEY_ENV} or dev-key-h1; "
+                        "a plain key: dev-key-h1 → H1, dev-key-h2 → H2, any other → H1)")
+    parser.add_argument("--bootstrap", default=defaults.bootstrap,
+                        help="broker for the floor measurement (default: the stack's, from PRESETTLE_KAFKA_BOOTSTRAP "
+                        f"or PRESETTLE_EMBEDDED_BROKER_PORT: {defaults.bootstrap})")
+    parser.add_argument("--fetch-wait-ms", type=int, default=defaults.fetch_max_wait_ms,
+                        help="consumer fetch wait of the floor phase (default PRESETTLE_FETCH_MAX_WAIT_MS: "
+                        f"{defaults.fetch_max_wait_ms})")
+    parser.add_argument("--floor-duration", type=float, default=10,
+                        help="seconds of the broker floor phase, at most --duration (default 10; 0 = skip)")
+    parser.add_argument("--warmup", type=float, default=2,
+                        help="seconds of load before the measured run, reported apart (default 2; 0 = none)")
+    parser.add_argument("--budget-ms", type=int, default=None,
+                        help="?budget_ms= on every request (default: the service's PRESETTLE_BUDGET_MS)")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rate", type=float, default=200, help="requests per second (default 200)")
-    parser.add_argument("--duration", type=float, default=30, help="seconds (default 30)")
-    parser.add_argument("--url", default=os.environ.get("PRESETTLE_URL", "http://127.0.0.1:8000"))
-    parser.add_argument("--api-key", default=os.environ.get("PRESETTLE_API_KEY", "dev-key-h1"))
-    parser.add_argument("--bootstrap", default=os.environ.get("PRESETTLE_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
-                        help="broker for the floor measurement")
-    parser.add_argument("--fetch-wait-ms", type=int, default=int(os.environ.get("PRESETTLE_FETCH_MAX_WAIT_MS", "5")))
-    parser.add_argument("--floor-duration", type=float, default=10)
-    parser.add_argument("--warmup", type=float, default=2,
-                        help="seconds of load before the measured run, reported apart (default 2; 0 = none)")
-    parser.add_argument("--budget-ms", type=int, default=None, help="?budget_ms= on every request")
+    from services.common.settings import SettingsError, load_settings
+
+    try:
+        defaults = load_settings()  # the same PRESETTLE_* the stack reads: broker, fetch wait
+    except SettingsError as exc:
+        print(f"bench_e2e: configuration error: {exc}", file=sys.stderr)
+        return 2
+    parser = build_parser(defaults)
     args = parser.parse_args(argv)
-    if args.rate <= 0 or args.duration <= 0 or args.warmup < 0:
-        parser.error("--rate and --duration must be positive, --warmup not negative")
-    result = asyncio.run(main_async(args))
+    if args.rate <= 0 or args.duration <= 0 or args.warmup < 0 or args.floor_duration < 0:
+        parser.error("--rate and --duration must be positive, --warmup and --floor-duration not negative")
+    try:
+        keys = parse_api_keys(args.api_key, "--api-key" if argv and "--api-key" in argv else KEY_ENV)
+    except KeyFormatError as exc:
+        parser.error(str(exc))
+    if len(keys) > 1:
+        parser.error(f"bench_e2e drives one institution: give one KEY:INSTITUTION, not {len(keys)}")
+    (args.key, args.institution), = keys
+    # aiokafka logs every failed connection attempt; the floor phase reports the failure once.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    for warning in retired_variables(dict(os.environ)):
+        print(f"bench_e2e: {warning}", file=sys.stderr)
+    try:
+        result = asyncio.run(main_async(args))
+    except Stop as exc:
+        print(str(exc), file=sys.stderr, flush=True)
+        return 2
     print(orjson.dumps(result).decode(), flush=True)
-    return 0
+    return 1 if "floor_error" in result else 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Locust scenarios modelled on hospital traffic against ``POST /v1/events``.
 
-    PRESETTLE_API_KEY=dev-key-h1 locust -f loadtest/locustfile.py --headless \\
+    PRESETTLE_API_KEY=dev-key-h1:H1 locust -f loadtest/locustfile.py --headless \\
         -u 200 -r 20 -t 10m --host http://127.0.0.1:8000 --csv loadtest/out/peak
 
 Three kinds of virtual user, weighted like a regional day (weights in brackets):
@@ -27,20 +27,24 @@ remains (R19), a readmission for a related diagnosis 5 days after discharge
 
 Configuration (environment):
 
-* ``PRESETTLE_API_KEY`` — the institution's key (``X-API-Key``); a list
-  ``key1:H1,key2:H2`` spreads users over several institutions;
-* ``PRESETTLE_INSTITUTION`` — the institution the single key belongs to (default ``H1``);
+* ``PRESETTLE_API_KEY`` — ``KEY:INSTITUTION``, the key (``X-API-Key``) and the institution it
+  belongs to; a list ``key1:H1,key2:H2`` spreads users over several institutions; a plain
+  development key knows its institution (``dev-key-h1`` → H1; any other plain key → H1). The
+  same format as ``bench_e2e`` (``loadtest/apikey.py``). Default ``dev-key-h1:H1``;
 * ``PRESETTLE_THINK_S`` — mean think time between a journey's steps (default 1.0 s);
 * ``PRESETTLE_BUDGET_MS`` — ``?budget_ms=`` on every request (default: the service's);
 * ``PRESETTLE_TRIGGER_SHARE`` — share of rule-triggering journeys (default 0.08);
-* ``PRESETTLE_KB_DIR`` — the knowledge base to draw codes from (default ``../schemas/kb``).
+* ``PRESETTLE_KB_DIR`` — the knowledge base to draw codes from (default ``../schemas/kb``);
+* ``PRESETTLE_SEED`` — seed of the synthetic population (default 20260302).
 
 A response counts as a failure when the HTTP status is not 200 *or* the
 decision's ``engine_status`` is not ``evaluated`` (a timeout or an unavailable
-engine is a failed pre-settlement check, even with HTTP 200). At the end the
-run prints p50/p95/p99, the failure ratio and the alerts seen per rule.
+engine is a failed pre-settlement check, even with HTTP 200). A 401 or 403 stops
+the whole run at once: the message says what to set, and locust exits with code 2.
+At the end the run prints p50/p95/p99, the failure ratio and the alerts seen per rule.
 
-Runs on load-generator machines: it imports nothing from ``services``.
+Runs on load-generator machines: it imports nothing from ``services`` (copy
+``apikey.py`` beside it).
 """
 
 from __future__ import annotations
@@ -56,6 +60,12 @@ from pathlib import Path
 from typing import Any
 
 from locust import FastHttpUser, events, task
+from locust.exception import StopUser
+
+try:
+    from loadtest.apikey import KeyFormatError, parse_api_keys, rejection_message, retired_variables
+except ImportError:  # copied alone with apikey.py to a load-generator machine
+    from apikey import KeyFormatError, parse_api_keys, rejection_message, retired_variables  # type: ignore[no-redef]
 
 CST = timezone(timedelta(hours=8))
 RUN = uuid.uuid4().hex[:8]  # patient and event ids of this run never collide with earlier runs
@@ -81,15 +91,13 @@ TRIGGER_SHARE = min(1.0, max(0.0, _env_float("PRESETTLE_TRIGGER_SHARE", 0.08)))
 BUDGET_MS = os.environ.get("PRESETTLE_BUDGET_MS", "").strip()
 
 
-def _keys() -> list[tuple[str, str]]:
-    raw = os.environ.get("PRESETTLE_API_KEY", "dev-key-h1").strip()
-    if ":" in raw:
-        pairs = [p.strip().partition(":") for p in raw.split(",") if p.strip()]
-        return [(k.strip(), inst.strip()) for k, _, inst in pairs if k.strip() and inst.strip()]
-    return [(raw, os.environ.get("PRESETTLE_INSTITUTION", "H1").strip() or "H1")]
-
-
-KEYS = _keys()
+try:
+    KEYS = parse_api_keys(os.environ.get("PRESETTLE_API_KEY", "dev-key-h1:H1"))
+except KeyFormatError as _exc:
+    raise SystemExit(f"locustfile: {_exc}") from None
+for _warning in retired_variables(dict(os.environ)):
+    print(f"locustfile: {_warning}", flush=True)
+REJECTED: list[str] = []  # the first 401/403 message; the run stops on it
 
 # -- knowledge base: codes the engine knows ------------------------------------------
 BUILTIN_DRUGS = [
@@ -230,6 +238,7 @@ class Hospital(FastHttpUser):
 
     def on_start(self) -> None:
         key, institution = random.choice(KEYS)
+        self.key = key
         self.institution = institution
         self.headers = {"X-API-Key": key, "Content-Type": "application/json"}
         self.rng = random.Random()
@@ -261,24 +270,33 @@ class Hospital(FastHttpUser):
         }
 
     def send(self, body: dict[str, Any], expect: str | None = None) -> dict[str, Any] | None:
-        """POST one event; HTTP != 200 or engine_status != evaluated is a failure."""
+        """POST one event; HTTP != 200 or engine_status != evaluated is a failure; 401/403 stop the run."""
         path = "/v1/events" + (f"?budget_ms={BUDGET_MS}" if BUDGET_MS else "")
         name = f"/v1/events [{body['scene']} {SCENE_NAMES.get(body['scene'], '')}]"
+        refused: tuple[int, str] | None = None
+        answer: dict[str, Any] | None = None
         with self.client.post(path, data=json.dumps(body), headers=self.headers, name=name,
                               catch_response=True) as resp:
             if resp.status_code != 200:
                 resp.failure(f"HTTP {resp.status_code}: {(resp.text or '')[:160]}")
-                return None
-            try:
-                answer = resp.json()
-            except ValueError:
-                resp.failure("response is not JSON")
-                return None
-            status = answer.get("engine_status")
-            if status != "evaluated":
-                resp.failure(f"engine_status={status}")
-                return None
-            resp.success()
+                if resp.status_code in (401, 403):
+                    refused = (resp.status_code, resp.text or "")
+            else:
+                try:
+                    answer = resp.json()
+                except ValueError:
+                    resp.failure("response is not JSON")
+                else:
+                    status = answer.get("engine_status")
+                    if status == "evaluated":
+                        resp.success()
+                    else:
+                        resp.failure(f"engine_status={status}")
+                        answer = None
+        if refused:
+            self._stop_run(*refused)  # raises StopUser
+        if answer is None:
+            return None
         rules = [a.get("rule_id", "?") for a in answer.get("alerts", [])]
         with _stats_lock:
             SEEN_ALERTS.update(rules)
@@ -287,6 +305,22 @@ class Hospital(FastHttpUser):
                 if expect in rules:
                     DESIGNED[f"{expect} raised"] += 1
         return answer
+
+
+    def _stop_run(self, status: int, body: str) -> None:
+        """The service refused the key (401) or its institution (403): no point going on."""
+        with _stats_lock:
+            first = not REJECTED
+            if first:
+                REJECTED.append(rejection_message(status, body, self.key, self.institution, "locust"))
+        if first:
+            import gevent
+
+            print(REJECTED[0], flush=True)
+            self.environment.process_exit_code = 2
+            if self.environment.runner is not None:
+                gevent.spawn(self.environment.runner.quit)  # from outside this user's greenlet
+        raise StopUser()
 
 
 class OutpatientVisit(Hospital):
@@ -396,6 +430,9 @@ class InpatientStay(Hospital):
 # -- the summary the capacity planner reads ------------------------------------------
 @events.quitting.add_listener
 def _summary(environment: Any, **_: Any) -> None:
+    if REJECTED:
+        print("\n" + REJECTED[0], flush=True)  # again, after Locust's own report
+        environment.process_exit_code = 2
     stats = environment.stats
     total = stats.total
     if not total.num_requests and not total.num_failures:

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from services.common.settings import Settings, get_settings
 from services.contracts.errors import error_body
 from services.dialects.common import field_path, first_error
-from services.ingress import catalog, cds, dashboard, feedback, metrics, nhsa
+from services.ingress import catalog, cds, dashboard, feedback, metrics, nhsa, openapi
 from services.ingress.engine_client import EngineClient
 from services.ingress.native import router as native_router
 from services.rules.engine import Engine
@@ -100,8 +100,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="PreSettle",
         version="0.1.0",
         description="Real-time pre-settlement alerts for medical-insurance fund supervision "
-        "(医保基金事前提醒 / 事中审核). Authenticate with the `X-API-Key` header.",
+        "(医保基金事前提醒 / 事中审核). Authenticate with the `X-API-Key` header (Authorize).",
         lifespan=lifespan,
+        docs_url=None,  # served by openapi.install from local assets
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = Engine.load()  # pure: KB and rule lookups for the catalog routes
@@ -131,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Prometheus exposition of the ingress metrics."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    openapi.install(app)
     return app
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import APIKeyHeader
 
 from services.common.settings import Settings
 
@@ -15,10 +16,20 @@ async def get_settings_dep(request: Request) -> Settings:
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
+# One security scheme for every keyed route (OpenAPI `ApiKey`: the Authorize button on /docs).
+# auto_error=False: the checks below answer 401 in our error shape, 403 stays for the
+# institution check.
+api_key_header = APIKeyHeader(
+    name="X-API-Key", scheme_name="ApiKey", auto_error=False,
+    description="An institution's key (events, feedback, NHSA, CDS Hooks) or a bureau admin key "
+    "(patient status); lookups take either.",
+)
+ApiKeyHeader = Annotated[str | None, Depends(api_key_header)]
+
 
 async def institution_for_key(
     settings: SettingsDep,
-    x_api_key: Annotated[str | None, Header(description="Institution API key")] = None,
+    x_api_key: ApiKeyHeader,
 ) -> str:
     """The institution the caller's key belongs to (401 when missing or unknown)."""
     if not x_api_key:
@@ -33,7 +44,7 @@ async def institution_for_key(
 
 async def require_admin(
     settings: SettingsDep,
-    x_api_key: Annotated[str | None, Header(description="Bureau admin key")] = None,
+    x_api_key: ApiKeyHeader,
 ) -> None:
     if not x_api_key or not settings.is_admin_key(x_api_key):
         raise HTTPException(401, {"error": "unauthorized", "field": "X-API-Key", "message": "admin key required"},
@@ -41,7 +52,7 @@ async def require_admin(
 
 
 async def any_key(
-    settings: SettingsDep, x_api_key: Annotated[str | None, Header(description="Institution or admin key")] = None
+    settings: SettingsDep, x_api_key: ApiKeyHeader
 ) -> None:
     """Any valid key, institution or admin (lookups that carry no patient data)."""
     if not x_api_key or (settings.institution_for(x_api_key) is None and not settings.is_admin_key(x_api_key)):

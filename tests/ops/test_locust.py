@@ -59,3 +59,20 @@ def test_headless_run_has_no_failures_and_reports_percentiles(stack: Stack, tmp_
     assert re.search(r"failure ratio 0\.0000", summary), summary
     assert re.search(r"p50 \d+ ms, p95 \d+ ms, p99 \d+ ms", summary), summary
     assert "alerts seen per rule:" in summary
+
+
+@pytest.mark.skipif(importlib.util.find_spec("locust") is None, reason="locust is not installed (test extra)")
+def test_a_refused_key_stops_locust_with_a_nonzero_exit(stack: Stack, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRESETTLE_")}
+    env.update(PRESETTLE_API_KEY="dev-key-h2:H1", PRESETTLE_THINK_S="0.1")  # H2's key, H1's events
+    proc = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", "3", "-r", "3", "-t", "60s",
+         "--host", stack.url, "--only-summary", "--stop-timeout", "5", "--loglevel", "WARNING"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    output = proc.stdout + proc.stderr
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "locust-refused.txt").write_text(output)
+    assert proc.returncode == 2, output[-3000:]
+    assert "locust: stopped:" in output and "403" in output and "institution H2" in output, output[-3000:]
+    assert "set PRESETTLE_API_KEY=KEY:INSTITUTION" in output

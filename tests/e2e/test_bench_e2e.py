@@ -1,0 +1,71 @@
+"""bench_e2e against a real stack: stops at once on a refused key, and keeps its HTTP results when the
+floor phase cannot reach the broker. Output kept in .artifacts/bench-*.txt."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from services.common.broker import free_port
+from services.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / ".artifacts"
+
+
+def bench(name: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PRESETTLE_")}
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "loadtest.bench_e2e", *args], cwd=ROOT, env={**clean, **env},
+                          capture_output=True, text=True, timeout=120)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / f"bench-{name}.txt").write_text(
+        f"exit {proc.returncode} after {time.monotonic() - t0:.1f} s\n--- stdout\n{proc.stdout}--- stderr\n{proc.stderr}")
+    return proc
+
+
+def test_another_institutions_key_stops_the_run_and_says_what_to_set(stack: Stack) -> None:
+    # dev-key-h2 belongs to H2; the events name H1.
+    proc = bench("forbidden", "--url", stack.url, "--rate", "50", "--duration", "30",
+                 PRESETTLE_API_KEY="dev-key-h2:H1")
+    assert proc.returncode == 2, proc.stderr
+    assert "403" in proc.stderr and "institution H2" in proc.stderr, proc.stderr
+    assert "set PRESETTLE_API_KEY=KEY:INSTITUTION" in proc.stderr
+    assert "p50_ms" not in proc.stdout  # no figures from a run the service refused
+
+
+def test_unknown_key_stops_the_run(stack: Stack) -> None:
+    proc = bench("unauthorized", "--url", stack.url, "--api-key", "not-a-real-key:H1")
+    assert proc.returncode == 2, proc.stderr
+    assert "401" in proc.stderr and "PRESETTLE_API_KEYS" in proc.stderr
+
+
+def test_http_results_survive_an_unreachable_broker(stack: Stack) -> None:
+    nothing_there = free_port()
+    proc = bench("no-broker", "--url", stack.url, "--rate", "20", "--duration", "1", "--warmup", "0",
+                 "--floor-duration", "1", PRESETTLE_API_KEY="dev-key-h1",
+                 PRESETTLE_EMBEDDED_BROKER_PORT=str(nothing_there))
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    http_line = next(line for line in lines if line.startswith("http: "))
+    assert "sent=20" in http_line and "errors=0" in http_line, http_line
+    assert f"127.0.0.1:{nothing_there}" in proc.stderr and "floor phase failed" in proc.stderr
+    result = json.loads(lines[-1])
+    assert result["sent"] == 20 and result["p50_ms"] > 0
+    assert result["floor_p50_ms"] is None and result["floor_error"]
+
+
+def test_a_short_run_measures_http_and_the_floor(stack: Stack) -> None:
+    proc = bench("ok", "--url", stack.url, "--rate", "20", "--duration", "1", "--warmup", "0",
+                 "--floor-duration", "1", "--bootstrap", stack.bootstrap, PRESETTLE_API_KEY="dev-key-h1:H1")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["sent"] == 20 and result["errors"] == 0 and result["floor_p50_ms"] > 0
