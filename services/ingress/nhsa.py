@@ -78,9 +78,9 @@ class NhsaRoute(APIRoute):
                 return await original(request)
             except (RequestValidationError, ValidationError) as exc:
                 field, message = first_error(list(exc.errors()))
-                return error_response(f"{field}: {message}")
+                return error_response(nhsa.describe(field, message))
             except MappingError as exc:
-                return error_response(str(exc))
+                return error_response(nhsa.describe(exc.field, exc.message))
             except NhsaError as exc:
                 return error_response(exc.message, exc.status)
             except AuthFailure as exc:
@@ -137,7 +137,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 def _check(req: nhsa.Envelope, expected: tuple[str, ...], caller: str) -> None:
     if req.infno not in expected:
-        raise NhsaError(f"infno: {req.infno} is not answered here (expected {' or '.join(expected)})")
+        raise NhsaError(f"infno: 交易编号 {req.infno} 不在此地址受理 (not answered here; expected "
+                        f"{' or '.join(expected)})")
     if req.fixmedins_code != caller:
         raise NhsaError(f"fixmedins_code: 定点医药机构编号 {req.fixmedins_code} 与调用方机构 {caller} 不符 "
                         f"(fixmedins_code is not the institution of this paasid or API key)", 403)
@@ -235,7 +236,7 @@ async def nhsa_dispatch(
     try:
         body = orjson.loads(await request.body())
     except orjson.JSONDecodeError:
-        raise NhsaError("body: the request body is not valid JSON") from None
+        raise NhsaError(nhsa.describe("body", "the request body is not valid JSON")) from None
     infno = nhsa.envelope_infno(body)
     if infno in nhsa.ANALYSIS_INFNOS:
         req = nhsa.NhsaAnalysisRequest.model_validate(body)
@@ -243,5 +244,5 @@ async def nhsa_dispatch(
     if infno == nhsa.FEEDBACK_INFNO:
         return await _feedback(request, nhsa.NhsaFeedbackRequest.model_validate(body), caller)
     if infno is None:
-        raise NhsaError("infno: required field is missing")
-    raise NhsaError(f"infno: {infno[:20]} is not supported (3101, 3102, 3103)")
+        raise NhsaError(nhsa.describe("infno", "required field is missing"))
+    raise NhsaError(f"infno: 不支持的交易编号 {infno[:20]} (not supported: 3101, 3102, 3103)")
