@@ -221,6 +221,8 @@ class JwtVerifier:
                               ) from None
         except jwt.MissingRequiredClaimError as exc:
             raise AuthFailure("Authorization", f"令牌缺少声明 {exc.claim} (the JWT has no {exc.claim} claim)") from None
+        except jwt.ImmatureSignatureError:
+            raise AuthFailure("Authorization", "令牌签发时间在未来 (iat/nbf is in the future)") from None
         except jwt.InvalidSignatureError:
             raise AuthFailure("Authorization", "令牌签名无效 (bad JWT signature)") from None
         except jwt.PyJWTError as exc:
