@@ -11,13 +11,15 @@ at start-up (a misspelt variable would otherwise be ignored silently).
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import os
 import socket
 from collections.abc import Mapping
 from contextvars import ContextVar
 from functools import lru_cache
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
@@ -77,6 +79,50 @@ def parse_admin_keys(raw: str) -> frozenset[str]:
     return keys
 
 
+# -- dialect drop-in authentication (NHSA gateway signature, CDS Hooks JWT) ---------------
+def parse_paasids(raw: str, name: str = "PRESETTLE_NHSA_PAASIDS") -> dict[str, tuple[str, str]]:
+    """``"paasid:secret:INSTITUTION,…"`` → ``{paasid: (secret, institution)}``."""
+    out: dict[str, tuple[str, str]] = {}
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        bits = [b.strip() for b in part.split(":")]
+        if len(bits) != 3 or not all(bits):
+            raise SettingsError(f"{name}: entry {part[:4]}… is not 'paasid:secret:INSTITUTION'")
+        paasid, secret, institution = bits
+        if len(secret) < 16:
+            raise SettingsError(f"{name}: the secret of paasid {paasid} is shorter than 16 characters")
+        out[paasid] = (secret, institution)
+    return out
+
+
+def parse_cds_issuers(raw: str, name: str = "PRESETTLE_CDS_ISSUERS") -> dict[str, dict[str, Any]]:
+    """JSON (inline, or ``@path`` to a file): ``{"<iss>": {"institution": "H1", "jwks": {...}}}``; instead of
+    ``jwks`` an entry may name ``jwks_file`` (a path) or ``jwks_url`` (fetched by the ingress)."""
+    text = raw.strip()
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SettingsError(f"{name}: cannot read {text[1:]} ({exc.strerror})") from None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise SettingsError(f"{name} is not JSON (or @path to a JSON file)") from None
+    if not isinstance(doc, dict):
+        raise SettingsError(f"{name}: expected an object of issuer → {{institution, jwks|jwks_file|jwks_url}}")
+    for iss, entry in doc.items():
+        if not isinstance(entry, dict) or not str(entry.get("institution") or "").strip():
+            raise SettingsError(f"{name}: issuer {iss!r} needs an 'institution'")
+        sources = [k for k in ("jwks", "jwks_file", "jwks_url") if entry.get(k)]
+        if len(sources) != 1:
+            raise SettingsError(f"{name}: issuer {iss!r} needs exactly one of jwks, jwks_file, jwks_url")
+        url = str(entry.get("jwks_url") or "")
+        if url and not url.startswith(("http://", "https://")):
+            raise SettingsError(f"{name}: issuer {iss!r}: jwks_url must be an http(s) URL")
+    return doc
+
+
 # The mapping load_settings() reads instead of os.environ (None: os.environ).
 _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("presettle_settings_environ", default=None)
 
@@ -121,9 +167,20 @@ class Settings(BaseSettings):
     audit_retention_days: int = Field(365, ge=1, le=36500)
     pseudonym_key: SecretStr = SecretStr(DEV_PSEUDONYM_KEY)
     worker_name: str = ""
+    # dialect drop-in (docs/integration.md): NHSA gateway signature, CDS Hooks JWT and prefetch fallback
+    nhsa_paasids: SecretStr | None = None  # "paasid:secret:INSTITUTION,…"
+    nhsa_signature_window_s: int = Field(300, ge=1, le=86_400)
+    cds_issuers: str | None = None  # JSON or @file: {"<iss>": {"institution", "jwks"|"jwks_file"|"jwks_url"}}
+    cds_service_url: str | None = None  # our public base URL: JWT aud = <url>/cds-services/<id>
+    cds_api_key: bool = True  # X-API-Key accepted on the CDS Hooks services
+    cds_jwt_max_age_s: int = Field(300, ge=10, le=3600)  # iat no older than this; jti remembered as long
+    cds_fhir_timeout_ms: int = Field(1000, ge=10, le=60_000)  # prefetch fallback, within the request budget
+    cds_fhir_servers: str = ""  # allowed fhirServer URL prefixes, comma-separated (empty: any, not in production)
 
     _institutions: dict[str, str] = PrivateAttr(default_factory=dict)
     _admin: frozenset[str] = PrivateAttr(default=frozenset())
+    _paasids: dict[str, tuple[str, str]] = PrivateAttr(default_factory=dict)
+    _cds_issuers: dict[str, dict[str, Any]] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(
@@ -164,6 +221,27 @@ class Settings(BaseSettings):
         if not self.instance_id:
             object.__setattr__(self, "instance_id", f"{socket.gethostname()}-{self.http_port}")
         return self
+
+    @model_validator(mode="after")
+    def _dialect_auth(self) -> "Settings":
+        self._paasids = parse_paasids(self.nhsa_paasids.get_secret_value()) if self.nhsa_paasids else {}
+        self._cds_issuers = parse_cds_issuers(self.cds_issuers) if self.cds_issuers else {}
+        if self.cds_service_url:
+            object.__setattr__(self, "cds_service_url", self.cds_service_url.rstrip("/"))
+        return self
+
+    def paasid(self, paasid: str) -> tuple[str, str] | None:
+        """(secret, institution) of a gateway paasid (None when unknown)."""
+        return self._paasids.get(paasid)
+
+    @property
+    def cds_issuer_map(self) -> dict[str, dict[str, Any]]:
+        """Allowed CDS client issuers → {institution, jwks | jwks_file | jwks_url}."""
+        return self._cds_issuers
+
+    @property
+    def cds_fhir_server_list(self) -> tuple[str, ...]:
+        return tuple(u.strip().rstrip("/") for u in self.cds_fhir_servers.split(",") if u.strip())
 
     # Keys ---------------------------------------------------------------
     @property
@@ -247,7 +325,7 @@ def _message(exc: ValidationError) -> str:
         name = variable(str(err["loc"][0]))
         if msg.startswith(name):
             parts.append(msg)
-        elif str(err["loc"][0]) in {"api_keys", "admin_keys", "pseudonym_key"}:
+        elif str(err["loc"][0]) in {"api_keys", "admin_keys", "pseudonym_key", "nhsa_paasids"}:
             parts.append(f"{name}: {msg}")  # never echo a secret
         else:
             parts.append(f"{name}={err.get('input')!r}: {msg}")

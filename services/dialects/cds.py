@@ -1,7 +1,8 @@
 """HL7 CDS Hooks 2.0: ``order-select`` / ``order-sign`` → one native event; alerts → cards.
 
 * patient: ``context.patientId``; gender and birthDate from ``prefetch.patient`` (a FHIR
-  Patient — required, PreSettle does not call back into the EHR's FHIR server);
+  Patient — required here; the ingress reads prefetch items the client did not send from its
+  ``fhirServer`` before calling :func:`plan_hook`, and answers 412 when it cannot);
 * encounter: ``context.encounterId`` (else ``<patientId>-<yyyymmdd>``); outpatient at scene 2
   (门诊收费登记) for both hooks — or, when ``prefetch.encounter`` is an inpatient Encounter
   (class IMP/ACUTE/NONAC), inpatient at scene 5 (住院执行医嘱);
@@ -256,8 +257,9 @@ PREFETCH = {
     "conditions": "Condition?patient={{context.patientId}}&clinical-status=active",
     "encounter": "Encounter/{{context.encounterId}}",
 }
-USAGE = ("Send the institution's X-API-Key header. prefetch.patient (gender, birthDate) is required; "
-         "conditions and encounter are used when present.")
+USAGE = ("Authenticate with the CDS client's JWT (Authorization: Bearer; the issuer must be registered) or the "
+         "institution's X-API-Key. Prefetch patient (gender, birthDate), conditions and encounter; what is not "
+         "prefetched is read from fhirServer with fhirAuthorization (412 when it cannot be read).")
 SERVICES: dict[str, CdsService] = {
     s.id: s for s in (
         CdsService(hook="order-select", id="presettle-order-select", title="PreSettle 医保事前提醒 (order-select)",

@@ -14,7 +14,12 @@ Request envelope → one *plan* per ``patient_dtos[]`` entry:
   not reported. See docs/integration.md for why re-sending history is idempotent.
 
 Alerts → ``output.result[]`` (``jr_id`` = the alert id, so 3103 feedback joins back).
-Unknown vendor fields are ignored; blank strings count as absent.
+
+What real clients send is accepted: unknown vendor fields are ignored; blank strings (and
+``"-"``/``"null"`` for amounts) count as absent; numbers may be numeric strings; a single object
+where the specification has a list (``patient_dtos``, ``fsi_encounter_dtos``, …) is a list of one;
+``syscode``, ``task_id`` and ``msgid`` are optional (see :func:`task_key`). What is truly missing
+is refused with the field's path and its Chinese name (:func:`describe`).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from services.contracts.decision import Alert, Decision
 from services.contracts.event import Event
@@ -36,10 +41,53 @@ from services.dialects.feedback import REASON_MAX, Outcome
 from services.dialects.feedback import record as feedback_record
 
 ANALYSIS_INFNOS = ("3101", "3102")
+BLANK_AMOUNTS = frozenset({"-", "--", "null", "NULL", "None"})
 FEEDBACK_INFNO = "3103"
 MAX_ITEMS = 500  # services.contracts.event.Event.items
 
 Short = Ident
+
+
+def _as_list(value: Any) -> Any:
+    """Several HIS clients send one object where the specification has a list: a list of one."""
+    return [value] if isinstance(value, dict) else value
+
+
+def _blank_amount(value: Any) -> Any:
+    return None if isinstance(value, str) and value.strip() in BLANK_AMOUNTS else value
+
+
+Amount = Annotated[Number | None, BeforeValidator(_blank_amount)]
+
+
+# Chinese names of the fields an err_msg may name (the interface specification's 数据项名称).
+ZH_NAMES = {
+    "infno": "交易编号", "msgid": "发送方报文ID", "inf_time": "交易时间", "fixmedins_code": "定点医药机构编号",
+    "input": "交易输入", "data": "输入数据", "task_id": "任务ID", "trig_scen": "触发场景",
+    "rule_ids": "规则ID集合", "patient_dtos": "参保人信息集合", "patn_id": "参保人标识", "gend": "性别",
+    "brdy": "出生日期", "poolarea": "统筹区编码", "curr_mdtrt_id": "当前就诊标识",
+    "fsi_encounter_dtos": "就诊信息集合", "mdtrt_id": "就诊ID", "medins_id": "医疗机构编号",
+    "adm_date": "入院日期", "dscg_date": "出院日期", "med_mdtrt_type": "就诊类型", "med_type": "医疗类别",
+    "fsi_diagnose_dtos": "诊断信息集合", "dise_codg": "诊断代码", "inout_dise_type": "出入院诊断类别",
+    "fsi_order_dtos": "处方(医嘱)信息集合", "rx_id": "处方(医嘱)标识", "hilist_code": "医保目录编码",
+    "hilist_type": "目录类别", "chrg_type": "收费类别", "cnt": "数量", "pric": "单价", "sumamt": "明细项目费用总额",
+    "drord_begn_date": "医嘱开始时间", "drord_stop_date": "医嘱停止时间", "fsi_operation_dtos": "手术操作集合",
+    "warn_type": "反馈类型", "warns": "处理数据集合", "warn_rslt_id": "违规结果ID", "dspo_way": "处理方式",
+    "dspo_way_rea": "处理原因", "body": "请求报文",
+}
+
+
+def describe(field: str, message: str) -> str:
+    """``<path>: <Chinese> (<English>)`` for an err_msg: the field by path and by its Chinese name."""
+    leaf = re.sub(r"\[\d+\]$", "", field).rsplit(".", 1)[-1]
+    name = ZH_NAMES.get(leaf)
+    if message == "required field is missing":
+        zh = f"缺少必填字段「{name}」" if name else "缺少必填字段"
+    elif leaf == "body" and "JSON" in message:
+        zh = "请求报文不是合法的 JSON"
+    else:
+        zh = f"「{name}」取值无效" if name else "取值无效"
+    return f"{field}: {zh} ({message})"
 
 
 # =====================================================================================
@@ -49,7 +97,7 @@ class Envelope(Lenient):
     """The national transaction envelope (every field but ``input``)."""
 
     infno: Code = Field(description="交易编号: 3101 事前分析, 3102 事中分析, 3103 反馈")
-    msgid: Short = Field(description="发送方报文 ID")
+    msgid: Short | None = Field(default=None, description="发送方报文 ID (the task id when task_id is absent)")
     mdtrtarea_admvs: Code | None = Field(default=None, description="就医地医保区划")
     insuplc_admdvs: Code | None = Field(default=None, description="参保地医保区划")
     recer_sys_code: str | None = Field(default=None, description="接收方系统代码")
@@ -69,7 +117,7 @@ class DiagnoseDto(Lenient):
     dise_id: Short | None = None
     inout_dise_type: Code | None = Field(default=None, description="1 入院诊断, 2 出院诊断")
     maindise_flag: Code | None = Field(default=None, description="1 主诊断")
-    dias_srt_no: Number | None = Field(default=None, description="诊断排序号")
+    dias_srt_no: Amount = Field(default=None, description="诊断排序号")
     dise_codg: CodeMax = Field(description="诊断代码 (ICD-10 医保版)")
     dise_name: str | None = None
     dise_date: Timestamp | None = None
@@ -90,14 +138,14 @@ class OrderDto(Lenient):
     hilist_name: str | None = None
     hilist_dosform: str | None = None
     hilist_lv: Code | None = None
-    hilist_pric: Number | None = None
+    hilist_pric: Amount = None
     hosplist_code: str | None = None
     hosplist_name: str | None = None
     cnt: Number = Field(description="数量 → quantity; lines with cnt ≤ 0 (returns) are not evaluated")
-    pric: Number | None = Field(default=None, description="单价 → unit_price")
-    sumamt: Number | None = Field(default=None, description="明细项目费用总额 → amount")
-    ownpay_amt: Number | None = None
-    selfpay_amt: Number | None = None
+    pric: Amount = Field(default=None, description="单价 → unit_price")
+    sumamt: Amount = Field(default=None, description="明细项目费用总额 → amount")
+    ownpay_amt: Amount = None
+    selfpay_amt: Amount = None
     spec: str | None = None
     spec_unt: str | None = None
     drord_begn_date: Timestamp | None = Field(default=None, description="医嘱开始时间 → started_at")
@@ -143,7 +191,8 @@ class EncounterDto(Lenient):
     dscg_date: Timestamp | None = Field(default=None, description="出院日期")
     dscg_main_dise_codg: CodeMax | None = Field(default=None, description="出院主诊断代码")
     dscg_main_dise_name: str | None = None
-    fsi_diagnose_dtos: list[DiagnoseDto] = Field(default_factory=list, max_length=200)
+    fsi_diagnose_dtos: Annotated[list[DiagnoseDto], BeforeValidator(_as_list)] = Field(default_factory=list,
+                                                                                         max_length=200)
     dr_codg: CodeMax | None = Field(default=None, description="医师代码 → encounter.doctor_id")
     adm_dept_codg: CodeMax | None = Field(default=None, description="入院科室 → encounter.department")
     adm_dept_name: str | None = None
@@ -151,19 +200,21 @@ class EncounterDto(Lenient):
     dscg_dept_name: str | None = None
     med_mdtrt_type: Code | None = Field(default=None, description="1 门诊, 2 住院, 3 购药")
     med_type: CodeMax | None = Field(default=None, description="医疗类别 (11, 14, 21 …) → encounter.med_type")
-    fsi_order_dtos: list[OrderDto] = Field(default_factory=list, max_length=5000)
+    fsi_order_dtos: Annotated[list[OrderDto], BeforeValidator(_as_list)] = Field(default_factory=list,
+                                                                                   max_length=5000)
     matn_stas: Code | None = None
-    medfee_sumamt: Number | None = None
-    ownpay_amt: Number | None = None
-    selfpay_amt: Number | None = None
-    acct_payamt: Number | None = None
-    ma_amt: Number | None = None
-    hifp_payamt: Number | None = None
-    setl_totlnum: Number | None = None
+    medfee_sumamt: Amount = None
+    ownpay_amt: Amount = None
+    selfpay_amt: Amount = None
+    acct_payamt: Amount = None
+    ma_amt: Amount = None
+    hifp_payamt: Amount = None
+    setl_totlnum: Amount = None
     insutype: CodeMax | None = Field(default=None, description="险种类型 → patient.insurance_type")
     reim_flag: Code | None = None
     out_setl_flag: Code | None = None
-    fsi_operation_dtos: list[OperationDto] = Field(default_factory=list, max_length=200)
+    fsi_operation_dtos: Annotated[list[OperationDto], BeforeValidator(_as_list)] = Field(default_factory=list,
+                                                                                           max_length=200)
 
 
 class PatientDto(Lenient):
@@ -174,8 +225,10 @@ class PatientDto(Lenient):
     gend: Code = Field(description="GB/T 2261.1: 1 男, 2 女, 9 未说明")
     brdy: Day = Field(description="出生日期 yyyy-MM-dd")
     poolarea: Code | None = Field(default=None, description="统筹区 → patient.region")
-    curr_mdtrt_id: Short = Field(description="the mdtrt_id of the current visit")
-    fsi_encounter_dtos: list[EncounterDto] = Field(min_length=1, max_length=100)
+    curr_mdtrt_id: Short | None = Field(default=None, description="the mdtrt_id of the current visit (may be "
+                                        "left out when fsi_encounter_dtos holds one encounter)")
+    fsi_encounter_dtos: Annotated[list[EncounterDto], BeforeValidator(_as_list)] = Field(
+        min_length=1, max_length=100, description="就诊信息集合 (one object is read as a list of one)")
     fsi_his_data_dto: Any | None = Field(default=None, description="accepted, not evaluated")
 
 
@@ -183,12 +236,14 @@ class AnalysisData(Lenient):
     """``input.data`` of 3101/3102."""
 
     syscode: str | None = Field(default=None, description="调用方系统标识")
-    task_id: Short = Field(description="任务 ID (unique per request): echoed in every result")
+    task_id: Short | None = Field(default=None, description="任务 ID: echoed in every result; when absent, msgid "
+                                  "is used, else a digest of the patients and their curr_mdtrt_id")
     trig_scen: Code = Field(description="触发场景 1–10, several comma-separated (the first that fits the "
                             "visit is used)")
     rule_ids: list[Code] | Code | None = Field(default=None, description="规则 ID 列表: R01… or GZ… codes filter "
                                                "the results; other ids are ignored")
-    patient_dtos: list[PatientDto] = Field(min_length=1, max_length=100)
+    patient_dtos: Annotated[list[PatientDto], BeforeValidator(_as_list)] = Field(
+        min_length=1, max_length=100, description="参保人信息集合 (one object is read as a list of one)")
 
 
 class AnalysisInput(Lenient):
@@ -231,7 +286,7 @@ class FeedbackData(Lenient):
     """``input.data`` of 3103."""
 
     warn_type: Code = Field(description="1 事前, 2 事中")
-    warns: list[WarnDto] = Field(min_length=1, max_length=500)
+    warns: Annotated[list[WarnDto], BeforeValidator(_as_list)] = Field(min_length=1, max_length=500)
 
     @field_validator("warn_type")
     @classmethod
@@ -594,9 +649,36 @@ def history_events(p: PatientDto, enc: EncounterDto, env: Envelope, where: str) 
     return [_event(_with_id(b, f"nhsa-h{b['scene']}-{mid}"), where) for b in bodies]
 
 
+def current_mdtrt_id(p: PatientDto, where: str) -> str:
+    """``curr_mdtrt_id``, or the only encounter's ``mdtrt_id`` when it is left out."""
+    if p.curr_mdtrt_id:
+        return p.curr_mdtrt_id
+    if len(p.fsi_encounter_dtos) == 1:
+        return p.fsi_encounter_dtos[0].mdtrt_id
+    raise MappingError(f"{where}.curr_mdtrt_id", "required field is missing")
+
+
+def task_key(req: NhsaAnalysisRequest) -> str:
+    """The request's task id, echoed as ``output.task_id`` and in every result: ``task_id`` when sent,
+    else ``msgid``, else ``t-`` + a digest of each patient's ``patn_id`` and current ``mdtrt_id``
+    (the same visit of the same patients is the same task).
+
+    Idempotency of the analysis does not depend on it: event ids are digests of the mapped facts
+    (see the module docstring), so a retry with a fresh ``msgid`` is still a retry."""
+    data = req.input.data
+    if data.task_id:
+        return data.task_id
+    if req.msgid:
+        return req.msgid
+    visits = [[p.patn_id, current_mdtrt_id(p, f"input.data.patient_dtos[{i}]")]
+              for i, p in enumerate(data.patient_dtos)]
+    return f"t-{digest(visits, 10)}"
+
+
 def plan_patient(req: NhsaAnalysisRequest, index: int, scenes: list[int]) -> PatientPlan:
     env, p = req, req.input.data.patient_dtos[index]
     where = f"input.data.patient_dtos[{index}]"
+    curr = current_mdtrt_id(p, where)
     current: tuple[int, EncounterDto] | None = None
     earlier: list[tuple[int, EncounterDto]] = []
     seen: set[str] = set()
@@ -604,13 +686,12 @@ def plan_patient(req: NhsaAnalysisRequest, index: int, scenes: list[int]) -> Pat
         if enc.mdtrt_id in seen:
             raise MappingError(f"{where}.fsi_encounter_dtos[{i}].mdtrt_id", f"duplicate mdtrt_id {enc.mdtrt_id!r}")
         seen.add(enc.mdtrt_id)
-        if enc.mdtrt_id == p.curr_mdtrt_id:
+        if enc.mdtrt_id == curr:
             current = (i, enc)
         else:
             earlier.append((i, enc))
     if current is None:
-        raise MappingError(f"{where}.curr_mdtrt_id",
-                           f"no fsi_encounter_dtos entry has mdtrt_id {p.curr_mdtrt_id!r}")
+        raise MappingError(f"{where}.curr_mdtrt_id", f"no fsi_encounter_dtos entry has mdtrt_id {curr!r}")
     ci, enc = current
     cwhere = f"{where}.fsi_encounter_dtos[{ci}]"
     etype = encounter_type(enc, scenes)
@@ -721,13 +802,14 @@ def analysis_output(
     carries the results of the patients that were evaluated and each patient's status.
     """
     data = req.input.data
+    task_id = task_key(req)
     filt = rule_filter(data.rule_ids)
     results: list[dict[str, Any]] = []
     analyses = []
     problems = []
     for plan, d in zip(plans, decisions):
         if d.engine_status == "evaluated":
-            results.extend(result(a, plan, data.task_id) for a in d.alerts if wanted(a, filt))
+            results.extend(result(a, plan, task_id) for a in d.alerts if wanted(a, filt))
         else:
             why = ("the analysis did not finish within the time budget; send the same request again to get "
                    "its result" if d.engine_status == "timeout" else
@@ -741,7 +823,7 @@ def analysis_output(
     statuses = {a["engine_status"] for a in analyses}
     overall = "evaluated" if statuses == {"evaluated"} else "unavailable" if "unavailable" in statuses else "timeout"
     output = {
-        "result": results, "task_id": data.task_id, "trig_scen": data.trig_scen,
+        "result": results, "task_id": task_id, "trig_scen": data.trig_scen,
         "reqt_time": received.strftime("%Y-%m-%d %H:%M:%S"), "rsp_time": answered.strftime("%Y-%m-%d %H:%M:%S"),
         "ana_dura": max(0, round((answered - received).total_seconds() * 1000)),
         "engine_status": overall, "analyses": analyses,

@@ -1,9 +1,14 @@
 """The national platform's dialect on the ingress: ``POST /nhsa/3101|3102|3103`` and ``POST /nhsa``.
 
 Every answer is the national envelope. Failures are ``infcode: -1`` with an ``err_msg``
-naming the field at fault, with HTTP 200 — except authentication (401: missing or
-unknown ``X-API-Key``) and authorisation (403: ``fixmedins_code`` is not the key's
-institution), which keep their HTTP status but answer in the envelope too. Never a 500.
+naming the field at fault, with HTTP 200 — except authentication (401: a bad gateway
+signature, timestamp or nonce, an unknown paasid, a missing or unknown ``X-API-Key``) and
+authorisation (403: ``fixmedins_code`` is not the caller's institution), which keep their
+HTTP status but answer in the envelope too, with a Chinese ``err_msg`` (English beside it).
+Never a 500.
+
+Callers authenticate as the national platform's gateway expects (``x-tif-*`` signed headers,
+services.ingress.gateway_auth) or with ``X-API-Key``.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from datetime import datetime
 from typing import Annotated, Any, Callable, Coroutine
 
 import orjson
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -29,9 +34,10 @@ from services.dialects import nhsa
 from services.dialects.common import CST, first_error
 from services.dialects.exceptions import MappingError
 from services.ingress import metrics
-from services.ingress.auth import InstitutionDep, SettingsDep
+from services.ingress.auth import SettingsDep
 from services.ingress.engine_client import EngineClient
 from services.ingress.feedback import FeedbackUnavailable, known_rules, write_feedback
+from services.ingress.gateway_auth import AuthFailure, ReplayCache, has_gateway_headers, now_s, verify_gateway
 from services.service_layer import decide, not_decided
 
 log = logging.getLogger("presettle.ingress")
@@ -72,10 +78,12 @@ class NhsaRoute(APIRoute):
                 return await original(request)
             except (RequestValidationError, ValidationError) as exc:
                 field, message = first_error(list(exc.errors()))
-                return error_response(f"{field}: {message}")
+                return error_response(nhsa.describe(field, message))
             except MappingError as exc:
-                return error_response(str(exc))
+                return error_response(nhsa.describe(exc.field, exc.message))
             except NhsaError as exc:
+                return error_response(exc.message, exc.status)
+            except AuthFailure as exc:
                 return error_response(exc.message, exc.status)
             except StarletteHTTPException as exc:  # 401 from the API-key dependency
                 detail = exc.detail
@@ -90,21 +98,50 @@ class NhsaRoute(APIRoute):
         return handler
 
 
+async def nhsa_caller(
+    request: Request,
+    settings: SettingsDep,
+    x_api_key: Annotated[str | None, Header(description="Institution API key (or sign with x-tif-*)")] = None,
+    x_tif_paasid: Annotated[str | None, Header(description="gateway: the paasid PreSettle issued")] = None,
+    x_tif_timestamp: Annotated[str | None, Header(description="gateway: Unix time in seconds")] = None,
+    x_tif_nonce: Annotated[str | None, Header(description="gateway: a random string, used once")] = None,
+    x_tif_signature: Annotated[str | None, Header(description="gateway: hex SHA-256 of timestamp + secret + "
+                                                  "nonce + timestamp")] = None,
+) -> str:
+    """The caller's institution: from the gateway signature when any ``x-tif-*`` header is sent, else
+    from ``X-API-Key`` (AuthFailure → 401 in the envelope)."""
+    if has_gateway_headers(request.headers):
+        nonces = getattr(request.app.state, "gateway_nonces", None)
+        if nonces is None:
+            nonces = request.app.state.gateway_nonces = ReplayCache()
+        return verify_gateway(request.headers, settings, nonces, now_s())
+    if not x_api_key:
+        raise AuthFailure("X-API-Key", "缺少鉴权信息：请发送 x-tif-* 网关签名请求头或 X-API-Key (missing credentials: "
+                          "sign with the x-tif-* gateway headers or send X-API-Key)")
+    institution = settings.institution_for(x_api_key)
+    if institution is None:
+        raise AuthFailure("X-API-Key", "未知的 X-API-Key (unknown API key)")
+    return institution
+
+
+CallerDep = Annotated[str, Depends(nhsa_caller)]
 router = APIRouter(prefix="/nhsa", tags=["nhsa"], route_class=NhsaRoute)
 Budget = Annotated[int | None, Query(ge=1, le=60_000, description="Wait budget in ms for the whole request "
                                      "(earlier encounters and the current visit); default PRESETTLE_BUDGET_MS")]
 ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": nhsa.NhsaErrorResponse, "description": "missing or unknown X-API-Key (infcode -1)"},
-    403: {"model": nhsa.NhsaErrorResponse, "description": "fixmedins_code is not the key's institution (infcode -1)"},
+    401: {"model": nhsa.NhsaErrorResponse, "description": "bad gateway signature, timestamp or nonce, unknown "
+          "paasid, missing or unknown X-API-Key (infcode -1, err_msg in Chinese and English)"},
+    403: {"model": nhsa.NhsaErrorResponse, "description": "fixmedins_code is not the caller's institution (infcode -1)"},
 }
 
 
 def _check(req: nhsa.Envelope, expected: tuple[str, ...], caller: str) -> None:
     if req.infno not in expected:
-        raise NhsaError(f"infno: {req.infno} is not answered here (expected {' or '.join(expected)})")
+        raise NhsaError(f"infno: 交易编号 {req.infno} 不在此地址受理 (not answered here; expected "
+                        f"{' or '.join(expected)})")
     if req.fixmedins_code != caller:
-        raise NhsaError(f"fixmedins_code: {req.fixmedins_code} is not the institution of this API key "
-                        f"({caller})", 403)
+        raise NhsaError(f"fixmedins_code: 定点医药机构编号 {req.fixmedins_code} 与调用方机构 {caller} 不符 "
+                        f"(fixmedins_code is not the institution of this paasid or API key)", 403)
 
 
 async def _run_plan(client: EngineClient, events_topic: str, plan: nhsa.PatientPlan, deadline: float,
@@ -159,7 +196,7 @@ async def _feedback(request: Request, req: nhsa.NhsaFeedbackRequest, caller: str
 
 @router.post("/3101", response_model=nhsa.NhsaAnalysisResponse, responses=ERRORS)
 async def nhsa_3101(
-    body: nhsa.NhsaAnalysisRequest, request: Request, caller: InstitutionDep, settings: SettingsDep,
+    body: nhsa.NhsaAnalysisRequest, request: Request, caller: CallerDep, settings: SettingsDep,
     budget_ms: Budget = None,
 ) -> JSONResponse:
     """3101 明细审核事前分析服务: the current visit of each patient, at its trig_scen (usually 2 or 4)."""
@@ -168,7 +205,7 @@ async def nhsa_3101(
 
 @router.post("/3102", response_model=nhsa.NhsaAnalysisResponse, responses=ERRORS)
 async def nhsa_3102(
-    body: nhsa.NhsaAnalysisRequest, request: Request, caller: InstitutionDep, settings: SettingsDep,
+    body: nhsa.NhsaAnalysisRequest, request: Request, caller: CallerDep, settings: SettingsDep,
     budget_ms: Budget = None,
 ) -> JSONResponse:
     """3102 明细审核事中分析服务: as 3101, at the in-process scenes (usually 7 or 9)."""
@@ -176,7 +213,7 @@ async def nhsa_3102(
 
 
 @router.post("/3103", response_model=nhsa.NhsaFeedbackResponse, responses=ERRORS)
-async def nhsa_3103(body: nhsa.NhsaFeedbackRequest, request: Request, caller: InstitutionDep) -> JSONResponse:
+async def nhsa_3103(body: nhsa.NhsaFeedbackRequest, request: Request, caller: CallerDep) -> JSONResponse:
     """3103 事前事中服务反馈服务: 继续执行 (overridden, with a reason) or 返回修改 (accepted) per jr_id."""
     return await _feedback(request, body, caller)
 
@@ -193,13 +230,13 @@ DISPATCH_BODY = {
 @router.post("", response_model=nhsa.NhsaAnalysisResponse | nhsa.NhsaFeedbackResponse, responses=ERRORS,
              openapi_extra={"requestBody": DISPATCH_BODY})
 async def nhsa_dispatch(
-    request: Request, caller: InstitutionDep, settings: SettingsDep, budget_ms: Budget = None,
+    request: Request, caller: CallerDep, settings: SettingsDep, budget_ms: Budget = None,
 ) -> JSONResponse:
     """One address for all three transactions, dispatched on ``infno`` (3101, 3102, 3103)."""
     try:
         body = orjson.loads(await request.body())
     except orjson.JSONDecodeError:
-        raise NhsaError("body: the request body is not valid JSON") from None
+        raise NhsaError(nhsa.describe("body", "the request body is not valid JSON")) from None
     infno = nhsa.envelope_infno(body)
     if infno in nhsa.ANALYSIS_INFNOS:
         req = nhsa.NhsaAnalysisRequest.model_validate(body)
@@ -207,5 +244,5 @@ async def nhsa_dispatch(
     if infno == nhsa.FEEDBACK_INFNO:
         return await _feedback(request, nhsa.NhsaFeedbackRequest.model_validate(body), caller)
     if infno is None:
-        raise NhsaError("infno: required field is missing")
-    raise NhsaError(f"infno: {infno[:20]} is not supported (3101, 3102, 3103)")
+        raise NhsaError(nhsa.describe("infno", "required field is missing"))
+    raise NhsaError(f"infno: 不支持的交易编号 {infno[:20]} (not supported: 3101, 3102, 3103)")

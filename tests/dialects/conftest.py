@@ -115,7 +115,37 @@ def api(fake: InProcessEngine) -> App:
     """The ingress app with ``fake`` as its engine client (no lifespan: no broker)."""
     from services.ingress.app import create_app
 
-    # A generous budget: on a loaded machine the wait budget must not become what the test measures.
-    app = create_app(load_settings({"PRESETTLE_BUDGET_MS": "5000"}))
+    # A generous budget: the fake answers at once, and a loaded test machine must not turn the
+    # ingress's own work (mapping, history writes) into a budget timeout.
+    app = create_app(load_settings({"PRESETTLE_BUDGET_MS": "30000"}))
     app.state.engine_client = fake
     return App(app, {"X-API-Key": "dev-key-h1"})
+
+
+# -- drop-in clients: the national gateway's signed headers -------------------------------
+PAASIDS = {"his-h1": ("h1-gateway-secret-0123456789", "H1"), "his-h2": ("h2-gateway-secret-0123456789", "H2")}
+
+
+def signed_headers(paasid: str = "his-h1", secret: str | None = None, timestamp: int | None = None,
+                   nonce: str | None = None) -> dict[str, str]:
+    """Headers as HIS integrations sign calls to the national platform's gateway."""
+    import hashlib
+    import time
+    import uuid
+
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    nonce = nonce or uuid.uuid4().hex
+    secret = PAASIDS[paasid][0] if secret is None else secret
+    sig = hashlib.sha256(f"{ts}{secret}{nonce}{ts}".encode()).hexdigest()
+    return {"x-tif-paasid": paasid, "x-tif-timestamp": ts, "x-tif-nonce": nonce, "x-tif-signature": sig}
+
+
+@pytest.fixture
+def gateway_app(fake: InProcessEngine) -> App:
+    """The ingress app with paasids configured; the client sends no X-API-Key."""
+    from services.ingress.app import create_app
+
+    raw = ",".join(f"{p}:{s}:{i}" for p, (s, i) in PAASIDS.items())
+    app = create_app(load_settings({"PRESETTLE_BUDGET_MS": "30000", "PRESETTLE_NHSA_PAASIDS": raw}))
+    app.state.engine_client = fake
+    return App(app, {})

@@ -199,7 +199,11 @@ def test_unsafe_vendor_ids_are_replaced_by_stable_digests() -> None:
     (lambda b: patient(b).update(gend=""), "input.data.patient_dtos[0].gend"),
     (lambda b: b.pop("fixmedins_code"), "fixmedins_code"),
     (lambda b: b.pop("inf_time"), "inf_time"),
-    (lambda b: b["input"]["data"].pop("task_id"), "input.data.task_id"),
+    (lambda b: patient(b).pop("patn_id"), "input.data.patient_dtos[0].patn_id"),
+    (lambda b: patient(b).pop("fsi_encounter_dtos"), "input.data.patient_dtos[0].fsi_encounter_dtos"),
+    (lambda b: patient(b).pop("curr_mdtrt_id"), "input.data.patient_dtos[0].curr_mdtrt_id"),  # 2 encounters
+    (lambda b: patient(b)["fsi_encounter_dtos"][0]["fsi_order_dtos"][0].update(hilist_code=""),
+     "input.data.patient_dtos[0].fsi_encounter_dtos[0].fsi_order_dtos[0].hilist_code"),
     (lambda b: b["input"]["data"].update(patient_dtos=[]), "input.data.patient_dtos"),
     (lambda b: b["input"]["data"].update(trig_scen="11"), "input.data.trig_scen"),
     (lambda b: patient(b).update(curr_mdtrt_id="NOPE"), "input.data.patient_dtos[0].curr_mdtrt_id"),
@@ -323,3 +327,63 @@ def test_numeric_dates_are_read_as_dates_not_epoch_milliseconds() -> None:
         except ValueError:
             continue
         raise AssertionError(f"{bad!r} was accepted")
+
+
+# -- what real clients send (issue: drop-in for the clients that exist) -------------------------
+def test_no_task_id_no_syscode_no_msgid_and_the_task_key_fallbacks() -> None:
+    body = example(OUTPATIENT)
+    body["input"]["data"].pop("task_id")
+    body["input"]["data"].pop("syscode", None)
+    req = parse(body)
+    assert nhsa.task_key(req) == body["msgid"]
+    body.pop("msgid")
+    req = parse(body)
+    key = nhsa.task_key(req)
+    assert key.startswith("t-") and key == nhsa.task_key(parse(copy.deepcopy(body)))
+    other = copy.deepcopy(body)
+    patient(other)["patn_id"] = "P-someone-else"
+    assert nhsa.task_key(parse(other)) != key
+    plans = nhsa.plan_analysis(req)  # the events do not depend on the task id
+    with_ids = example(OUTPATIENT)
+    assert plans[0].current.event_id == nhsa.plan_analysis(parse(with_ids))[0].current.event_id
+
+
+def test_single_objects_where_lists_belong_blank_amounts_and_numbers_as_strings() -> None:
+    body = example(OUTPATIENT)
+    p = patient(body)
+    current = next(e for e in p["fsi_encounter_dtos"] if e["mdtrt_id"] == p["curr_mdtrt_id"])
+    p["fsi_encounter_dtos"] = current  # one object, as several HIS clients send it
+    body["input"]["data"]["patient_dtos"] = p
+    current.update(medfee_sumamt="-", ownpay_amt="", selfpay_amt="null", setl_totlnum=1, fsi_operation_dtos="")
+    order = current["fsi_order_dtos"][0]
+    order.update(cnt=str(order["cnt"]), pric="", sumamt="-", hilist_pric="12.50", vendor_extra={"x": 1})
+    current["fsi_diagnose_dtos"] = current["fsi_diagnose_dtos"][0]
+    [plan] = nhsa.plan_analysis(parse(body))
+    item = plan.current.items[0]
+    assert item.quantity == float(order["cnt"]) and item.unit_price is None and item.amount is None
+    assert len(plan.current.diagnoses) == 1 and plan.history == []
+
+
+def test_curr_mdtrt_id_may_be_left_out_with_one_encounter() -> None:
+    body = example(OUTPATIENT)
+    p = patient(body)
+    p["fsi_encounter_dtos"] = [e for e in p["fsi_encounter_dtos"] if e["mdtrt_id"] == p["curr_mdtrt_id"]]
+    mdtrt_id = p.pop("curr_mdtrt_id")
+    [plan] = nhsa.plan_analysis(parse(body))
+    assert plan.mdtrt_id == mdtrt_id
+
+
+@pytest.mark.parametrize(("field", "message", "expected"), [
+    ("input.data.patient_dtos[0].patn_id", "required field is missing",
+     "input.data.patient_dtos[0].patn_id: 缺少必填字段「参保人标识」 (required field is missing)"),
+    ("input.data.patient_dtos[0].fsi_encounter_dtos", "required field is missing",
+     "input.data.patient_dtos[0].fsi_encounter_dtos: 缺少必填字段「就诊信息集合」 (required field is missing)"),
+    ("input.data.patient_dtos[0].fsi_encounter_dtos[0].fsi_order_dtos[2].hilist_code", "required field is missing",
+     "input.data.patient_dtos[0].fsi_encounter_dtos[0].fsi_order_dtos[2].hilist_code: 缺少必填字段「医保目录编码」 "
+     "(required field is missing)"),
+    ("input.data.trig_scen", "'11' is not a trigger scene 1–10",
+     "input.data.trig_scen: 「触发场景」取值无效 ('11' is not a trigger scene 1–10)"),
+    ("vendor_field", "odd", "vendor_field: 取值无效 (odd)"),
+])
+def test_err_msg_names_the_field_in_chinese_and_english(field: str, message: str, expected: str) -> None:
+    assert nhsa.describe(field, message) == expected

@@ -213,9 +213,9 @@ def test_cds_discovery_order_sign_and_feedback(client: httpx.Client) -> None:
     select["context"]["patientId"] = select["prefetch"]["patient"]["id"] = uid("P")
     r = client.post("/cds-services/presettle-order-select", json=select, params=WAIT)
     assert r.status_code == 200 and r.json()["extension"]["presettle"]["engine_status"] == "evaluated"
-    del select["prefetch"]["patient"]
+    del select["prefetch"]["patient"]  # and no fhirServer to read it from: the spec's 412
     r = client.post("/cds-services/presettle-order-select", json=select)
-    assert r.status_code == 422 and r.json()["field"] == "prefetch.patient"
+    assert r.status_code == 412 and r.json()["field"] == "prefetch.patient"
 
 
 # -- the contract: three dialects, one engine --------------------------------------------------
