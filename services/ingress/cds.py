@@ -17,14 +17,15 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import httpx
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.dialects import cds
 from services.dialects.common import CST
 from services.dialects.exceptions import MappingError
 from services.common.settings import Settings
 from services.ingress import metrics
-from services.ingress.auth import SettingsDep
+from services.ingress.auth import ApiKeyHeader, SettingsDep
 from services.ingress.feedback import FeedbackUnavailable, invalid, known_rules, write_feedback
 from services.ingress.gateway_auth import AuthFailure, JwtVerifier, now_s
 from services.service_layer import decide
@@ -42,15 +43,21 @@ def _unauthorized(exc: AuthFailure) -> HTTPException:
                          headers={"WWW-Authenticate": "Bearer"})
 
 
+# The CDS Hooks client's JWT (OpenAPI scheme `CdsJwt`); X-API-Key is the alternative.
+_bearer = HTTPBearer(scheme_name="CdsJwt", auto_error=False,
+                     description="JWT signed by an allowed CDS client (PRESETTLE_CDS_ISSUERS)")
+CdsBearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
 async def cds_caller(
     request: Request,
     settings: SettingsDep,
-    authorization: Annotated[str | None, Header(description="Bearer <JWT> signed by an allowed CDS client")] = None,
-    x_api_key: Annotated[str | None, Header(description="Institution API key (unless PRESETTLE_CDS_API_KEY=off)")
-                         ] = None,
+    bearer: CdsBearer,
+    x_api_key: ApiKeyHeader,
 ) -> str:
     """The caller's institution: from the JWT's issuer, or from ``X-API-Key`` when allowed."""
-    if authorization and authorization.strip().lower().startswith("bearer "):
+    if bearer is not None:
+        authorization = f"Bearer {bearer.credentials}"
         verifier = getattr(request.app.state, "cds_jwt", None)
         if verifier is None:
             verifier = request.app.state.cds_jwt = JwtVerifier(settings)

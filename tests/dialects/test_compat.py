@@ -7,7 +7,9 @@ tests/e2e/test_dialects.py.
 
 from __future__ import annotations
 
+import copy
 import json
+import uuid
 
 import pytest
 
@@ -56,8 +58,12 @@ def test_object_style_client_with_vendor_fields(gateway_app: App, infno: str, sc
 
 def test_the_same_visit_resent_with_a_fresh_msgid_is_a_retry(gateway_app: App) -> None:
     patn_id, mdtrt_id = uid("P"), uid("MD")
-    first = his.client_checks(post(gateway_app, "/nhsa/3101", his.python_client_3101(patn_id, mdtrt_id), signed()))
-    again = post(gateway_app, "/nhsa/3101", his.python_client_3101(patn_id, mdtrt_id), signed())
+    body = his.python_client_3101(patn_id, mdtrt_id)
+    first = his.client_checks(post(gateway_app, "/nhsa/3101", body, signed()))
+    resent = copy.deepcopy(body)  # the same visit (built once: its times are taken from the clock)
+    resent["msgid"] = uuid.uuid4().hex
+    assert resent["msgid"] != body["msgid"]
+    again = post(gateway_app, "/nhsa/3101", resent, signed())
     assert [r["jr_id"] for r in his.client_checks(again)] == [r["jr_id"] for r in first]
     assert again["output"]["analyses"][0]["replayed"] is True
 
