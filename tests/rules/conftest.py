@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import pathlib
+import shutil
+from typing import Any, Callable
 
+import orjson
 import pytest
 
 from services.rules.engine import Engine
@@ -12,6 +15,20 @@ SCHEMAS = pathlib.Path(__file__).resolve().parents[2] / "schemas"
 @pytest.fixture(scope="session")
 def engine() -> Engine:
     return Engine.load()
+
+
+@pytest.fixture
+def data_dir(tmp_path: pathlib.Path) -> pathlib.Path:
+    """A copy of the shipped KB and rule base to edit."""
+    shutil.copytree(SCHEMAS / "kb", tmp_path / "kb")
+    shutil.copytree(SCHEMAS / "rules", tmp_path / "rules")
+    return tmp_path
+
+
+def edit_json(path: pathlib.Path, fn: Callable[[dict[str, Any]], Any]) -> None:
+    doc = orjson.loads(path.read_bytes())
+    fn(doc)
+    path.write_bytes(orjson.dumps(doc))
 
 
 @pytest.fixture

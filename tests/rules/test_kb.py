@@ -3,28 +3,12 @@
 from __future__ import annotations
 
 import pathlib
-import shutil
 
-import orjson
 import pytest
 
 from services.rules.engine import Engine
 from services.rules.exceptions import DataError
-
-SCHEMAS = pathlib.Path(__file__).resolve().parents[2] / "schemas"
-
-
-@pytest.fixture
-def data_dir(tmp_path: pathlib.Path) -> pathlib.Path:
-    shutil.copytree(SCHEMAS / "kb", tmp_path / "kb")
-    shutil.copytree(SCHEMAS / "rules", tmp_path / "rules")
-    return tmp_path
-
-
-def _edit(path: pathlib.Path, fn) -> None:
-    doc = orjson.loads(path.read_bytes())
-    fn(doc)
-    path.write_bytes(orjson.dumps(doc))
+from tests.rules.conftest import edit_json as _edit
 
 
 def test_shipped_data_loads(data_dir: pathlib.Path) -> None:

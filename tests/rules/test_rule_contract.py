@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-import shutil
-from typing import Any, Callable
 
 import jsonschema
 import orjson
@@ -17,22 +15,9 @@ from services.rules import families
 from services.rules.context import KNOWN_TAGS
 from services.rules.engine import Engine
 from services.rules.exceptions import DataError
+from tests.rules.conftest import edit_json as _edit
 
 SCHEMAS = pathlib.Path(__file__).resolve().parents[2] / "schemas"
-
-
-@pytest.fixture
-def data_dir(tmp_path: pathlib.Path) -> pathlib.Path:
-    shutil.copytree(SCHEMAS / "kb", tmp_path / "kb")
-    shutil.copytree(SCHEMAS / "rules", tmp_path / "rules")
-    return tmp_path
-
-
-def _edit(path: pathlib.Path, fn: Callable[[dict[str, Any]], Any]) -> None:
-    doc = orjson.loads(path.read_bytes())
-    fn(doc)
-    path.write_bytes(orjson.dumps(doc))
-
 
 def test_every_family_needs_only_known_tags_and_kb_rows_carry_only_known_tags(engine: Engine) -> None:
     families.load_all()
