@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     _progress(f"bench_rules: {len(history)} history events, {len(timed)} timed events")
 
     # Validate a sample against the native model: the synthetic events are valid HTTP payloads.
-    from services.rules.model import Event
+    from services.contracts.event import Event
     for _, _, ev in stream[:: max(1, len(stream) // 200)]:
         Event.model_validate(ev)
 

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from services import schemagen as schemas
-from services.rules.model import Event
+from services.contracts.event import Event
 from tests.factories import drug, dx, event
 
 

@@ -171,7 +171,7 @@ class Engine:
         return st.apply_event(state, cx, self.windows), alerts
 
     def apply_status(self, state: dict[str, Any] | None, status: dict[str, Any]) -> dict[str, Any]:
-        """Fold an insured-status update (see services.rules.status.PatientStatus) into the state."""
+        """Fold an insured-status update (see services.contracts.status.PatientStatus) into the state."""
         return st.apply_status(state if state is not None else {}, status)
 
     # -- catalogue and search ----------------------------------------------------

@@ -10,11 +10,11 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
-from services.dialects import cds, feedback, nhsa
 from services import schemagen as api_schemas
+from services.contracts.event import Event
+from services.dialects import cds, feedback, nhsa
 from services.dialects.common import CST
 from services.dialects.exceptions import MappingError
-from services.rules.model import Event
 
 EXAMPLES = sorted(api_schemas.EXAMPLES_DIR.glob("*.json"))
 T = datetime(2026, 3, 11, 9, 35, tzinfo=CST)

@@ -1,6 +1,6 @@
 """The generic golden-case runner: replays ``schemas/rules/R*.json`` cases through the pure engine.
 
-Cases are native events (validated here with services.rules.model.Event, so they
+Cases are native events (validated here with services.contracts.event.Event, so they
 are valid ``POST /v1/events`` bodies too); the state goes through the same
 codec as in the worker between events.
 """
@@ -12,10 +12,10 @@ from typing import Any
 
 import orjson
 
+from services.contracts.event import Event
+from services.contracts.status import PatientStatus
 from services.rules import state as state_codec
 from services.rules.engine import Engine
-from services.rules.model import Event
-from services.rules.status import PatientStatus
 
 RULES_DIR = pathlib.Path(__file__).resolve().parents[2] / "schemas" / "rules"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from services.contracts.status import PatientStatus
 from services.rules import state as st
 from services.rules.engine import Engine
-from services.rules.status import PatientStatus
 from services.rules.timeutil import day_of_date
 
 
