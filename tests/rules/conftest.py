@@ -1,12 +1,8 @@
 from __future__ import annotations
 
-import pathlib
-
 import pytest
 
 from services.rules.engine import Engine
-
-SCHEMAS = pathlib.Path(__file__).resolve().parents[2] / "schemas"
 
 
 @pytest.fixture(scope="session")

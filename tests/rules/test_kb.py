@@ -8,10 +8,10 @@ import shutil
 import orjson
 import pytest
 
-from services.rules.engine import Engine
+from services.rules.engine import DEFAULT_DATA, Engine
 from services.rules.exceptions import DataError
 
-SCHEMAS = pathlib.Path(__file__).resolve().parents[2] / "schemas"
+SCHEMAS = DEFAULT_DATA  # the packaged rule base: kb/, rules/
 
 
 @pytest.fixture
