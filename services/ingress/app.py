@@ -106,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.engine = Engine.load()  # pure: KB and rule lookups for the catalog routes
+    app.state.engine = Engine.load(settings.rulebase_dir)  # pure: KB and rule lookups for the catalog routes
     app.state.known_rules = frozenset(r.id for r in app.state.engine.rules)
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]

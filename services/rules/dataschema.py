@@ -75,7 +75,7 @@ def kb_table_schema(table: str) -> dict[str, Any]:
            "required": [n for n, (_, required, _) in spec.items() if required]}
     return {
         "$schema": DRAFT, "title": f"PreSettle knowledge base: {table}",
-        "description": f"schemas/kb/{table}.json, read by services.rules.kb.KB.load (dated rows: retire by "
+        "description": f"services/data/kb/{table}.json, read by services.rules.kb.KB.load (dated rows: retire by "
                        "effective_to, never delete).",
         "type": "object", "required": ["table", "rows"],
         "properties": {"table": {"const": table}, "version": {"type": "string"},
@@ -129,7 +129,7 @@ def rule_file_schema() -> dict[str, Any]:
         },
     }
     return {
-        "$schema": DRAFT, "title": "PreSettle rule file (schemas/rules/R*.json)",
+        "$schema": DRAFT, "title": "PreSettle rule file (services/data/rules/R*.json)",
         "description": "One rule entry and its golden cases, read by services.rules.ruleset.compile_rules; "
                        "see docs/rules.md. Cases are native events (schemas/api/native-event.request.schema.json).",
         "type": "object", "required": ["rule"], "additionalProperties": False,

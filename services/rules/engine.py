@@ -6,6 +6,7 @@ the only clock (``occurred_at``; an item's ``started_at`` for its own dates).
 
 from __future__ import annotations
 
+import importlib.resources
 import pathlib
 from bisect import bisect_right
 from typing import Any
@@ -17,8 +18,16 @@ from services.rules.exceptions import DataError
 from services.rules.kb import KB, tag_mask
 from services.rules.ruleset import Rule, compile_rules
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-DEFAULT_DATA = REPO / "schemas"
+
+def packaged_data() -> pathlib.Path:
+    """The rule base shipped in the package (``services/data``: ``kb/*.json``, ``rules/R*.json``)."""
+    root = importlib.resources.files("services.data")
+    if not isinstance(root, pathlib.Path):  # e.g. a zipped install: the loaders read real files
+        raise DataError(f"the packaged rule base is not a directory on disk ({root}); set PRESETTLE_RULEBASE_DIR")
+    return root
+
+
+DEFAULT_DATA = packaged_data()
 
 
 def _line_key(lid: str) -> tuple[int, int, str]:
@@ -50,8 +59,8 @@ class Engine:
         return self._static.get((rule_id, version), {})
 
     @classmethod
-    def load(cls, data_dir: pathlib.Path | None = None) -> "Engine":
-        """Load and validate ``<data_dir>/kb/*.json`` and ``<data_dir>/rules/R*.json``."""
+    def load(cls, data_dir: pathlib.Path | str | None = None) -> "Engine":
+        """Load and validate ``<data_dir>/kb/*.json`` and ``<data_dir>/rules/R*.json`` (default: the packaged rule base)."""
         data_dir = pathlib.Path(data_dir) if data_dir is not None else DEFAULT_DATA
         if not data_dir.is_dir():
             raise DataError(f"{data_dir}: rule data directory not found")

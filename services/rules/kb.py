@@ -4,7 +4,7 @@ Every row is dated (``effective_from`` .. ``effective_to``, both inclusive, the
 latter optional); a row is retired by giving it an ``effective_to``, never by
 deleting it, and a lookup on day *d* returns the version in force on *d*.
 
-Tables (files under ``schemas/kb/``, each ``{"table", "version", "rows": [...]}``):
+Tables (files under ``services/data/kb/``, each ``{"table", "version", "rows": [...]}``):
 
 - ``drugs``        western/patent drugs and decoction pieces (``type`` herb)
 - ``services``     medical services and consumables (``kind``)

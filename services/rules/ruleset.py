@@ -1,4 +1,4 @@
-"""The rule base (规则库): rule entries read from ``schemas/rules/R*.json`` and compiled once.
+"""The rule base (规则库): rule entries read from ``services/data/rules/R*.json`` and compiled once.
 
 Each file holds ``{"rule": {...}, "cases": [...]}``: one rule entry (data) and
 its golden cases. A rule names the family function that evaluates it; its

@@ -10,7 +10,7 @@ from prometheus_client import start_http_server
 from services.common.settings import get_settings
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     settings = get_settings()
     if settings.worker_metrics_port:
         try:
@@ -21,7 +21,7 @@ def main() -> None:
             )
     from services.stream.app import app
 
-    args = sys.argv[1:] or ["--loop", "uvloop", "worker", "--loglevel", "warn", "--without-web"]
+    args = (sys.argv[1:] if argv is None else argv) or ["--loop", "uvloop", "worker", "--loglevel", "warn", "--without-web"]
     sys.argv = [sys.argv[0], *args]
     app.main()
 

@@ -72,7 +72,7 @@ patient_state = app.Table(
     value_type=bytes,
 )
 
-engine = Engine.load()
+engine = Engine.load(settings.rulebase_dir)
 
 
 # Nobody waits for a reply older than this (a worker catching up after an outage).

@@ -1,4 +1,4 @@
-"""Every golden case of schemas/rules, replayed end to end: HTTP → broker → worker → reply.
+"""Every golden case of services/data/rules, replayed end to end: HTTP → broker → worker → reply.
 
 The same files the pure runner (tests/rules/test_golden.py) replays through the
 engine in-process go here through the running service: insured-status updates

@@ -56,7 +56,7 @@ def promql_metric_names(expr: str) -> set[str]:
     return set(METRIC_RE.findall(expr))
 
 
-# Two products of one ingredient from the knowledge base (schemas/kb/drugs.json), for R19.
+# Two products of one ingredient from the knowledge base (services/data/kb/drugs.json), for R19.
 ATORVASTATIN = "XC10AAA067A001010101234"
 
 

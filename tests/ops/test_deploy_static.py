@@ -187,13 +187,13 @@ def test_alert_rules_reference_existing_metrics() -> None:
 def test_dockerfile_builds_the_service_from_this_tree() -> None:
     text = (DEPLOY / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim$", text, re.M)
-    assert re.search(r"^RUN pip install \.", text, re.M)
+    assert re.search(r"^RUN pip install --require-hashes -r requirements\.lock \\\n +&& pip install --no-deps \.", text, re.M)
     for line in re.findall(r"^COPY (.+)$", text, re.M):
         *sources, _ = line.split()
         for source in sources:
             assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text()
-    for source in ("services", "schemas", "pyproject.toml", "deploy/topics.py"):
+    for source in ("services", "schemas", "pyproject.toml", "requirements.lock", "deploy/topics.py"):
         assert f"!{source}" in ignore
     assert f"EXPOSE {DEFAULTS.http_port} {DEFAULTS.worker_metrics_port}" in text
     cmd = json.loads(re.search(r"^CMD (\[.+\])$", text, re.M).group(1))  # type: ignore[union-attr]

@@ -7,9 +7,7 @@ from typing import Any, Callable
 import orjson
 import pytest
 
-from services.rules.engine import Engine
-
-SCHEMAS = pathlib.Path(__file__).resolve().parents[2] / "schemas"
+from services.rules.engine import DEFAULT_DATA, Engine
 
 
 @pytest.fixture(scope="session")
@@ -20,8 +18,8 @@ def engine() -> Engine:
 @pytest.fixture
 def data_dir(tmp_path: pathlib.Path) -> pathlib.Path:
     """A copy of the shipped KB and rule base to edit."""
-    shutil.copytree(SCHEMAS / "kb", tmp_path / "kb")
-    shutil.copytree(SCHEMAS / "rules", tmp_path / "rules")
+    shutil.copytree(DEFAULT_DATA / "kb", tmp_path / "kb")
+    shutil.copytree(DEFAULT_DATA / "rules", tmp_path / "rules")
     return tmp_path
 
 

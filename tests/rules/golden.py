@@ -1,4 +1,4 @@
-"""The generic golden-case runner: replays ``schemas/rules/R*.json`` cases through the pure engine.
+"""The generic golden-case runner: replays ``services/data/rules/R*.json`` cases through the pure engine.
 
 Cases are native events (validated here with services.contracts.event.Event, so they
 are valid ``POST /v1/events`` bodies too); the state goes through the same
@@ -7,7 +7,6 @@ codec as in the worker between events.
 
 from __future__ import annotations
 
-import pathlib
 from typing import Any
 
 import orjson
@@ -15,9 +14,9 @@ import orjson
 from services.contracts.event import Event
 from services.contracts.status import PatientStatus
 from services.rules import state as state_codec
-from services.rules.engine import Engine
+from services.rules.engine import DEFAULT_DATA, Engine
 
-RULES_DIR = pathlib.Path(__file__).resolve().parents[2] / "schemas" / "rules"
+RULES_DIR = DEFAULT_DATA / "rules"
 
 
 def load_cases() -> list[tuple[str, int, dict[str, Any]]]:

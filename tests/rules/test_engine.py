@@ -11,10 +11,10 @@ import orjson
 import pytest
 
 from services.rules import state as st
-from services.rules.engine import Engine
+from services.rules.engine import DEFAULT_DATA, Engine
 
 RULES_PKG = pathlib.Path(__file__).resolve().parents[2] / "services" / "rules"
-SCHEMAS = RULES_PKG.parents[1] / "schemas"
+SCHEMAS = DEFAULT_DATA  # the packaged rule base: kb/, rules/
 FORBIDDEN = {"faust", "fastapi", "aiokafka", "requests", "httpx", "socket", "urllib"}
 
 

@@ -13,11 +13,12 @@ import pytest
 from services import schemagen
 from services.rules import families
 from services.rules.context import KNOWN_TAGS
-from services.rules.engine import Engine
+from services.rules.engine import DEFAULT_DATA, Engine
 from services.rules.exceptions import DataError
 from tests.rules.conftest import edit_json as _edit
 
-SCHEMAS = pathlib.Path(__file__).resolve().parents[2] / "schemas"
+SCHEMAS = pathlib.Path(__file__).resolve().parents[2] / "schemas"  # the JSON Schemas for rule authors
+DATA = DEFAULT_DATA  # the packaged rule base: kb/, rules/
 
 def test_every_family_needs_only_known_tags_and_kb_rows_carry_only_known_tags(engine: Engine) -> None:
     families.load_all()
@@ -98,26 +99,26 @@ def test_rule_and_kb_schemas_are_generated_from_the_loader() -> None:
 def test_every_shipped_rule_and_kb_file_is_valid_against_its_schema() -> None:
     rules = json.loads((SCHEMAS / "rules.schema.json").read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator.check_schema(rules)
-    for path in sorted((SCHEMAS / "rules").glob("R*.json")):
+    for path in sorted((DATA / "rules").glob("R*.json")):
         jsonschema.validate(json.loads(path.read_text(encoding="utf-8")), rules)
     for table in ("drugs", "services", "diagnoses", "interactions"):
         schema = json.loads((SCHEMAS / "kb" / f"{table}.schema.json").read_text(encoding="utf-8"))
         jsonschema.Draft202012Validator.check_schema(schema)
-        jsonschema.validate(json.loads((SCHEMAS / "kb" / f"{table}.json").read_text(encoding="utf-8")), schema)
+        jsonschema.validate(json.loads((DATA / "kb" / f"{table}.json").read_text(encoding="utf-8")), schema)
 
 
 def test_the_rule_schema_rejects_what_the_loader_rejects() -> None:
     schema = json.loads((SCHEMAS / "rules.schema.json").read_text(encoding="utf-8"))
-    doc = json.loads((SCHEMAS / "rules" / "R19.json").read_text(encoding="utf-8"))
+    doc = json.loads((DATA / "rules" / "R19.json").read_text(encoding="utf-8"))
     doc["rule"]["parameters"]["windw_days"] = 3
     with pytest.raises(jsonschema.ValidationError, match="windw_days"):
         jsonschema.validate(doc, schema)
-    doc = json.loads((SCHEMAS / "rules" / "R27.json").read_text(encoding="utf-8"))
+    doc = json.loads((DATA / "rules" / "R27.json").read_text(encoding="utf-8"))
     doc["rule"]["region_overrides"] = {"110100": {"passive_categories": ["bed"]}}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(doc, schema)
     kb_schema = json.loads((SCHEMAS / "kb" / "drugs.schema.json").read_text(encoding="utf-8"))
-    table = json.loads((SCHEMAS / "kb" / "drugs.json").read_text(encoding="utf-8"))
+    table = json.loads((DATA / "kb" / "drugs.json").read_text(encoding="utf-8"))
     table["rows"][0]["type"] = "tonic"
     with pytest.raises(jsonschema.ValidationError, match="tonic"):
         jsonschema.validate(table, kb_schema)

@@ -1,0 +1,120 @@
+"""The ``presettle`` command (``[project.scripts]``): one entry point, one sub-parser per subcommand.
+
+    presettle run        the whole service on this machine (as ``make run``)
+    presettle worker     one stream worker (extra arguments go to faust)
+    presettle ingress    the HTTP ingress (uvicorn)
+
+Adding a subcommand: write ``def add_<name>(sub: Subparsers) -> None`` that adds its parser
+and sets ``handler`` (a function ``(argparse.Namespace) -> int``, the exit code), then list
+it in ``COMMANDS``. Configuration comes from the ``PRESETTLE_*`` variables (README.md,
+Configuration); a bad value exits with code 2 and a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from services.common.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+else:
+    Subparsers = argparse._SubParsersAction
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        print(f"[presettle] configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+# -- run -------------------------------------------------------------------------------------
+def _run(args: argparse.Namespace) -> int:
+    from services import stack
+
+    return stack.main()
+
+
+def add_run(sub: Subparsers) -> None:
+    p = sub.add_parser("run", help="the whole service: broker (embedded unless PRESETTLE_KAFKA_BOOTSTRAP), "
+                                   "workers, ingress; Ctrl-C stops",
+                       description="Start the whole service on this machine, as `make run` does.")
+    p.set_defaults(handler=_run)
+
+
+# -- worker ----------------------------------------------------------------------------------
+def _worker(args: argparse.Namespace) -> int:
+    _settings()  # fail fast, with the variable named
+    from services.stream.__main__ import main as worker_main
+
+    worker_main(list(args.faust_args))
+    return 0
+
+
+def add_worker(sub: Subparsers) -> None:
+    p = sub.add_parser("worker", help="one stream worker (faust); needs a running broker",
+                       description="Start one stream worker. Arguments after `worker` go to faust "
+                                   "(default: --loop uvloop worker --loglevel warn --without-web).")
+    p.set_defaults(handler=_worker, passthrough="faust_args")  # unknown arguments → args.faust_args
+
+
+# -- ingress ---------------------------------------------------------------------------------
+def _ingress(args: argparse.Namespace) -> int:
+    settings = _settings()
+    import uvicorn
+
+    uvicorn.run("services.ingress.app:app", host=args.host or settings.http_host, port=args.port or settings.http_port,
+                access_log=False, log_level="warning", timeout_graceful_shutdown=5)
+    return 0
+
+
+def add_ingress(sub: Subparsers) -> None:
+    p = sub.add_parser("ingress", help="the HTTP ingress (uvicorn); needs a running broker and worker",
+                       description="Serve the HTTP API on PRESETTLE_HTTP_HOST:PRESETTLE_HTTP_PORT.")
+    p.add_argument("--host", help="listen address (default: PRESETTLE_HTTP_HOST)")
+    p.add_argument("--port", type=int, help="listen port (default: PRESETTLE_HTTP_PORT)")
+    p.set_defaults(handler=_ingress)
+
+
+# Every subcommand, in --help order. Later: rules …, backtest, kb import, deadletter replay.
+COMMANDS: list[Callable[[Subparsers], None]] = [add_run, add_worker, add_ingress]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="presettle",
+        description="PreSettle: streaming real-time pre-settlement alerts. "
+                    "Configuration: PRESETTLE_* environment variables (README.md, Configuration).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse; a subcommand with ``passthrough=<name>`` receives the arguments it does not know as ``<name>``."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    target = getattr(args, "passthrough", None)
+    if rest and not target:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if target:
+        setattr(args, target, rest)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    handler: Handler = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
