@@ -16,6 +16,8 @@ from services.stack import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / ".artifacts"
+# The gateway paasid of test stacks (NHSA x-tif-* signatures; tests/e2e/test_dialects.py).
+E2E_PAASID, E2E_PAASID_SECRET = "his-e2e", "e2e-gateway-secret-0123456789"
 
 
 def stack_env(**overrides: str) -> dict[str, str]:
@@ -33,6 +35,7 @@ def stack_env(**overrides: str) -> dict[str, str]:
         # A generous default budget: the tests check what is decided, not how fast (a slow CI
         # machine must not turn answers into 'timeout'); budget behaviour has its own tests.
         PRESETTLE_BUDGET_MS="5000",
+        PRESETTLE_NHSA_PAASIDS=f"{E2E_PAASID}:{E2E_PAASID_SECRET}:H1",
     )
     env.update(overrides)
     return env

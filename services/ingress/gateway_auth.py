@@ -23,9 +23,10 @@ import hmac
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import httpx
 import jwt
@@ -59,7 +60,7 @@ class ReplayCache:
 
     def _prune(self, now: float) -> None:
         while self._seen:
-            key, expiry = next(iter(self._seen.items()))
+            _key, expiry = next(iter(self._seen.items()))
             if expiry > now and len(self._seen) < self.max_entries:
                 break
             self._seen.popitem(last=False)
@@ -173,7 +174,7 @@ class JwtVerifier:
                                            and now - cached.loaded_at > 10):
             try:
                 cached = _Keys(await self._load(iss, entry), now)
-            except Exception as exc:  # unreadable file, unreachable URL, bad JSON
+            except (OSError, ValueError, TypeError, AttributeError, httpx.HTTPError) as exc:  # file, URL, JSON
                 raise AuthFailure("Authorization", f"无法获取签发方公钥 (the JWKS of issuer {iss} cannot be loaded: "
                                   f"{type(exc).__name__})") from None
             self._keys[iss] = cached

@@ -22,7 +22,7 @@ class FhirStub:
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server API)
+            def do_GET(self) -> None:
                 stub.seen.append((self.path, self.headers.get("Authorization")))
                 if stub.delay_s:
                     time.sleep(stub.delay_s)
@@ -56,7 +56,7 @@ class FhirStub:
     def add(self, path: str, doc: Any) -> None:
         self.documents[f"/fhir/{path}"] = doc
 
-    def start(self) -> "FhirStub":
+    def start(self) -> FhirStub:
         self.thread.start()
         return self
 

@@ -33,7 +33,7 @@ def envelope(infno: str, data: dict[str, Any], **extra: Any) -> dict[str, Any]:
     now = datetime.now()
     return {
         "infno": infno,
-        "msgid": f"{HOSPITAL['fixmedins_code']}{now:%Y%m%d%H%M%S}{uuid.uuid4().int % 10000:04d}",
+        "msgid": f"{HOSPITAL['fixmedins_code']}{now:%Y%m%d%H%M%S}{uuid.uuid4().int % 1_000_000:06d}",
         "mdtrtarea_admvs": HOSPITAL["admdvs"], "insuplc_admdvs": HOSPITAL["admdvs"], "recer_sys_code": "MBS_LOCAL",
         "dev_no": "", "dev_safe_info": "", "cainfo": "", "signtype": "", "infver": "V1.0", "opter_type": "1",
         "opter": "D0012", "opter_name": "张医生", "inf_time": f"{now:%Y-%m-%d %H:%M:%S}",
@@ -77,10 +77,11 @@ def outpatient_encounter(mdtrt_id: str, orders: list[dict[str, Any]], diagnoses:
     }
 
 
-def python_client_3101(patn_id: str, mdtrt_id: str) -> dict[str, Any]:
-    """3101 at trig_scen 2: a woman prescribed finasteride with a 前列腺增生 diagnosis (R01 + R03)."""
-    orders = [order_row(f"{mdtrt_id}-1", FINASTERIDE, "非那雄胺片", "28", "1.85")]
-    enc = outpatient_encounter(mdtrt_id, orders, [("N40", "前列腺增生")])
+def python_client_3101(patn_id: str, mdtrt_id: str, visit_time: str | None = None) -> dict[str, Any]:
+    """3101 at trig_scen 2: a woman prescribed finasteride with a 前列腺增生 diagnosis (R01 + R03).
+    ``visit_time``: the registration/order time the HIS database holds (default: now)."""
+    orders = [order_row(f"{mdtrt_id}-1", FINASTERIDE, "非那雄胺片", "28", "1.85", begin=visit_time)]
+    enc = outpatient_encounter(mdtrt_id, orders, [("N40", "前列腺增生")], day=visit_time)
     data = {"patient_dtos": [{"fsi_encounter_dtos": [enc], "fsi_his_data_dto": "", "patn_id": patn_id,
                               "patn_name": "王某某", "gend": "2", "brdy": "1961-05-20", "poolarea": HOSPITAL["admdvs"],
                               "curr_mdtrt_id": mdtrt_id}],

@@ -7,7 +7,8 @@ fhirAuthorization, no prefetch), against a FHIR stub on 127.0.0.1.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 

@@ -22,6 +22,9 @@ from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.stack import Stack
+from tests.conftest import E2E_PAASID, E2E_PAASID_SECRET
+from tests.dialects import his_clients as his
+from tests.dialects.fhir_stub import FhirStub, ehr_records, spec_order_sign_context
 from tests.factories import uid
 
 pytestmark = pytest.mark.e2e
@@ -216,6 +219,52 @@ def test_cds_discovery_order_sign_and_feedback(client: httpx.Client) -> None:
     del select["prefetch"]["patient"]  # and no fhirServer to read it from: the spec's 412
     r = client.post("/cds-services/presettle-order-select", json=select)
     assert r.status_code == 412 and r.json()["field"] == "prefetch.patient"
+
+
+# -- drop-in: the clients that exist, unchanged but for the URL ----------------------------------
+def test_his_client_signed_3101_3102_and_3103_through_the_stack(stack: Stack) -> None:
+    """Built and signed as public HIS integrations do, no X-API-Key and no task_id; checked as they check."""
+    with httpx.Client(base_url=stack.url, timeout=30) as c:
+        def send(path: str, body: dict[str, Any]) -> dict[str, Any]:
+            r = c.post(path, params=WAIT, content=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+                       headers=his.sign(E2E_PAASID, E2E_PAASID_SECRET))
+            assert r.status_code == 200, r.text
+            return r.json()  # type: ignore[no-any-return]
+
+        results = his.client_checks(send("/nhsa/3101", his.python_client_3101(uid("P"), uid("MD"))))
+        assert {"R01", "R03"} <= {x["rule_id"] for x in results}
+        in_process = his.client_checks(send("/nhsa", his.object_style_client("3102", uid("P"), uid("MD"), "7")))
+        assert {"R01", "R03"} <= {x["rule_id"] for x in in_process}
+        jr_ids = [x["jr_id"] for x in results]
+        fb = send("/nhsa/3103", his.feedback_3103(jr_ids))
+        assert isinstance(fb["infcode"], int) and fb["infcode"] == 0, fb
+        assert [w["warn_rslt_id"] for w in fb["output"]["warns"]] == jr_ids
+        replayed = his.sign(E2E_PAASID, E2E_PAASID_SECRET)
+        for expected in (200, 401):  # the same nonce twice: the second is a replay
+            r = c.post("/nhsa/3103", json=his.feedback_3103(jr_ids), headers=replayed)
+            assert r.status_code == expected and isinstance(r.json()["infcode"], int), r.text
+        assert "随机数已使用" in r.json()["err_msg"]
+
+
+def test_cds_spec_order_sign_without_prefetch_reads_the_ehr_fhir_server(client: httpx.Client) -> None:
+    ehr = FhirStub().start()
+    try:
+        pid = uid("P")
+        ehr_records(ehr, pid)
+        context = spec_order_sign_context()
+        context["patientId"] = pid
+        body = {"hook": "order-sign", "hookInstance": uid("hook-"), "fhirServer": ehr.url, "context": context,
+                "fhirAuthorization": {"access_token": "opaque-token-e2e", "token_type": "Bearer", "expires_in": 300,
+                                      "scope": "user/Patient.read user/Condition.read", "subject": "presettle"}}
+        r = client.post("/cds-services/presettle-order-sign", json=body, params=WAIT)
+        assert r.status_code == 200, r.text
+        assert "R03" in [c["source"]["topic"]["code"] for c in r.json()["cards"]]
+        assert {auth for _, auth in ehr.seen} == {"Bearer opaque-token-e2e"} and len(ehr.seen) == 3
+        ehr.status[f"/fhir/Patient/{pid}"] = 404
+        r = client.post("/cds-services/presettle-order-sign", json={**body, "hookInstance": uid("hook-")}, params=WAIT)
+        assert r.status_code == 412 and r.json()["field"] == "prefetch.patient", r.text
+    finally:
+        ehr.stop()
 
 
 # -- the contract: three dialects, one engine --------------------------------------------------
