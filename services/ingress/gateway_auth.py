@@ -187,11 +187,14 @@ class JwtVerifier:
         return key
 
     def audiences(self, service_id: str, request_url: str) -> list[str]:
+        """Accepted ``aud`` values: the service endpoint (first), its feedback endpoint, the discovery base."""
         base = self.settings.cds_service_url
         if base:
-            return [f"{base}/cds-services/{service_id}", f"{base}/cds-services"]
-        url = request_url.split("?", 1)[0].rstrip("/")
-        return [url, url.rsplit("/", 1)[0]]
+            service = f"{base}/cds-services/{service_id}"
+            return [service, f"{service}/feedback", f"{base}/cds-services"]
+        url = request_url.split("?", 1)[0].rstrip("/")  # no configured URL: the one the request arrived at
+        service = url.removesuffix("/feedback")
+        return [service, f"{service}/feedback", service.rsplit("/", 1)[0]]
 
     async def verify(self, authorization: str | None, service_id: str, request_url: str, now: float) -> str:
         """The institution of the token's issuer (AuthFailure otherwise)."""

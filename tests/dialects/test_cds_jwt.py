@@ -118,6 +118,10 @@ def test_x_api_key_is_an_alternative_a_deployment_can_switch_off(fake: InProcess
     assert on.post(SIGN, json=sign_body(), headers={"X-API-Key": "dev-key-h1"}).status_code == 200
     assert on.post(SIGN + "/feedback", json={"feedback": [{"card": "x", "outcome": "accepted"}]},
                    headers={"X-API-Key": "dev-key-h1"}).status_code == 422  # authenticated; the card is bad
+    for aud in (BASE + SIGN, BASE + SIGN + "/feedback"):  # the feedback endpoint takes the client's JWT too
+        r = on.post(SIGN + "/feedback", json={"feedback": [{"card": "x", "outcome": "accepted"}]},
+                    headers=bearer(token(aud=aud)))
+        assert r.status_code == 422 and r.json()["field"] == "feedback[0].card", r.text
     off = make_app(fake, PRESETTLE_CDS_API_KEY="off")
     r = off.post(SIGN, json=sign_body(), headers={"X-API-Key": "dev-key-h1"})
     assert r.status_code == 401 and "X-API-Key" not in r.json()["message"]
