@@ -32,9 +32,12 @@ from services.service_layer import decide
 
 router = APIRouter(prefix="/cds-services", tags=["cds-hooks"])
 ServiceId = Annotated[str, Path(max_length=64, description="presettle-order-select or presettle-order-sign")]
+# 401 (no valid JWT or X-API-Key) is documented with every keyed route (services.ingress.openapi).
 ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "no valid JWT (Authorization: Bearer) or X-API-Key"},
-    412: {"description": "a prefetch item is missing and cannot be read from fhirServer"},
+    412: {"description": "a prefetch item is missing and cannot be read from the client's fhirServer",
+          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}, "example": {
+              "error": "precondition_failed", "field": "prefetch.patient",
+              "message": "fhirServer answered Patient/1288992 with HTTP 404"}}}},
 }
 
 
@@ -212,7 +215,7 @@ async def call_service(
     return cds.hook_response(decision)
 
 
-@router.post("/{service_id}/feedback", response_model=cds.CdsFeedbackResponse, responses={401: ERRORS[401]})
+@router.post("/{service_id}/feedback", response_model=cds.CdsFeedbackResponse)
 async def service_feedback(
     service_id: ServiceId, body: cds.CdsFeedbackRequest, request: Request, caller: CallerDep,
 ) -> dict[str, Any]:
