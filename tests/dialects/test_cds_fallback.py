@@ -125,3 +125,11 @@ def test_a_null_prefetch_item_means_no_such_data_and_is_not_read(api: App, ehr: 
     body["prefetch"] = {"patient": None}
     r = api.post(SIGN, json=body)
     assert r.status_code == 412 and r.json()["field"] == "prefetch.patient" and "null" in r.json()["message"]
+
+
+def test_the_discovery_example_is_what_discovery_answers(api: App) -> None:
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "schemas" / "examples" / "cds-discovery.response.services.json"
+    assert api.get("/cds-services").json() == json.loads(path.read_text(encoding="utf-8"))
