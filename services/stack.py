@@ -9,6 +9,7 @@ after 10 s), then the broker.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -20,14 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.common import logs
 from services.common.broker import EmbeddedBroker, ensure_topics, service_topics, topic_configs
 from services.common.settings import Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("presettle.stack")
 
 
 def _say(msg: str) -> None:
-    print(f"[presettle] {msg}", flush=True)
+    log.info(msg)
 
 
 @dataclass
@@ -162,6 +165,7 @@ def main() -> int:
     except SettingsError as exc:
         print(f"[presettle] configuration error: {exc}", file=sys.stderr)
         return 2
+    logs.setup("stack", settings.log_format, settings.log_level)
     stack = Stack(settings)
     stopping = False
 
@@ -191,7 +195,7 @@ def main() -> int:
     except InterruptedError:
         return 0
     except (RuntimeError, TimeoutError) as exc:
-        print(f"[presettle] {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return 1
     finally:
         _say("stopping …")
