@@ -24,7 +24,7 @@ from services.dialects.common import CST
 from services.dialects.exceptions import MappingError
 from services.common.settings import Settings
 from services.ingress import metrics
-from services.ingress.auth import SettingsDep
+from services.ingress.auth import ApiKeyHeader, SettingsDep
 from services.ingress.feedback import FeedbackUnavailable, invalid, known_rules, write_feedback
 from services.ingress.gateway_auth import AuthFailure, JwtVerifier, now_s
 from services.service_layer import decide
@@ -46,8 +46,7 @@ async def cds_caller(
     request: Request,
     settings: SettingsDep,
     authorization: Annotated[str | None, Header(description="Bearer <JWT> signed by an allowed CDS client")] = None,
-    x_api_key: Annotated[str | None, Header(description="Institution API key (unless PRESETTLE_CDS_API_KEY=off)")
-                         ] = None,
+    x_api_key: ApiKeyHeader = None,  # the ApiKey security scheme (Authorize on /docs)
 ) -> str:
     """The caller's institution: from the JWT's issuer, or from ``X-API-Key`` when allowed."""
     if authorization and authorization.strip().lower().startswith("bearer "):

@@ -34,7 +34,7 @@ from services.dialects import nhsa
 from services.dialects.common import CST, first_error
 from services.dialects.exceptions import MappingError
 from services.ingress import metrics
-from services.ingress.auth import SettingsDep
+from services.ingress.auth import ApiKeyHeader, SettingsDep
 from services.ingress.engine_client import EngineClient
 from services.ingress.feedback import FeedbackUnavailable, known_rules, write_feedback
 from services.ingress.gateway_auth import AuthFailure, ReplayCache, has_gateway_headers, now_s, verify_gateway
@@ -101,7 +101,7 @@ class NhsaRoute(APIRoute):
 async def nhsa_caller(
     request: Request,
     settings: SettingsDep,
-    x_api_key: Annotated[str | None, Header(description="Institution API key (or sign with x-tif-*)")] = None,
+    x_api_key: ApiKeyHeader = None,  # the ApiKey security scheme (Authorize on /docs)
     x_tif_paasid: Annotated[str | None, Header(description="gateway: the paasid PreSettle issued")] = None,
     x_tif_timestamp: Annotated[str | None, Header(description="gateway: Unix time in seconds")] = None,
     x_tif_nonce: Annotated[str | None, Header(description="gateway: a random string, used once")] = None,
