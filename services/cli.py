@@ -61,7 +61,7 @@ def _worker(args: argparse.Namespace) -> int:
 def add_worker(sub: Subparsers) -> None:
     p = sub.add_parser("worker", help="one stream worker (faust); needs a running broker",
                        description="Start one stream worker. Arguments after `worker` go to faust "
-                                   "(default: --loop uvloop worker --loglevel warn --without-web).")
+                                   "(default: none — the worker runs with our logging, no banner or spinner).")
     p.set_defaults(handler=_worker, passthrough="faust_args")  # unknown arguments → args.faust_args
 
 

@@ -9,6 +9,7 @@ after 10 s), then the broker.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -20,12 +21,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.common import logs
 from services.common.broker import EmbeddedBroker, ensure_topics, service_topics, topic_configs
 from services.common.settings import Settings, SettingsError, load_settings
 
+log = logging.getLogger("presettle.stack")
+
 
 def _say(msg: str) -> None:
-    print(f"[presettle] {msg}", flush=True)
+    log.info(msg)
 
 
 @dataclass
@@ -160,6 +164,7 @@ def main() -> int:
     except SettingsError as exc:
         print(f"[presettle] configuration error: {exc}", file=sys.stderr)
         return 2
+    logs.setup("stack", settings.log_format, settings.log_level)
     stack = Stack(settings)
     stopping = False
 
@@ -189,7 +194,7 @@ def main() -> int:
     except InterruptedError:
         return 0
     except (RuntimeError, TimeoutError) as exc:
-        print(f"[presettle] {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return 1
     finally:
         _say("stopping …")

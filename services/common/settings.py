@@ -167,6 +167,8 @@ class Settings(BaseSettings):
     audit_retention_days: int = Field(365, ge=1, le=36500)
     pseudonym_key: SecretStr = SecretStr(DEV_PSEUDONYM_KEY)
     worker_name: str = ""
+    log_format: Literal["auto", "json", "text"] = "auto"  # auto: JSON lines unless stderr is a terminal
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # PreSettle's loggers (services/common/logs.py)
     # dialect drop-in (docs/integration.md): NHSA gateway signature, CDS Hooks JWT and prefetch fallback
     nhsa_paasids: SecretStr | None = None  # "paasid:secret:INSTITUTION,…"
     nhsa_signature_window_s: int = Field(300, ge=1, le=86_400)
@@ -194,6 +196,13 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         environ = _ENVIRON.get()
         return init_settings, _MappingEnvSource(settings_cls, os.environ if environ is None else environ)
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _log_case(cls, value: object, info: Any) -> object:
+        if not isinstance(value, str):
+            return value
+        return value.strip().upper() if info.field_name == "log_level" else value.strip().lower()
 
     @field_validator("topic_prefix")
     @classmethod

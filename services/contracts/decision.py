@@ -88,11 +88,13 @@ class AuditRecord(BaseModel):
     engine_ms: float = Field(description="worker time for this event, ms")
     decided_at: str = Field(description="ISO-8601 UTC time the worker decided")
     worker: str = Field(description="the worker that decided")
+    request_id: str | None = Field(None, description="the HTTP request's X-Request-ID (given or made by the "
+                                   "ingress); null for records sent without one")
 
 
 def audit_record(
     event: dict[str, Any], decision_id: str, alerts: list[dict[str, Any]], replayed: bool,
-    engine_ms: float, decided_at: str, worker: str,
+    engine_ms: float, decided_at: str, worker: str, request_id: str | None = None,
 ) -> dict[str, Any]:
     """The audit record of one decision (an :class:`AuditRecord` as a plain dict: the worker's hot path)."""
     return {
@@ -108,4 +110,5 @@ def audit_record(
         "engine_ms": engine_ms,
         "decided_at": decided_at,
         "worker": worker,
+        "request_id": request_id,
     }

@@ -16,12 +16,14 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.common import logs
 from services.common.settings import Settings, get_settings
 from services.contracts.errors import error_body
 from services.dialects.common import field_path, first_error
 from services.ingress import catalog, cds, dashboard, feedback, metrics, nhsa, openapi
 from services.ingress.engine_client import EngineClient
 from services.ingress.native import router as native_router
+from services.ingress.request_id import RequestIdMiddleware
 from services.rules.engine import Engine
 
 log = logging.getLogger("presettle.ingress")
@@ -113,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(Exception, unexpected_error)
 
     app.add_middleware(ObserveMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every answer carries X-Request-ID
 
     app.include_router(native_router)
     app.include_router(catalog.router)
@@ -141,5 +144,7 @@ def __getattr__(name: str) -> Any:
     # `uvicorn services.ingress.app:app` builds the app on first access, so
     # importing this module (tests, tools) reads no environment.
     if name == "app":
-        return create_app()
+        settings = get_settings()
+        logs.setup("ingress", settings.log_format, settings.log_level)
+        return create_app(settings)
     raise AttributeError(name)

@@ -27,6 +27,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from services.common import logs
 from services.common.aio import cancel_and_wait, quietly
 from services.common.broker import ensure_topics
 from services.common.settings import Settings
@@ -51,6 +52,14 @@ def _bootstrap_hosts(bootstrap: str) -> list[tuple[str, int]]:
             host, port = part, "9092"  # no port given (a bare IPv6 address has colons too)
         hosts.append((host.strip("[]") or "127.0.0.1", int(port)))
     return hosts
+
+
+def _with_request_id(headers: list[tuple[str, bytes]] | None) -> list[tuple[str, bytes]] | None:
+    """The HTTP request's id travels with the record (header ``envelope.REQUEST_ID``)."""
+    rid = logs.request_id.get()
+    if rid is None:
+        return headers
+    return [*(headers or ()), (env.REQUEST_ID, rid.encode())]
 
 
 class EngineClient:
@@ -189,7 +198,7 @@ class EngineClient:
         corr = self._new_correlation()
         fut: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._pending[corr] = fut
-        headers = [*self._reply_headers(corr), (env.SENT_AT, repr(time.time()).encode())]
+        headers = _with_request_id([*self._reply_headers(corr), (env.SENT_AT, repr(time.time()).encode())])
         try:
             try:
                 # send() only enqueues, but may wait for metadata or buffer space.
@@ -242,7 +251,8 @@ class EngineClient:
         if self._producer is None:
             raise RuntimeError("engine client not started")
         await asyncio.wait_for(
-            self._producer.send_and_wait(topic, orjson.dumps(value), key=key, headers=headers), timeout=timeout_s
+            self._producer.send_and_wait(topic, orjson.dumps(value), key=key, headers=_with_request_id(headers)),
+            timeout=timeout_s,
         )
 
     async def publish_many(
@@ -253,6 +263,7 @@ class EngineClient:
         if self._producer is None:
             raise RuntimeError("engine client not started")
         producer = self._producer
+        headers = _with_request_id(headers)
 
         async def send_all() -> None:
             deliveries = [await producer.send(topic, orjson.dumps(v), key=key, headers=headers) for v in values]

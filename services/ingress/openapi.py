@@ -23,7 +23,8 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+
+from services.contracts.errors import ErrorBody
 
 ASSETS_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"
 ASSETS_URL = "/docs/static"
@@ -34,31 +35,13 @@ DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 's
             "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'")
 
 
-# The error body every native route answers with (the exception handlers in app.py and the
-# raises in auth.py build it). To move to services/contracts once that package owns it.
-class ErrorItem(BaseModel):
-    field: str = Field(description="dotted path of the field at fault, e.g. `patient.gender`; `body` for bad JSON")
-    message: str
-    type: str = Field(description="pydantic's error type, e.g. `missing`, `literal_error`")
-
-
-class ErrorBody(BaseModel):
-    """Every non-2xx answer of the native API (the NHSA routes answer in their own envelope)."""
-
-    error: str = Field(description="machine-readable kind: unauthorized, forbidden, invalid_request, "
-                       "not_found, payload_too_large, conflict, rate_limited, unavailable, internal_error")
-    field: str | None = Field(None, description="the field (or header) at fault, where there is one")
-    message: str = Field(description="what went wrong, naming the field")
-    errors: list[ErrorItem] | None = Field(None, description="422 only: every problem found, not just the first")
-
-
 def _error(description: str, example: dict[str, Any]) -> dict[str, Any]:
     return {"description": description,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"},
                                              "example": example}}}
 
 
-# Every error status the native API can answer, its meaning and a real body.
+# Every error status the native API can answer, its meaning and a real body (services.contracts.errors).
 ERRORS: dict[int, dict[str, Any]] = {
     401: _error("missing or unknown `X-API-Key` (`WWW-Authenticate: ApiKey`)",
                 {"error": "unauthorized", "field": "X-API-Key", "message": "unknown API key"}),
