@@ -30,15 +30,16 @@ def test_bad_api_keys_rejected(raw: str) -> None:
 def test_production_refuses_development_keys() -> None:
     with pytest.raises(SettingsError, match="production"):
         load_settings({"PRESETTLE_ENV": "production"})
-    with pytest.raises(SettingsError, match="development keys"):
+    strong_admin = "c2a9e4f7b1d5a8c3e6f0b9d2a5c8e1f4"
+    with pytest.raises(SettingsError, match="PRESETTLE_API_KEYS: the key for institution H1 is a placeholder"):
         load_settings({"PRESETTLE_ENV": "production", "PRESETTLE_API_KEYS": "dev-key-h1:H1",
-                       "PRESETTLE_ADMIN_KEYS": "admin-key-123"})
-    keys = {"PRESETTLE_ENV": "production", "PRESETTLE_API_KEYS": "real-key-123:H1",
-            "PRESETTLE_ADMIN_KEYS": "admin-key-123"}
-    with pytest.raises(SettingsError, match="PRESETTLE_PSEUDONYM_KEY"):
+                       "PRESETTLE_ADMIN_KEYS": strong_admin})
+    keys = {"PRESETTLE_ENV": "production", "PRESETTLE_API_KEYS": "7f3c9a1e5b2d8c4f6a0e9b3d7c1f5a2e:H1",
+            "PRESETTLE_ADMIN_KEYS": strong_admin}
+    with pytest.raises(SettingsError, match="PRESETTLE_PSEUDONYM_KEY: the development pseudonym key"):
         load_settings(keys)
-    s = load_settings({**keys, "PRESETTLE_PSEUDONYM_KEY": "a-long-secret-pseudonym-key"})
-    assert s.env == "production" and s.pseudonym_key.get_secret_value() == "a-long-secret-pseudonym-key"
+    s = load_settings({**keys, "PRESETTLE_PSEUDONYM_KEY": "a-long-secret-pseudonym-key-9f8e7d"})
+    assert s.env == "production" and s.pseudonym_key.get_secret_value() == "a-long-secret-pseudonym-key-9f8e7d"
 
 
 def test_masks_hide_short_patient_ids_whole() -> None:

@@ -25,6 +25,7 @@ from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_valid
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
+from services.common.secrets_policy import WeakSecretError, check_production_secrets, read_secret_files
 from services.contracts import topics
 
 log = logging.getLogger("presettle.settings")
@@ -220,14 +221,12 @@ class Settings(BaseSettings):
             raise SettingsError(f"PRESETTLE_ENV=production refuses development keys: set {missing}")
         self._institutions = parse_api_keys(api) if api else dict(DEV_API_KEYS)
         self._admin = parse_admin_keys(admin) if admin else DEV_ADMIN_KEYS
-        if self.env == "production" and (set(self._institutions) & set(DEV_API_KEYS) or self._admin & DEV_ADMIN_KEYS):
-            raise SettingsError("PRESETTLE_ENV=production refuses the documented development keys")
-        pseudonym_key = self.pseudonym_key.get_secret_value()
-        if self.env == "production" and (pseudonym_key == DEV_PSEUDONYM_KEY or len(pseudonym_key) < 16):
-            raise SettingsError(
-                "PRESETTLE_ENV=production refuses the development pseudonym key: set PRESETTLE_PSEUDONYM_KEY "
-                "(16+ characters, secret)"
-            )
+        if self.env == "production":  # placeholders, short or shared keys (services/common/secrets_policy.py)
+            try:
+                check_production_secrets(self._institutions, self._admin, self.pseudonym_key.get_secret_value(),
+                                         DEV_PSEUDONYM_KEY)
+            except WeakSecretError as exc:
+                raise SettingsError(f"PRESETTLE_ENV=production: {exc}") from None
         if not self.instance_id:
             object.__setattr__(self, "instance_id", f"{socket.gethostname()}-{self.http_port}")
         return self
@@ -347,7 +346,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     Warns (one log line) about ``PRESETTLE_*`` variables that no setting reads.
     """
-    environ: Mapping[str, str] = os.environ if env is None else dict(env)
+    try:  # NAME_FILE=/run/secrets/… is read as NAME (secrets mounted as files)
+        environ: Mapping[str, str] = read_secret_files(os.environ if env is None else env)
+    except WeakSecretError as exc:
+        raise SettingsError(str(exc)) from None
     token = _ENVIRON.set(environ)
     try:
         loaded = Settings()

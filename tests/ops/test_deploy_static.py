@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from services.common.settings import load_settings, variables
+from services.common.settings import SettingsError, load_settings, variables
 from tests.ops.helpers import DEPLOY, ROOT, promql_metric_names, series_names
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to parse deploy/ (pip install pyyaml)")
@@ -21,6 +21,11 @@ yaml = pytest.importorskip("yaml", reason="PyYAML is needed to parse deploy/ (pi
 DEFAULTS = load_settings({})
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 IMAGE = f"presettle:{VERSION}"
+# What an operator puts in place of the shipped placeholders (which production refuses:
+# tests/test_secrets_policy.py).
+REAL_SECRETS = {"PRESETTLE_API_KEYS": "7f3c9a1e5b2d8c4f6a0e9b3d7c1f5a2e:H1",
+                "PRESETTLE_ADMIN_KEYS": "c2a9e4f7b1d5a8c3e6f0b9d2a5c8e1f4",
+                "PRESETTLE_PSEUDONYM_KEY": "9e1b4d7a2c5f8e3b6d9a1c4f7e2b5d8a"}
 
 
 def code_env_names() -> set[str]:
@@ -114,7 +119,7 @@ def test_compose_presettle_env_is_what_the_code_reads_and_loads() -> None:
         env = {k: interpolate(v, dotenv) for k, v in svc["environment"].items()}
         unknown = {k for k in env if k.startswith("PRESETTLE_")} - known
         assert not unknown, f"{name}: variables no code reads: {sorted(unknown)}"
-        settings = load_settings(env)  # every value is one the service accepts (production refuses dev keys)
+        settings = load_settings({**env, **REAL_SECRETS})  # every other value is one the service accepts
         assert settings.env == "production" and not settings.dev_keys
         assert settings.replication_factor == 3
         assert settings.http_host == "0.0.0.0", "listen beyond loopback inside a container"
@@ -299,7 +304,9 @@ def test_k8s_config_and_secret_are_settings_the_code_reads() -> None:
             assert refs == {"presettle-config", "presettle-keys"}
             names |= {e["name"] for e in c.get("env", []) if e["name"].startswith("PRESETTLE_")}
     assert names <= known, f"variables no code reads: {sorted(names - known)}"
-    settings = load_settings({**config, **secret})
+    with pytest.raises(SettingsError, match="PRESETTLE_API_KEYS"):
+        load_settings({**config, **secret})  # the shipped placeholders are refused
+    settings = load_settings({**config, **secret, **REAL_SECRETS})
     assert settings.env == "production" and settings.replication_factor == 3
     assert settings.http_port == DEFAULTS.http_port and settings.worker_metrics_port == DEFAULTS.worker_metrics_port
     assert settings.partitions >= k8s("StatefulSet", "presettle-worker")["spec"]["replicas"]
