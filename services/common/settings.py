@@ -180,6 +180,7 @@ class Settings(BaseSettings):
     cds_fhir_timeout_ms: int = Field(1000, ge=10, le=60_000)  # prefetch fallback, within the request budget
     cds_fhir_servers: str = ""  # allowed fhirServer URL prefixes, comma-separated (empty: any, not in production)
     rulebase_dir: str | None = None  # None: the rule base packaged with the service (services/data)
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)  # larger request bodies answer 413
 
     _institutions: dict[str, str] = PrivateAttr(default_factory=dict)
     _admin: frozenset[str] = PrivateAttr(default=frozenset())

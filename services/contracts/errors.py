@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ErrorCode = Literal["invalid_request", "unauthorized", "forbidden", "not_found", "unavailable", "http_error",
-                    "internal_error"]
+ErrorCode = Literal["invalid_request", "unauthorized", "forbidden", "not_found", "payload_too_large", "unavailable",
+                    "http_error", "internal_error"]
 
 
 class ErrorDetail(BaseModel):
@@ -21,7 +21,8 @@ class ErrorBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", title="NativeError")
 
-    error: str = Field(description="invalid_request | unauthorized | forbidden | not_found | unavailable")
+    error: str = Field(description="invalid_request | unauthorized | forbidden | not_found | payload_too_large "
+                       "| unavailable")
     field: str | None = Field(default=None, description="the field at fault, e.g. items[0].quantity")
     message: str
     errors: list[ErrorDetail] | None = None

@@ -12,13 +12,26 @@ every HIS in scope runs in.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from services.contracts.common import CST, Code, Id, Text
+
+
+# How far an item's ``started_at`` may lie outside its encounter (admitted_at..discharged_at)
+# before the event is refused: clocks of HIS sub-systems drift, and an outpatient visit's time
+# is the registration, its services follow within the day (or an order placed the evening
+# before is carried out in the morning).
+SERVICE_TOLERANCE = {"inpatient": timedelta(hours=1), "outpatient": timedelta(days=1),
+                     "pharmacy": timedelta(days=1)}
+
+
+def _error(loc: tuple[str | int, ...], kind: str, message: str) -> InitErrorDetails:
+    return {"type": PydanticCustomError(kind, message), "loc": loc, "input": None}
 
 
 class _Model(BaseModel):
@@ -125,6 +138,34 @@ class Event(_Model):
             if item.line_id in seen:
                 raise ValueError(f"items: duplicate line_id {item.line_id!r}")
             seen.add(item.line_id)
+        return self
+
+    @model_validator(mode="after")
+    def _dates_consistent(self) -> "Event":
+        """Birth date not after the event; service dates within the encounter (errors name the field)."""
+        errors: list[InitErrorDetails] = []
+        event_day = self.occurred_at.astimezone(CST).date()
+        if self.patient.birth_date > event_day:
+            errors.append(_error(("patient", "birth_date"), "date_after_event",
+                                 f"{self.patient.birth_date.isoformat()} is after the event date "
+                                 f"{event_day.isoformat()} (occurred_at)"))
+        enc = self.encounter
+        tolerance = SERVICE_TOLERANCE[enc.type.value]
+        for n, item in enumerate(self.items):
+            if item.started_at is None:
+                continue
+            if enc.admitted_at is not None and item.started_at < enc.admitted_at - tolerance:
+                errors.append(_error(("items", n, "started_at"), "service_outside_encounter",
+                                     f"{item.started_at.isoformat()} is before encounter.admitted_at "
+                                     f"{enc.admitted_at.isoformat()}"))
+            elif enc.discharged_at is not None and item.started_at > enc.discharged_at + tolerance:
+                errors.append(_error(("items", n, "started_at"), "service_outside_encounter",
+                                     f"{item.started_at.isoformat()} is after encounter.discharged_at "
+                                     f"{enc.discharged_at.isoformat()}"))
+        if errors:
+            # A ValidationError raised here keeps each error's own location (patient.birth_date,
+            # items[3].started_at), so every dialect's error names the field at fault.
+            raise ValidationError.from_exception_data("Event", errors)
         return self
 
     def to_wire(self) -> dict[str, Any]:

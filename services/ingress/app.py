@@ -22,6 +22,7 @@ from services.contracts.errors import error_body
 from services.dialects.common import field_path, first_error
 from services.ingress import catalog, cds, dashboard, feedback, metrics, nhsa, openapi
 from services.ingress.engine_client import EngineClient
+from services.ingress.limits import BodyLimitMiddleware
 from services.ingress.native import router as native_router
 from services.ingress.request_id import RequestIdMiddleware
 from services.rules.engine import Engine
@@ -114,7 +115,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, unexpected_error)
 
-    app.add_middleware(ObserveMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)  # 413 before the body is read
+    app.add_middleware(ObserveMiddleware)  # counts the 413s too
     app.add_middleware(RequestIdMiddleware)  # outermost: every answer carries X-Request-ID
 
     app.include_router(native_router)

@@ -98,7 +98,8 @@ def test_a_visit_first_sent_as_current_then_as_history_is_one_visit(fake: InProc
     p = later["input"]["data"]["patient_dtos"][0]
     current = copy.deepcopy(p["fsi_encounter_dtos"][0])
     current.update(mdtrt_id="MD20260318002", adm_date="2026-03-18 09:00:00")
-    current["fsi_order_dtos"][0].update(hilist_code="XB01ACA056A001010100217", rx_id="RX-ASP")
+    current["fsi_order_dtos"][0].update(hilist_code="XB01ACA056A001010100217", rx_id="RX-ASP",
+                                        drord_begn_date="2026-03-18 09:20:00")  # within the new visit
     p["fsi_encounter_dtos"][0]["fsi_order_dtos"][0].pop("curr_drord_flag")
     p["fsi_encounter_dtos"].insert(0, current)
     p["curr_mdtrt_id"] = "MD20260318002"
