@@ -181,6 +181,8 @@ class Settings(BaseSettings):
     cds_fhir_servers: str = ""  # allowed fhirServer URL prefixes, comma-separated (empty: any, not in production)
     rulebase_dir: str | None = None  # None: the rule base packaged with the service (services/data)
     max_body_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)  # larger request bodies answer 413
+    # The live page (/dashboard*); unset: on, except when env is production.
+    dashboard_enabled: bool | None = None
 
     _institutions: dict[str, str] = PrivateAttr(default_factory=dict)
     _admin: frozenset[str] = PrivateAttr(default=frozenset())
@@ -272,6 +274,11 @@ class Settings(BaseSettings):
 
     def admin_key_list(self) -> list[str]:
         return sorted(self._admin)
+
+    @property
+    def dashboard_on(self) -> bool:
+        """Whether the live page is served: PRESETTLE_DASHBOARD_ENABLED, else off only in production."""
+        return self.env != "production" if self.dashboard_enabled is None else self.dashboard_enabled
 
     # Topic names -------------------------------------------------------
     @property

@@ -18,8 +18,10 @@ Decisions are aggregated in memory, bounded whatever the traffic:
 no web fonts). It renders ``GET /dashboard/data`` and then follows
 ``GET /dashboard/stream`` (``text/event-stream``): one ``snapshot`` event when
 something changed, at most every ``MIN_PUSH_S``, and at least every
-``HEARTBEAT_S``. The page carries no patient id in clear and no API key; expose
-it on the bureau's network only (see docs/operations.md).
+``HEARTBEAT_S``. The page carries no patient id in clear and no data of its own:
+the data and the stream need a key or the session cookie of services/ingress/board_auth.py;
+an admin sees the region, an institution its own board (:class:`Boards`). Off in production
+unless ``PRESETTLE_DASHBOARD_ENABLED``; expose it on the bureau's network only (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -35,17 +37,19 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from services.common.aio import cancel_and_wait, quietly
 from services.common.privacy import mask
 from services.common.settings import Settings
 from services.ingress import metrics
+from services.ingress.auth import SettingsDep
+from services.ingress.board_auth import ALL, COOKIE, BoardScope, key_scope, set_session_cookie
 
 log = logging.getLogger("presettle.dashboard")
 
@@ -133,8 +137,12 @@ def _counter_values(counter: Any, label: str | None = None) -> dict[str, float]:
 class Board:
     """In-memory aggregation of decisions for the live page (bounded; no patient id in clear)."""
 
-    def __init__(self, clock: Any = time.time) -> None:
+    def __init__(self, clock: Any = time.time, latency_from: "Board | None" = None) -> None:
         self.clock = clock
+        # An institution's board shows the service's latency percentiles (sampled once, on the
+        # region-wide board) but not its request counts, which would tell of other institutions.
+        self.latency_from = latency_from
+        self.scope = "*"  # who this board is for: "*" the region, or one institution id
         self.started = clock()
         self.minutes: deque[Minute] = deque()
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
@@ -237,6 +245,9 @@ class Board:
 
     # -- output ----------------------------------------------------------
     def _latency(self) -> dict[str, Any]:
+        if self.latency_from is not None:
+            shared = self.latency_from._latency()
+            return {**shared, "count": None, "engine_status": {}}
         out: dict[str, Any] = {"window_s": LATENCY_WINDOW_S, "count": 0, "p50_ms": None, "p95_ms": None,
                                "p99_ms": None, "engine_status": {}}
         if not self._samples:
@@ -257,7 +268,7 @@ class Board:
     def snapshot(self) -> dict[str, Any]:
         now = self.clock()
         current = int(now // 60)
-        key = (self.version, self.tick, current)
+        key = (self.version, (self.latency_from or self).tick, current)
         if self._cache and self._cache[0] == key:
             return self._cache[1]
         self._expire(current)
@@ -292,6 +303,7 @@ class Board:
             "since": datetime.fromtimestamp(self.started, UTC).isoformat(timespec="seconds"),
             "version": self.version,
             "feed_ready": self.feed_ready,
+            "scope": self.scope,
             "window_minutes": WINDOW_MINUTES,
             "totals": {
                 "decisions": decisions, "alerts": alerts, "alerted_decisions": alerted,
@@ -321,10 +333,76 @@ class Board:
         return self.rule_names.get(rule_id, {"name_zh": "", "name_en": "", "severity": ""})
 
 
+class Boards:
+    """The region-wide board (admin keys) and one board per institution that has a key.
+
+    Quacks like a :class:`Board` for the feed (``add``, ``notify``, ``feed_ready``,
+    ``sample_latency``, ``close``); :meth:`for_scope` picks the board a caller may see.
+    """
+
+    def __init__(self, institutions: Any = (), clock: Any = time.time) -> None:
+        self.all = Board(clock)
+        self.by_institution = {i: self._institution_board(i) for i in sorted(set(institutions))}
+        self._dirty: set[str] = set()
+
+    def _institution_board(self, institution: str) -> Board:
+        board = Board(self.all.clock, latency_from=self.all)
+        board.scope = institution
+        return board
+
+    def for_scope(self, scope: str) -> Board:
+        """``ALL`` → the region-wide board; an institution id → its own board (empty when it has none)."""
+        if scope == ALL:
+            return self.all
+        board = self.by_institution.get(scope)
+        if board is None:  # a key added since start: an empty board, never another's data
+            board = self.by_institution[scope] = self._institution_board(scope)
+            board.feed_ready = self.all.feed_ready
+        return board
+
+    @property
+    def feed_ready(self) -> bool:
+        return self.all.feed_ready
+
+    @feed_ready.setter
+    def feed_ready(self, value: bool) -> None:
+        for board in (self.all, *self.by_institution.values()):
+            board.feed_ready = value
+
+    @property
+    def closing(self) -> bool:
+        return self.all.closing
+
+    def add(self, decision: dict[str, Any]) -> None:
+        self.all.add(decision)
+        institution = str(decision.get("institution_id") or "")
+        board = self.by_institution.get(institution)
+        if board is not None:
+            board.add(decision)
+            self._dirty.add(institution)
+
+    def notify(self) -> None:
+        self.all.notify()
+        for institution in self._dirty:
+            self.by_institution[institution].notify()
+        self._dirty.clear()
+
+    def notify_all(self) -> None:
+        for board in (self.all, *self.by_institution.values()):
+            board.notify()
+
+    def sample_latency(self) -> None:
+        self.all.sample_latency()
+
+    def close(self) -> None:
+        for board in (self.all, *self.by_institution.values()):
+            board.close()
+
+
 class AuditFeed:
     """Reads every partition of the audit topic from its end, without a consumer group."""
 
-    def __init__(self, settings: Settings, board: Board) -> None:
+    def __init__(self, settings: Settings, board: Boards) -> None:
         self.settings = settings
         self.board = board
         self.consumer: AIOKafkaConsumer | None = None
@@ -387,7 +465,7 @@ class AuditFeed:
                     self.board.feed_ready = True
                     metrics.DASHBOARD_FEED_UP.set(1)
                     self._ready.set()
-                    self.board.notify()
+                    self.board.notify_all()
                     log.info("live page: following %s", self.settings.decisions_topic)
                 batches = await self.consumer.getmany(timeout_ms=500, max_records=2000)
             except asyncio.CancelledError:
@@ -418,7 +496,7 @@ class AuditFeed:
 
 
 # -- lifecycle (called from the app's lifespan) --------------------------------
-def _end_streams_on_exit_signal(board: Board) -> None:
+def _end_streams_on_exit_signal(board: Boards) -> None:
     """Chain onto the server's SIGTERM/SIGINT handler so open streams end at shutdown.
 
     uvicorn waits for every open response before it runs the lifespan shutdown, and an
@@ -442,7 +520,10 @@ def _end_streams_on_exit_signal(board: Board) -> None:
 
 
 async def start(app: FastAPI, settings: Settings) -> None:
-    board = Board()
+    if not settings.dashboard_on:
+        log.info("live page disabled (PRESETTLE_DASHBOARD_ENABLED)")
+        return
+    board = Boards(settings.institution_keys().values())
     feed = AuditFeed(settings, board)
     app.state.dashboard = board
     app.state.dashboard_feed = feed
@@ -451,7 +532,7 @@ async def start(app: FastAPI, settings: Settings) -> None:
 
 
 async def stop(app: FastAPI) -> None:
-    board: Board | None = getattr(app.state, "dashboard", None)
+    board: Boards | None = getattr(app.state, "dashboard", None)
     if board is not None:
         board.close()
     feed: AuditFeed | None = getattr(app.state, "dashboard_feed", None)
@@ -463,30 +544,63 @@ async def stop(app: FastAPI) -> None:
 router = APIRouter(tags=["dashboard"])
 
 
-def _board(request: Request) -> Board:
-    board: Board | None = getattr(request.app.state, "dashboard", None)
-    if board is None:  # app built without the lifespan hook: an empty board
-        board = request.app.state.dashboard = Board()
-    return board
+def _boards(request: Request) -> Boards:
+    boards: Boards | None = getattr(request.app.state, "dashboard", None)
+    if boards is None:  # app built without the lifespan hook: empty boards
+        boards = request.app.state.dashboard = Boards(request.app.state.settings.institution_keys().values())
+    return boards
 
 
-@router.get("/dashboard", response_class=HTMLResponse)
+async def enabled(settings: SettingsDep) -> None:
+    """404 when the live page is switched off (the default in production)."""
+    if not settings.dashboard_on:
+        raise HTTPException(404, {"error": "not_found", "message": "the live page is disabled "
+                                  "(PRESETTLE_DASHBOARD_ENABLED)"})
+
+
+Enabled = Depends(enabled)
+
+
+@router.get("/dashboard", response_class=HTMLResponse, dependencies=[Enabled])
 async def dashboard_page() -> HTMLResponse:
-    """The live page (大屏): alerts per minute by rule, top institutions and rules, latency, recent alerts."""
+    """The live page (大屏): alerts per minute by rule, top institutions and rules, latency, recent alerts.
+
+    The page holds no data: it asks for a key (or takes ``?key=`` once) and then reads
+    ``/dashboard/data`` and ``/dashboard/stream`` with the session cookie."""
     return HTMLResponse(PAGE.read_text(encoding="utf-8"), headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/dashboard/data")
-async def dashboard_data(request: Request) -> Response:
-    """The live page's current snapshot as JSON (patient ids masked)."""
-    return Response(orjson.dumps(_board(request).snapshot()), media_type="application/json",
+@router.post("/dashboard/session", dependencies=[Enabled],
+             responses={401: {"description": "missing or unknown key"}, 404: {"description": "disabled"}})
+async def dashboard_login(request: Request, scope: Annotated[str, Depends(key_scope)]) -> Response:
+    """Exchange an ``X-API-Key`` (institution or admin) for the live page's session cookie."""
+    response = Response(orjson.dumps({"scope": scope}), media_type="application/json",
+                        headers={"Cache-Control": "no-store"})
+    set_session_cookie(response, request, scope)
+    return response
+
+
+@router.delete("/dashboard/session", dependencies=[Enabled], status_code=204)
+async def dashboard_logout() -> Response:
+    """End the live page's session (clears the cookie)."""
+    response = Response(status_code=204)
+    response.delete_cookie(COOKIE, path="/dashboard")
+    return response
+
+
+@router.get("/dashboard/data", dependencies=[Enabled],
+            responses={401: {"description": "no key or session"}, 404: {"description": "disabled"}})
+async def dashboard_data(request: Request, scope: BoardScope) -> Response:
+    """The live page's current snapshot as JSON (patient ids masked; an institution key sees its own)."""
+    return Response(orjson.dumps(_boards(request).for_scope(scope).snapshot()), media_type="application/json",
                     headers={"Cache-Control": "no-store"})
 
 
-@router.get("/dashboard/stream")
-async def dashboard_stream(request: Request) -> StreamingResponse:
+@router.get("/dashboard/stream", dependencies=[Enabled],
+            responses={401: {"description": "no key or session"}, 404: {"description": "disabled"}})
+async def dashboard_stream(request: Request, scope: BoardScope) -> StreamingResponse:
     """Server-sent events: a ``snapshot`` event whenever the board changes (≤ 2/s), at least every 5 s."""
-    board = _board(request)
+    board = _boards(request).for_scope(scope)
 
     async def events() -> AsyncIterator[bytes]:
         metrics.DASHBOARD_CLIENTS.inc()

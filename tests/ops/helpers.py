@@ -60,17 +60,18 @@ def promql_metric_names(expr: str) -> set[str]:
 ATORVASTATIN = "XC10AAA067A001010101234"
 
 
-def post_ok(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
-    r = client.post("/v1/events", json=body)
+def post_ok(client: httpx.Client, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    r = client.post("/v1/events", json=body, headers=headers)
     assert r.status_code == 200, r.text
     answer = r.json()
     assert answer["engine_status"] == "evaluated", answer
     return answer
 
 
-def r03_event(patient: str | None = None) -> dict[str, Any]:
+def r03_event(patient: str | None = None, institution: str = "H1") -> dict[str, Any]:
     """A prostate diagnosis for a female patient: raises R03 (诊断与性别不符)."""
-    return event(patient=patient or uid("P"), gender="F", diagnoses=[dx("N40", name="前列腺增生")])
+    return event(patient=patient or uid("P"), gender="F", diagnoses=[dx("N40", name="前列腺增生")],
+                 institution=institution)
 
 
 def r19_events(patient: str | None = None) -> list[dict[str, Any]]:

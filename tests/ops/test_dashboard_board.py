@@ -119,5 +119,6 @@ def test_page_is_self_contained_bilingual_and_uses_relative_urls() -> None:
     for zh, en in (("每分钟预警", "Alerts per minute"), ("最新预警", "Recent alerts"), ("机构排行", "Top institutions"),
                    ("预警规则排行", "Top rules"), ("时延", "Latency")):
         assert zh in html and en in html
-    assert 'EventSource("dashboard/stream")' in html and 'fetch("dashboard/data"' in html
+    assert 'EventSource("dashboard/stream"' in html and 'fetch("dashboard/data"' in html
+    assert 'fetch("dashboard/session"' in html and 'history.replaceState' in html
     assert ".innerHTML" not in html, "untrusted text is set with textContent only"

@@ -35,15 +35,27 @@ def rows(cdp: CDP) -> list[dict[str, str]]:
 def test_live_page_shows_alerts_and_updates_without_reload(browser: CDP, stack: Stack, client: httpx.Client) -> None:
     cdp = browser
     wait_for(lambda: client.get("/dashboard/data").json()["feed_ready"], what="the audit feed")
+    # Without a key the page asks for one and shows nothing.
+    cdp.call("Network.enable")
+    cdp.call("Network.clearBrowserCookies")
+    cdp.call("Page.navigate", url=stack.url + "/dashboard")
+    wait_for(lambda: cdp.js("document.readyState") == "complete", what="page load")
+    wait_for(lambda: cdp.js("getComputedStyle(document.getElementById('login')).display") == "flex",
+             timeout=15, what="the key prompt")
+    assert rows(cdp) == []
     # 1. An alert before the page opens: the initial snapshot must carry it.
     first_patient = uid("PBROWSER")
     first = post_ok(client, r03_event(first_patient))
-    cdp.call("Page.navigate", url=stack.url + "/dashboard")
+    # The bureau's key, passed once in the address: exchanged for a session cookie, removed from the URL.
+    cdp.call("Page.navigate", url=stack.url + "/dashboard?key=dev-admin-key")
     wait_for(lambda: cdp.js("document.readyState") == "complete", what="page load")
     wait_for(lambda: first["decision_id"] in [r["decision"] for r in rows(cdp)], timeout=15,
              what="the first alert in the recent-alerts table")
     wait_for(lambda: "Live" in cdp.js("document.getElementById('conn').textContent"), timeout=15,
              what="the SSE connection")
+    assert "key=" not in cdp.js("window.location.href"), "the key left the address bar"
+    assert "dev-admin-key" not in cdp.js("document.cookie"), "the session cookie is HttpOnly and holds no key"
+    assert "全区" in cdp.js("document.getElementById('scope').textContent")
     row = next(r for r in rows(cdp) if r["decision"] == first["decision_id"])
     assert row["rule"] == "R03"
     assert mask(first_patient) in row["cells"] and "H1" in row["cells"]
