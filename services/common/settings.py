@@ -298,6 +298,15 @@ class Settings(BaseSettings):
         return topics.feedback_topic(self.topic_prefix)
 
     @property
+    def alert_index_topic(self) -> str:
+        # Keyed by decision id: issued alerts and feedback checks (services/rules/alert_index.py).
+        return f"{self.topic_prefix}.alert-index"
+
+    @property
+    def alert_index_changelog_topic(self) -> str:
+        return f"{self.worker_app_id}-alert_index-changelog"
+
+    @property
     def worker_app_id(self) -> str:
         return topics.worker_app_id(self.topic_prefix)
 

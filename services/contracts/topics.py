@@ -40,6 +40,10 @@ class TopicSettings(Protocol):
     @property
     def state_changelog_topic(self) -> str: ...
     @property
+    def alert_index_topic(self) -> str: ...
+    @property
+    def alert_index_changelog_topic(self) -> str: ...
+    @property
     def partitions(self) -> int: ...
     @property
     def replication_factor(self) -> int: ...
@@ -71,6 +75,17 @@ def worker_app_id(prefix: str) -> str:
 def state_changelog_topic(prefix: str) -> str:
     # faust names a table's changelog "<app id>-<table name>-changelog".
     return f"{worker_app_id(prefix)}-{STATE_TABLE}-changelog"
+
+
+ALERT_INDEX_TABLE = "alert_index"  # the worker's table of issued alerts (services/stream/alert_index.py)
+
+
+def alert_index_topic(prefix: str) -> str:
+    return f"{prefix}.alert-index"
+
+
+def alert_index_changelog_topic(prefix: str) -> str:
+    return f"{worker_app_id(prefix)}-{ALERT_INDEX_TABLE}-changelog"
 
 
 def reply_topic(prefix: str, instance: str) -> str:
@@ -139,6 +154,12 @@ def service_topic_defs(settings: TopicSettings, audit_retention_days: int | None
         Topic(settings.feedback_topic, p,
               {"cleanup.policy": "delete", "retention.ms": str(90 * DAY_MS), **isr},
               key="decision id", value="FeedbackRecord"),
+        # issued alerts and feedback checks (services/rules/alert_index.py); the table is compacted
+        Topic(settings.alert_index_topic, p,
+              {"cleanup.policy": "delete", "retention.ms": str(31 * DAY_MS), **isr},
+              key="decision id", value='{"kind": "issued" | "feedback", ...}'),
+        Topic(settings.alert_index_changelog_topic, p, {"cleanup.policy": "compact", **isr},
+              key="decision id", value="alert index entry (services.rules.alert_index)"),
     ]
 
 

@@ -54,6 +54,8 @@ class FeedbackPublic(BaseModel):
     rule_id: str
     outcome: Outcome
     recorded: bool = True
+    duplicate: bool = Field(False, description="true when this outcome was already recorded for this alert "
+                            "(a retry: counted once)")
 
 
 def split_alert_id(alert_id: str, field: str, known_rules: frozenset[str] | None = None) -> tuple[str, str]:

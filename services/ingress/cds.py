@@ -26,7 +26,8 @@ from services.dialects.exceptions import MappingError
 from services.common.settings import Settings
 from services.ingress import metrics
 from services.ingress.auth import ApiKeyHeader, SettingsDep
-from services.ingress.feedback import FeedbackUnavailable, invalid, known_rules, write_feedback
+from services.ingress.feedback import (FeedbackUnavailable, FeedbackUnknown, invalid, known_rules, not_found,
+                                       write_feedback)
 from services.ingress.gateway_auth import AuthFailure, JwtVerifier, now_s
 from services.service_layer import decide
 
@@ -226,8 +227,10 @@ async def service_feedback(
     except MappingError as exc:
         raise invalid(exc.field, exc.message) from None
     try:
-        await write_feedback(request, records)
+        await write_feedback(request, records, [f"feedback[{i}].card" for i in range(len(records))])
     except FeedbackUnavailable as exc:
         raise HTTPException(503, {"error": "unavailable", "message": str(exc)}) from None
+    except FeedbackUnknown as exc:
+        raise not_found(exc) from None
     return {"recorded": [{"card": r["alert_id"], "rule_id": r["rule_id"], "outcome": r["outcome"]}
                          for r in records]}

@@ -29,7 +29,20 @@ router = APIRouter(tags=["feedback"])
 
 
 class FeedbackUnavailable(RuntimeError):
-    """The broker did not take the feedback record."""
+    """The broker or the worker did not take the feedback (the client may send it again)."""
+
+
+class FeedbackUnknown(LookupError):
+    """Feedback on an alert that was never issued to the caller's institution (answered 404)."""
+
+    def __init__(self, alert_id: str, field: str) -> None:
+        super().__init__(alert_id)
+        self.alert_id = alert_id
+        self.field = field
+
+
+# Feedback is not on the HIS's critical path: wait longer than an event's budget.
+FEEDBACK_BUDGET_S = 5.0
 
 
 def known_rules(request: Request) -> frozenset[str]:
@@ -38,21 +51,41 @@ def known_rules(request: Request) -> frozenset[str]:
     return request.app.state.known_rules
 
 
-async def write_feedback(request: Request, records: list[dict[str, Any]]) -> None:
-    """Write each record to the feedback topic (waiting for the ack), then count it."""
+async def write_feedback(request: Request, records: list[dict[str, Any]],
+                         fields: list[str] | None = None) -> list[str]:
+    """Check each record against the worker's alert index, which writes it to the feedback topic
+    once per alert and outcome; count what was recorded. Returns each record's status
+    (``recorded`` or ``duplicate``); raises FeedbackUnknown naming the first unknown alert."""
     client = request.app.state.engine_client
-    topic = request.app.state.settings.feedback_topic
+    topic = request.app.state.settings.alert_index_topic
     if not client.available:
         raise FeedbackUnavailable("broker unreachable")
-    try:
-        # All records, acknowledged together; counted only once every one is in, so a client
-        # resending after a partial failure does not count the first ones twice.
-        await asyncio.gather(*(client.publish(topic, rec["decision_id"].encode(), rec) for rec in records))
-    except Exception as exc:  # timeout or Kafka error
-        log.warning("feedback not recorded: %s", type(exc).__name__)
-        raise FeedbackUnavailable(f"the broker did not accept the feedback ({type(exc).__name__})") from exc
-    for rec in records:
-        metrics.FEEDBACK.labels(rec["rule_id"], rec["outcome"]).inc()
+    asks = [
+        client.submit(rec["decision_id"].encode(),
+                      {"kind": "feedback", "alert_id": rec["alert_id"], "outcome": rec["outcome"],
+                       "institution_id": rec["institution_id"], "record": rec},
+                      FEEDBACK_BUDGET_S, topic=topic)
+        for rec in records
+    ]
+    outcomes = await asyncio.gather(*asks)
+    statuses: list[str] = []
+    for rec, outcome in zip(records, outcomes, strict=True):
+        if outcome.status != "evaluated":
+            log.warning("feedback not checked: %s", outcome.status)
+            raise FeedbackUnavailable(f"the feedback was not confirmed ({outcome.status}); send it again")
+        status = str((outcome.decision or {}).get("feedback", {}).get("status", ""))
+        statuses.append(status)
+        if status == "recorded":
+            metrics.FEEDBACK.labels(rec["rule_id"], rec["outcome"]).inc()
+    for n, (rec, status) in enumerate(zip(records, statuses, strict=True)):
+        if status not in ("recorded", "duplicate"):
+            raise FeedbackUnknown(rec["alert_id"], fields[n] if fields else "alert_id")
+    return statuses
+
+
+def not_found(exc: FeedbackUnknown) -> HTTPException:
+    return HTTPException(404, {"error": "not_found", "field": exc.field,
+                               "message": f"{exc.field}: no alert {exc.alert_id[:80]!r} was issued to this institution"})
 
 
 def now() -> datetime:
@@ -78,8 +111,10 @@ async def post_feedback(
     except MappingError as exc:
         raise invalid(exc.field, exc.message) from None
     try:
-        await write_feedback(request, [rec])
+        [status] = await write_feedback(request, [rec])
     except FeedbackUnavailable as exc:
         raise HTTPException(503, {"error": "unavailable", "message": str(exc)}) from None
+    except FeedbackUnknown as exc:
+        raise not_found(exc) from None
     return fb.FeedbackPublic(alert_id=rec["alert_id"], decision_id=rec["decision_id"], rule_id=rec["rule_id"],
-                             outcome=rec["outcome"])
+                             outcome=rec["outcome"], duplicate=status == "duplicate")

@@ -36,7 +36,7 @@ from services.dialects.exceptions import MappingError
 from services.ingress import metrics
 from services.ingress.auth import ApiKeyHeader, SettingsDep
 from services.ingress.engine_client import EngineClient
-from services.ingress.feedback import FeedbackUnavailable, known_rules, write_feedback
+from services.ingress.feedback import FeedbackUnavailable, FeedbackUnknown, known_rules, write_feedback
 from services.ingress.gateway_auth import AuthFailure, ReplayCache, has_gateway_headers, now_s, verify_gateway
 from services.service_layer import decide, not_decided
 
@@ -186,9 +186,13 @@ async def _feedback(request: Request, req: nhsa.NhsaFeedbackRequest, caller: str
     _check(req, (nhsa.FEEDBACK_INFNO,), caller)
     records = nhsa.feedback_records(req, caller, received, known_rules(request))
     try:
-        await write_feedback(request, records)
+        await write_feedback(request, records,
+                             [f"input.data.warns[{i}].warn_rslt_id" for i in range(len(records))])
     except FeedbackUnavailable as exc:
         raise NhsaError(f"feedback not recorded: {exc}; send it again") from None
+    except FeedbackUnknown as exc:
+        raise NhsaError(f"{exc.field}: no alert {exc.alert_id[:80]!r} was issued to this institution",
+                        status=404) from None
     output = {"warns": [{"warn_rslt_id": r["alert_id"], "rule_id": r["rule_id"], "outcome": r["outcome"]}
                         for r in records]}
     return JSONResponse(envelope(0, None, output, received))
@@ -212,7 +216,14 @@ async def nhsa_3102(
     return await _analyse(request, body, ("3102",), caller, budget_ms or settings.budget_ms)
 
 
-@router.post("/3103", response_model=nhsa.NhsaFeedbackResponse, responses=ERRORS)
+FEEDBACK_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    404: {"model": nhsa.NhsaErrorResponse,
+          "description": "a warn_rslt_id names no alert issued to this institution (infcode -1)"},
+}
+
+
+@router.post("/3103", response_model=nhsa.NhsaFeedbackResponse, responses=FEEDBACK_ERRORS)
 async def nhsa_3103(body: nhsa.NhsaFeedbackRequest, request: Request, caller: CallerDep) -> JSONResponse:
     """3103 事前事中服务反馈服务: 继续执行 (overridden, with a reason) or 返回修改 (accepted) per jr_id."""
     return await _feedback(request, body, caller)
@@ -227,7 +238,7 @@ DISPATCH_BODY = {
 }
 
 
-@router.post("", response_model=nhsa.NhsaAnalysisResponse | nhsa.NhsaFeedbackResponse, responses=ERRORS,
+@router.post("", response_model=nhsa.NhsaAnalysisResponse | nhsa.NhsaFeedbackResponse, responses=FEEDBACK_ERRORS,
              openapi_extra={"requestBody": DISPATCH_BODY})
 async def nhsa_dispatch(
     request: Request, caller: CallerDep, settings: SettingsDep, budget_ms: Budget = None,

@@ -69,7 +69,7 @@ ERRORS: dict[int, dict[str, Any]] = {
 # Statuses a route answers beyond what its signature shows (security → 401, parameters → 422).
 EXTRA_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/v1/events"): (403,),  # auth.check_institution
-    ("post", "/v1/alerts/{alert_id}/feedback"): (503,),
+    ("post", "/v1/alerts/{alert_id}/feedback"): (404, 503),  # 404: not an alert issued to the caller
     ("post", "/v1/patient-status"): (503,),
     ("post", "/cds-services/{service_id}"): (404,),
     ("post", "/cds-services/{service_id}/feedback"): (404, 503),

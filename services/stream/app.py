@@ -33,7 +33,7 @@ from services.contracts.topics import STATE_TABLE
 from services.rules import decision as dec
 from services.rules import state as state_codec
 from services.rules.engine import Engine
-from services.stream import metrics
+from services.stream import alert_index, metrics
 
 log = logging.getLogger("presettle.worker")
 
@@ -118,6 +118,10 @@ async def _on_event(key: bytes, value: bytes, headers: dict[str, bytes]) -> None
         request_id=logs.request_id.get(),  # the HTTP request's X-Request-ID (None when sent without one)
     )
     body = orjson.dumps(decision)
+    if outcome["alerts"]:
+        # Acknowledged before the HIS can see (and answer) an alert; idempotent, so a replay
+        # re-issues too (repairing an index record lost with a crash).
+        await issue_alerts(decision)
     if not outcome["replayed"]:
         # The audit trail first: every decision once (at least once across a
         # crash; the decision id is deterministic, so consumers can de-duplicate).
@@ -143,6 +147,11 @@ def _on_status(key: bytes, value: bytes) -> None:
     state = state_codec.loads(patient_state.get(key))
     patient_state[key] = state_codec.dumps(engine.apply_status(state, status))
     metrics.STATUS_UPDATES.inc()
+
+
+# Issued alerts, keyed by decision id: feedback is checked against them (services/stream/alert_index.py).
+issue_alerts = alert_index.install(app, settings, lambda headers, body: _reply(headers, body),
+                                   lambda message: env.header_map(message.headers), RAW)
 
 
 # Last offset processed per (topic, partition); the lag gauge is refreshed on a

@@ -33,6 +33,12 @@ REPLIES_SKIPPED = Counter(
     "Replies not sent: stale (nobody waits any more) or failed (the error type); decisions are still recorded.",
     ["reason"],
 )
+FEEDBACK_CHECKS = Counter(
+    "presettle_worker_feedback_checks_total",
+    "Feedback checked against the alert index: recorded, duplicate (already recorded) or unknown (not an alert "
+    "issued to the caller's institution).",
+    ["status"],
+)
 LAG = Gauge("presettle_worker_consumer_lag", "Records behind the partition's high watermark.", ["topic", "partition"])
 
 

@@ -105,6 +105,7 @@ def test_error_body_shape() -> None:
 class _S:
     events_topic, status_topic, decisions_topic = "p.events", "p.patient-status", "p.decisions"
     feedback_topic, state_changelog_topic = "p.feedback", "p-worker-patient_state-changelog"
+    alert_index_topic, alert_index_changelog_topic = "p.alert-index", "p-worker-alert_index-changelog"
     partitions, replication_factor, audit_retention_days = 4, 3, 365
 
 
@@ -116,6 +117,9 @@ def test_topic_definitions() -> None:
     assert all(t.partitions == 4 and t.config["min.insync.replicas"] == "2" for t in defs.values())
     assert topics.state_changelog_topic("p") == _S.state_changelog_topic
     assert topics.reply_topic("p", "host:1/a") == "p.replies.host-1-a"
+    assert topics.alert_index_topic("p") == _S.alert_index_topic
+    assert topics.alert_index_changelog_topic("p") == _S.alert_index_changelog_topic
+    assert defs["p-worker-alert_index-changelog"].config["cleanup.policy"] == "compact"
 
 
 def test_settings_name_the_topics_as_the_contracts_do() -> None:
@@ -127,3 +131,5 @@ def test_settings_name_the_topics_as_the_contracts_do() -> None:
             s.reply_topic("i-1")) == (
         topics.events_topic(prefix), topics.status_topic(prefix), topics.decisions_topic(prefix),
         topics.feedback_topic(prefix), topics.state_changelog_topic(prefix), topics.reply_topic(prefix, "i-1"))
+    assert (s.alert_index_topic, s.alert_index_changelog_topic) == (
+        topics.alert_index_topic(prefix), topics.alert_index_changelog_topic(prefix))

@@ -18,6 +18,7 @@ import pytest
 from services.common.settings import load_settings
 from services.contracts import envelope as env
 from services.contracts.gateway import Outcome
+from services.rules import alert_index as index
 from services.rules import decision as dec
 from services.rules import state as state_codec
 from services.rules.engine import Engine
@@ -37,9 +38,13 @@ def engine() -> Engine:
 class InProcessEngine:
     """EngineClient's interface (submit, publish, available) over an in-memory patient state."""
 
-    def __init__(self, engine: Engine, events_topic: str) -> None:
+    def __init__(self, engine: Engine, events_topic: str, alert_index_topic: str = "presettle.alert-index",
+                 feedback_topic: str = "presettle.feedback") -> None:
         self.engine = engine
         self.events_topic = events_topic
+        self.alert_index_topic = alert_index_topic
+        self.feedback_topic = feedback_topic
+        self.index: dict[bytes, dict[str, Any]] = {}  # the worker's alert index (services/stream/alert_index.py)
         self.states: dict[bytes, bytes] = {}
         self.published: list[tuple[str, bytes | None, dict[str, Any]]] = []
         self.applied: list[str] = []  # event ids applied (not answered from the idempotency record)
@@ -52,11 +57,25 @@ class InProcessEngine:
         if new_bytes is not None:
             self.states[key] = new_bytes
             self.applied.append(event["event_id"])
+        if outcome["alerts"]:  # as the worker: the alerts are issued before the HIS sees them
+            d = outcome["decision_id"].encode()
+            self.index[d] = index.issue(self.index.get(d), event["institution"]["id"],
+                                        [a["alert_id"] for a in outcome["alerts"]], 0)
         return outcome
 
-    async def submit(self, key: bytes, event: dict[str, Any], budget_s: float) -> Outcome:
+    def check_feedback(self, key: bytes, request: dict[str, Any]) -> dict[str, Any]:
+        new, status = index.feedback(self.index.get(key), request["institution_id"], request["alert_id"],
+                                     request["outcome"])
+        if status == "recorded":
+            self.published.append((self.feedback_topic, key, json.loads(json.dumps(request["record"]))))
+            self.index[key] = new  # type: ignore[assignment]
+        return {"feedback": {"status": status}}
+
+    async def submit(self, key: bytes, event: dict[str, Any], budget_s: float, topic: str | None = None) -> Outcome:
         if not self.available:
             return Outcome("unavailable", error="broker unreachable")
+        if topic == self.alert_index_topic:
+            return Outcome("evaluated", self.check_feedback(key, json.loads(json.dumps(event))))
         decision = self.handle(key, json.loads(json.dumps(event)))
         if self.answer == "timeout":
             return Outcome("timeout")
@@ -84,7 +103,8 @@ class InProcessEngine:
 
 @pytest.fixture
 def fake(engine: Engine) -> InProcessEngine:
-    return InProcessEngine(engine, load_settings({}).events_topic)
+    s = load_settings({})
+    return InProcessEngine(engine, s.events_topic, s.alert_index_topic, s.feedback_topic)
 
 
 class App:

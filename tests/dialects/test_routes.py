@@ -279,3 +279,47 @@ def test_cds_unexpected_fhir_shapes_are_never_a_500(api: App, mutate) -> None:
     assert r.status_code in (200, 422), r.text  # read as unknown, or refused naming the field
     if r.status_code == 422:
         assert r.json()["error"] == "invalid_request" and r.json()["field"]
+
+
+# -- feedback ownership: only alerts issued to the caller's institution, once per alert and outcome --
+def test_feedback_on_alerts_never_issued_or_issued_to_another_institution_is_404(api: App, fake: InProcessEngine) -> None:
+    [jr_id] = _jr_ids(api)
+    before = feedback_count("R19", "accepted")
+    never = "d-0a1b2c3d4e5f60718293.R19.1"  # well formed, names a real rule, never issued
+    r = api.post(f"/v1/alerts/{never}/feedback", json={"outcome": "accepted"})
+    assert r.status_code == 404 and r.json()["error"] == "not_found" and r.json()["field"] == "alert_id"
+    # H1's alert, H2's key: the same answer as for an alert that never existed.
+    r = api.post(f"/v1/alerts/{jr_id}/feedback", json={"outcome": "accepted"}, headers={"X-API-Key": "dev-key-h2"})
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+    sibling = jr_id.rsplit(".", 1)[0] + ".9"  # the decision exists; that alert number does not
+    assert api.post(f"/v1/alerts/{sibling}/feedback", json={"outcome": "accepted"}).status_code == 404
+    body = example(FEEDBACK)
+    body["input"]["data"]["warns"] = [{"warn_rslt_id": jr_id, "dspo_way": 2},
+                                      {"warn_rslt_id": never, "dspo_way": 2}]
+    r = api.post("/nhsa/3103", json=body)
+    assert r.status_code == 404 and r.json()["infcode"] == -1
+    assert r.json()["err_msg"].startswith("input.data.warns[1].warn_rslt_id:")
+    r = api.post("/cds-services/presettle-order-sign/feedback", json={"feedback": [{"card": never, "outcome": "accepted"}]})
+    assert r.status_code == 404 and r.json()["field"] == "feedback[0].card"
+    # Only the one valid warn of the 3103 request was recorded and counted.
+    assert feedback_count("R19", "accepted") == before + 1
+    assert [p[2]["alert_id"] for p in fake.published if p[0].endswith(".feedback")] == [jr_id]
+
+
+def test_feedback_is_counted_once_per_alert_and_outcome(api: App, fake: InProcessEngine) -> None:
+    [jr_id] = _jr_ids(api)
+    accepted, overridden = feedback_count("R19", "accepted"), feedback_count("R19", "overridden")
+    first = api.post(f"/v1/alerts/{jr_id}/feedback", json={"outcome": "accepted"})
+    again = api.post(f"/v1/alerts/{jr_id}/feedback", json={"outcome": "accepted"})
+    assert first.status_code == again.status_code == 200
+    assert first.json()["duplicate"] is False and again.json()["duplicate"] is True
+    body = example(FEEDBACK)
+    body["input"]["data"]["warns"] = [{"warn_rslt_id": jr_id, "dspo_way": 2}]
+    assert api.post("/nhsa/3103", json=body).json()["infcode"] == 0  # the same outcome from another dialect
+    assert feedback_count("R19", "accepted") == accepted + 1
+    # Another outcome on the same alert is new feedback (the doctor changed their mind).
+    r = api.post(f"/v1/alerts/{jr_id}/feedback", json={"outcome": "overridden", "reason": "患者坚持"})
+    assert r.status_code == 200 and r.json()["duplicate"] is False
+    assert feedback_count("R19", "overridden") == overridden + 1
+    outcomes = [p[2]["outcome"] for p in fake.published if p[0].endswith(".feedback")]
+    assert outcomes == ["accepted", "overridden"]

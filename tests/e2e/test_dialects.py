@@ -321,3 +321,22 @@ def test_contract_same_scenario_same_rule_ids_through_native_3101_and_cds_hooks(
     assert {"R03", "R19"} <= set(native)
     assert national == native
     assert cds == native
+
+
+def test_feedback_ownership_through_the_worker(stack: Stack, client: httpx.Client) -> None:
+    """The worker's alert index: 404 for alerts not issued to the caller, a repeat counted once."""
+    body, _ = fresh(example("nhsa-analysis.request.3101-outpatient.json"))
+    [jr_id] = [x["jr_id"] for x in nhsa(client, "/nhsa/3101", body)["output"]["result"] if x["rule_id"] == "R19"]
+    accepted = feedback_total(client, "R19", "accepted")
+    never = "d-0a1b2c3d4e5f60718293.R19.1"
+    r = client.post(f"/v1/alerts/{never}/feedback", json={"outcome": "accepted"})
+    assert r.status_code == 404 and r.json()["field"] == "alert_id"
+    r = client.post(f"/v1/alerts/{jr_id}/feedback", json={"outcome": "accepted"}, headers={"X-API-Key": "dev-key-h2"})
+    assert r.status_code == 404
+    first = client.post(f"/v1/alerts/{jr_id}/feedback", json={"outcome": "accepted"})
+    again = client.post(f"/v1/alerts/{jr_id}/feedback", json={"outcome": "accepted"})
+    assert first.status_code == again.status_code == 200, (first.text, again.text)
+    assert (first.json()["duplicate"], again.json()["duplicate"]) == (False, True)
+    assert feedback_total(client, "R19", "accepted") == accepted + 1
+    records = asyncio.run(_feedback_records(stack.bootstrap, stack.settings.feedback_topic, {jr_id}))
+    assert [r["outcome"] for r in records] == ["accepted"], "written once"
