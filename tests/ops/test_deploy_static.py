@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from services.common.secrets_policy import SECRET_VARIABLES
 from services.common.settings import SettingsError, load_settings, variables
 from tests.ops.helpers import DEPLOY, ROOT, promql_metric_names, series_names
 
@@ -26,6 +27,9 @@ IMAGE = f"presettle:{VERSION}"
 REAL_SECRETS = {"PRESETTLE_API_KEYS": "7f3c9a1e5b2d8c4f6a0e9b3d7c1f5a2e:H1",
                 "PRESETTLE_ADMIN_KEYS": "c2a9e4f7b1d5a8c3e6f0b9d2a5c8e1f4",
                 "PRESETTLE_PSEUDONYM_KEY": "9e1b4d7a2c5f8e3b6d9a1c4f7e2b5d8a"}
+
+
+SECRET_FILE_VARIABLES = {f"{name}_FILE" for name in SECRET_VARIABLES}
 
 
 def code_env_names() -> set[str]:
@@ -117,8 +121,17 @@ def test_compose_presettle_env_is_what_the_code_reads_and_loads() -> None:
         assert interpolate(svc["image"], dotenv) == IMAGE, f"{name}: image tag follows pyproject's version"
         assert svc["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
         env = {k: interpolate(v, dotenv) for k, v in svc["environment"].items()}
-        unknown = {k for k in env if k.startswith("PRESETTLE_")} - known
+        unknown = {k for k in env if k.startswith("PRESETTLE_")} - known - SECRET_FILE_VARIABLES
         assert not unknown, f"{name}: variables no code reads: {sorted(unknown)}"
+        # Secrets are mounted files, never plain environment values.
+        assert not set(REAL_SECRETS) & set(env), f"{name}: a secret in the environment"
+        mounted = set(svc["secrets"])
+        for variable in SECRET_FILE_VARIABLES & set(env):
+            secret = env.pop(variable).removeprefix("/run/secrets/")
+            assert secret in mounted and secret in compose()["secrets"], f"{name}: {variable} is not mounted"
+        assert {"PRESETTLE_API_KEYS_FILE", "PRESETTLE_ADMIN_KEYS_FILE", "PRESETTLE_PSEUDONYM_KEY_FILE"} <= (
+            set(svc["environment"]))
+        assert svc["read_only"] is True and svc["cap_drop"] == ["ALL"] and "/tmp" in svc["tmpfs"]
         settings = load_settings({**env, **REAL_SECRETS})  # every other value is one the service accepts
         assert settings.env == "production" and not settings.dev_keys
         assert settings.replication_factor == 3
@@ -350,3 +363,72 @@ def test_grafana_json_is_what_the_builder_produces() -> None:
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     on_disk = (DEPLOY / "grafana/dashboards/presettle.json").read_text(encoding="utf-8")
     assert on_disk == module.render(), "run: python deploy/grafana/build_dashboard.py"
+
+
+# -- hardening: Pod Security "restricted", the network split ---------------------------------
+def _workloads() -> list[dict[str, Any]]:
+    return [d for d in k8s_docs() if d["kind"] in {"Deployment", "StatefulSet", "DaemonSet", "Job"}]
+
+
+def test_every_pod_meets_pod_security_restricted() -> None:
+    workloads = _workloads()
+    assert {w["metadata"]["name"] for w in workloads} >= {"presettle-ingress", "presettle-worker", "presettle-bureau"}
+    for w in workloads:
+        name = w["metadata"]["name"]
+        pod = w["spec"]["template"]["spec"]
+        ctx = pod["securityContext"]
+        assert ctx["runAsNonRoot"] is True and ctx["runAsUser"] != 0, name
+        assert ctx["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert pod.get("hostNetwork") is not True and pod.get("hostPID") is not True, name
+        volumes = {v["name"]: v for v in pod.get("volumes", [])} | {
+            c["metadata"]["name"]: c for c in w["spec"].get("volumeClaimTemplates", [])}
+        for c in [*pod.get("initContainers", []), *pod["containers"]]:
+            where = f"{name}/{c['name']}"
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, where
+            assert sc["capabilities"]["drop"] == ["ALL"] and not sc["capabilities"].get("add"), where
+            assert sc["readOnlyRootFilesystem"] is True, where
+            assert sc.get("privileged") is not True and sc.get("runAsNonRoot", True) is True, where
+            mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+            assert "/tmp" in mounts, f"{where}: a writable /tmp on a read-only root"
+            assert all(v in volumes for v in mounts.values()), where
+    worker = _container(k8s("StatefulSet", "presettle-worker"), "worker")
+    data_dir = k8s("ConfigMap", "presettle-config")["data"]["PRESETTLE_DATA_DIR"]
+    assert data_dir in {m["mountPath"] for m in worker["volumeMounts"]}, "the worker writes its data dir on a volume"
+
+
+def test_network_policies_keep_the_board_and_admin_endpoints_off_the_hospital_network() -> None:
+    policies = [d for d in k8s_docs() if d["kind"] == "NetworkPolicy"]
+    deny = next(p for p in policies if p["spec"]["podSelector"] == {})
+    assert deny["spec"]["policyTypes"] == ["Ingress"] and not deny["spec"].get("ingress"), "default deny"
+
+    def zones(app: str) -> set[str]:
+        allowed: set[str] = set()
+        for p in policies:
+            if p["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") == app:
+                for rule in p["spec"].get("ingress", []):
+                    for peer in rule.get("from", []):
+                        assert "ipBlock" not in peer and "podSelector" not in peer or "namespaceSelector" in peer
+                        allowed.add(peer["namespaceSelector"]["matchLabels"]["presettle.io/zone"])
+        return allowed
+
+    assert zones("presettle-ingress") == {"hospital-gateway", "monitoring"}
+    assert zones("presettle-bureau") == {"bureau", "monitoring"}
+    assert zones("presettle-worker") == {"monitoring"}
+    # The hospital-facing instance does not serve the live page (production default); the bureau's does.
+    config = k8s("ConfigMap", "presettle-config")["data"]
+    ingress_env = {e["name"]: e.get("value") for e in _container(k8s("Deployment", "presettle-ingress"), "ingress")
+                   .get("env", [])}
+    assert config["PRESETTLE_ENV"] == "production" and "PRESETTLE_DASHBOARD_ENABLED" not in config
+    assert "PRESETTLE_DASHBOARD_ENABLED" not in ingress_env
+    assert not load_settings({**config, **REAL_SECRETS}).dashboard_on
+    bureau_env = {e["name"]: e.get("value") for e in _container(k8s("Deployment", "presettle-bureau"), "ingress")["env"]}
+    assert load_settings({**config, **REAL_SECRETS, **{k: v for k, v in bureau_env.items() if v}}).dashboard_on
+    # The hospital gateway routes only the HIS paths, and only to the hospital-facing instance.
+    hospital = k8s("Ingress", "presettle-hospital")
+    paths = [p for rule in hospital["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert {p["backend"]["service"]["name"] for p in paths} == {"presettle-ingress"}
+    published = {p["path"] for p in paths}
+    assert {"/v1/events", "/nhsa", "/cds-services", "/v1/alerts"} <= published
+    for private in ("/dashboard", "/v1/patient-status", "/metrics", "/docs", "/openapi.json", "/"):
+        assert not any(private == p or (private.startswith(p + "/")) for p in published), private
