@@ -29,6 +29,7 @@ import asyncio
 import sys
 
 from services.common.broker import topic_configs  # the one definition of the topics' configs
+from services.common.kafka_security import aiokafka_kwargs  # TLS / SASL, as every other client
 
 
 async def apply(audit_retention_days: int, dry_run: bool, timeout_s: float = 180.0) -> int:
@@ -49,7 +50,8 @@ async def apply(audit_retention_days: int, dry_run: bool, timeout_s: float = 180
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while True:  # the brokers may still be starting
-        admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap, request_timeout_ms=15000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap, request_timeout_ms=15000,
+                                    **aiokafka_kwargs(s))  # TLS / SASL from the settings
         try:
             await admin.start()
             existing = set(await admin.list_topics())

@@ -227,12 +227,15 @@ async def broker_floor(bootstrap: str, rate: float, duration: float, fetch_wait_
     from aiokafka.admin import AIOKafkaAdminClient
 
     from services.common.broker import ensure_topics
+    from services.common.kafka_security import aiokafka_kwargs
+    from services.common.settings import load_settings
 
+    security = aiokafka_kwargs(load_settings())  # PRESETTLE_KAFKA_TLS / _SASL_*, as the service
     topic = f"presettle.bench-echo.{uuid.uuid4().hex[:6]}"
-    await ensure_topics(bootstrap, {topic: 1}, timeout=10)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks=1)
+    await ensure_topics(bootstrap, {topic: 1}, timeout=10, security=security)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks=1, **security)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, fetch_max_wait_ms=fetch_wait_ms,
-                                enable_auto_commit=False)
+                                enable_auto_commit=False, **security)
     await producer.start()
     await consumer.start()
     tp = TopicPartition(topic, 0)
@@ -270,7 +273,7 @@ async def broker_floor(bootstrap: str, rate: float, duration: float, fetch_wait_
             await receiver
     await producer.stop()
     await consumer.stop()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security)
     try:  # leave nothing behind on a real cluster
         await admin.start()
         await admin.delete_topics([topic])

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from services.common import logs
 from services.common.broker import EmbeddedBroker, ensure_topics, service_topics, topic_configs
+from services.common.kafka_security import aiokafka_kwargs
 from services.common.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("presettle.stack")
@@ -80,7 +81,8 @@ class Stack:
             _say(f"embedded broker (Tansu, memory only) on {self.broker.bootstrap}")
         created = asyncio.run(ensure_topics(self.bootstrap, service_topics(self.settings),
                                             self.settings.replication_factor,
-                                            configs=topic_configs(self.settings)))
+                                            configs=topic_configs(self.settings),
+                                            security=aiokafka_kwargs(self.settings)))
         if created:
             _say(f"created topics: {', '.join(sorted(created))}")
 

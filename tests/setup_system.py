@@ -5,7 +5,8 @@
 The suite drives two real programs from Debian's packages:
 
 * ``prometheus`` — ``tests/ops/test_prometheus_scrape.py`` scrapes a running stack;
-* ``chromium``   — ``tests/ops/test_dashboard_browser.py`` drives the live page headless.
+* ``chromium``   — ``tests/ops/test_dashboard_browser.py`` drives the live page headless;
+* ``stunnel4``   — ``tests/e2e/test_kafka_tls.py`` puts a TLS terminator in front of the broker.
 
 This script installs whichever is missing (``apt-get update`` once, then
 ``apt-get install -y --no-install-recommends``), prints what it did, and always
@@ -24,6 +25,7 @@ import sys
 PACKAGES: dict[str, str] = {
     "prometheus": "/usr/bin/prometheus",
     "chromium": "/usr/bin/chromium",
+    "stunnel4": "/usr/bin/stunnel4",
 }
 # Extra packages that make the browser test's output readable (CJK glyphs in the screenshot).
 OPTIONAL: dict[str, str] = {
@@ -62,7 +64,7 @@ def main() -> int:
     required = missing(PACKAGES)
     wanted = required + missing(OPTIONAL)
     if not wanted:
-        say("prometheus and chromium are present: nothing to do")
+        say("prometheus, chromium and stunnel4 are present: nothing to do")
         return 0
     say(f"missing: {', '.join(wanted)}")
     apt = shutil.which("apt-get")

@@ -15,6 +15,7 @@ import logging
 import socket
 import subprocess
 import time
+from typing import Any
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -62,8 +63,11 @@ def free_port() -> int:
 class EmbeddedBroker:
     """A Tansu broker process on loopback."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, advertised_port: int | None = None) -> None:
         self.port = port
+        # Clients reconnect to the address the broker advertises: behind a TLS terminator
+        # (tests/e2e/test_kafka_tls.py) that is the terminator's port, not this one.
+        self.advertised_port = advertised_port or port
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -77,11 +81,12 @@ class EmbeddedBroker:
                 "PRESETTLE_EMBEDDED_BROKER_PORT (or PRESETTLE_KAFKA_BOOTSTRAP for an existing Kafka)"
             )
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         self.proc = subprocess.Popen(
             [
                 str(broker_binary()), "broker",
                 "--listener-url", url,
-                "--advertised-listener-url", url,
+                "--advertised-listener-url", advertised,
                 "--storage-engine", "memory://tansu/",
             ],
             stdout=subprocess.DEVNULL,
@@ -123,7 +128,7 @@ __all__ = ["REPLY_TOPIC_CONFIG", "EmbeddedBroker", "TopicCreationError", "ensure
 
 async def ensure_topics(
     bootstrap: str, topics: dict[str, int], replication_factor: int = 1, timeout: float = 30.0,
-    configs: dict[str, dict[str, str]] | None = None,
+    configs: dict[str, dict[str, str]] | None = None, security: dict[str, Any] | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet (with their configs); return the names created.
 
@@ -134,7 +139,7 @@ async def ensure_topics(
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, **(security or {}))
         try:
             await admin.start()
             existing = set(await admin.list_topics())

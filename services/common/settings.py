@@ -25,6 +25,7 @@ from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_valid
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
+from services.common.kafka_security import check_kafka_security
 from services.common.secrets_policy import WeakSecretError, check_production_secrets, read_secret_files
 from services.contracts import topics
 
@@ -152,6 +153,16 @@ class Settings(BaseSettings):
     env: Literal["development", "test", "production"] = "development"
     kafka_bootstrap: str | None = None  # None: start the embedded broker
     embedded_broker_port: int = Field(19092, ge=1, le=65535)
+    # Kafka connection security (services/common/kafka_security.py; docs/operations.md).
+    kafka_tls: bool = False  # TLS to the brokers (implied by a CA or client certificate)
+    kafka_ssl_cafile: str | None = None  # CA bundle (PEM) to verify the brokers; unset: the system CAs
+    kafka_ssl_certfile: str | None = None  # client certificate (PEM), for mutual TLS
+    kafka_ssl_keyfile: str | None = None  # its private key (PEM)
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_ssl_check_hostname: bool = True
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
     topic_prefix: str = "presettle"
     partitions: int = Field(8, ge=1, le=1024)
     replication_factor: int = Field(1, ge=1, le=7)
@@ -230,6 +241,7 @@ class Settings(BaseSettings):
                                          DEV_PSEUDONYM_KEY)
             except WeakSecretError as exc:
                 raise SettingsError(f"PRESETTLE_ENV=production: {exc}") from None
+        check_kafka_security(self)  # SASL without a username, a missing CA file, … (names the variable)
         if not self.instance_id:
             object.__setattr__(self, "instance_id", f"{socket.gethostname()}-{self.http_port}")
         return self
@@ -351,7 +363,8 @@ def _message(exc: ValidationError) -> str:
         name = variable(str(err["loc"][0]))
         if msg.startswith(name):
             parts.append(msg)
-        elif str(err["loc"][0]) in {"api_keys", "admin_keys", "pseudonym_key", "nhsa_paasids"}:
+        elif str(err["loc"][0]) in {"api_keys", "admin_keys", "pseudonym_key", "nhsa_paasids", "kafka_sasl_password",
+                                    "kafka_ssl_key_password"}:
             parts.append(f"{name}: {msg}")  # never echo a secret
         else:
             parts.append(f"{name}={err.get('input')!r}: {msg}")

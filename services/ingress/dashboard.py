@@ -45,6 +45,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from services.common.aio import cancel_and_wait, quietly
+from services.common.kafka_security import aiokafka_kwargs
 from services.common.privacy import mask
 from services.common.settings import Settings
 from services.ingress import metrics
@@ -432,7 +433,7 @@ class AuditFeed:
         s = self.settings
         topic = s.decisions_topic
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap, group_id=None, enable_auto_commit=False,
+            bootstrap_servers=s.bootstrap, group_id=None, enable_auto_commit=False, **aiokafka_kwargs(s),
             fetch_max_wait_ms=max(s.fetch_max_wait_ms, FEED_FETCH_WAIT_MS), auto_offset_reset="latest",
             client_id=f"presettle-dashboard-{s.instance_id}",
         )

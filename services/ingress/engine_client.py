@@ -30,6 +30,7 @@ from aiokafka.errors import KafkaError
 from services.common import logs
 from services.common.aio import cancel_and_wait, quietly
 from services.common.broker import ensure_topics
+from services.common.kafka_security import aiokafka_kwargs
 from services.common.settings import Settings
 from services.contracts import envelope as env
 from services.contracts.gateway import Outcome
@@ -84,14 +85,15 @@ class EngineClient:
         s = self.settings
         topics = service_topics(s) | {self.reply_topic: s.partitions}
         configs = topic_configs(s) | {self.reply_topic: REPLY_TOPIC_CONFIG}
-        await ensure_topics(s.bootstrap, topics, s.replication_factor, configs=configs)
+        security = aiokafka_kwargs(s)  # TLS / SASL from the settings
+        await ensure_topics(s.bootstrap, topics, s.replication_factor, configs=configs, security=security)
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap, linger_ms=0, acks=1, request_timeout_ms=10_000,
+            bootstrap_servers=s.bootstrap, linger_ms=0, acks=1, request_timeout_ms=10_000, **security,
             client_id=f"presettle-ingress-{s.instance_id}",
         )
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap, group_id=None, enable_auto_commit=False,
+            bootstrap_servers=s.bootstrap, group_id=None, enable_auto_commit=False, **security,
             fetch_max_wait_ms=s.fetch_max_wait_ms, auto_offset_reset="latest",
             client_id=f"presettle-ingress-{s.instance_id}",
         )

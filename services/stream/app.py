@@ -25,6 +25,7 @@ import faust
 import orjson
 
 from services.common import logs
+from services.common.kafka_security import faust_credentials
 from services.common.privacy import pseudonym
 from services.common.settings import get_settings
 from services.contracts import envelope as env
@@ -57,6 +58,7 @@ app = faust.App(
     web_enabled=False,
     table_cleanup_interval=3600.0,
     consumer_auto_offset_reset="earliest",
+    broker_credentials=faust_credentials(settings),  # TLS / SASL (services/common/kafka_security.py)
 )
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
