@@ -15,8 +15,8 @@ import logging
 import socket
 import subprocess
 import time
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -74,7 +74,7 @@ class EmbeddedBroker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 15.0) -> "EmbeddedBroker":
+    def start(self, timeout: float = 15.0) -> EmbeddedBroker:
         if port_open("127.0.0.1", self.port):
             raise RuntimeError(
                 f"port {self.port} is already in use: stop what listens there or set "

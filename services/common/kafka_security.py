@@ -15,20 +15,27 @@ import ssl
 from typing import Any, Protocol
 
 
-class _SecretLike(Protocol):
-    def get_secret_value(self) -> str: ...
-
-
 class KafkaSecuritySettings(Protocol):
-    kafka_tls: bool
-    kafka_ssl_cafile: str | None
-    kafka_ssl_certfile: str | None
-    kafka_ssl_keyfile: str | None
-    kafka_ssl_key_password: Any
-    kafka_ssl_check_hostname: bool
-    kafka_sasl_mechanism: str | None
-    kafka_sasl_username: str | None
-    kafka_sasl_password: Any
+    """What this module reads from the settings (services.common.settings.Settings)."""
+
+    @property
+    def kafka_tls(self) -> bool: ...
+    @property
+    def kafka_ssl_cafile(self) -> str | None: ...
+    @property
+    def kafka_ssl_certfile(self) -> str | None: ...
+    @property
+    def kafka_ssl_keyfile(self) -> str | None: ...
+    @property
+    def kafka_ssl_key_password(self) -> Any: ...
+    @property
+    def kafka_ssl_check_hostname(self) -> bool: ...
+    @property
+    def kafka_sasl_mechanism(self) -> str | None: ...
+    @property
+    def kafka_sasl_username(self) -> str | None: ...
+    @property
+    def kafka_sasl_password(self) -> Any: ...
 
 
 class KafkaSecurityError(ValueError):

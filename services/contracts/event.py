@@ -21,7 +21,6 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from services.contracts.common import CST, Code, Id, Text
 
-
 # How far an item's ``started_at`` may lie outside its encounter (admitted_at..discharged_at)
 # before the event is refused: clocks of HIS sub-systems drift, and an outpatient visit's time
 # is the registration, its services follow within the day (or an order placed the evening
@@ -90,7 +89,7 @@ class Encounter(_Model):
     _aware_times = field_validator("admitted_at", "discharged_at")(classmethod(lambda cls, v: _aware(v)))
 
     @model_validator(mode="after")
-    def _discharge_after_admission(self) -> "Encounter":
+    def _discharge_after_admission(self) -> Encounter:
         if self.admitted_at and self.discharged_at and self.discharged_at < self.admitted_at:
             raise ValueError("encounter.discharged_at is before encounter.admitted_at")
         return self
@@ -132,7 +131,7 @@ class Event(_Model):
     _aware_times = field_validator("occurred_at")(classmethod(lambda cls, v: _aware(v)))
 
     @model_validator(mode="after")
-    def _unique_lines(self) -> "Event":
+    def _unique_lines(self) -> Event:
         seen: set[str] = set()
         for item in self.items:
             if item.line_id in seen:
@@ -141,7 +140,7 @@ class Event(_Model):
         return self
 
     @model_validator(mode="after")
-    def _dates_consistent(self) -> "Event":
+    def _dates_consistent(self) -> Event:
         """Birth date not after the event; service dates within the encounter (errors name the field)."""
         errors: list[InitErrorDetails] = []
         event_day = self.occurred_at.astimezone(CST).date()

@@ -138,7 +138,7 @@ def _counter_values(counter: Any, label: str | None = None) -> dict[str, float]:
 class Board:
     """In-memory aggregation of decisions for the live page (bounded; no patient id in clear)."""
 
-    def __init__(self, clock: Any = time.time, latency_from: "Board | None" = None) -> None:
+    def __init__(self, clock: Any = time.time, latency_from: Board | None = None) -> None:
         self.clock = clock
         # An institution's board shows the service's latency percentiles (sampled once, on the
         # region-wide board) but not its request counts, which would tell of other institutions.
