@@ -22,11 +22,12 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from services.contracts.common import CST, Code, Id, Text
 
 # How far an item's ``started_at`` may lie outside its encounter (admitted_at..discharged_at)
-# before the event is refused: clocks of HIS sub-systems drift, and an outpatient visit's time
-# is the registration, its services follow within the day (or an order placed the evening
-# before is carried out in the morning).
-SERVICE_TOLERANCE = {"inpatient": timedelta(hours=1), "outpatient": timedelta(days=1),
-                     "pharmacy": timedelta(days=1)}
+# before the event is refused as implausible (a mistyped year or month, another patient's line).
+# Nearer misses are not refused: a charge dated a day before admission or after discharge is
+# what rule R26 (计费日期与住院时间不符, GZ10000201008) exists to flag, so the edge lets it through
+# to be alerted on. The same slack serves outpatient and pharmacy encounters, whose admitted_at is
+# the visit's registration time.
+SERVICE_DATE_SLACK = timedelta(days=30)
 
 
 def _error(loc: tuple[str | int, ...], kind: str, message: str) -> InitErrorDetails:
@@ -141,7 +142,7 @@ class Event(_Model):
 
     @model_validator(mode="after")
     def _dates_consistent(self) -> Event:
-        """Birth date not after the event; service dates within the encounter (errors name the field)."""
+        """Birth date not after the event; service dates plausible for the encounter (errors name the field)."""
         errors: list[InitErrorDetails] = []
         event_day = self.occurred_at.astimezone(CST).date()
         if self.patient.birth_date > event_day:
@@ -149,18 +150,22 @@ class Event(_Model):
                                  f"{self.patient.birth_date.isoformat()} is after the event date "
                                  f"{event_day.isoformat()} (occurred_at)"))
         enc = self.encounter
-        tolerance = SERVICE_TOLERANCE[enc.type.value]
+        tolerance = SERVICE_DATE_SLACK
         for n, item in enumerate(self.items):
             if item.started_at is None:
                 continue
-            if enc.admitted_at is not None and item.started_at < enc.admitted_at - tolerance:
+            if item.started_at.astimezone(CST).date() < self.patient.birth_date:
+                errors.append(_error(("items", n, "started_at"), "service_before_birth",
+                                     f"{item.started_at.isoformat()} is before patient.birth_date "
+                                     f"{self.patient.birth_date.isoformat()}"))
+            elif enc.admitted_at is not None and item.started_at < enc.admitted_at - tolerance:
                 errors.append(_error(("items", n, "started_at"), "service_outside_encounter",
-                                     f"{item.started_at.isoformat()} is before encounter.admitted_at "
-                                     f"{enc.admitted_at.isoformat()}"))
+                                     f"{item.started_at.isoformat()} is more than {tolerance.days} days before "
+                                     f"encounter.admitted_at {enc.admitted_at.isoformat()}"))
             elif enc.discharged_at is not None and item.started_at > enc.discharged_at + tolerance:
                 errors.append(_error(("items", n, "started_at"), "service_outside_encounter",
-                                     f"{item.started_at.isoformat()} is after encounter.discharged_at "
-                                     f"{enc.discharged_at.isoformat()}"))
+                                     f"{item.started_at.isoformat()} is more than {tolerance.days} days after "
+                                     f"encounter.discharged_at {enc.discharged_at.isoformat()}"))
         if errors:
             # A ValidationError raised here keeps each error's own location (patient.birth_date,
             # items[3].started_at), so every dialect's error names the field at fault.
