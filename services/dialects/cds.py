@@ -328,7 +328,7 @@ def birth_date(text: str) -> date:
 
 def _bundle_resources(value: Any) -> list[dict[str, Any]]:
     if isinstance(value, dict) and value.get("resourceType") == "Bundle":
-        return [e.get("resource") for e in value.get("entry") or () if isinstance(e, dict) and
+        return [e["resource"] for e in value.get("entry") or () if isinstance(e, dict) and
                 isinstance(e.get("resource"), dict)]
     if isinstance(value, dict):
         return [value]
@@ -375,7 +375,7 @@ def plan_hook(req: CdsHookRequest, service_id: str, institution_id: str, now: da
             mr: MedicationRequest = _parse(MedicationRequest, entry.resource, where)
             coding = _code(mr.medicationCodeableConcept)
             if coding is None and mr.medicationReference and (mr.medicationReference.reference or "").startswith("#"):
-                ref = mr.medicationReference.reference[1:]
+                ref = (mr.medicationReference.reference or "")[1:]
                 med = next((c for c in mr.contained if c.get("resourceType") == "Medication" and c.get("id") == ref),
                            None)
                 if med is not None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timezone
-from typing import Annotated, Any, Iterable
+from typing import Annotated, Any
 
 import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints, WithJsonSchema, model_validator
@@ -33,7 +34,7 @@ def field_path(loc: Iterable[Any]) -> str:
     return out or "body"
 
 
-def first_error(errors: list[dict[str, Any]]) -> tuple[str, str]:
+def first_error(errors: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
     """(field, message) of the first pydantic/FastAPI error, for a one-line ``err_msg``."""
     if not errors:
         return "body", "invalid request"
@@ -170,7 +171,10 @@ class Lenient(BaseModel):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, populate_by_name=True)
 
-    _blank = model_validator(mode="before")(classmethod(lambda cls, data: _drop_blank(data)))
+    @model_validator(mode="before")
+    @classmethod
+    def _blank(cls, data: Any) -> Any:
+        return _drop_blank(data)
 
 
 def truncate(text: str, limit: int, ellipsis: str = "…") -> str:

@@ -9,12 +9,12 @@ rate per rule is how a bureau finds noisy rules.
 from __future__ import annotations
 
 import asyncio
-
 import logging
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path as PathParam, Request
+from fastapi import APIRouter, HTTPException, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 
 from services.dialects import feedback as fb

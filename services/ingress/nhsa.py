@@ -88,8 +88,8 @@ class NhsaRoute(APIRoute):
             except StarletteHTTPException as exc:  # 401 from the API-key dependency
                 detail = exc.detail
                 message = detail.get("message", str(detail)) if isinstance(detail, dict) else str(detail)
-                field = detail.get("field") if isinstance(detail, dict) else None
-                return error_response(f"{field}: {message}" if field else message, exc.status_code,
+                at = detail.get("field") if isinstance(detail, dict) else None
+                return error_response(f"{at}: {message}" if at else message, exc.status_code,
                                       headers=getattr(exc, "headers", None))
             except Exception as exc:
                 log.exception("NHSA request failed on %s", request.url.path)

@@ -61,7 +61,7 @@ app = faust.App(
     broker_credentials=faust_credentials(settings),  # TLS / SASL (services/common/kafka_security.py)
 )
 
-RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 inputs = app.topic(settings.events_topic, settings.status_topic, **RAW)
 decisions_topic = app.topic(settings.decisions_topic, **RAW)

@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from services.rules.engine import DEFAULT_DATA, Engine
+from services.rules.engine import Engine
 from services.rules.exceptions import DataError
 from tests.rules.conftest import edit_json as _edit
 

@@ -6,7 +6,18 @@ from typing import Any
 
 from services.rules.families import Hit, ev_item, family, kb_ev
 from services.rules.state import (
-    A_ADM, A_DIS, A_DX, A_ENC, A_EVENT, A_INST, E_ACTIVE, E_AMOUNT, E_CHARGED, E_ENC, E_EXAM, MASK_DAYS,
+    A_ADM,
+    A_DIS,
+    A_DX,
+    A_ENC,
+    A_EVENT,
+    A_INST,
+    E_ACTIVE,
+    E_AMOUNT,
+    E_CHARGED,
+    E_ENC,
+    E_EXAM,
+    MASK_DAYS,
     day_bits,
 )
 from services.rules.timeutil import date_of_day
@@ -66,7 +77,7 @@ def split_admission(cx: Any, p: dict[str, Any]) -> list[Hit]:
     if dx is None or dx.startswith(tuple(p["exempt_prefixes"])):
         return []
     adm = stay_adm(cx)
-    hits = []
+    hits: list[Hit] = []
     for stay in stays:
         dis = stay[A_DIS]
         if dis is None or stay[A_ENC] == cx.ench or stay[A_DX] is None:

@@ -39,7 +39,7 @@ def _selected(line: Any, p: dict[str, Any]) -> bool:
 SEX, INSUTYPE, LEVEL, SETTING = tag_bit("sex"), tag_bit("insutype"), tag_bit("level"), tag_bit("setting")
 INDICATION, PRICE_CAP, VBP_ALT, DAILY_QTY = tag_bit("indication"), tag_bit("price_cap"), tag_bit("vbp_alt"), tag_bit("daily_qty")
 
-ITEM_FILTER = {"kinds": list, "categories": list, "exclude_categories": list}
+ITEM_FILTER: dict[str, type | tuple[type, ...]] = {"kinds": list, "categories": list, "exclude_categories": list}
 
 
 @family(

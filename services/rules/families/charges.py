@@ -12,8 +12,27 @@ from typing import Any
 from services.rules.families import Hit, ev_item, family, kb_ev
 from services.rules.kb import tag_bit
 from services.rules.state import (
-    A_ADM, A_DIS, A_ENC, C_FIRST, C_KEY, C_LAST, E_COUNTERS, E_ENC, K_CODE, K_LAST_DAY, K_LAST_QTY, K_QTY,
-    P_CODE, P_DAY, P_ENC, P_INST, P_QTY, S_FROM, S_STATUS, course_key, status_on,
+    A_ADM,
+    A_DIS,
+    A_ENC,
+    C_FIRST,
+    C_KEY,
+    C_LAST,
+    E_COUNTERS,
+    E_ENC,
+    K_CODE,
+    K_LAST_DAY,
+    K_LAST_QTY,
+    K_QTY,
+    P_CODE,
+    P_DAY,
+    P_ENC,
+    P_INST,
+    P_QTY,
+    S_FROM,
+    S_STATUS,
+    course_key,
+    status_on,
 )
 from services.rules.timeutil import date_of_day
 

@@ -14,7 +14,7 @@ def dx_sex(cx: Any, p: dict[str, Any]) -> list[Hit]:
     gender = cx.gender
     if gender == "U" or not cx.dx:
         return []
-    hits = []
+    hits: list[Hit] = []
     for dx in cx.dx:
         row = dx.row
         if row is None:
@@ -36,7 +36,7 @@ def dx_age(cx: Any, p: dict[str, Any]) -> list[Hit]:
     if not cx.dx:
         return []
     age_y, age_d = cx.age_y, cx.age_d
-    hits = []
+    hits: list[Hit] = []
     for dx in cx.dx:
         row = dx.row
         if row is None:

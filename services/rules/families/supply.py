@@ -8,7 +8,18 @@ from services.rules.context import DRUG
 from services.rules.families import Hit, ev_item, family, kb_ev
 from services.rules.kb import tag_bit
 from services.rules.state import (
-    E_CLASSES, E_ENC, L_BUYS, L_CODE, L_DAYS, L_ENC, L_EVENT, L_ING, L_INST, L_MONTH, L_QTY, L_START,
+    E_CLASSES,
+    E_ENC,
+    L_BUYS,
+    L_CODE,
+    L_DAYS,
+    L_ENC,
+    L_EVENT,
+    L_ING,
+    L_INST,
+    L_MONTH,
+    L_QTY,
+    L_START,
 )
 from services.rules.timeutil import date_of_day, month_of_day
 
