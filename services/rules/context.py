@@ -76,6 +76,11 @@ class Line:
         return self._raw.get("name") or (self.row["name"] if self.row else self.code)
 
     @property
+    def name_en(self) -> str:
+        """The catalogue's English name; the code itself when the catalogue has no row."""
+        return self.row["name_en"] if self.row else self.code
+
+    @property
     def unit_price(self) -> float | None:
         price = self._raw.get("unit_price")
         if price is not None:
@@ -97,6 +102,11 @@ class Dx:
     def name(self) -> str:
         row = self.row
         return self._raw.get("name") or (row["name"] if row else self.code)
+
+    @property
+    def name_en(self) -> str:
+        row = self.row
+        return row["name_en"] if row else self.code
 
 
 _STATE_MASKS: dict[frozenset[str], int] = {}  # the keys of a state → the bits of its sections

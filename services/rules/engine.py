@@ -34,6 +34,16 @@ def _line_key(lid: str) -> tuple[int, int, str]:
     return (0, int(lid), "") if lid.isdigit() else (1, 0, lid)
 
 
+def en_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields for an English message: a field ``x`` is replaced by ``x_en`` when the family
+    fills one (names from the catalogue's English column, reasons in English)."""
+    out = dict(fields)
+    for key, value in fields.items():
+        if key.endswith("_en"):
+            out[key[:-3]] = value
+    return out
+
+
 def _sort_key(alert: dict[str, Any]) -> tuple[Any, ...]:
     lines = alert["line_ids"]
     return (alert["rule_id"], _line_key(lines[0]) if lines else (-1, 0, ""))
@@ -155,7 +165,7 @@ class Engine:
                         "result_type": rule.result_type, "indicator": rule.indicator,
                         "severity": rule.severity,
                         "message_zh": rule.msg_zh.format_map(fields),
-                        "message_en": rule.msg_en.format_map(fields),
+                        "message_en": rule.msg_en.format_map(en_fields(fields)),
                         "line_ids": line_ids, "amount": round(float(amount), 2),
                         "evidence": evidence, "policy_basis": rule.policy_basis, "region": label,
                     })

@@ -63,7 +63,7 @@ def ev_item(cx: Any, line: Any, *, date: str | None = None) -> dict[str, Any]:
     return {
         "kind": "event", "event_id": cx.event_id, "institution_id": cx.inst,
         "date": date or cx.date, "item_code": line.code, "item_name": line.name,
-        "quantity": line.qty, "days_supply": line.ds,
+        "quantity": line.qty, "days_supply": line.ds, "amount": round(float(line.amt), 2),
     }
 
 
@@ -76,7 +76,7 @@ def names(lines: Any) -> str:
 
 
 def names_en(lines: Any) -> str:
-    return ", ".join(f"{ln.name} ({ln.code})" for ln in lines)
+    return ", ".join(ln.name_en for ln in lines)
 
 
 def load_all() -> None:

@@ -31,13 +31,13 @@ def stay_adm(cx: Any) -> int:
     return cx.day
 
 
-def related(cx: Any, a: str, b: str) -> str | None:
-    """Why two diagnoses are related ('category N18' / 'group CKD'), or None."""
+def related(cx: Any, a: str, b: str) -> tuple[str, str] | None:
+    """Why two diagnoses are related, in Chinese and English ('同一类目N18' / 'category N18'), or None."""
     if a[:3] == b[:3]:
-        return f"category {a[:3]}"
+        return f"同一类目{a[:3]}", f"category {a[:3]}"
     ra, rb = cx.kb_dx(a), cx.kb_dx(b)
     if ra is not None and rb is not None and ra.get("group") and ra.get("group") == rb.get("group"):
-        return f"group {ra['group']}"
+        return f"同一相关病种组{ra['group']}", f"group {ra['group']}"
     return None
 
 
@@ -48,14 +48,15 @@ def stay_evidence(cx: Any, stay: list[Any]) -> dict[str, Any]:
         "date": date_of_day(stay[A_DIS] if stay[A_DIS] is not None else stay[A_ADM]),
         "admitted_on": date_of_day(stay[A_ADM]),
         "discharged_on": date_of_day(stay[A_DIS]) if stay[A_DIS] is not None else None,
-        "diagnosis_code": stay[A_DX], "diagnosis_name": row["name"] if row else stay[A_DX],
+        "diagnosis_code": stay[A_DX], "diagnosis_name": row["name"] if row else stay[A_DX], "amount": None,
     }
 
 
 @family(
     "split_admission", needs=("inpatient", "A"),
     params={"gap_days": int, "window_days": int, "same_institution": bool, "exempt_prefixes": list},
-    fields=("prev_inst", "prev_dis_date", "gap", "prev_dx", "prev_dx_name", "dx", "dx_name", "why"),
+    fields=("prev_inst", "prev_dis_date", "gap", "prev_dx", "prev_dx_name", "prev_dx_name_en", "dx", "dx_name", "dx_name_en",
+            "why", "why_en"),
     windows={"discharges": "window_days"},
 )
 def split_admission(cx: Any, p: dict[str, Any]) -> list[Hit]:
@@ -81,19 +82,20 @@ def split_admission(cx: Any, p: dict[str, Any]) -> list[Hit]:
             continue
         ev = stay_evidence(cx, stay)
         row = cx.kb_dx(dx)
+        prev_row = cx.kb_dx(stay[A_DX])
         fields = {
             "prev_inst": stay[A_INST], "prev_dis_date": ev["discharged_on"], "gap": gap,
-            "prev_dx": stay[A_DX], "prev_dx_name": ev["diagnosis_name"], "dx": dx,
-            "dx_name": row["name"] if row else dx, "why": why,
+            "prev_dx": stay[A_DX], "prev_dx_name": ev["diagnosis_name"], "prev_dx_name_en": prev_row["name_en"] if prev_row else stay[A_DX],
+            "dx": dx, "dx_name": row["name"] if row else dx, "dx_name_en": row["name_en"] if row else dx, "why": why[0], "why_en": why[1],
         }
         amount = cx.total if cx.scene in (8, 9) else 0.0
-        hits.append((fields, [], amount, [ev, kb_ev("diagnoses", dx, f"related to {stay[A_DX]}: {why}")]))
+        hits.append((fields, [], amount, [ev, kb_ev("diagnoses", dx, f"related to {stay[A_DX]}: {why[1]}")]))
     return hits
 
 
 @family(
     "frequent_admission", needs=("inpatient", "A"), params={"window_days": int, "max_admissions": int},
-    fields=("count", "days", "dates"), windows={"stays": "window_days"},
+    fields=("count", "days", "dates", "dates_en"), windows={"stays": "window_days"},
 )
 def frequent_admission(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """频繁住院: this admission makes max_admissions or more within window_days."""
@@ -105,7 +107,8 @@ def frequent_admission(cx: Any, p: dict[str, Any]) -> list[Hit]:
     if count < p["max_admissions"]:
         return []
     prior.sort(key=lambda s: s[A_ADM])
-    fields = {"count": count, "days": p["window_days"], "dates": "、".join(f"{date_of_day(s[A_ADM])}({s[A_INST]})" for s in prior)}
+    fields = {"count": count, "days": p["window_days"], "dates": "、".join(f"{date_of_day(s[A_ADM])}({s[A_INST]})" for s in prior),
+              "dates_en": ", ".join(f"{date_of_day(s[A_ADM])} ({s[A_INST]})" for s in prior)}
     return [(fields, [], 0.0, [stay_evidence(cx, s) for s in prior])]
 
 
@@ -147,7 +150,7 @@ def _stay_days(cx: Any) -> tuple[int, int]:
 
 @family(
     "long_stay", needs=("inpatient",), params={"factor": float, "default_ref_los": int},
-    fields=("los", "ref", "factor", "dx", "dx_name"),
+    fields=("los", "ref", "factor", "dx", "dx_name", "dx_name_en"),
 )
 def long_stay(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """住院天数异常: length of stay above factor × the reference LOS of the main diagnosis."""
@@ -160,7 +163,8 @@ def long_stay(cx: Any, p: dict[str, Any]) -> list[Hit]:
     ref = row.get("ref_los") if row is not None and row.get("ref_los") else p["default_ref_los"]
     if los <= p["factor"] * ref:
         return []
-    fields = {"los": los, "ref": ref, "factor": f"{p['factor']:g}", "dx": dx or "-", "dx_name": row["name"] if row else "-"}
+    fields = {"los": los, "ref": ref, "factor": f"{p['factor']:g}", "dx": dx or "-", "dx_name": row["name"] if row else "-",
+              "dx_name_en": row["name_en"] if row else "-"}
     evidence = [kb_ev("diagnoses", row["code"], f"ref_los={ref}")] if row is not None else []
     return [(fields, [], cx.total, evidence)]
 
