@@ -13,10 +13,12 @@ from typing import Any
 
 from services.contracts.decision import STATIC_ALERT_KEYS
 from services.rules import state as st
-from services.rules.context import Ctx
+from services.rules.context import UNCOVERED, Ctx
 from services.rules.exceptions import DataError
 from services.rules.kb import KB, tag_mask
+from services.rules.families.coverage import unchecked_entry
 from services.rules.ruleset import Rule, compile_rules
+from services.rules.timeutil import day_of_time
 
 
 def packaged_data() -> pathlib.Path:
@@ -188,6 +190,33 @@ class Engine:
         cx = Ctx(self.kb, state, event)
         alerts = self._evaluate(cx)
         return st.apply_event(state, cx, self.windows), alerts
+
+    def decide(
+        self, state: dict[str, Any] | None, event: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+        """``process`` plus the lines no catalogue rule could judge (see ``unchecked_lines``)."""
+        if state is None:
+            state = {}
+        cx = Ctx(self.kb, state, event)
+        alerts = self._evaluate(cx)
+        unchecked = self._unchecked(cx) if cx.fmask & UNCOVERED else []
+        return st.apply_event(state, cx, self.windows), alerts, unchecked
+
+    def _unchecked(self, cx: Ctx) -> list[dict[str, Any]]:
+        return [unchecked_entry(self.kb, ln.lid, ln.code, ln.kind, ln.start) for ln in cx.items if ln.row is None]
+
+    def unchecked_lines(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """Lines of an event that no catalogue rule could judge: no catalogue row in force on the
+        line's service date. Each: ``line_id, code, kind, service_date, reason`` (retired |
+        not_yet_listed | not_listed | unmapped), ``left_catalogue_after`` (date or null), ``detail``."""
+        day = day_of_time(event["occurred_at"])
+        out = []
+        for raw in event.get("items") or ():
+            started = raw.get("started_at")
+            d = day_of_time(started) if started else day
+            if self.kb.item(raw["code"], raw["kind"], d) is None:
+                out.append(unchecked_entry(self.kb, raw["line_id"], raw["code"], raw["kind"], d))
+        return out
 
     def apply_status(self, state: dict[str, Any] | None, status: dict[str, Any]) -> dict[str, Any]:
         """Fold an insured-status update (see services.contracts.status.PatientStatus) into the state."""

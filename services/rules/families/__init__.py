@@ -82,5 +82,5 @@ def names_en(lines: Any) -> str:
 def load_all() -> None:
     """Import every family module (registration happens at import)."""
     from services.rules.families import (  # noqa: F401
-        admissions, catalog, charges, diagnosis, status, supply, visits,
+        admissions, catalog, charges, coverage, diagnosis, status, supply, visits,
     )
