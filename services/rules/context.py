@@ -268,6 +268,15 @@ class Ctx:
             age = self._age_y = on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
         return age
 
+    def age_on(self, day: int) -> tuple[int, int]:
+        """The patient's age on ``day``: (days, whole years)."""
+        if day == self.day:
+            return self.age_d, self.age_y
+        on = date.fromordinal(day + EPOCH_ORD)
+        birth = date.fromordinal(self._birth_ord)
+        years = on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+        return day + EPOCH_ORD - self._birth_ord, years
+
     @property
     def date(self) -> str:
         text = self._date

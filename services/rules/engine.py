@@ -153,10 +153,17 @@ class Engine:
     def _evaluate(self, cx: Ctx) -> list[dict[str, Any]]:
         alerts: list[dict[str, Any]] = []
         day = cx.day
-        key = (cx.scene, cx.region, cx.fmask, bisect_right(self._breaks, day))
+        breaks = self._breaks
+        seg = bisect_right(breaks, day)
+        key = (cx.scene, cx.region, cx.fmask, seg)
         run = self._runs.get(key)
         if run is None:
             run = self._run(key, day)
+        for line in cx.items:
+            if line.start != day and bisect_right(breaks, line.start) != seg:
+                # Some line's service date falls under other rule dates (a rule began or ended
+                # between it and the event): each line is judged by the rules in force on its date.
+                return self._evaluate_dated(cx)
         for fn, params, rule, label in run:
             hits = fn(cx, params)
             if hits:
@@ -171,6 +178,47 @@ class Engine:
                         "line_ids": line_ids, "amount": round(float(amount), 2),
                         "evidence": evidence, "policy_basis": rule.policy_basis, "region": label,
                     })
+        if len(alerts) > 1:
+            alerts.sort(key=_sort_key)
+        return alerts
+
+    def _evaluate_dated(self, cx: Ctx) -> list[dict[str, Any]]:
+        """The rare path of ``_evaluate``: the rules in force on the event's date or any line's date
+        run; an alert keeps only the lines dated inside its rule's dates (and is dropped when none
+        is left); an alert naming no line stands when its rule is in force on the event's date."""
+        days = {cx.day} | {line.start for line in cx.items}
+        runs: dict[str, tuple[Any, ...]] = {}
+        for d in sorted(days):
+            key = (cx.scene, cx.region, cx.fmask, bisect_right(self._breaks, d))
+            run = self._runs.get(key)
+            if run is None:
+                run = self._run(key, d)
+            for entry in run:
+                runs.setdefault(entry[2].id, entry)
+        start = {line.lid: line.start for line in cx.items}
+        alerts: list[dict[str, Any]] = []
+        for fn, params, rule, label in runs.values():
+            for fields, line_ids, amount, evidence in fn(cx, params) or ():
+                if line_ids:
+                    kept = [lid for lid in line_ids if rule.frm <= start.get(lid, cx.day) <= rule.to]
+                    if not kept:
+                        continue
+                    if len(kept) < len(line_ids):
+                        amt = {ln.lid: ln.amt for ln in cx.items}
+                        amount = min(float(amount), sum(amt.get(lid, 0.0) for lid in kept))
+                    line_ids = kept
+                elif not rule.frm <= cx.day <= rule.to:
+                    continue
+                alerts.append({
+                    "rule_id": rule.id, "rule_version": rule.version, "gz_code": rule.gz_code,
+                    "name_zh": rule.name_zh, "name_en": rule.name_en,
+                    "result_type": rule.result_type, "indicator": rule.indicator,
+                    "severity": rule.severity,
+                    "message_zh": rule.msg_zh.format_map(fields),
+                    "message_en": rule.msg_en.format_map(en_fields(fields)),
+                    "line_ids": line_ids, "amount": round(float(amount), 2),
+                    "evidence": evidence, "policy_basis": rule.policy_basis, "region": label,
+                })
         if len(alerts) > 1:
             alerts.sort(key=_sort_key)
         return alerts

@@ -11,6 +11,7 @@ from services.rules.context import DRUG, GENDER_EN, GENDER_ZH
 from services.rules.families import Hit, ev_item, family, kb_ev
 from services.rules.kb import tag_bit
 from services.rules.state import A_DX, A_ENC
+from services.rules.timeutil import date_of_day
 
 KIND_TABLE = {"drug": "drugs", "herb": "drugs", "service": "services", "consumable": "services"}
 SETTING_ZH = {"outpatient": "门诊", "inpatient": "住院", "pharmacy": "药店购药", "emergency": "急诊", "chronic": "门诊慢特病"}
@@ -75,15 +76,15 @@ def item_sex(cx: Any, p: dict[str, Any]) -> list[Hit]:
     fields=("item", "item_en", "item_code", "limit_zh", "limit_en", "age_zh", "age_en"),
 )
 def item_age(cx: Any, p: dict[str, Any]) -> list[Hit]:
-    """限新生儿 / 限儿童 / minimum age: the patient's age on the event date is outside the item's range."""
+    """限新生儿 / 限儿童 / minimum age: the patient's age on the line's service date is outside the item's range."""
     hits = []
-    age_d, age_y = cx.age_d, cx.age_y
-    age_zh = f"{age_d}天" if age_y < 1 else f"{age_y}岁"
-    age_en = f"{age_d} days" if age_y < 1 else f"{age_y} years"
     for line in cx.items:
         row = line.row
         if row is None:
             continue
+        age_d, age_y = cx.age_on(line.start)
+        age_zh = f"{age_d}天" if age_y < 1 else f"{age_y}岁"
+        age_en = f"{age_d} days" if age_y < 1 else f"{age_y} years"
         if row.get("neonate_only") and age_d > p["neonate_days"]:
             limit_zh, limit_en, detail = f"限新生儿(出生{p['neonate_days']}天内)", f"newborns only (≤ {p['neonate_days']} days)", "neonate_only"
         elif row.get("child_only") and age_y >= p["child_years"]:
@@ -95,7 +96,7 @@ def item_age(cx: Any, p: dict[str, Any]) -> list[Hit]:
             continue
         fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "limit_zh": limit_zh, "limit_en": limit_en,
                   "age_zh": age_zh, "age_en": age_en}
-        hits.append((fields, [line.lid], line.amt, [ev_item(cx, line), kb_ev(_table(line), row["code"], detail)]))
+        hits.append((fields, [line.lid], line.amt, [ev_item(cx, line, date=date_of_day(line.start)), kb_ev(_table(line), row["code"], detail)]))
     return hits
 
 
@@ -227,7 +228,8 @@ def indication(cx: Any, p: dict[str, Any]) -> list[Hit]:
 
 @family("price_cap", needs="price_cap", params={"tolerance": float}, fields=("item", "item_en", "item_code", "price", "cap"))
 def price_cap(cx: Any, p: dict[str, Any]) -> list[Hit]:
-    """超限定单价: unit price above the catalogue cap in force on the event date."""
+    """超限定单价: unit price above the catalogue cap in force on the line's service date (for a
+    multi-day line, e.g. a bed fee of n days, the cap in force on each day it covers)."""
     tol = 1.0 + p["tolerance"]
     hits = []
     for line in cx.items:
@@ -237,12 +239,31 @@ def price_cap(cx: Any, p: dict[str, Any]) -> list[Hit]:
         if row is None or not row.get("price_cap"):
             continue
         price = line.unit_price
-        cap = row["price_cap"]
-        if price is None or price <= cap * tol + 1e-9:
+        if price is None:
             continue
+        if line.span == 1:
+            cap = row["price_cap"]
+            if price <= cap * tol + 1e-9:
+                continue
+            excess, rows = (price - cap) * line.qty, [row]
+        else:  # each day at the cap in force that day
+            excess, rows, cap = 0.0, [], None
+            get = cx.kb.services.get if line.kind in ("service", "consumable") else cx.kb.drugs.get
+            per_day = line.qty / line.span
+            for day in range(line.start, line.start + line.span):
+                r = get(line.code, day)
+                if r is None or not r.get("price_cap") or price <= r["price_cap"] * tol + 1e-9:
+                    continue
+                excess += (price - r["price_cap"]) * per_day
+                cap = r["price_cap"] if cap is None else max(cap, r["price_cap"])
+                if r not in rows:
+                    rows.append(r)
+            if not rows or cap is None:
+                continue
         fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "price": f"{price:.2f}", "cap": f"{cap:.2f}"}
-        evidence = [ev_item(cx, line), kb_ev(_table(line), row["code"], f"price_cap={cap} from {row['effective_from']}")]
-        hits.append((fields, [line.lid], (price - cap) * line.qty, evidence))
+        evidence = [ev_item(cx, line, date=date_of_day(line.start))]
+        evidence += [kb_ev(_table(line), r["code"], f"price_cap={r['price_cap']} from {r['effective_from']}") for r in rows]
+        hits.append((fields, [line.lid], excess, evidence))
     return hits
 
 

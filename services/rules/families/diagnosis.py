@@ -35,7 +35,9 @@ def dx_age(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """诊断与年龄不符: the patient's age is outside the diagnosis row's (or chapter's) age range."""
     if not cx.dx:
         return []
-    age_y, age_d = cx.age_y, cx.age_d
+    # A stay's diagnoses are judged at admission (a newborn admitted on day 20 and settled on day 35
+    # had a newborn's diagnosis); other encounters at the event's date.
+    age_d, age_y = cx.age_on(cx.adm_day) if cx.enc_type == "inpatient" and cx.adm_day is not None else (cx.age_d, cx.age_y)
     hits = []
     for dx in cx.dx:
         row = dx.row
