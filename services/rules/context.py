@@ -150,7 +150,9 @@ class Ctx:
         patient = self._patient = ev["patient"]
         institution = ev["institution"]
         inst = self.inst = institution["id"]
-        self.region: str = patient.get("region") or institution.get("region") or "default"
+        # 异地就医: the treating institution's region parameters apply; the patient's own (参保地)
+        # region only when the institution does not say where it is.
+        self.region: str = institution.get("region") or patient.get("region") or "default"
         enc = self.enc = ev["encounter"]
         enc_id = self.enc_id = enc["id"]
         self.ench: int = zlib.crc32(f"{inst}\x00{enc_id}".encode())  # enc_hash(inst, enc_id)

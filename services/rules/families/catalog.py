@@ -295,21 +295,27 @@ def vbp(cx: Any, p: dict[str, Any]) -> list[Hit]:
 def daily_qty(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """超说明书用量: quantity / days of supply above the maximum daily quantity."""
     tol = 1.0 + p["tolerance"]
-    hits = []
+    # 分解处方: lines of one product in one request are added up (quantity / days of supply each).
+    groups: dict[str, list[Any]] = {}
     for line in cx.items:
         if not line.m & DAILY_QTY:
             continue
         row = line.row
         if row is None or not row.get("max_daily_qty") or not line.ds:
             continue
-        per_day = line.qty / line.ds
+        groups.setdefault(f"{row['ingredient']}\x00{row['unit']}\x00{line.start}", []).append(line)
+    hits = []
+    for group in groups.values():
+        line = group[0]
+        row = line.row
+        per_day = sum(ln.qty / ln.ds for ln in group)
         if per_day <= row["max_daily_qty"] * tol + 1e-9:
             continue
         fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "per_day": f"{per_day:g}",
                   "max_per_day": f"{row['max_daily_qty']:g}", "unit": row["unit"],
                   "unit_en": UNIT_EN.get(row["unit"], "unit(s)")}
-        evidence = [ev_item(cx, line), kb_ev("drugs", row["code"], f"max_daily_qty={row['max_daily_qty']}")]
-        hits.append((fields, [line.lid], line.amt, evidence))
+        evidence = [ev_item(cx, ln) for ln in group] + [kb_ev("drugs", row["code"], f"max_daily_qty={row['max_daily_qty']}")]
+        hits.append((fields, [ln.lid for ln in group], sum(ln.amt for ln in group), evidence))
     return hits
 
 
@@ -331,7 +337,8 @@ def max_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
         setting = "emergency"
     else:
         setting = "outpatient"
-    hits = []
+    # 分解处方: the lines of one ingredient in one request are added up before the limit applies.
+    groups: dict[str, list[tuple[Any, int]]] = {}
     for line in cx.items:
         if line.kind != "drug":
             continue
@@ -341,6 +348,14 @@ def max_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
             days = int(-(-line.qty // row["daily_qty"]))
         if not days:
             continue
+        key = row["ingredient"] if row is not None else "?" + line.code
+        groups.setdefault(key, []).append((line, days))
+    hits = []
+    for group in groups.values():
+        line, days = group[0]
+        row = line.row
+        if len(group) > 1:
+            days = sum(d for _, d in group)
         kb_days = (row.get("max_days") or {}) if row is not None else {}
         if setting == "chronic":
             limit = kb_days.get("chronic", max(p["chronic_days"], kb_days.get("outpatient", 0)))
@@ -350,9 +365,13 @@ def max_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
             limit = kb_days.get("outpatient", p["default_days"])
         if days <= limit:
             continue
+        lines = [ln for ln, _ in group]
         fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "days": days, "limit": limit,
                   "setting_zh": SETTING_ZH[setting], "setting_en": setting}
+        if len(lines) > 1:
+            fields["item"] = f"{line.name}(同一成分{len(lines)}行合计)"
+            fields["item_en"] = f"{line.name_en} ({len(lines)} lines of one ingredient together)"
         source = f"max_days.{setting}={limit}" if setting in kb_days else f"rule default {setting}={limit}"
-        evidence = [ev_item(cx, line)] + ([kb_ev("drugs", row["code"], source)] if row is not None else [])
-        hits.append((fields, [line.lid], line.amt, evidence))
+        evidence = [ev_item(cx, ln) for ln in lines] + ([kb_ev("drugs", row["code"], source)] if row is not None else [])
+        hits.append((fields, [ln.lid for ln in lines], sum(ln.amt for ln in lines), evidence))
     return hits
