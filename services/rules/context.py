@@ -196,7 +196,11 @@ class Ctx:
                     index, kbit = snap.kind(kind)
             else:  # a line is judged against the catalogue in force on its own service date
                 index, kbit = kb.snapshot(start).kind(kind)
-            line = Line(raw, index.get(raw["code"]), start)
+            code = raw["code"]
+            row = index.get(code)
+            if row is None and "-" in code:  # "<national code>-<local code>", as some HIS send it
+                row = index.get(code.split("-", 1)[0])
+            line = Line(raw, row, start)
             lines.append(line)
             kmask |= kbit
             if line.row is None:

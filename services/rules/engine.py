@@ -262,7 +262,9 @@ class Engine:
         for raw in event.get("items") or ():
             started = raw.get("started_at")
             d = day_of_time(started) if started else day
-            if self.kb.item(raw["code"], raw["kind"], d) is None:
+            code = raw["code"]
+            if self.kb.item(code, raw["kind"], d) is None and (
+                    "-" not in code or self.kb.item(code.split("-", 1)[0], raw["kind"], d) is None):
                 out.append(unchecked_entry(self.kb, raw["line_id"], raw["code"], raw["kind"], d))
         return out
 

@@ -28,8 +28,9 @@ def coverage(kb: Any, code: str, kind: str, day: int) -> tuple[str, int | None, 
     day), ``not_yet_listed`` (its first version starts after ``day``: from_day), ``not_listed``
     (a national-format code the catalogue does not hold) or ``unmapped`` (no national code)."""
     table = kb.drugs if kind in ("drug", "herb") else kb.services
-    if code in table:
-        versions = [r for r in table.rows() if r["code"] == code]
+    base = code.split("-", 1)[0] if "-" in code else code  # "<national code>-<local code>"
+    if base in table:
+        versions = [r for r in table.rows() if r["code"] == base]
         ended = [r["_to"] for r in versions if r["_to"] < day]
         later = [r["_from"] for r in versions if r["_from"] > day]
         if ended:
