@@ -35,6 +35,7 @@ async def decide(
         decision_id=decision.get("decision_id") or decision_id_for(event.institution.id, event.event_id),
         engine_status=outcome.status,
         alerts=decision.get("alerts", []),
+        unchecked_lines=decision.get("unchecked_lines", []),
         latency_ms=round((time.perf_counter() - started) * 1000, 2),
         replayed=bool(decision.get("replayed", False)),
         detail=outcome.error if outcome.status != "evaluated" else None,

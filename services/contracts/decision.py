@@ -53,6 +53,22 @@ class Alert(BaseModel):
     alert_id: str = Field(description="<decision_id>.<rule_id>.<n>: what feedback names (NHSA jr_id, CDS card uuid)")
 
 
+class UncheckedLine(BaseModel):
+    """A line no catalogue rule could judge: its code has no catalogue row in force on its service date."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    line_id: str
+    code: str
+    kind: str
+    service_date: str = Field(description="the line's service date (started_at, else the event's date), YYYY-MM-DD")
+    reason: Literal["retired", "not_yet_listed", "not_listed", "unmapped"] = Field(
+        description="retired 已退出目录; not_yet_listed 目录外 (in force only later); not_listed 目录外 (a national "
+        "code the catalogue does not hold); unmapped 未对照编码 (a hospital code with no national code)")
+    left_catalogue_after: str | None = Field(default=None, description="the code's last day in force, when retired")
+    detail: str
+
+
 class Decision(BaseModel):
     """The public answer to one event (native ``POST /v1/events``)."""
 
@@ -65,6 +81,8 @@ class Decision(BaseModel):
         "still completes and is recorded); unavailable: the broker or engine could not take the event"
     )
     alerts: list[Alert]
+    unchecked_lines: list[UncheckedLine] = Field(
+        default_factory=list, description="lines no catalogue rule could judge, and why (never silent on an unknown code)")
     latency_ms: float
     replayed: bool = Field(False, description="true when this answers a retry from the recorded decision")
     detail: str | None = None
@@ -85,6 +103,7 @@ class AuditRecord(BaseModel):
     engine_status: Literal["evaluated"]
     replayed: bool
     alerts: list[Alert]
+    unchecked_lines: list[UncheckedLine] = Field(default_factory=list, description="as in the Decision")
     engine_ms: float = Field(description="worker time for this event, ms")
     decided_at: str = Field(description="ISO-8601 UTC time the worker decided")
     worker: str = Field(description="the worker that decided")
@@ -95,6 +114,7 @@ class AuditRecord(BaseModel):
 def audit_record(
     event: dict[str, Any], decision_id: str, alerts: list[dict[str, Any]], replayed: bool,
     engine_ms: float, decided_at: str, worker: str, request_id: str | None = None,
+    unchecked_lines: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The audit record of one decision (an :class:`AuditRecord` as a plain dict: the worker's hot path)."""
     return {
@@ -107,6 +127,7 @@ def audit_record(
         "engine_status": "evaluated",
         "replayed": replayed,
         "alerts": alerts,
+        "unchecked_lines": unchecked_lines or [],
         "engine_ms": engine_ms,
         "decided_at": decided_at,
         "worker": worker,

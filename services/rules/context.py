@@ -29,11 +29,12 @@ DRUG = KIND_BITS["drug"]  # Ctx.kmask & DRUG: the request has drug lines
 RX_KINDS = KIND_BITS["drug"] | KIND_BITS["herb"]
 RX = tag_bit("rx")
 DX = tag_bit("dx")
+UNCOVERED = tag_bit("uncovered")  # some line has no catalogue row in force on its service date
 NEW_VISIT = tag_bit("new_visit")  # an outpatient encounter not among the recorded visits (V) yet
 ENCOUNTER_TAGS = frozenset(e.value for e in EncounterType)
 # Every tag a family may name in ``needs``: set by the context (state sections, line kinds, rx, dx,
 # new_visit, the encounter type) or carried by KB rows (kb.ROW_TAGS). Checked when rules load.
-CONTEXT_TAGS = STATE_TAGS | frozenset(KIND_BITS) | {"rx", "dx", "new_visit"} | ENCOUNTER_TAGS
+CONTEXT_TAGS = STATE_TAGS | frozenset(KIND_BITS) | {"rx", "dx", "new_visit", "uncovered"} | ENCOUNTER_TAGS
 KNOWN_TAGS = CONTEXT_TAGS | ROW_TAGS
 
 
@@ -47,7 +48,7 @@ class Line:
 
     __slots__ = ("lid", "code", "kind", "qty", "amt", "ds", "start", "row", "m", "span", "_raw")
 
-    def __init__(self, raw: dict[str, Any], row: dict[str, Any] | None, day: int) -> None:
+    def __init__(self, raw: dict[str, Any], row: dict[str, Any] | None, start: int) -> None:
         self._raw = raw
         get = raw.get
         self.lid: str = raw["line_id"]
@@ -62,8 +63,7 @@ class Line:
             amt = price * qty if price is not None else 0.0
         self.amt: float = amt
         self.ds: int | None = get("days_supply")
-        started = get("started_at")
-        self.start: int = day_of_time(started) if started else day
+        self.start: int = start  # the service date: started_at, else the event's date
         # A per-day item (unit 日, e.g. bed fee) with quantity n covers n consecutive days.
         self.span: int = int(-(-qty // 1)) if qty > 1 and row is not None and row["unit"] == "日" else 1
 
@@ -74,6 +74,11 @@ class Line:
     @property
     def name(self) -> str:
         return self._raw.get("name") or (self.row["name"] if self.row else self.code)
+
+    @property
+    def name_en(self) -> str:
+        """The catalogue's English name; the code itself when the catalogue has no row."""
+        return self.row["name_en"] if self.row else self.code
 
     @property
     def unit_price(self) -> float | None:
@@ -97,6 +102,11 @@ class Dx:
     def name(self) -> str:
         row = self.row
         return self._raw.get("name") or (row["name"] if row else self.code)
+
+    @property
+    def name_en(self) -> str:
+        row = self.row
+        return row["name_en"] if row else self.code
 
 
 _STATE_MASKS: dict[frozenset[str], int] = {}  # the keys of a state → the bits of its sections
@@ -140,7 +150,9 @@ class Ctx:
         patient = self._patient = ev["patient"]
         institution = ev["institution"]
         inst = self.inst = institution["id"]
-        self.region: str = patient.get("region") or institution.get("region") or "default"
+        # 异地就医: the treating institution's region parameters apply; the patient's own (参保地)
+        # region only when the institution does not say where it is.
+        self.region: str = institution.get("region") or patient.get("region") or "default"
         enc = self.enc = ev["encounter"]
         enc_id = self.enc_id = enc["id"]
         self.ench: int = zlib.crc32(f"{inst}\x00{enc_id}".encode())  # enc_hash(inst, enc_id)
@@ -175,14 +187,26 @@ class Ctx:
         lines = []
         for raw in ev.get("items") or ():
             kind = raw["kind"]
-            try:
-                index, kbit = by_kind[kind]
-            except KeyError:
-                index, kbit = snap.kind(kind)
-            line = Line(raw, index.get(raw["code"]), day)
+            started = raw.get("started_at")
+            start = day_of_time(started) if started else day
+            if start == day:
+                try:
+                    index, kbit = by_kind[kind]
+                except KeyError:
+                    index, kbit = snap.kind(kind)
+            else:  # a line is judged against the catalogue in force on its own service date
+                index, kbit = kb.snapshot(start).kind(kind)
+            code = raw["code"]
+            row = index.get(code)
+            if row is None and "-" in code:  # "<national code>-<local code>", as some HIS send it
+                row = index.get(code.split("-", 1)[0])
+            line = Line(raw, row, start)
             lines.append(line)
             kmask |= kbit
-            mask |= line.m
+            if line.row is None:
+                mask |= UNCOVERED
+            else:
+                mask |= line.m
         self.items: list[Line] = lines
         if kmask & RX_KINDS:
             mask |= RX
@@ -249,6 +273,15 @@ class Ctx:
             birth = date.fromordinal(self._birth_ord)
             age = self._age_y = on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
         return age
+
+    def age_on(self, day: int) -> tuple[int, int]:
+        """The patient's age on ``day``: (days, whole years)."""
+        if day == self.day:
+            return self.age_d, self.age_y
+        on = date.fromordinal(day + EPOCH_ORD)
+        birth = date.fromordinal(self._birth_ord)
+        years = on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+        return day + EPOCH_ORD - self._birth_ord, years
 
     @property
     def date(self) -> str:

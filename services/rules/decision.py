@@ -86,6 +86,12 @@ def number_alerts(decision_id: str, alerts: list[dict[str, Any]]) -> list[dict[s
 class _Engine(Protocol):
     def process(self, state: dict[str, Any], event: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]: ...
 
+    def decide(
+        self, state: dict[str, Any], event: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]: ...
+
+    def unchecked_lines(self, event: dict[str, Any]) -> list[dict[str, Any]]: ...
+
     def apply(self, state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]: ...
 
     def rule_static(self, rule_id: str, version: str) -> dict[str, Any]: ...
@@ -97,7 +103,9 @@ def handle_event(
     """One event against one patient's serialized state: what the worker does per event.
 
     Returns (new state bytes, or None when unchanged; outcome {decision_id,
-    alerts, replayed}). A retry found in the idempotency record is answered from
+    alerts, unchecked_lines, replayed}). ``unchecked_lines`` are the lines no
+    catalogue rule could judge (Engine.unchecked_lines), recomputed for a retry.
+    A retry found in the idempotency record is answered from
     it and not applied again. ``evaluate=False`` merges an earlier encounter
     into the history (the NHSA dialects' history encounters): applied once, no
     rules, no alerts.
@@ -110,11 +118,14 @@ def handle_event(
         # The recorded decision id is the one derived from the key (format 1 stores it too); the
         # alerts are the record's last field in every format.
         alerts = [{**a, **engine.rule_static(a["rule_id"], a["rule_version"])} for a in seen[SEEN_ALERTS]]
-        return None, {"decision_id": decision_id, "alerts": alerts, "replayed": True}
+        return None, {"decision_id": decision_id, "alerts": alerts, "unchecked_lines": engine.unchecked_lines(event),
+                      "replayed": True}
     if evaluate:
-        new_state, alerts = engine.process(state, event)
+        new_state, alerts, unchecked = engine.decide(state, event)
     else:
-        new_state, alerts = engine.apply(state, event), []
+        new_state, alerts, unchecked = engine.apply(state, event), [], []
     number_alerts(decision_id, alerts)
     remember(new_state, key, event_epoch_s(event), decision_id, alerts)
-    return state_codec.dumps(new_state), {"decision_id": decision_id, "alerts": alerts, "replayed": False}
+    return state_codec.dumps(new_state), {
+        "decision_id": decision_id, "alerts": alerts, "unchecked_lines": unchecked, "replayed": False,
+    }

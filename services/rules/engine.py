@@ -13,10 +13,12 @@ from typing import Any
 
 from services.contracts.decision import STATIC_ALERT_KEYS
 from services.rules import state as st
-from services.rules.context import Ctx
+from services.rules.context import UNCOVERED, Ctx
 from services.rules.exceptions import DataError
+from services.rules.families.coverage import unchecked_entry
 from services.rules.kb import KB, tag_mask
 from services.rules.ruleset import Rule, compile_rules
+from services.rules.timeutil import day_of_time
 
 
 def packaged_data() -> pathlib.Path:
@@ -32,6 +34,16 @@ DEFAULT_DATA = packaged_data()
 
 def _line_key(lid: str) -> tuple[int, int, str]:
     return (0, int(lid), "") if lid.isdigit() else (1, 0, lid)
+
+
+def en_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields for an English message: a field ``x`` is replaced by ``x_en`` when the family
+    fills one (names from the catalogue's English column, reasons in English)."""
+    out = dict(fields)
+    for key, value in fields.items():
+        if key.endswith("_en"):
+            out[key[:-3]] = value
+    return out
 
 
 def _sort_key(alert: dict[str, Any]) -> tuple[Any, ...]:
@@ -141,10 +153,17 @@ class Engine:
     def _evaluate(self, cx: Ctx) -> list[dict[str, Any]]:
         alerts: list[dict[str, Any]] = []
         day = cx.day
-        key = (cx.scene, cx.region, cx.fmask, bisect_right(self._breaks, day))
+        breaks = self._breaks
+        seg = bisect_right(breaks, day)
+        key = (cx.scene, cx.region, cx.fmask, seg)
         run = self._runs.get(key)
         if run is None:
             run = self._run(key, day)
+        for line in cx.items:
+            if line.start != day and bisect_right(breaks, line.start) != seg:
+                # Some line's service date falls under other rule dates (a rule began or ended
+                # between it and the event): each line is judged by the rules in force on its date.
+                return self._evaluate_dated(cx)
         for fn, params, rule, label in run:
             hits = fn(cx, params)
             if hits:
@@ -155,10 +174,51 @@ class Engine:
                         "result_type": rule.result_type, "indicator": rule.indicator,
                         "severity": rule.severity,
                         "message_zh": rule.msg_zh.format_map(fields),
-                        "message_en": rule.msg_en.format_map(fields),
+                        "message_en": rule.msg_en.format_map(en_fields(fields)),
                         "line_ids": line_ids, "amount": round(float(amount), 2),
                         "evidence": evidence, "policy_basis": rule.policy_basis, "region": label,
                     })
+        if len(alerts) > 1:
+            alerts.sort(key=_sort_key)
+        return alerts
+
+    def _evaluate_dated(self, cx: Ctx) -> list[dict[str, Any]]:
+        """The rare path of ``_evaluate``: the rules in force on the event's date or any line's date
+        run; an alert keeps only the lines dated inside its rule's dates (and is dropped when none
+        is left); an alert naming no line stands when its rule is in force on the event's date."""
+        days = {cx.day} | {line.start for line in cx.items}
+        runs: dict[str, tuple[Any, ...]] = {}
+        for d in sorted(days):
+            key = (cx.scene, cx.region, cx.fmask, bisect_right(self._breaks, d))
+            run = self._runs.get(key)
+            if run is None:
+                run = self._run(key, d)
+            for entry in run:
+                runs.setdefault(entry[2].id, entry)
+        start = {line.lid: line.start for line in cx.items}
+        alerts: list[dict[str, Any]] = []
+        for fn, params, rule, label in runs.values():
+            for fields, line_ids, amount, evidence in fn(cx, params) or ():
+                if line_ids:
+                    kept = [lid for lid in line_ids if rule.frm <= start.get(lid, cx.day) <= rule.to]
+                    if not kept:
+                        continue
+                    if len(kept) < len(line_ids):
+                        amt = {ln.lid: ln.amt for ln in cx.items}
+                        amount = min(float(amount), sum(amt.get(lid, 0.0) for lid in kept))
+                    line_ids = kept
+                elif not rule.frm <= cx.day <= rule.to:
+                    continue
+                alerts.append({
+                    "rule_id": rule.id, "rule_version": rule.version, "gz_code": rule.gz_code,
+                    "name_zh": rule.name_zh, "name_en": rule.name_en,
+                    "result_type": rule.result_type, "indicator": rule.indicator,
+                    "severity": rule.severity,
+                    "message_zh": rule.msg_zh.format_map(fields),
+                    "message_en": rule.msg_en.format_map(en_fields(fields)),
+                    "line_ids": line_ids, "amount": round(float(amount), 2),
+                    "evidence": evidence, "policy_basis": rule.policy_basis, "region": label,
+                })
         if len(alerts) > 1:
             alerts.sort(key=_sort_key)
         return alerts
@@ -178,6 +238,35 @@ class Engine:
         cx = Ctx(self.kb, state, event)
         alerts = self._evaluate(cx)
         return st.apply_event(state, cx, self.windows), alerts
+
+    def decide(
+        self, state: dict[str, Any] | None, event: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+        """``process`` plus the lines no catalogue rule could judge (see ``unchecked_lines``)."""
+        if state is None:
+            state = {}
+        cx = Ctx(self.kb, state, event)
+        alerts = self._evaluate(cx)
+        unchecked = self._unchecked(cx) if cx.fmask & UNCOVERED else []
+        return st.apply_event(state, cx, self.windows), alerts, unchecked
+
+    def _unchecked(self, cx: Ctx) -> list[dict[str, Any]]:
+        return [unchecked_entry(self.kb, ln.lid, ln.code, ln.kind, ln.start) for ln in cx.items if ln.row is None]
+
+    def unchecked_lines(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """Lines of an event that no catalogue rule could judge: no catalogue row in force on the
+        line's service date. Each: ``line_id, code, kind, service_date, reason`` (retired |
+        not_yet_listed | not_listed | unmapped), ``left_catalogue_after`` (date or null), ``detail``."""
+        day = day_of_time(event["occurred_at"])
+        out = []
+        for raw in event.get("items") or ():
+            started = raw.get("started_at")
+            d = day_of_time(started) if started else day
+            code = raw["code"]
+            if self.kb.item(code, raw["kind"], d) is None and (
+                    "-" not in code or self.kb.item(code.split("-", 1)[0], raw["kind"], d) is None):
+                out.append(unchecked_entry(self.kb, raw["line_id"], raw["code"], raw["kind"], d))
+        return out
 
     def apply_status(self, state: dict[str, Any] | None, status: dict[str, Any]) -> dict[str, Any]:
         """Fold an insured-status update (see services.contracts.status.PatientStatus) into the state."""

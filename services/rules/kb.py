@@ -201,7 +201,7 @@ FEATURES = {
 DX_FEATURES = {"sex": "dx_sex", "age_min_years": "dx_age", "age_max_years": "dx_age", "age_max_days": "dx_age"}
 # Tags the KB derives across rows at load (KB.load): included in a bundle, a bundle's part,
 # a non-selected product with a volume-procured alternative, an ingredient with interactions.
-DERIVED_TAGS = frozenset({"bundled", "bundle_part", "vbp_alt", "interacting"})
+DERIVED_TAGS = frozenset({"bundled", "bundle_part", "vbp_alt", "interacting", "bed"})
 ROW_TAGS = frozenset(FEATURES.values()) | frozenset(DX_FEATURES.values()) | DERIVED_TAGS
 
 # Tags as bits: the engine gates rules with one int AND per event instead of set
@@ -418,6 +418,8 @@ class KB:
                 extra.add("bundled")
             if row["code"] in parts:
                 extra.add("bundle_part")
+            if row["category"] == "bed":
+                extra.add("bed")  # bed fees: one a day across bed types, no more than the nights (R40)
             if extra:
                 row["_f"] = row["_f"] | extra
         selected: dict[tuple[str, str], list[dict[str, Any]]] = {}

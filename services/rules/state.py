@@ -472,15 +472,26 @@ def apply_status(state: dict[str, Any], status: dict[str, Any]) -> dict[str, Any
     newest = state.get("d")
     if newest is not None:
         rows = [r for r in rows if r[S_TO] is None or r[S_TO] >= newest - 1]
-    state["S"] = rows[-STATUS_MAX:]
+    keep = rows[-STATUS_MAX:]
+    keep[:0] = [r for r in rows[:-STATUS_MAX] if r[S_STATUS] == "deceased"]  # a death is never trimmed away
+    state["S"] = keep
     return state
 
 
 def status_on(state: dict[str, Any], day: int) -> list[Any] | None:
-    """The status row deciding ``day`` (latest update among periods covering it), None if none."""
+    """The status row deciding ``day``, None if none.
+
+    A timeline, not "latest record wins": death is terminal — a ``deceased`` row from a day on or
+    before ``day`` decides it whatever was recorded later (a routine enrolment or an ``active``
+    record after the death does not revive the patient). Only an explicit revocation lifts a
+    death: a newer update for the same ``effective_from`` replaces the row (``apply_status``).
+    Otherwise the latest update among the periods covering the day decides."""
     best = None
+    death = None
     for r in state.get("S", ()):
         if r[S_FROM] <= day and (r[S_TO] is None or day <= r[S_TO]):
+            if r[S_STATUS] == "deceased" and (death is None or r[S_FROM] < death[S_FROM]):
+                death = r
             if best is None or (r[S_UPDATED], r[S_FROM]) > (best[S_UPDATED], best[S_FROM]):
                 best = r
-    return best
+    return death if death is not None else best

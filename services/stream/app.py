@@ -118,6 +118,7 @@ async def _on_event(key: bytes, value: bytes, headers: dict[str, bytes]) -> None
         event, outcome["decision_id"], outcome["alerts"], outcome["replayed"], round(engine_s * 1000, 3),
         datetime.now(timezone.utc).isoformat(), WORKER_ID,
         request_id=logs.request_id.get(),  # the HTTP request's X-Request-ID (None when sent without one)
+        unchecked_lines=outcome["unchecked_lines"],
     )
     body = orjson.dumps(decision)
     if outcome["alerts"]:

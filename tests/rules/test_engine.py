@@ -118,3 +118,32 @@ def test_retired_rule_stops_firing(tmp_path: pathlib.Path) -> None:
     engine = Engine.load(tmp_path)
     assert "R03" not in {a["rule_id"] for a in engine.evaluate(None, _event())}
     assert "R03" in {a["rule_id"] for a in engine.evaluate(None, _event(occurred_at="2026-03-09T09:00:00+08:00"))}
+
+
+def test_unchecked_lines_name_each_line_no_catalogue_rule_could_judge(engine: Engine) -> None:
+    from services.rules import decision as dec
+
+    event = {
+        "event_id": "unchecked-1", "scene": 7, "occurred_at": "2026-03-05T10:00:00+08:00",
+        "institution": {"id": "H1", "level": 3},
+        "patient": {"id": "P-unchecked", "gender": "F", "birth_date": "2020-02-01", "insurance_type": "310"},
+        "encounter": {"id": "unchecked-enc", "type": "outpatient"}, "diagnoses": [{"code": "J06.9", "main": True}],
+        "items": [
+            {"line_id": "1", "code": "XC08CAH001A001010100137", "kind": "drug", "quantity": 28, "amount": 5.6},
+            {"line_id": "2", "code": "XN02BEB067D001010102024", "kind": "drug", "quantity": 6, "amount": 12.0},
+            {"line_id": "3", "code": "YN-ZJ-00871", "kind": "drug", "quantity": 1, "amount": 18.0},
+            {"line_id": "4", "code": "002503020100000", "kind": "service", "quantity": 1, "amount": 100.0,
+             "started_at": "2023-12-31T09:00:00+08:00"},
+        ],
+    }
+    _, alerts, unchecked = engine.decide(None, event)
+    assert [(u["line_id"], u["reason"], u["left_catalogue_after"]) for u in unchecked] == [
+        ("2", "retired", "2025-06-30"), ("3", "unmapped", None), ("4", "not_yet_listed", None)]
+    assert unchecked[2]["service_date"] == "2023-12-31" and "2024-01-01" in unchecked[2]["detail"]
+    assert engine.unchecked_lines(event) == unchecked  # the same answer without a context (retries)
+    assert {(a["rule_id"], a["line_ids"][0]) for a in alerts if a["rule_id"] in ("R38", "R39")} == {
+        ("R38", "2"), ("R39", "3"), ("R38", "4")}
+    blob, outcome = dec.handle_event(engine, None, event)
+    assert outcome["unchecked_lines"] == unchecked
+    _, again = dec.handle_event(engine, blob, event)
+    assert again["replayed"] and again["unchecked_lines"] == unchecked

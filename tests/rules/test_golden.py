@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import re
 
 import pytest
 
@@ -10,6 +11,8 @@ from services.rules.engine import Engine
 from tests.rules.golden import check, load_cases, replay
 
 CASES = load_cases()
+ENGLISH_WORD = re.compile(r"[a-z]{3,}")  # codes are upper case and digits; words are not
+CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
 ALERT_KEYS = {
     "rule_id", "rule_version", "gz_code", "name_zh", "name_en", "result_type", "indicator",
     "severity", "message_zh", "message_en", "line_ids", "amount", "evidence", "policy_basis", "region",
@@ -27,6 +30,12 @@ def test_case(engine: Engine, pinned_clock: float, rule_id: str, index: int, cas
         assert isinstance(alert["amount"], float)
         for ev in alert["evidence"]:
             assert ev["kind"] in ("event", "kb")
+            if ev["kind"] == "event":
+                assert "amount" in ev, ev
+        # Chinese text fully Chinese, English fully English (a status reason is the bureau's free text).
+        assert not ENGLISH_WORD.search(alert["message_zh"]), alert["message_zh"]
+        if alert["rule_id"] != "R31":
+            assert not CJK.search(alert["message_en"]), alert["message_en"]
 
 
 @pytest.mark.parametrize(("rule_id", "index", "case"), CASES[::7], ids=[f"{r}-{i}" for r, i, _ in CASES[::7]])

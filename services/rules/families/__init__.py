@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from services.rules.timeutil import date_of_day
+
 Hit = tuple[dict[str, Any], list[str], float, list[dict[str, Any]]]
 FamilyFn = Callable[[Any, dict[str, Any]], list[Hit]]
 
@@ -62,8 +64,8 @@ def ev_item(cx: Any, line: Any, *, date: str | None = None) -> dict[str, Any]:
     """Evidence entry for a line of the current event."""
     return {
         "kind": "event", "event_id": cx.event_id, "institution_id": cx.inst,
-        "date": date or cx.date, "item_code": line.code, "item_name": line.name,
-        "quantity": line.qty, "days_supply": line.ds,
+        "date": date or (cx.date if line.start == cx.day else date_of_day(line.start)), "item_code": line.code, "item_name": line.name,
+        "quantity": line.qty, "days_supply": line.ds, "amount": round(float(line.amt), 2),
     }
 
 
@@ -76,7 +78,7 @@ def names(lines: Any) -> str:
 
 
 def names_en(lines: Any) -> str:
-    return ", ".join(f"{ln.name} ({ln.code})" for ln in lines)
+    return ", ".join(ln.name_en for ln in lines)
 
 
 def load_all() -> None:
@@ -85,6 +87,7 @@ def load_all() -> None:
         admissions,
         catalog,
         charges,
+        coverage,
         diagnosis,
         status,
         supply,

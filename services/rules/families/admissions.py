@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.rules.families import Hit, ev_item, family, kb_ev
+from services.rules.kb import tag_bit
 from services.rules.state import (
     A_ADM,
     A_DIS,
@@ -15,8 +16,13 @@ from services.rules.state import (
     E_ACTIVE,
     E_AMOUNT,
     E_CHARGED,
+    E_COUNTERS,
     E_ENC,
     E_EXAM,
+    K_CODE,
+    K_LAST_DAY,
+    K_LAST_QTY,
+    K_QTY,
     MASK_DAYS,
     day_bits,
 )
@@ -42,13 +48,13 @@ def stay_adm(cx: Any) -> int:
     return cx.day
 
 
-def related(cx: Any, a: str, b: str) -> str | None:
-    """Why two diagnoses are related ('category N18' / 'group CKD'), or None."""
+def related(cx: Any, a: str, b: str) -> tuple[str, str] | None:
+    """Why two diagnoses are related, in Chinese and English ('同一类目N18' / 'category N18'), or None."""
     if a[:3] == b[:3]:
-        return f"category {a[:3]}"
+        return f"同一类目{a[:3]}", f"category {a[:3]}"
     ra, rb = cx.kb_dx(a), cx.kb_dx(b)
     if ra is not None and rb is not None and ra.get("group") and ra.get("group") == rb.get("group"):
-        return f"group {ra['group']}"
+        return f"同一相关病种组{ra['group']}", f"group {ra['group']}"
     return None
 
 
@@ -59,14 +65,15 @@ def stay_evidence(cx: Any, stay: list[Any]) -> dict[str, Any]:
         "date": date_of_day(stay[A_DIS] if stay[A_DIS] is not None else stay[A_ADM]),
         "admitted_on": date_of_day(stay[A_ADM]),
         "discharged_on": date_of_day(stay[A_DIS]) if stay[A_DIS] is not None else None,
-        "diagnosis_code": stay[A_DX], "diagnosis_name": row["name"] if row else stay[A_DX],
+        "diagnosis_code": stay[A_DX], "diagnosis_name": row["name"] if row else stay[A_DX], "amount": None,
     }
 
 
 @family(
     "split_admission", needs=("inpatient", "A"),
     params={"gap_days": int, "window_days": int, "same_institution": bool, "exempt_prefixes": list},
-    fields=("prev_inst", "prev_dis_date", "gap", "prev_dx", "prev_dx_name", "dx", "dx_name", "why"),
+    fields=("prev_inst", "prev_dis_date", "gap", "prev_dx", "prev_dx_name", "prev_dx_name_en", "dx", "dx_name", "dx_name_en",
+            "why", "why_en"),
     windows={"discharges": "window_days"},
 )
 def split_admission(cx: Any, p: dict[str, Any]) -> list[Hit]:
@@ -92,31 +99,40 @@ def split_admission(cx: Any, p: dict[str, Any]) -> list[Hit]:
             continue
         ev = stay_evidence(cx, stay)
         row = cx.kb_dx(dx)
+        prev_row = cx.kb_dx(stay[A_DX])
         fields = {
             "prev_inst": stay[A_INST], "prev_dis_date": ev["discharged_on"], "gap": gap,
-            "prev_dx": stay[A_DX], "prev_dx_name": ev["diagnosis_name"], "dx": dx,
-            "dx_name": row["name"] if row else dx, "why": why,
+            "prev_dx": stay[A_DX], "prev_dx_name": ev["diagnosis_name"], "prev_dx_name_en": prev_row["name_en"] if prev_row else stay[A_DX],
+            "dx": dx, "dx_name": row["name"] if row else dx, "dx_name_en": row["name_en"] if row else dx, "why": why[0], "why_en": why[1],
         }
         amount = cx.total if cx.scene in (8, 9) else 0.0
-        hits.append((fields, [], amount, [ev, kb_ev("diagnoses", dx, f"related to {stay[A_DX]}: {why}")]))
+        hits.append((fields, [], amount, [ev, kb_ev("diagnoses", dx, f"related to {stay[A_DX]}: {why[1]}")]))
     return hits
 
 
 @family(
-    "frequent_admission", needs=("inpatient", "A"), params={"window_days": int, "max_admissions": int},
-    fields=("count", "days", "dates"), windows={"stays": "window_days"},
+    "frequent_admission", needs=("inpatient", "A"),
+    params={"window_days": int, "max_admissions": int, "exempt_prefixes": list},
+    fields=("count", "days", "dates", "dates_en"), windows={"stays": "window_days"},
 )
 def frequent_admission(cx: Any, p: dict[str, Any]) -> list[Hit]:
-    """频繁住院: this admission makes max_admissions or more within window_days."""
+    """频繁住院: this admission makes max_admissions or more within window_days; planned cycles
+    (main diagnosis Z51.0 radiotherapy, Z51.1 chemotherapy, Z49 dialysis) neither count nor fire."""
     if cx.enc_type != "inpatient":
         return []
+    exempt = tuple(p["exempt_prefixes"])
+    dx = stay_dx(cx)
+    if dx and dx.startswith(exempt):
+        return []
     adm = stay_adm(cx)
-    prior = [s for s in cx.state.get("A", ()) if s[A_ENC] != cx.ench and 0 <= adm - s[A_ADM] < p["window_days"]]
+    prior = [s for s in cx.state.get("A", ()) if s[A_ENC] != cx.ench and 0 <= adm - s[A_ADM] < p["window_days"]
+             and not (s[A_DX] and s[A_DX].startswith(exempt))]
     count = len(prior) + 1
     if count < p["max_admissions"]:
         return []
     prior.sort(key=lambda s: s[A_ADM])
-    fields = {"count": count, "days": p["window_days"], "dates": "、".join(f"{date_of_day(s[A_ADM])}({s[A_INST]})" for s in prior)}
+    fields = {"count": count, "days": p["window_days"], "dates": "、".join(f"{date_of_day(s[A_ADM])}({s[A_INST]})" for s in prior),
+              "dates_en": ", ".join(f"{date_of_day(s[A_ADM])} ({s[A_INST]})" for s in prior)}
     return [(fields, [], 0.0, [stay_evidence(cx, s) for s in prior])]
 
 
@@ -158,7 +174,7 @@ def _stay_days(cx: Any) -> tuple[int, int]:
 
 @family(
     "long_stay", needs=("inpatient",), params={"factor": float, "default_ref_los": int},
-    fields=("los", "ref", "factor", "dx", "dx_name"),
+    fields=("los", "ref", "factor", "dx", "dx_name", "dx_name_en"),
 )
 def long_stay(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """住院天数异常: length of stay above factor × the reference LOS of the main diagnosis."""
@@ -171,7 +187,8 @@ def long_stay(cx: Any, p: dict[str, Any]) -> list[Hit]:
     ref = row.get("ref_los") if row is not None and row.get("ref_los") else p["default_ref_los"]
     if los <= p["factor"] * ref:
         return []
-    fields = {"los": los, "ref": ref, "factor": f"{p['factor']:g}", "dx": dx or "-", "dx_name": row["name"] if row else "-"}
+    fields = {"los": los, "ref": ref, "factor": f"{p['factor']:g}", "dx": dx or "-", "dx_name": row["name"] if row else "-",
+              "dx_name_en": row["name_en"] if row else "-"}
     evidence = [kb_ev("diagnoses", row["code"], f"ref_los={ref}")] if row is not None else []
     return [(fields, [], cx.total, evidence)]
 
@@ -251,18 +268,110 @@ def idle_stay(cx: Any, p: dict[str, Any]) -> list[Hit]:
 
 
 @family(
-    "during_stay", needs=("A",), params={"max_open_days": int},
-    fields=("inst", "adm_date"), windows={"open_stay": "max_open_days"},
+    "during_stay", needs=("A",), params={"max_open_days": int, "encounter_types": list},
+    fields=("inst", "adm_date", "where_zh", "where_en"), windows={"open_stay": "max_open_days"},
 )
 def during_stay(cx: Any, p: dict[str, Any]) -> list[Hit]:
-    """住院期间门诊/购药: an outpatient or pharmacy claim while the patient is admitted elsewhere."""
-    if cx.enc_type == "inpatient":
+    """住院期间门诊/购药 (R35): an outpatient or pharmacy claim dated inside a stay at any institution
+    (at the admitting one: 转嫁费用; its admission day is excluded there, an emergency visit often
+    precedes the admission). 住院期间再次入院 (R41, encounter_types inpatient): a new admission dated
+    inside another stay that is still open or not yet discharged on that day."""
+    enc_type = cx.enc_type
+    if enc_type not in p["encounter_types"]:
         return []
-    day = cx.day
+    if enc_type == "inpatient":
+        if cx.scene != 3 and cx.adm_day is None:
+            return []
+        day = stay_adm(cx)
+    else:
+        day = cx.day
     for s in cx.state.get("A", ()):
-        if s[A_INST] == cx.inst or s[A_ADM] > day:
+        if s[A_ENC] == cx.ench or s[A_ADM] > day:
             continue
-        if (s[A_DIS] is None and day - s[A_ADM] <= p["max_open_days"]) or (s[A_DIS] is not None and s[A_ADM] < day < s[A_DIS]):
-            fields = {"inst": s[A_INST], "adm_date": date_of_day(s[A_ADM])}
+        if s[A_INST] == cx.inst and s[A_ADM] == day:
+            continue
+        if s[A_DIS] is None:
+            inside = day - s[A_ADM] <= p["max_open_days"]
+        else:  # a transfer or a visit on the discharge day is fine
+            inside = s[A_ADM] <= day < s[A_DIS] if enc_type == "inpatient" else s[A_ADM] < day < s[A_DIS]
+        if inside:
+            same = s[A_INST] == cx.inst
+            fields = {"inst": s[A_INST], "adm_date": date_of_day(s[A_ADM]),
+                      "where_zh": "本机构" if same else f"{s[A_INST]}", "where_en": "this institution" if same else s[A_INST]}
             return [(fields, [ln.lid for ln in cx.items], cx.total, [stay_evidence(cx, s)])]
     return []
+
+
+BED = tag_bit("bed")
+
+
+@family(
+    "bed_days", needs=("inpatient", "bed"), params={"exempt_codes": list},
+    fields=("what_zh", "what_en"),
+)
+def bed_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
+    """床位费: more than one bed fee on one day across all bed types, or more bed days than nights
+    of the stay (计入不计出: the admission day counts, the discharge day does not; a same-day stay
+    counts one). At order time (scenes 4/5) the stay's earlier bed charges (the open-stay
+    counters) count too, and the days so far bound the bed days."""
+    exempt = p["exempt_codes"]
+    beds = [ln for ln in cx.items if ln.m & BED and ln.code not in exempt]
+    if not beds:
+        return []
+    work = None
+    if cx.scene in (4, 5):
+        for w in cx.state.get("E", ()):
+            if w[E_ENC] == cx.ench:
+                work = w
+                break
+    earlier = {c[K_CODE]: c for c in work[E_COUNTERS]} if work is not None else {}
+    bed_codes = {c for c in earlier if (row := cx.kb.services.get(c, cx.day)) is not None and row["category"] == "bed"
+                 and c not in exempt}
+    hits: list[Hit] = []
+    # (a) one bed fee a day across bed types
+    per_day: dict[int, list[Any]] = {}
+    for ln in beds:
+        for day in range(ln.start, ln.start + ln.span):
+            per_day.setdefault(day, []).append(ln)
+    for day, lines in sorted(per_day.items()):
+        codes = {ln.code for ln in lines}
+        before = sorted(c for c in bed_codes if earlier[c][K_LAST_DAY] == day and c not in codes)
+        if len(codes) + len(before) < 2:
+            continue
+        ranked = sorted(lines, key=lambda ln: -(ln.unit_price or 0.0))
+        extra = ranked if before else ranked[1:]
+        names = [ln.name for ln in lines] + [cx.kb.services.get(c, day)["name"] for c in before]
+        names_en = [ln.name_en for ln in lines] + [cx.kb.services.get(c, day)["name_en"] for c in before]
+        fields = {"what_zh": f"{date_of_day(day)}同日收取{len(names)}项床位费({'、'.join(names)})，每日只能收取一项",
+                  "what_en": f"{len(names)} bed fees on {date_of_day(day)} ({', '.join(names_en)}); one a day is payable"}
+        evidence = [ev_item(cx, ln, date=date_of_day(day)) for ln in lines]
+        evidence += [{"kind": "event", "event_id": None, "institution_id": cx.inst, "date": date_of_day(day), "item_code": c,
+                      "item_name": cx.kb.services.get(c, day)["name"], "quantity": earlier[c][K_LAST_QTY], "days_supply": None,
+                      "amount": None} for c in before]
+        amount = sum((ln.unit_price or 0.0) * (ln.qty / ln.span) for ln in extra)
+        hits.append((fields, [ln.lid for ln in lines], amount, evidence))
+        break  # one alert for the first such day; the others are usually the same pattern
+    # (b) bed days no more than the nights of the stay
+    adm = stay_adm(cx)
+    dis = cx.dis_day
+    if dis is None:
+        for s in cx.state.get("A", ()):
+            if s[A_ENC] == cx.ench and s[A_DIS] is not None:
+                dis = s[A_DIS]
+    days = sum(ln.qty for ln in beds) + sum(earlier[c][K_QTY] for c in bed_codes)
+    if dis is not None:
+        allowed = max(1, dis - adm)
+        basis_zh, basis_en = f"{date_of_day(adm)}入院、{date_of_day(dis)}出院共{allowed}天(计入不计出)", \
+            f"admitted {date_of_day(adm)}, discharged {date_of_day(dis)}: {allowed} day(s), counting the admission day, not the discharge day"
+    else:
+        last = max(ln.start + ln.span - 1 for ln in beds)
+        allowed = last - adm + 1
+        basis_zh, basis_en = f"{date_of_day(adm)}入院至{date_of_day(last)}共{allowed}天", \
+            f"admitted {date_of_day(adm)}: {allowed} day(s) up to {date_of_day(last)}"
+    if days > allowed + 1e-9:
+        price = max((ln.unit_price or 0.0) for ln in beds)
+        fields = {"what_zh": f"床位费计{days:g}天，超过住院天数：{basis_zh}",
+                  "what_en": f"{days:g} bed days charged, more than the stay: {basis_en}"}
+        evidence = [ev_item(cx, ln) for ln in beds]
+        hits.append((fields, [ln.lid for ln in beds], price * (days - allowed), evidence))
+    return hits

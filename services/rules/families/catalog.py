@@ -11,10 +11,16 @@ from services.rules.context import DRUG, GENDER_EN, GENDER_ZH
 from services.rules.families import Hit, ev_item, family, kb_ev
 from services.rules.kb import tag_bit
 from services.rules.state import A_DX, A_ENC
+from services.rules.timeutil import date_of_day
 
 KIND_TABLE = {"drug": "drugs", "herb": "drugs", "service": "services", "consumable": "services"}
 SETTING_ZH = {"outpatient": "门诊", "inpatient": "住院", "pharmacy": "药店购药", "emergency": "急诊", "chronic": "门诊慢特病"}
 INSUTYPE_ZH = {"310": "职工基本医疗保险", "390": "城乡居民基本医疗保险", "410": "工伤保险", "510": "生育保险"}
+UNIT_EN = {"g": "g", "丸": "pill(s)", "支": "vial(s)", "片": "tablet(s)", "瓶": "bottle(s)", "盒": "box(es)", "粒": "capsule(s)",
+           "袋": "sachet(s)", "次": "time(s)", "日": "day(s)", "个": "piece(s)", "套": "set(s)", "小时": "hour(s)", "根": "piece(s)",
+           "项": "item(s)", "组": "group(s)", "把": "piece(s)"}
+INSUTYPE_EN = {"310": "employee basic medical insurance", "390": "urban and rural resident basic medical insurance",
+               "410": "work-injury insurance", "510": "maternity insurance"}
 
 
 def _table(line: Any) -> str:
@@ -44,7 +50,7 @@ ITEM_FILTER: dict[str, type | tuple[type, ...]] = {"kinds": list, "categories": 
 
 @family(
     "item_sex", needs="sex", params=ITEM_FILTER,
-    fields=("item", "item_code", "sex_zh", "sex_en", "allowed_zh", "allowed_en"),
+    fields=("item", "item_en", "item_code", "sex_zh", "sex_en", "allowed_zh", "allowed_en"),
 )
 def item_sex(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """A line restricted to one sex (区分性别使用) for a patient of the other."""
@@ -59,7 +65,7 @@ def item_sex(cx: Any, p: dict[str, Any]) -> list[Hit]:
         if row is None or not row.get("sex") or row["sex"] == gender or not _selected(line, p):
             continue
         sex = row["sex"]
-        fields = {"item": line.name, "item_code": line.code, "sex_zh": GENDER_ZH[gender], "sex_en": GENDER_EN[gender],
+        fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "sex_zh": GENDER_ZH[gender], "sex_en": GENDER_EN[gender],
                   "allowed_zh": GENDER_ZH[sex], "allowed_en": GENDER_EN[sex]}
         hits.append((fields, [line.lid], line.amt, [ev_item(cx, line), kb_ev(_table(line), row["code"], f"sex={sex}")]))
     return hits
@@ -67,18 +73,18 @@ def item_sex(cx: Any, p: dict[str, Any]) -> list[Hit]:
 
 @family(
     "item_age", needs="age", params={"neonate_days": int, "child_years": int},
-    fields=("item", "item_code", "limit_zh", "limit_en", "age_zh", "age_en"),
+    fields=("item", "item_en", "item_code", "limit_zh", "limit_en", "age_zh", "age_en"),
 )
 def item_age(cx: Any, p: dict[str, Any]) -> list[Hit]:
-    """限新生儿 / 限儿童 / minimum age: the patient's age on the event date is outside the item's range."""
+    """限新生儿 / 限儿童 / minimum age: the patient's age on the line's service date is outside the item's range."""
     hits = []
-    age_d, age_y = cx.age_d, cx.age_y
-    age_zh = f"{age_d}天" if age_y < 1 else f"{age_y}岁"
-    age_en = f"{age_d} days" if age_y < 1 else f"{age_y} years"
     for line in cx.items:
         row = line.row
         if row is None:
             continue
+        age_d, age_y = cx.age_on(line.start)
+        age_zh = f"{age_d}天" if age_y < 1 else f"{age_y}岁"
+        age_en = f"{age_d} days" if age_y < 1 else f"{age_y} years"
         if row.get("neonate_only") and age_d > p["neonate_days"]:
             limit_zh, limit_en, detail = f"限新生儿(出生{p['neonate_days']}天内)", f"newborns only (≤ {p['neonate_days']} days)", "neonate_only"
         elif row.get("child_only") and age_y >= p["child_years"]:
@@ -88,13 +94,13 @@ def item_age(cx: Any, p: dict[str, Any]) -> list[Hit]:
             detail = f"min_age_years={row['min_age_years']}"
         else:
             continue
-        fields = {"item": line.name, "item_code": line.code, "limit_zh": limit_zh, "limit_en": limit_en,
+        fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "limit_zh": limit_zh, "limit_en": limit_en,
                   "age_zh": age_zh, "age_en": age_en}
-        hits.append((fields, [line.lid], line.amt, [ev_item(cx, line), kb_ev(_table(line), row["code"], detail)]))
+        hits.append((fields, [line.lid], line.amt, [ev_item(cx, line, date=date_of_day(line.start)), kb_ev(_table(line), row["code"], detail)]))
     return hits
 
 
-@family("item_insutype", needs="insutype", params={}, fields=("item", "item_code", "allowed_zh", "allowed_en", "insutype"))
+@family("item_insutype", needs="insutype", params={}, fields=("item", "item_en", "item_code", "allowed_zh", "allowed_en", "insutype", "insutype_en"))
 def item_insutype(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """限工伤/生育保险: the patient's insurance type is not among the item's."""
     ins = cx.insutype
@@ -108,13 +114,15 @@ def item_insutype(cx: Any, p: dict[str, Any]) -> list[Hit]:
         if row is None or not row.get("insutypes") or ins in row["insutypes"]:
             continue
         allowed = row["insutypes"]
-        fields = {"item": line.name, "item_code": line.code, "insutype": ins,
-                  "allowed_zh": "、".join(INSUTYPE_ZH.get(a, a) for a in allowed), "allowed_en": ", ".join(allowed)}
+        fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code,
+                  "insutype": f"{INSUTYPE_ZH.get(ins, '其他险种')}({ins})", "insutype_en": f"{INSUTYPE_EN.get(ins, 'other insurance')} ({ins})",
+                  "allowed_zh": "、".join(f"{INSUTYPE_ZH.get(a, '其他险种')}({a})" for a in allowed),
+                  "allowed_en": ", ".join(f"{INSUTYPE_EN.get(a, 'other insurance')} ({a})" for a in allowed)}
         hits.append((fields, [line.lid], line.amt, [ev_item(cx, line), kb_ev(_table(line), row["code"], f"insutypes={','.join(allowed)}")]))
     return hits
 
 
-@family("item_level", needs="level", params={}, fields=("item", "item_code", "level", "min_level"))
+@family("item_level", needs="level", params={}, fields=("item", "item_en", "item_code", "level", "min_level"))
 def item_level(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """限医疗机构级别: the institution's level is below the item's minimum."""
     level = cx.level
@@ -127,12 +135,12 @@ def item_level(cx: Any, p: dict[str, Any]) -> list[Hit]:
         row = line.row
         if row is None or not row.get("min_level") or level >= row["min_level"]:
             continue
-        fields = {"item": line.name, "item_code": line.code, "level": level, "min_level": row["min_level"]}
+        fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "level": level, "min_level": row["min_level"]}
         hits.append((fields, [line.lid], line.amt, [ev_item(cx, line), kb_ev(_table(line), row["code"], f"min_level={row['min_level']}")]))
     return hits
 
 
-@family("item_setting", needs="setting", params={}, fields=("item", "item_code", "where_zh", "where_en", "allowed_zh", "allowed_en"))
+@family("item_setting", needs="setting", params={}, fields=("item", "item_en", "item_code", "where_zh", "where_en", "allowed_zh", "allowed_en"))
 def item_setting(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """限就医方式 / 限科室: the encounter type or department is not among the item's."""
     hits = []
@@ -147,11 +155,11 @@ def item_setting(cx: Any, p: dict[str, Any]) -> list[Hit]:
         settings = row.get("settings")
         depts = row.get("departments")
         if settings and enc_type not in settings:
-            fields = {"item": line.name, "item_code": line.code, "where_zh": SETTING_ZH.get(enc_type, enc_type), "where_en": enc_type,
+            fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "where_zh": SETTING_ZH.get(enc_type, enc_type), "where_en": enc_type,
                       "allowed_zh": "、".join(SETTING_ZH.get(s, s) for s in settings), "allowed_en": ", ".join(settings)}
             detail = f"settings={','.join(settings)}"
         elif depts and dept is not None and not dept.startswith(tuple(depts)):
-            fields = {"item": line.name, "item_code": line.code, "where_zh": f"科室{dept}", "where_en": f"department {dept}",
+            fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "where_zh": f"科室{dept}", "where_en": f"department {dept}",
                       "allowed_zh": "科室" + "、".join(depts), "allowed_en": "departments " + ", ".join(depts)}
             detail = f"departments={','.join(depts)}"
         else:
@@ -167,13 +175,13 @@ def herb_pay(cx: Any, p: dict[str, Any]) -> list[Hit]:
     never = [ln for ln in herbs if ln.row is not None and ln.row.get("herb_never_paid")]
     hits = []
     if never:
-        fields = {"items": "、".join(ln.name for ln in never), "items_en": ", ".join(ln.row["name_en"] for ln in never),
+        fields = {"items": "、".join(ln.name for ln in never), "items_en": ", ".join(ln.name_en for ln in never),
                   "why_zh": "单味或复方均不予支付", "why_en": "not paid alone or in a compound prescription"}
         evidence = [ev_item(cx, ln) for ln in never] + [kb_ev("drugs", ln.code, "herb_never_paid") for ln in never]
         hits.append((fields, [ln.lid for ln in never], sum(ln.amt for ln in never), evidence))
     rest = [ln for ln in herbs if ln not in never]
     if rest and all(ln.row is not None and ln.row.get("herb_single_unpaid") for ln in rest):
-        fields = {"items": "、".join(ln.name for ln in rest), "items_en": ", ".join(ln.row["name_en"] for ln in rest),
+        fields = {"items": "、".join(ln.name for ln in rest), "items_en": ", ".join(ln.name_en for ln in rest),
                   "why_zh": "单味使用或全部由单方不予支付饮片组成的处方不予支付",
                   "why_en": "not paid when used alone or only with other pieces of that list"}
         evidence = [ev_item(cx, ln) for ln in rest] + [kb_ev("drugs", ln.code, "herb_single_unpaid") for ln in rest]
@@ -193,7 +201,7 @@ def encounter_dx(cx: Any) -> list[str]:
 
 @family(
     "indication", needs="indication", params={"judge_without_diagnosis": bool},
-    fields=("item", "item_code", "indication", "dx_list"),
+    fields=("item", "item_en", "item_code", "indication", "indication_en", "dx_list", "dx_list_en"),
 )
 def indication(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """限适应症: none of the encounter's diagnoses is among the item's allowed ones."""
@@ -210,16 +218,18 @@ def indication(cx: Any, p: dict[str, Any]) -> list[Hit]:
         allowed = tuple(row["indications"])
         if any(c.startswith(allowed) for c in codes):
             continue
-        fields = {"item": line.name, "item_code": line.code,
-                  "indication": row.get("indication_text") or "、".join(allowed), "dx_list": "、".join(codes) or "无"}
+        fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code,
+                  "indication": row.get("indication_text") or "、".join(allowed),
+                  "indication_en": "ICD-10 " + ", ".join(allowed), "dx_list": "、".join(codes) or "无", "dx_list_en": ", ".join(codes) or "none"}
         evidence = [ev_item(cx, line), kb_ev(_table(line), row["code"], "indications=" + ",".join(allowed))]
         hits.append((fields, [line.lid], line.amt, evidence))
     return hits
 
 
-@family("price_cap", needs="price_cap", params={"tolerance": float}, fields=("item", "item_code", "price", "cap"))
+@family("price_cap", needs="price_cap", params={"tolerance": float}, fields=("item", "item_en", "item_code", "price", "cap"))
 def price_cap(cx: Any, p: dict[str, Any]) -> list[Hit]:
-    """超限定单价: unit price above the catalogue cap in force on the event date."""
+    """超限定单价: unit price above the catalogue cap in force on the line's service date (for a
+    multi-day line, e.g. a bed fee of n days, the cap in force on each day it covers)."""
     tol = 1.0 + p["tolerance"]
     hits = []
     for line in cx.items:
@@ -229,16 +239,35 @@ def price_cap(cx: Any, p: dict[str, Any]) -> list[Hit]:
         if row is None or not row.get("price_cap"):
             continue
         price = line.unit_price
-        cap = row["price_cap"]
-        if price is None or price <= cap * tol + 1e-9:
+        if price is None:
             continue
-        fields = {"item": line.name, "item_code": line.code, "price": f"{price:.2f}", "cap": f"{cap:.2f}"}
-        evidence = [ev_item(cx, line), kb_ev(_table(line), row["code"], f"price_cap={cap} from {row['effective_from']}")]
-        hits.append((fields, [line.lid], (price - cap) * line.qty, evidence))
+        if line.span == 1:
+            cap = row["price_cap"]
+            if price <= cap * tol + 1e-9:
+                continue
+            excess, rows = (price - cap) * line.qty, [row]
+        else:  # each day at the cap in force that day
+            excess, rows, cap = 0.0, [], None
+            get = cx.kb.services.get if line.kind in ("service", "consumable") else cx.kb.drugs.get
+            per_day = line.qty / line.span
+            for day in range(line.start, line.start + line.span):
+                r = get(line.code, day)
+                if r is None or not r.get("price_cap") or price <= r["price_cap"] * tol + 1e-9:
+                    continue
+                excess += (price - r["price_cap"]) * per_day
+                cap = r["price_cap"] if cap is None else max(cap, r["price_cap"])
+                if r not in rows:
+                    rows.append(r)
+            if not rows or cap is None:
+                continue
+        fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "price": f"{price:.2f}", "cap": f"{cap:.2f}"}
+        evidence = [ev_item(cx, line, date=date_of_day(line.start))]
+        evidence += [kb_ev(_table(line), r["code"], f"price_cap={r['price_cap']} from {r['effective_from']}") for r in rows]
+        hits.append((fields, [line.lid], excess, evidence))
     return hits
 
 
-@family("vbp", needs="vbp_alt", params={}, fields=("item", "item_code", "manufacturer", "alternatives"))
+@family("vbp", needs="vbp_alt", params={}, fields=("item", "item_en", "item_code", "manufacturer", "manufacturer_en", "alternatives", "alternatives_en"))
 def vbp(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """集采: a non-selected product is used where a volume-procured (中选) product of the same ingredient and form exists."""
     hits = []
@@ -252,39 +281,48 @@ def vbp(cx: Any, p: dict[str, Any]) -> list[Hit]:
         alts = [r for r in row["_vbp"] if r["_from"] <= day <= r["_to"]]
         if not alts:
             continue
-        fields = {"item": line.name, "item_code": line.code, "manufacturer": row["manufacturer"],
-                  "alternatives": "、".join(f"{a['manufacturer']}({a['code']})" for a in alts)}
+        fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "manufacturer": row["manufacturer"],
+                  "manufacturer_en": f"manufacturer code {row['code'][-5:]}",
+                  "alternatives": "、".join(f"{a['manufacturer']}({a['code']})" for a in alts),
+                  "alternatives_en": ", ".join(a["code"] for a in alts)}
         evidence = [ev_item(cx, line), kb_ev("drugs", row["code"], "vbp_selected=false")]
         evidence += [kb_ev("drugs", a["code"], "vbp_selected=true") for a in alts]
         hits.append((fields, [line.lid], 0.0, evidence))
     return hits
 
 
-@family("daily_qty", needs="daily_qty", params={"tolerance": float}, fields=("item", "item_code", "per_day", "max_per_day", "unit"))
+@family("daily_qty", needs="daily_qty", params={"tolerance": float}, fields=("item", "item_en", "item_code", "per_day", "max_per_day", "unit", "unit_en"))
 def daily_qty(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """超说明书用量: quantity / days of supply above the maximum daily quantity."""
     tol = 1.0 + p["tolerance"]
-    hits = []
+    # 分解处方: lines of one product in one request are added up (quantity / days of supply each).
+    groups: dict[str, list[Any]] = {}
     for line in cx.items:
         if not line.m & DAILY_QTY:
             continue
         row = line.row
         if row is None or not row.get("max_daily_qty") or not line.ds:
             continue
-        per_day = line.qty / line.ds
+        groups.setdefault(f"{row['ingredient']}\x00{row['unit']}\x00{line.start}", []).append(line)
+    hits = []
+    for group in groups.values():
+        line = group[0]
+        row = line.row
+        per_day = sum(ln.qty / ln.ds for ln in group)
         if per_day <= row["max_daily_qty"] * tol + 1e-9:
             continue
-        fields = {"item": line.name, "item_code": line.code, "per_day": f"{per_day:g}",
-                  "max_per_day": f"{row['max_daily_qty']:g}", "unit": row["unit"]}
-        evidence = [ev_item(cx, line), kb_ev("drugs", row["code"], f"max_daily_qty={row['max_daily_qty']}")]
-        hits.append((fields, [line.lid], line.amt, evidence))
+        fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "per_day": f"{per_day:g}",
+                  "max_per_day": f"{row['max_daily_qty']:g}", "unit": row["unit"],
+                  "unit_en": UNIT_EN.get(row["unit"], "unit(s)")}
+        evidence = [ev_item(cx, ln) for ln in group] + [kb_ev("drugs", row["code"], f"max_daily_qty={row['max_daily_qty']}")]
+        hits.append((fields, [ln.lid for ln in group], sum(ln.amt for ln in group), evidence))
     return hits
 
 
 @family(
     "max_days", needs=("drug",), params={"default_days": int, "emergency_days": int, "chronic_days": int,
                         "chronic_med_types": list, "emergency_med_types": list, "emergency_departments": list},
-    fields=("item", "item_code", "days", "limit", "setting_zh", "setting_en"),
+    fields=("item", "item_en", "item_code", "days", "limit", "setting_zh", "setting_en"),
 )
 def max_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """超量开药: days of supply above the limit for the setting (KB per drug, else the rule's defaults)."""
@@ -299,7 +337,8 @@ def max_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
         setting = "emergency"
     else:
         setting = "outpatient"
-    hits = []
+    # 分解处方: the lines of one ingredient in one request are added up before the limit applies.
+    groups: dict[str, list[tuple[Any, int]]] = {}
     for line in cx.items:
         if line.kind != "drug":
             continue
@@ -309,6 +348,14 @@ def max_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
             days = int(-(-line.qty // row["daily_qty"]))
         if not days:
             continue
+        key = row["ingredient"] if row is not None else "?" + line.code
+        groups.setdefault(key, []).append((line, days))
+    hits = []
+    for group in groups.values():
+        line, days = group[0]
+        row = line.row
+        if len(group) > 1:
+            days = sum(d for _, d in group)
         kb_days = (row.get("max_days") or {}) if row is not None else {}
         if setting == "chronic":
             limit = kb_days.get("chronic", max(p["chronic_days"], kb_days.get("outpatient", 0)))
@@ -318,9 +365,13 @@ def max_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
             limit = kb_days.get("outpatient", p["default_days"])
         if days <= limit:
             continue
-        fields = {"item": line.name, "item_code": line.code, "days": days, "limit": limit,
+        lines = [ln for ln, _ in group]
+        fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "days": days, "limit": limit,
                   "setting_zh": SETTING_ZH[setting], "setting_en": setting}
+        if len(lines) > 1:
+            fields["item"] = f"{line.name}(同一成分{len(lines)}行合计)"
+            fields["item_en"] = f"{line.name_en} ({len(lines)} lines of one ingredient together)"
         source = f"max_days.{setting}={limit}" if setting in kb_days else f"rule default {setting}={limit}"
-        evidence = [ev_item(cx, line)] + ([kb_ev("drugs", row["code"], source)] if row is not None else [])
-        hits.append((fields, [line.lid], line.amt, evidence))
+        evidence = [ev_item(cx, ln) for ln in lines] + ([kb_ev("drugs", row["code"], source)] if row is not None else [])
+        hits.append((fields, [ln.lid for ln in lines], sum(ln.amt for ln in lines), evidence))
     return hits

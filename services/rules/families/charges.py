@@ -73,18 +73,21 @@ def _counter(work: list[Any] | None, code: str) -> list[Any] | None:
 def _earlier(cx: Any, code: str, day: int, qty: float) -> dict[str, Any]:
     row = cx.kb.services.get(code, day)
     return {"kind": "event", "event_id": None, "institution_id": cx.inst, "date": date_of_day(day),
-            "item_code": code, "item_name": row["name"] if row else code, "quantity": qty, "days_supply": None}
+            "item_code": code, "item_name": row["name"] if row else code, "quantity": qty, "days_supply": None, "amount": None}
 
 
 def _bundled_hit(cx: Any, hits: list[Hit], dup: Any, parent_name: str, parent_code: str, child_code: str,
                  evidence: list[dict[str, Any]]) -> None:
     evidence.append(kb_ev("services", parent_code, f"includes {child_code}"))
-    fields = {"item": dup.name if child_code == dup.code else cx.kb.services.get(child_code, cx.day)["name"],
-              "item_code": child_code, "bundle": parent_name, "bundle_code": parent_code, "date": date_of_day(dup.start)}
+    child = dup.row if child_code == dup.code else cx.kb.services.get(child_code, dup.start)
+    parent = cx.kb.services.get(parent_code, dup.start)
+    fields = {"item": dup.name if child_code == dup.code else child["name"], "item_en": child["name_en"] if child else child_code,
+              "item_code": child_code, "bundle": parent_name, "bundle_en": parent["name_en"] if parent else parent_code,
+              "bundle_code": parent_code, "date": date_of_day(dup.start)}
     hits.append((fields, [dup.lid], dup.amt, evidence))
 
 
-@family("bundled", needs="bundled", params={}, fields=("item", "item_code", "bundle", "bundle_code", "date"))
+@family("bundled", needs="bundled", params={}, fields=("item", "item_en", "item_code", "bundle", "bundle_en", "bundle_code", "date"))
 def bundled(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """重复收费: an item charged on the same day as an item whose content already includes it
     (both in this request, or the other one earlier the same day of this stay)."""
@@ -117,7 +120,7 @@ def bundled(cx: Any, p: dict[str, Any]) -> list[Hit]:
     return hits
 
 
-@family("bundle", needs="bundle_part", params={}, fields=("bundle", "bundle_code", "items", "count"))
+@family("bundle", needs="bundle_part", params={}, fields=("bundle", "bundle_en", "bundle_code", "items", "items_en", "count"))
 def bundle(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """分解收费: the components of a bundle charged separately (at least min_components of them)."""
     codes = {ln.code: ln for ln in cx.items if ln.m & BUNDLE_PART}
@@ -131,14 +134,15 @@ def bundle(cx: Any, p: dict[str, Any]) -> list[Hit]:
         parts = [codes[c] for c in b["components"] if c in codes]
         if len(parts) < b["min_components"]:
             continue
-        fields = {"bundle": b["name"], "bundle_code": b["code"], "items": "、".join(ln.name for ln in parts), "count": len(parts)}
+        fields = {"bundle": b["name"], "bundle_en": b["name_en"], "bundle_code": b["code"], "items": "、".join(ln.name for ln in parts),
+                  "items_en": ", ".join(ln.name_en for ln in parts), "count": len(parts)}
         evidence = [ev_item(cx, ln) for ln in parts]
         evidence.append(kb_ev("services", b["code"], f"components={','.join(b['components'])}; min_components={b['min_components']}"))
         hits.append((fields, [ln.lid for ln in parts], sum(ln.amt for ln in parts), evidence))
     return hits
 
 
-@family("frequency", needs="frequency", params={}, fields=("item", "item_code", "qty", "limit", "per_zh", "per_en"))
+@family("frequency", needs="frequency", params={}, fields=("item", "item_en", "item_code", "qty", "limit", "per_zh", "per_en"))
 def frequency(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """限定频次: units per day or per encounter above the item's limit."""
     work = stay_work(cx)
@@ -184,7 +188,7 @@ def frequency(cx: Any, p: dict[str, Any]) -> list[Hit]:
             if c is not None and c[K_LAST_DAY] == day:
                 evidence.append(_earlier(cx, code, day, c[K_LAST_QTY]))
             evidence.append(kb_ev("services", row["code"], f"max_per_day={limit:g}"))
-            fields = {"item": ln.name, "item_code": code, "qty": f"{total:g}", "limit": f"{limit:g}",
+            fields = {"item": ln.name, "item_en": ln.name_en, "item_code": code, "qty": f"{total:g}", "limit": f"{limit:g}",
                       "per_zh": f"{date_of_day(day)}当日", "per_en": f"on {date_of_day(day)}"}
             unit = ln.amt / ln.qty if ln.qty else 0.0
             hits.append((fields, [ln.lid], unit * (total - limit), evidence))
@@ -197,7 +201,7 @@ def frequency(cx: Any, p: dict[str, Any]) -> list[Hit]:
                 done.add(code)
                 evidence = [ev_item(cx, ln, date=date_of_day(day)),
                             kb_ev("services", row["code"], f"max_per_enc={limit:g}")]
-                fields = {"item": ln.name, "item_code": code, "qty": f"{total:g}", "limit": f"{limit:g}",
+                fields = {"item": ln.name, "item_en": ln.name_en, "item_code": code, "qty": f"{total:g}", "limit": f"{limit:g}",
                           "per_zh": "本次就诊", "per_en": "in this encounter"}
                 unit = ln.amt / ln.qty if ln.qty else 0.0
                 hits.append((fields, [ln.lid], unit * (total - limit), evidence))
@@ -206,7 +210,7 @@ def frequency(cx: Any, p: dict[str, Any]) -> list[Hit]:
 
 @family(
     "period", needs="period", params={"window_days": int},
-    fields=("item", "item_code", "count", "limit", "days"), windows={},
+    fields=("item", "item_en", "item_code", "count", "limit", "days"), windows={},
 )
 def period(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """周期超频次: more than N units of an item within its period (KB period_limit), across encounters."""
@@ -236,17 +240,18 @@ def period(cx: Any, p: dict[str, Any]) -> list[Hit]:
         if count <= limit:
             continue
         evidence = [{"kind": "event", "event_id": None, "institution_id": r[P_INST], "date": date_of_day(r[P_DAY]),
-                     "item_code": r[P_CODE], "item_name": row["name"], "quantity": r[P_QTY], "days_supply": None} for r in sorted(prior, key=lambda r: r[P_DAY])]
+                     "item_code": r[P_CODE], "item_name": row["name"], "quantity": r[P_QTY], "days_supply": None, "amount": None}
+                    for r in sorted(prior, key=lambda r: r[P_DAY])]
         evidence.append(ev_item(cx, ln))
         evidence.append(kb_ev("services", row["code"], f"period_limit={limit} per {row['period_limit']['days']} days"))
-        fields = {"item": ln.name, "item_code": ln.code, "count": f"{count:g}", "limit": limit, "days": days}
+        fields = {"item": ln.name, "item_en": ln.name_en, "item_code": ln.code, "count": f"{count:g}", "limit": limit, "days": days}
         hits.append((fields, [ln.lid], ln.amt, evidence))
     return hits
 
 
 @family(
     "course", needs="course", params={"gap_days": int},
-    fields=("item", "item_code", "days", "limit", "first_date"), windows={"course_gap": "gap_days"},
+    fields=("item", "item_en", "item_code", "days", "limit", "first_date"), windows={"course_gap": "gap_days"},
 )
 def course(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """限支付疗程: days since the course's first use (a gap > gap_days starts a new course) above the limit."""
@@ -269,13 +274,13 @@ def course(cx: Any, p: dict[str, Any]) -> list[Hit]:
         limit = row["course_days"]
         if days <= limit:
             continue
-        fields = {"item": ln.name, "item_code": ln.code, "days": days, "limit": limit, "first_date": date_of_day(first)}
+        fields = {"item": ln.name, "item_en": ln.name_en, "item_code": ln.code, "days": days, "limit": limit, "first_date": date_of_day(first)}
         evidence = [ev_item(cx, ln), kb_ev("drugs" if ln.kind in ("drug", "herb") else "services", row["code"], f"course_days={limit}")]
         hits.append((fields, [ln.lid], ln.amt, evidence))
     return hits
 
 
-@family("charge_dates", needs=("inpatient",), params={}, fields=("item", "item_code", "date", "why_zh", "why_en"))
+@family("charge_dates", needs=("inpatient",), params={}, fields=("item", "item_en", "item_code", "date", "why_zh", "why_en"))
 def charge_dates(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """计费日期与住院时间不符: a line dated before admission, after discharge, or after the patient's death."""
     if cx.enc_type != "inpatient" or not cx.items:
@@ -304,6 +309,6 @@ def charge_dates(cx: Any, p: dict[str, Any]) -> list[Hit]:
             why_zh, why_en = f"晚于出院日期{date_of_day(dis)}", f"after discharge on {date_of_day(dis)}"
         else:
             continue
-        fields = {"item": ln.name, "item_code": ln.code, "date": date_of_day(d), "why_zh": why_zh, "why_en": why_en}
+        fields = {"item": ln.name, "item_en": ln.name_en, "item_code": ln.code, "date": date_of_day(d), "why_zh": why_zh, "why_en": why_en}
         hits.append((fields, [ln.lid], ln.amt, [ev_item(cx, ln, date=date_of_day(d))]))
     return hits

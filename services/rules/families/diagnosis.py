@@ -9,7 +9,7 @@ from services.rules.families import Hit, ev_item, family, kb_ev
 from services.rules.state import A_DX, A_ENC
 
 
-@family("dx_sex", needs=("dx_sex",), params={}, fields=("dx_code", "dx_name", "sex_zh", "sex_en", "allowed_zh", "allowed_en"))
+@family("dx_sex", needs=("dx_sex",), params={}, fields=("dx_code", "dx_name", "dx_name_en", "sex_zh", "sex_en", "allowed_zh", "allowed_en"))
 def dx_sex(cx: Any, p: dict[str, Any]) -> list[Hit]:
     gender = cx.gender
     if gender == "U" or not cx.dx:
@@ -22,7 +22,7 @@ def dx_sex(cx: Any, p: dict[str, Any]) -> list[Hit]:
         sex = row.get("sex")
         if sex is not None and sex != gender:
             fields = {
-                "dx_code": dx.code, "dx_name": dx.name,
+                "dx_code": dx.code, "dx_name": dx.name, "dx_name_en": dx.name_en,
                 "sex_zh": GENDER_ZH[gender], "sex_en": GENDER_EN[gender],
                 "allowed_zh": GENDER_ZH[sex], "allowed_en": GENDER_EN[sex],
             }
@@ -30,12 +30,14 @@ def dx_sex(cx: Any, p: dict[str, Any]) -> list[Hit]:
     return hits
 
 
-@family("dx_age", needs=("dx_age",), params={}, fields=("dx_code", "dx_name", "age_zh", "age_en", "limit_zh", "limit_en"))
+@family("dx_age", needs=("dx_age",), params={}, fields=("dx_code", "dx_name", "dx_name_en", "age_zh", "age_en", "limit_zh", "limit_en"))
 def dx_age(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """诊断与年龄不符: the patient's age is outside the diagnosis row's (or chapter's) age range."""
     if not cx.dx:
         return []
-    age_y, age_d = cx.age_y, cx.age_d
+    # A stay's diagnoses are judged at admission (a newborn admitted on day 20 and settled on day 35
+    # had a newborn's diagnosis); other encounters at the event's date.
+    age_d, age_y = cx.age_on(cx.adm_day) if cx.enc_type == "inpatient" and cx.adm_day is not None else (cx.age_d, cx.age_y)
     hits: list[Hit] = []
     for dx in cx.dx:
         row = dx.row
@@ -51,14 +53,14 @@ def dx_age(cx: Any, p: dict[str, Any]) -> list[Hit]:
         else:
             continue
         fields = {
-            "dx_code": dx.code, "dx_name": dx.name, "limit_zh": limit_zh, "limit_en": limit_en,
+            "dx_code": dx.code, "dx_name": dx.name, "dx_name_en": dx.name_en, "limit_zh": limit_zh, "limit_en": limit_en,
             "age_zh": f"{age_d}天" if age_y < 1 else f"{age_y}岁", "age_en": f"{age_d} days" if age_y < 1 else f"{age_y} years",
         }
         hits.append((fields, [], 0.0, [kb_ev("diagnoses", row["code"], detail)]))
     return hits
 
 
-@family("missing_diagnosis", needs=("rx",), params={"kinds": list}, fields=("items", "count"))
+@family("missing_diagnosis", needs=("rx",), params={"kinds": list}, fields=("items", "items_en", "count"))
 def missing_diagnosis(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """处方无诊断: drug lines on a request that carries no diagnosis (nor a recorded stay diagnosis)."""
     if cx.dx:
@@ -70,5 +72,5 @@ def missing_diagnosis(cx: Any, p: dict[str, Any]) -> list[Hit]:
     lines = [ln for ln in cx.items if ln.kind in p["kinds"]]
     if not lines:
         return []
-    fields = {"items": "、".join(ln.name for ln in lines), "count": len(lines)}
+    fields = {"items": "、".join(ln.name for ln in lines), "items_en": ", ".join(ln.name_en for ln in lines), "count": len(lines)}
     return [(fields, [ln.lid for ln in lines], sum(ln.amt for ln in lines), [ev_item(cx, ln) for ln in lines])]

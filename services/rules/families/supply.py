@@ -24,6 +24,7 @@ from services.rules.state import (
 from services.rules.timeutil import date_of_day, month_of_day
 
 SECOND_LINE, INTERACTING = tag_bit("second_line"), tag_bit("interacting")
+SEVERITY_ZH = {"contraindicated": "禁忌", "major": "严重", "moderate": "中度"}  # interactions.json severities
 
 
 def ledger_evidence(cx: Any, row: list[Any]) -> dict[str, Any]:
@@ -32,14 +33,19 @@ def ledger_evidence(cx: Any, row: list[Any]) -> dict[str, Any]:
     return {
         "kind": "event", "event_id": row[L_EVENT], "institution_id": row[L_INST], "date": date_of_day(row[L_START]),
         "item_code": row[L_CODE], "item_name": kb_row["name"] if kb_row else row[L_CODE],
-        "quantity": row[L_QTY], "days_supply": row[L_DAYS],
+        "quantity": row[L_QTY], "days_supply": row[L_DAYS], "amount": None,
     }
+
+
+def _name_en(cx: Any, row: list[Any]) -> str:
+    kb_row = cx.kb_drug(row[L_CODE], row[L_START])
+    return kb_row["name_en"] if kb_row else row[L_CODE]
 
 
 @family(
     "supply_overlap", needs=("drug", "L"),
     params={"window_days": int, "remaining_fraction": float},
-    fields=("item", "item_code", "prev_inst", "prev_date", "prev_qty", "prev_days", "remaining", "prev_item"),
+    fields=("item", "item_en", "item_code", "prev_inst", "prev_date", "prev_qty", "prev_days", "remaining", "prev_item", "prev_item_en"),
     windows={"ledger": "window_days"},
 )
 def supply_overlap(cx: Any, p: dict[str, Any]) -> list[Hit]:
@@ -65,9 +71,9 @@ def supply_overlap(cx: Any, p: dict[str, Any]) -> list[Hit]:
             if 0 <= elapsed < window and remaining > round(prev[L_DAYS] * frac, 2):
                 ev = ledger_evidence(cx, prev)
                 fields = {
-                    "item": line.name, "item_code": line.code, "prev_inst": prev[L_INST],
+                    "item": line.name, "item_en": line.name_en, "item_code": line.code, "prev_inst": prev[L_INST],
                     "prev_date": ev["date"], "prev_qty": f"{prev[L_QTY]:g}", "prev_days": prev[L_DAYS],
-                    "remaining": remaining, "prev_item": ev["item_name"],
+                    "remaining": remaining, "prev_item": ev["item_name"], "prev_item_en": _name_en(cx, prev),
                 }
                 evidence = [ev, kb_ev("drugs", line.code, f"ingredient={ing}")]
                 hits.append((fields, [line.lid], line.amt, evidence))
@@ -86,7 +92,7 @@ def _active(prev: list[Any], start: int, frac: float) -> int | None:
 @family(
     "same_class", needs=("drug",),
     params={"remaining_fraction": float, "exempt_classes": list},
-    fields=("items", "class_name", "class_code"),
+    fields=("items", "items_en", "class_name", "class_code"),
 )
 def same_class(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """重复开药(同药理): two ingredients of one pharmacological class in the request, or one in the
@@ -131,7 +137,8 @@ def same_class(cx: Any, p: dict[str, Any]) -> list[Hit]:
             continue
         row = lines[0].row
         names = [ln.name for ln in lines] + [f"{prow['name']}({date_of_day(prev[L_START])}，{prev[L_INST]})" for prev, prow in others]
-        fields = {"items": "、".join(names), "class_name": row["class_name"], "class_code": cls}
+        names_en = [ln.name_en for ln in lines] + [f"{prow['name_en']} ({date_of_day(prev[L_START])}, {prev[L_INST]})" for prev, prow in others]
+        fields = {"items": "、".join(names), "items_en": ", ".join(names_en), "class_name": row["class_name"], "class_code": cls}
         evidence = [ev_item(cx, ln) for ln in lines] + [ledger_evidence(cx, prev) for prev, _ in others]
         evidence.append(kb_ev("drugs", row["code"], f"class={cls}"))
         hits.append((fields, [ln.lid for ln in lines], sum(ln.amt for ln in lines), evidence))
@@ -140,7 +147,7 @@ def same_class(cx: Any, p: dict[str, Any]) -> list[Hit]:
 
 @family(
     "interaction", needs=("interacting",), params={"remaining_fraction": float, "severities": list},
-    fields=("a", "b", "effect_zh", "effect_en", "severity"),
+    fields=("a", "a_en", "b", "b_en", "effect_zh", "effect_en", "severity", "severity_en"),
 )
 def interaction(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """相互作用 / 配伍禁忌: a pair from the interaction table within the request, or between the request
@@ -168,7 +175,8 @@ def interaction(cx: Any, p: dict[str, Any]) -> list[Hit]:
                 continue
             seen.add((ia, ib))
             seen.add((ib, ia))
-            fields = {"a": a.name, "b": b.name, "effect_zh": row["effect_zh"], "effect_en": row["effect_en"], "severity": row["severity"]}
+            fields = {"a": a.name, "a_en": a.name_en, "b": b.name, "b_en": b.name_en, "effect_zh": row["effect_zh"],
+                      "effect_en": row["effect_en"], "severity": SEVERITY_ZH[row["severity"]], "severity_en": row["severity"]}
             evidence = [ev_item(cx, a), ev_item(cx, b), kb_ev("interactions", f"{row['a']}+{row['b']}", f"{row['severity']}: {row['basis']}")]
             hits.append((fields, [a.lid, b.lid], a.amt + b.amt, evidence))
     ench = cx.ench
@@ -186,8 +194,9 @@ def interaction(cx: Any, p: dict[str, Any]) -> list[Hit]:
             seen.add((ia, ip))
             seen.add((ip, ia))
             ev = ledger_evidence(cx, prev)
-            fields = {"a": a.name, "b": f"{ev['item_name']}({ev['date']}，{prev[L_INST]})", "effect_zh": row["effect_zh"],
-                      "effect_en": row["effect_en"], "severity": row["severity"]}
+            fields = {"a": a.name, "a_en": a.name_en, "b": f"{ev['item_name']}({ev['date']}，{prev[L_INST]})",
+                      "b_en": f"{_name_en(cx, prev)} ({ev['date']}, {prev[L_INST]})", "effect_zh": row["effect_zh"],
+                      "effect_en": row["effect_en"], "severity": SEVERITY_ZH[row["severity"]], "severity_en": row["severity"]}
             evidence = [ev_item(cx, a), ev, kb_ev("interactions", f"{row['a']}+{row['b']}", f"{row['severity']}: {row['basis']}")]
             hits.append((fields, [a.lid], a.amt, evidence))
     return hits
@@ -195,7 +204,7 @@ def interaction(cx: Any, p: dict[str, Any]) -> list[Hit]:
 
 @family(
     "frequent_purchase", needs=("drug", "L"), params={"max_per_month": int},
-    fields=("item", "item_code", "count", "limit", "month"),
+    fields=("item", "item_en", "item_code", "count", "limit", "month"),
 )
 def frequent_purchase(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """频繁购药: the same ingredient bought more than max_per_month times in a natural month."""
@@ -213,7 +222,7 @@ def frequent_purchase(cx: Any, p: dict[str, Any]) -> list[Hit]:
                 continue
             if prev[L_MONTH] == month and cx.ench not in prev[L_BUYS] and len(prev[L_BUYS]) + 1 > p["max_per_month"]:
                 count = len(prev[L_BUYS]) + 1
-                fields = {"item": line.name, "item_code": line.code, "count": count, "limit": p["max_per_month"],
+                fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "count": count, "limit": p["max_per_month"],
                           "month": f"{month // 100}-{month % 100:02d}"}
                 evidence = [ledger_evidence(cx, prev), ev_item(cx, line),
                             kb_ev("drugs", line.code, f"ingredient={ing}; purchases this month before this one={len(prev[L_BUYS])}")]
@@ -224,7 +233,7 @@ def frequent_purchase(cx: Any, p: dict[str, Any]) -> list[Hit]:
 
 @family(
     "second_line", needs="second_line", params={"lookback_days": int},
-    fields=("item", "item_code", "first_line"), windows={"ledger": "lookback_days"},
+    fields=("item", "item_en", "item_code", "first_line", "first_line_en"), windows={"ledger": "lookback_days"},
 )
 def second_line(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """限二线使用: a second-line drug with no first-line agent in this request, this stay or the
@@ -256,7 +265,8 @@ def second_line(cx: Any, p: dict[str, Any]) -> list[Hit]:
         if found:
             continue
         names = "、".join(f"{kb.by_class[c][0]['class_name']}({c})" for c in wanted)
-        fields = {"item": line.name, "item_code": line.code, "first_line": names}
+        fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "first_line": names,
+                  "first_line_en": "ATC " + ", ".join(wanted)}
         evidence = [ev_item(cx, line), kb_ev("drugs", row["code"], "second_line; first_line_classes=" + ",".join(wanted))]
         hits.append((fields, [line.lid], line.amt, evidence))
     return hits

@@ -10,7 +10,7 @@ from services.rules.timeutil import date_of_day
 
 
 def _visit_evidence(v: list[Any]) -> dict[str, Any]:
-    return {"kind": "event", "event_id": None, "institution_id": v[V_INST], "date": date_of_day(v[V_DAY])}
+    return {"kind": "event", "event_id": None, "institution_id": v[V_INST], "date": date_of_day(v[V_DAY]), "amount": None}
 
 
 def _prior_visits(cx: Any) -> list[Any] | None:
@@ -55,7 +55,7 @@ def frequent_visits(cx: Any, p: dict[str, Any]) -> list[Hit]:
 
 @family(
     "same_day_institutions", needs=("outpatient", "V", "new_visit"), params={"max_institutions": int},
-    fields=("count", "institutions"),
+    fields=("count", "institutions", "institutions_en"),
 )
 def same_day_institutions(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """同日多院就诊: outpatient visits at more than max_institutions institutions on one day."""
@@ -67,5 +67,5 @@ def same_day_institutions(cx: Any, p: dict[str, Any]) -> list[Hit]:
     insts = {v[V_INST] for v in prior if v[V_DAY] == cx.day} | {cx.inst}
     if len(insts) <= p["max_institutions"]:
         return []
-    fields = {"count": len(insts), "institutions": "、".join(sorted(insts))}
+    fields = {"count": len(insts), "institutions": "、".join(sorted(insts)), "institutions_en": ", ".join(sorted(insts))}
     return [(fields, [], 0.0, [_visit_evidence(v) for v in prior if v[V_DAY] == cx.day and v[V_INST] != cx.inst])]
