@@ -26,8 +26,14 @@ from services.dialects.common import CST
 from services.dialects.exceptions import MappingError
 from services.ingress import metrics
 from services.ingress.auth import ApiKeyHeader, SettingsDep
-from services.ingress.feedback import (FeedbackUnavailable, FeedbackUnknown, invalid, known_rules, not_found,
-                                       write_feedback)
+from services.ingress.feedback import (
+    FeedbackUnavailable,
+    FeedbackUnknown,
+    invalid,
+    known_rules,
+    not_found,
+    write_feedback,
+)
 from services.ingress.gateway_auth import AuthFailure, JwtVerifier, now_s
 from services.service_layer import decide
 

@@ -61,8 +61,9 @@ def _hits(cx: Any, reasons: tuple[str, ...]) -> list[Hit]:
         if reason not in reasons:
             continue
         if reason == "retired":
-            why_zh = f"已退出目录(最后执行日{date_of_day(left)})"
-            why_en = f"left the catalogue after {date_of_day(left)}"
+            last = date_of_day(left) if left is not None else "?"  # coverage() gives the day for "retired"
+            why_zh = f"已退出目录(最后执行日{last})"
+            why_en = f"left the catalogue after {last}"
         elif reason == "not_yet_listed":
             why_zh = f"目录外(服务日期时尚未纳入，{date_of_day(frm)}起执行)" if frm is not None else "目录外(尚未纳入)"
             why_en = f"not yet in the catalogue (in force from {date_of_day(frm)})" if frm is not None else "not yet in the catalogue"
