@@ -8,8 +8,8 @@
   ``log.debug`` then costs the worker ~14 % of its CPU (docs/operations.md).
 * The request id: taken from the HTTP request's ``X-Request-ID`` when it is a plain token,
   else generated; echoed in the response, carried to the worker in the Kafka header
-  ``request_id`` (``contracts.envelope.REQUEST_ID``), set around the worker's handling of that event, written into the audit
-  record, and added to every log line emitted meanwhile (``request_id``).
+  ``request_id`` (``contracts.envelope.REQUEST_ID``), set around the worker's handling of that
+  event, written into the audit record, and added to every log line emitted meanwhile.
 
 Patient ids never go into a log line: log ``privacy.pseudonym(patient_id)`` where one is needed.
 """
