@@ -267,7 +267,7 @@ async def broker_floor(bootstrap: str, rate: float, duration: float, fetch_wait_
         await producer.send(topic, b"x" * 600, key=key)
     try:
         await asyncio.wait_for(done.wait(), 15)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         receiver.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await receiver

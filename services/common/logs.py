@@ -8,8 +8,8 @@
   ``log.debug`` then costs the worker ~14 % of its CPU (docs/operations.md).
 * The request id: taken from the HTTP request's ``X-Request-ID`` when it is a plain token,
   else generated; echoed in the response, carried to the worker in the Kafka header
-  ``request_id`` (``contracts.envelope.REQUEST_ID``), set around the worker's handling of that event, written into the audit
-  record, and added to every log line emitted meanwhile (``request_id``).
+  ``request_id`` (``contracts.envelope.REQUEST_ID``), set around the worker's handling of that
+  event, written into the audit record, and added to every log line emitted meanwhile.
 
 Patient ids never go into a log line: log ``privacy.pseudonym(patient_id)`` where one is needed.
 """
@@ -22,7 +22,7 @@ import logging
 import re
 import sys
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 HTTP_HEADER = "X-Request-ID"  # the Kafka header is services.contracts.envelope.REQUEST_ID
@@ -65,7 +65,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "component": self.component,

@@ -27,8 +27,9 @@ def bench(name: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]
     proc = subprocess.run([sys.executable, "-m", "loadtest.bench_e2e", *args], cwd=ROOT, env={**clean, **env},
                           capture_output=True, text=True, timeout=120)
     ARTIFACTS.mkdir(exist_ok=True)
+    took = time.monotonic() - t0
     (ARTIFACTS / f"bench-{name}.txt").write_text(
-        f"exit {proc.returncode} after {time.monotonic() - t0:.1f} s\n--- stdout\n{proc.stdout}--- stderr\n{proc.stderr}")
+        f"exit {proc.returncode} after {took:.1f} s\n--- stdout\n{proc.stdout}--- stderr\n{proc.stderr}")
     return proc
 
 

@@ -76,7 +76,8 @@ def test_error_responses_are_ours_where_each_applies(doc: dict[str, Any]) -> Non
             for status, response in op["responses"].items():
                 media = response.get("content", {}).get("application/json", {})
                 if media.get("schema") == ours:
-                    samples = [media["example"]] if "example" in media else [e["value"] for e in media["examples"].values()]
+                    samples = ([media["example"]] if "example" in media
+                               else [e["value"] for e in media["examples"].values()])
                     for sample in samples:
                         jsonschema.validate(sample, documented(doc, path, method, int(status)))
 
@@ -112,7 +113,8 @@ def test_every_http_example_is_attached_to_its_operation(doc: dict[str, Any]) ->
     events = doc["paths"]["/v1/events"]["post"]
     example = events["requestBody"]["content"]["application/json"]["examples"]["native-event.request.outpatient"]
     assert example["value"]["event_id"] and example["value"]["institution"]["id"]
-    assert "native-decision.response.outpatient" in events["responses"]["200"]["content"]["application/json"]["examples"]
+    decision_examples = events["responses"]["200"]["content"]["application/json"]["examples"]
+    assert "native-decision.response.outpatient" in decision_examples
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])

@@ -59,13 +59,15 @@ def test_swagger_ui_renders_offline_and_authorizes(browser: CDP, stack: Stack) -
 
     # Authorize with an institution key, then "Try it out" on POST /v1/events with the attached example.
     click(cdp, "button.authorize")
-    wait_for(lambda: cdp.js("!!document.querySelector('.modal-ux input')"), timeout=PATIENCE, what="the Authorize dialog")
+    wait_for(lambda: cdp.js("!!document.querySelector('.modal-ux input')"), timeout=PATIENCE,
+             what="the Authorize dialog")
     assert "X-API-Key" in cdp.js("document.querySelector('.modal-ux').textContent")
     cdp.call("DOM.enable")
     cdp.js("document.querySelector('.modal-ux input').focus()")
     cdp.call("Input.insertText", text="dev-key-h1")
     click(cdp, ".modal-ux button.modal-btn.auth", "Authorize")
-    wait_for(lambda: "Logout" in cdp.js("document.querySelector('.modal-ux').textContent"), timeout=PATIENCE, what="authorized")
+    wait_for(lambda: "Logout" in cdp.js("document.querySelector('.modal-ux').textContent"), timeout=PATIENCE,
+             what="authorized")
     click(cdp, ".modal-ux button.btn-done", "Close")
     click(cdp, "#operations-native-post_event_v1_events_post .opblock-summary-control")
     wait_for(lambda: cdp.js("!!document.querySelector('#operations-native-post_event_v1_events_post "
