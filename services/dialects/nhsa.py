@@ -34,7 +34,16 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from services.contracts.decision import Alert, Decision
 from services.contracts.event import Event
 from services.dialects.common import (
-    Code, CodeMax, Day, Ident, Lenient, Number, Timestamp, digest, first_error, safe_id,
+    Code,
+    CodeMax,
+    Day,
+    Ident,
+    Lenient,
+    Number,
+    Timestamp,
+    digest,
+    first_error,
+    safe_id,
 )
 from services.dialects.exceptions import MappingError
 from services.dialects.feedback import REASON_MAX, Outcome
@@ -583,7 +592,7 @@ def _event(body: dict[str, Any], where: str) -> Event:
     try:
         return Event.model_validate(body)
     except ValidationError as exc:  # a mapped value the native model refuses
-        field_, message = first_error(exc.errors())
+        field_, message = first_error([dict(e) for e in exc.errors()])
         raise MappingError(where, f"maps to an invalid native event ({field_}: {message})") from None
 
 
@@ -700,7 +709,8 @@ def plan_patient(req: NhsaAnalysisRequest, index: int, scenes: list[int]) -> Pat
     orders = [(i, o) for i, o in enumerate(enc.fsi_order_dtos) if not flagged or o.curr_drord_flag == "1"]
     its, refs = items(orders, cwhere, None)
     discharged = scene in (8, 9) or etype != "inpatient"
-    stage = "discharge" if scene in (8, 9) else "admission" if etype == "inpatient" else "any"
+    stage: Literal["admission", "discharge", "any"] = (
+        "discharge" if scene in (8, 9) else "admission" if etype == "inpatient" else "any")
     body = {
         "scene": scene, "occurred_at": env.inf_time.isoformat(),
         "institution": _institution(env.fixmedins_code, enc, env),
@@ -807,7 +817,7 @@ def analysis_output(
     results: list[dict[str, Any]] = []
     analyses = []
     problems = []
-    for plan, d in zip(plans, decisions):
+    for plan, d in zip(plans, decisions, strict=True):
         if d.engine_status == "evaluated":
             results.extend(result(a, plan, task_id) for a in d.alerts if wanted(a, filt))
         else:

@@ -20,10 +20,10 @@ import httpx
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from services.common.settings import Settings
 from services.dialects import cds
 from services.dialects.common import CST
 from services.dialects.exceptions import MappingError
-from services.common.settings import Settings
 from services.ingress import metrics
 from services.ingress.auth import ApiKeyHeader, SettingsDep
 from services.ingress.feedback import FeedbackUnavailable, invalid, known_rules, write_feedback
