@@ -374,8 +374,9 @@ def plan_hook(req: CdsHookRequest, service_id: str, institution_id: str, now: da
         if kind == "MedicationRequest":
             mr: MedicationRequest = _parse(MedicationRequest, entry.resource, where)
             coding = _code(mr.medicationCodeableConcept)
-            if coding is None and mr.medicationReference and (mr.medicationReference.reference or "").startswith("#"):
-                ref = (mr.medicationReference.reference or "")[1:]
+            reference = mr.medicationReference.reference if mr.medicationReference else None
+            if coding is None and reference and reference.startswith("#"):
+                ref = reference[1:]
                 med = next((c for c in mr.contained if c.get("resourceType") == "Medication" and c.get("id") == ref),
                            None)
                 if med is not None:
@@ -502,9 +503,10 @@ def _evidence_md(alert: Alert) -> list[str]:
 
 
 def card(alert: Alert) -> dict[str, Any]:
-    indicator: str | None = alert.indicator
-    if indicator not in ("info", "warning", "critical"):
-        indicator = INDICATOR.get(alert.severity or "", "info")
+    raw = alert.indicator if alert.indicator in ("info", "warning", "critical") else \
+        INDICATOR.get(alert.severity or "", "info")
+    indicator: Literal["info", "warning", "critical"] = "critical" if raw == "critical" else \
+        "warning" if raw == "warning" else "info"
     name_zh, name_en = alert.name_zh or "", alert.name_en or ""
     summary = truncate(f"{alert.rule_id} {name_zh} / {name_en}: {alert.message_zh or ''}", SUMMARY_MAX)
     detail = [f"**{name_zh}** / {name_en} ({alert.rule_id} v{alert.rule_version or ''}, "
