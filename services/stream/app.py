@@ -24,7 +24,6 @@ from typing import Any
 import faust
 import orjson
 
-from services.common import logs
 from services.common.privacy import pseudonym
 from services.common.settings import get_settings
 from services.contracts import envelope as env
@@ -34,6 +33,7 @@ from services.rules import decision as dec
 from services.rules import state as state_codec
 from services.rules.engine import Engine
 from services.stream import metrics
+from services.stream.transport import mark_finished
 
 log = logging.getLogger("presettle.worker")
 
@@ -73,7 +73,7 @@ patient_state = app.Table(
     value_type=bytes,
 )
 
-engine = Engine.load(settings.rulebase_dir)
+engine = Engine.load()
 
 
 # Nobody waits for a reply older than this (a worker catching up after an outage).
@@ -115,7 +115,6 @@ async def _on_event(key: bytes, value: bytes, headers: dict[str, bytes]) -> None
     decision = audit_record(
         event, outcome["decision_id"], outcome["alerts"], outcome["replayed"], round(engine_s * 1000, 3),
         datetime.now(timezone.utc).isoformat(), WORKER_ID,
-        request_id=logs.request_id.get(),  # the HTTP request's X-Request-ID (None when sent without one)
     )
     body = orjson.dumps(decision)
     if not outcome["replayed"]:
@@ -123,10 +122,6 @@ async def _on_event(key: bytes, value: bytes, headers: dict[str, bytes]) -> None
         # crash; the decision id is deterministic, so consumers can de-duplicate).
         await decisions_topic.send(key=key, value=body)
     await _reply(headers, env.decision_reply(body))
-    if log.isEnabledFor(logging.DEBUG):  # one line per decision; no patient id (the request id joins it up)
-        rules = "".join(f" {a['rule_id']}" for a in outcome["alerts"])
-        log.debug("decision %s scene %s: %d alert(s)%s%s in %.2f ms", decision["decision_id"], decision["scene"],
-                  len(outcome["alerts"]), rules, " (replayed)" if outcome["replayed"] else "", engine_s * 1000)
     metrics.record_decision(event["scene"], outcome["alerts"], engine_s, outcome["replayed"])
 
 
@@ -170,7 +165,6 @@ async def process(stream: Any) -> None:
     async for ev in stream.events():
         message = ev.message
         headers = env.header_map(message.headers)
-        token = logs.request_id.set(logs.valid_request_id(headers.get(env.REQUEST_ID)))
         try:
             _positions[(message.topic, message.partition)] = message.offset
             kind = env.kind_of(headers, message.topic, settings.status_topic)
@@ -190,5 +184,6 @@ async def process(stream: Any) -> None:
                           who, message.topic, message.partition, message.offset)
             await _reply(headers, orjson.dumps(env.error_reply(
                 f"{type(exc).__name__}: the engine could not evaluate this event")))
-        finally:
-            logs.request_id.reset(token)
+        # Only now may its offset be committed (services/stream/transport.py: faust would
+        # otherwise commit messages it skipped during a rebalance).
+        mark_finished(message)

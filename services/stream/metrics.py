@@ -33,6 +33,14 @@ REPLIES_SKIPPED = Counter(
     "Replies not sent: stale (nobody waits any more) or failed (the error type); decisions are still recorded.",
     ["reason"],
 )
+UNPROCESSED_RELEASED = Counter(
+    "presettle_worker_unprocessed_released_total",
+    "Messages faust skipped during a rebalance (not processed, not committed: read again).",
+)
+REWINDS = Counter(
+    "presettle_worker_rewinds_total",
+    "Partitions read again from an offset passed over unfinished (skipped in a rebalance, or a failed produce).",
+)
 LAG = Gauge("presettle_worker_consumer_lag", "Records behind the partition's high watermark.", ["topic", "partition"])
 
 
