@@ -291,6 +291,10 @@ class Settings(BaseSettings):
         return topics.feedback_topic(self.topic_prefix)
 
     @property
+    def deadletter_topic(self) -> str:
+        return topics.deadletter_topic(self.topic_prefix)
+
+    @property
     def worker_app_id(self) -> str:
         return topics.worker_app_id(self.topic_prefix)
 

@@ -52,6 +52,7 @@ idempotency record).
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -71,6 +72,21 @@ def fetch_max_wait_ms() -> int:
 
 # (topic, partition, offset) of messages the agent finished; consumed by Consumer.ack.
 _finished: set[tuple[str, int, int]] = set()
+# A partition sought back to an unfinished offset is sought back again only if that offset
+# is still unfinished this much later (the records queued ahead of it take time).
+REWIND_AGAIN_S = 30.0
+
+
+# Messages the agent started on and has not acked yet (their effects still being acknowledged).
+_started: set[tuple[str, int, int]] = set()
+
+
+def mark_started(message: Any) -> None:
+    _started.add((message.topic, message.partition, message.offset))
+
+
+def mark_done(message: Any) -> None:
+    _started.discard((message.topic, message.partition, message.offset))
 
 
 def mark_finished(message: Any) -> None:
@@ -92,8 +108,12 @@ class Consumer(faust_aiokafka.Consumer):
         # First offset fetched per partition since it was assigned (the commit's head
         # while no committed offset is known).
         self._fetch_head: dict[TP, int] = {}
-        # Partitions to read again from an offset that was passed over unfinished.
+        # Partitions to read again from an offset that was passed over unfinished, and
+        # partitions sought back whose first record has not come yet.
         self._rewind: dict[TP, int] = {}
+        self._seeking: dict[TP, int] = {}
+        self._rewound: dict[TP, tuple[int, float]] = {}
+        self._seek_tries: dict[TP, int] = {}
 
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -118,10 +138,32 @@ class Consumer(faust_aiokafka.Consumer):
         if self._rewind and self.flow_active:
             await self._rewind_partitions()
         heads = self._fetch_head
+        seeking = self._seeking
+        reseek: dict[TP, int] = {}
         async for tp, message in super().getmany(timeout):
+            target = seeking.get(tp)
+            if target is not None:
+                # Records fetched before the seek took effect would move faust's read offset
+                # past the rewound one (and it would drop that as "already read"): skip them
+                # until the partition delivers the offset sought.
+                if message.offset != target:
+                    reseek[tp] = target
+                    continue
+                del seeking[tp]
+                self._seek_tries.pop(tp, None)
             if tp not in heads:
                 heads[tp] = message.offset
             yield tp, message
+        for tp, target in reseek.items():
+            tries = self._seek_tries[tp] = self._seek_tries.get(tp, 0) + 1
+            if tries > 20:  # the offset is gone (retention): take what the partition has
+                log.error("%s[%s]: offset %s cannot be read again; going on from the next record",
+                          tp.topic, tp.partition, target)
+                seeking.pop(tp, None)
+                self._seek_tries.pop(tp, None)
+                self._fetch_head.pop(tp, None)
+            elif tp in seeking:
+                await self.seek(tp, target)
 
     async def _rewind_partitions(self) -> None:
         assignment = self.assignment()
@@ -132,21 +174,23 @@ class Consumer(faust_aiokafka.Consumer):
             log.warning("%s[%s]: offset %s was passed over unfinished (a rebalance); reading again from it",
                         tp.topic, tp.partition, offset)
             metrics.REWINDS.inc()
-            self._acked.pop(tp, None)
-            self._acked_index.pop(tp, None)
-            self._gap.pop(tp, None)
             self._fetch_head[tp] = offset
+            self._seeking[tp] = offset
+            self._seek_tries.pop(tp, None)
             await self.seek(tp, offset)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         for tp in revoked:
             self._fetch_head.pop(tp, None)
             self._rewind.pop(tp, None)
+            self._seeking.pop(tp, None)
+            self._rewound.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
     async def perform_seek(self) -> None:
         # Reading starts again at the committed offsets: every head is that offset now.
         self._fetch_head.clear()
+        self._seeking.clear()
         await super().perform_seek()
 
     def _commit_head(self, tp: TP) -> int | None:
@@ -171,18 +215,26 @@ class Consumer(faust_aiokafka.Consumer):
                 gap_for_tp.chop(0, new_max_offset)
         acked.sort()
         head = self._commit_head(tp)
-        if head is None:
+        if head is None or acked[0] > head:
+            if head is not None and (tp.topic, tp.partition, head) not in _started:
+                self._passed_over(tp, head)
             return None
-        if acked[0] > head:
-            # The next offset to commit was never finished, yet later ones were (one agent
-            # processes a partition in order): it was skipped or dropped in a rebalance, or
-            # its produce failed. Never commit past it; read the partition again from it.
-            self._rewind[tp] = head
-            return None
+        self._rewound.pop(tp, None)
         batch = next(consecutive_numbers(acked))
         acked[: len(batch)] = []
         self._acked_index[tp].difference_update(batch)
         return batch[-1] + 1
+
+    def _passed_over(self, tp: TP, head: int) -> None:
+        """The next offset to commit is neither finished nor in progress, yet later ones were
+        finished (one agent takes a partition's records in order): it was skipped or dropped
+        in a rebalance, or its produce failed. Read the partition again from it — once: records
+        fetched before the seek may still be queued ahead of it."""
+        now = time.monotonic()
+        last = self._rewound.get(tp)
+        if last is None or last[0] != head or now - last[1] > REWIND_AGAIN_S:
+            self._rewind[tp] = head
+            self._rewound[tp] = (head, now)
 
 
 class Transport(faust_aiokafka.Transport):

@@ -105,6 +105,7 @@ def test_error_body_shape() -> None:
 class _S:
     events_topic, status_topic, decisions_topic = "p.events", "p.patient-status", "p.decisions"
     feedback_topic, state_changelog_topic = "p.feedback", "p-worker-patient_state-changelog"
+    deadletter_topic = "p.deadletter"
     partitions, replication_factor, audit_retention_days = 4, 3, 365
 
 

@@ -34,8 +34,10 @@ def fake_consumer(committed: int | None, acked: list[int], head: int | None = No
         _committed_offset=defaultdict(lambda: None, {TP0: committed}),
         _fetch_head={TP0: head} if head is not None else {},
         _rewind={},
+        _rewound={},
     )
     c._commit_head = lambda tp: transport.Consumer._commit_head(c, tp)
+    c._passed_over = lambda tp, head: transport.Consumer._passed_over(c, tp, head)
     return c
 
 
@@ -61,10 +63,18 @@ def test_fixed_head_check_waits_for_the_hole_and_reads_it_again() -> None:
     c = fake_consumer(committed=10, acked=[11, 12])
     assert transport.Consumer._new_offset(c, TP0) is None
     assert c._rewind == {TP0: 10}  # passed over unfinished: the partition is read again from 10
+    c._rewind.clear()
+    assert transport.Consumer._new_offset(c, TP0) is None
+    assert c._rewind == {}  # once: the records queued ahead of it are still being processed
     # No committed offset: the first offset fetched since the assignment is the head.
     c = fake_consumer(committed=None, acked=[5, 6], head=4)
     assert transport.Consumer._new_offset(c, TP0) is None
     assert c._rewind == {TP0: 4}
+    # A head still being processed (its effects not yet acknowledged) is no hole.
+    c = fake_consumer(committed=20, acked=[21])
+    transport.mark_started(SimpleNamespace(topic=TP0.topic, partition=0, offset=20))
+    assert transport.Consumer._new_offset(c, TP0) is None and c._rewind == {}
+    transport.mark_done(SimpleNamespace(topic=TP0.topic, partition=0, offset=20))
     # No hole: the run is committed as faust would.
     c = fake_consumer(committed=10, acked=[10, 11, 12, 14])
     assert transport.Consumer._new_offset(c, TP0) == 13
