@@ -195,7 +195,6 @@ class Stack:
 
     def _restart_broker(self, code: int | None) -> None:
         assert self.broker is not None
-        self.restarts["broker"] += 1
         bar = "!" * 78
         _say(bar)
         _say(f"THE EMBEDDED BROKER DIED (exit code {code}). It kept everything in memory: every topic, all")
@@ -216,6 +215,7 @@ class Stack:
         for index in sorted(self.workers):
             self.start_worker(index)
         self.start_ingress()
+        self.restarts["broker"] += 1
         _say(f"embedded broker restarted on {self.broker.bootstrap} (broker restarts: {self.restarts['broker']})")
 
     def start(self) -> "Stack":

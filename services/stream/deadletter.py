@@ -127,7 +127,8 @@ async def _read_all(settings: Settings, client: dict[str, Any], settle_s: float 
                                 auto_offset_reset="earliest", **client)
     await consumer.start()
     try:
-        partitions = await consumer.partitions_for_topic(settings.deadletter_topic) or set()
+        await consumer.topics()  # loads the cluster metadata
+        partitions = consumer.partitions_for_topic(settings.deadletter_topic) or set()
         tps = [TopicPartition(settings.deadletter_topic, p) for p in sorted(partitions)]
         if not tps:
             return []
