@@ -57,6 +57,7 @@ from services.common.privacy import pseudonym
 from services.common.settings import get_settings
 from services.contracts import envelope as env
 from services.contracts.decision import audit_record
+from services.contracts.topics import STATE_TABLE
 from services.rules import decision as dec
 from services.rules import state as state_codec
 from services.rules.engine import Engine
@@ -92,7 +93,7 @@ RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_s
 inputs = app.topic(settings.events_topic, settings.status_topic, **RAW)
 
 patient_state = app.Table(
-    "patient_state",
+    STATE_TABLE,  # its changelog: contracts.topics.state_changelog_topic
     default=None,
     partitions=settings.partitions,
     help="Per-patient rule state (services.rules.state), keyed by patient id.",
