@@ -129,7 +129,7 @@ class Load:
 def _session(url: str, api_key: str) -> aiohttp.ClientSession:
     # aiohttp, not httpx: httpx's pool costs more CPU per request than the service at 50 req/s.
     return aiohttp.ClientSession(base_url=url, headers={"X-API-Key": api_key, "Content-Type": "application/json"},
-                                 timeout=aiohttp.ClientTimeout(total=30),
+                                 timeout=aiohttp.ClientTimeout(total=90),
                                  connector=aiohttp.TCPConnector(limit=200))
 
 
@@ -168,6 +168,7 @@ class Verdict:
     not_replayed: list[str]  # event ids whose retry was applied again (or failed)
     decision_mismatch: list[str]
     audit_records: int
+    retry_answers: list[str] = field(default_factory=list)  # how the retries of not_replayed were answered
 
     @property
     def ok(self) -> bool:
@@ -178,7 +179,8 @@ class Verdict:
                 f"duplicated {len(self.duplicated)}, retry applied again {len(self.not_replayed)}, "
                 f"decision id mismatch {len(self.decision_mismatch)}"
                 + (f"; lost e.g. {self.lost[:5]}" if self.lost else "")
-                + (f"; not replayed e.g. {self.not_replayed[:5]}" if self.not_replayed else ""))
+                + (f"; not replayed e.g. {self.not_replayed[:5]}" if self.not_replayed else "")
+                + (f"; their retries: {self.retry_answers[:5]}" if self.retry_answers else ""))
 
 
 async def retry_all(url: str, answers: list[Answer], api_key: str = "dev-key-h1",
@@ -191,7 +193,10 @@ async def retry_all(url: str, answers: list[Answer], api_key: str = "dev-key-h1"
             async with sem:
                 body: dict[str, Any] = {}
                 for _ in range(10):
-                    status, raw = await _post(client, a.event, budget_ms)
+                    try:
+                        status, raw = await _post(client, a.event, budget_ms)
+                    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                        status, raw = 0, type(exc).__name__
                     body = raw if status == 200 else {"engine_status": f"http-{status}"}
                     if body.get("engine_status") == "evaluated":
                         break
@@ -226,5 +231,7 @@ def verify(answers: list[Answer], audit: list[dict[str, Any]], retries: dict[str
             ids.add(retry["decision_id"])
         if len(ids) > 1:
             mismatch.append(eid)
+    answers = [f"{retries.get(e, {}).get('engine_status')}/replayed={retries.get(e, {}).get('replayed')}"
+               for e in not_replayed]
     return Verdict(len(accepted), lost, duplicated, not_replayed, mismatch,
-                   sum(len(v) for v in per_event.values()))
+                   sum(len(v) for v in per_event.values()), answers)
