@@ -1,6 +1,6 @@
 """The whole service on one machine: broker (embedded unless configured), workers, ingress.
 
-Used by ``make run`` (``python -m services.stack``) and by the end-to-end tests,
+Used by ``make run`` / ``presettle run`` (``python -m services.stack``) and by the end-to-end tests,
 so both start the service the same way. Every part is a child process; Ctrl-C
 (SIGINT) or SIGTERM stops the ingress and the workers (SIGTERM, then SIGKILL
 after 10 s), then the broker.
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import os
 import signal
 import subprocess
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.common import logs
 from services.common.broker import (
     REPLY_TOPIC_CONFIG,
     EmbeddedBroker,
@@ -39,11 +41,11 @@ from services.common.broker import (
 )
 from services.common.settings import Settings, SettingsError, load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("presettle.stack")
 
 
 def _say(msg: str) -> None:
-    print(f"[presettle] {msg}", flush=True)
+    log.info(msg)
 
 
 @dataclass
@@ -54,7 +56,7 @@ class Stack:
     broker: EmbeddedBroker | None = None
     workers: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     ingress: subprocess.Popen[bytes] | None = None
-    # Supervision: restarts per part; per part, when it was started and its current back-off.
+    # Supervision: restarts per part; per part, when it was started, its back-off, when it is due.
     restarts: collections.Counter[str] = field(default_factory=collections.Counter)
     started_at: dict[str, float] = field(default_factory=dict)
     backoff: dict[str, float] = field(default_factory=dict)
@@ -80,7 +82,7 @@ class Stack:
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         out = self._out(name)
         try:
-            return subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
+            return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
                                     start_new_session=True)
         finally:
             if out is not None:
@@ -170,7 +172,7 @@ class Stack:
         delay = self.backoff.get(name, self.BACKOFF_START_S)
         self.backoff[name] = min(self.BACKOFF_MAX_S, delay * 2)
         self.due[name] = now + delay
-        _say(f"{name} exited with code {code}; restarting in {delay:.0f} s "
+        log.warning(f"{name} exited with code {code}; restarting in {delay:.0f} s "
              f"(restart {self.restarts[name] + 1} of {name})")
 
     def supervise_once(self) -> None:
@@ -191,16 +193,16 @@ class Stack:
                 self.start_ingress()
             else:
                 self.start_worker(int(name.rsplit("-", 1)[1]))
-            _say(f"{name} restarted (restarts so far: {dict(self.restarts)})")
+            log.warning(f"{name} restarted (restarts so far: {dict(self.restarts)})")
 
     def _restart_broker(self, code: int | None) -> None:
         assert self.broker is not None
         bar = "!" * 78
-        _say(bar)
-        _say(f"THE EMBEDDED BROKER DIED (exit code {code}). It kept everything in memory: every topic, all")
-        _say("patient state, every audit record and every committed offset is GONE. Restarting it empty,")
-        _say("re-creating the topics and restarting the workers and the ingress against it.")
-        _say(bar)
+        log.error(bar)
+        log.error(f"THE EMBEDDED BROKER DIED (exit code {code}). It kept everything in memory: every topic, all")
+        log.error("patient state, every audit record and every committed offset is GONE. Restarting it empty,")
+        log.error("re-creating the topics and restarting the workers and the ingress against it.")
+        log.error(bar)
         for _, proc in self.children():
             if proc.poll() is None:
                 proc.kill()
@@ -216,7 +218,7 @@ class Stack:
             self.start_worker(index)
         self.start_ingress()
         self.restarts["broker"] += 1
-        _say(f"embedded broker restarted on {self.broker.bootstrap} (broker restarts: {self.restarts['broker']})")
+        log.warning(f"embedded broker restarted on {self.broker.bootstrap} (broker restarts: {self.restarts['broker']})")
 
     def start(self) -> "Stack":
         self.start_broker()
@@ -249,6 +251,7 @@ def main() -> int:
     except SettingsError as exc:
         print(f"[presettle] configuration error: {exc}", file=sys.stderr)
         return 2
+    logs.setup("stack", settings.log_format, settings.log_level)
     stack = Stack(settings)
     stopping = False
 
@@ -272,14 +275,14 @@ def main() -> int:
             try:
                 stack.supervise_once()
             except Exception as exc:  # a restart failed: say so, try again on the next round
-                _say(f"supervision: {type(exc).__name__}: {exc}; retrying")
+                log.error("supervision: %s: %s; retrying", type(exc).__name__, exc)
                 time.sleep(2)
             time.sleep(0.3)
         return 0
     except InterruptedError:
         return 0
     except (RuntimeError, TimeoutError) as exc:
-        print(f"[presettle] {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return 1
     finally:
         _say("stopping …")

@@ -53,6 +53,7 @@ from typing import Any
 import faust
 import orjson
 
+from services.common import logs
 from services.common.privacy import pseudonym
 from services.common.settings import get_settings
 from services.contracts import envelope as env
@@ -101,7 +102,7 @@ patient_state = app.Table(
     value_type=bytes,
 )
 
-engine = Engine.load()
+engine = Engine.load(settings.rulebase_dir)
 
 
 Completion = Coroutine[Any, Any, None] | None
@@ -313,7 +314,8 @@ def _parse(key: bytes | None, value: bytes | None, kind: str) -> dict[str, Any]:
 def _decision(event: dict[str, Any], decision_id: str, alerts: list[dict[str, Any]], replayed: bool,
               engine_s: float) -> dict[str, Any]:
     return audit_record(event, decision_id, alerts, replayed, round(engine_s * 1000, 3),
-                        datetime.now(timezone.utc).isoformat(), WORKER_ID)
+                        datetime.now(timezone.utc).isoformat(), WORKER_ID,
+                        request_id=logs.request_id.get())  # the HTTP request's X-Request-ID (None without)
 
 
 async def _on_event(message: Any, key: bytes, event: dict[str, Any], headers: dict[str, bytes]) -> Completion:
@@ -331,6 +333,10 @@ async def _on_event(message: Any, key: bytes, event: dict[str, Any], headers: di
         raise Poison("engine-error", type(exc).__name__) from exc
     engine_s = time.perf_counter() - t0
     decision_id = outcome["decision_id"]
+    if log.isEnabledFor(logging.DEBUG):  # one line per decision; no patient id (the request id joins it up)
+        rules = "".join(f" {a['rule_id']}" for a in outcome["alerts"])
+        log.debug("decision %s scene %s: %d alert(s)%s%s in %.2f ms", decision_id, event["scene"],
+                  len(outcome["alerts"]), rules, " (replayed)" if outcome["replayed"] else "", engine_s * 1000)
     metrics.record_decision(event["scene"], outcome["alerts"], engine_s, outcome["replayed"])
     if not outcome["replayed"]:
         assert new_bytes is not None
@@ -460,6 +466,8 @@ async def process(stream: Any) -> None:
         message = ev.message
         headers = env.header_map(message.headers)
         _positions[(message.topic, message.partition)] = message.offset
+        # The request id for log lines and the audit record (the completion task copies it).
+        token = logs.request_id.set(logs.valid_request_id(headers.get(env.REQUEST_ID)))
         await _in_flight.acquire()
         mark_started(message)
         completion: Completion = None
@@ -476,6 +484,7 @@ async def process(stream: Any) -> None:
         task = asyncio.get_running_loop().create_task(_finish(ev, completion))
         _tasks.add(task)
         task.add_done_callback(_tasks.discard)
+        logs.request_id.reset(token)
 
 
 async def _failed(exc: Exception) -> None:
