@@ -72,11 +72,14 @@ def check(stack: Stack, load: Load) -> None:
         # A loaded machine leaves the workers behind the load: wait until every accepted event's
         # decision is on the audit topic, or until the topic stops growing (then the check fails).
         wanted = {a.event["event_id"] for a in load.accepted()}
-        seen = -1
-        while True:
+        seen, still, deadline = -1, 0, time.monotonic() + 300
+        while time.monotonic() < deadline:
             await asyncio.sleep(3)
             audit = await read_audit(stack.bootstrap, stack.settings.decisions_topic)
-            if wanted <= {r.get("event_id") for r in audit} or len(audit) == seen:
+            if wanted <= {r.get("event_id") for r in audit}:
+                break
+            still = still + 1 if len(audit) == seen else 0
+            if still >= 5:  # quiet for five reads in a row: the workers are done
                 break
             seen = len(audit)
         retries = await retry_all(stack.url, load.accepted(), budget_ms=30_000)
