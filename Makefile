@@ -1,6 +1,7 @@
 # PreSettle: two commands for a fresh clone.
 #   make run   — the service (embedded broker unless PRESETTLE_KAFKA_BOOTSTRAP is set)
-#   make test  — the whole suite
+#   make test  — the whole suite (the chaos suite included; PRESETTLE_CHAOS_LONG=1 for its long variants)
+#   make soak  — a benchmark: steady load for SOAK_MINUTES (30), RSS and p50/p99 per minute
 # Development (README.md, Development):
 #   make lint       — ruff + mypy (configured in pyproject.toml)
 #   make test-fast  — the suite without broker, browser or Prometheus
@@ -14,7 +15,11 @@ LOCK     := requirements-dev.lock
 COMPILE  := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
             --no-emit-find-links --no-emit-index-url
 
-.PHONY: install run test test-fast lint lock clean
+SOAK_MINUTES ?= 30
+SOAK_RATE    ?= 50
+SOAK_WORKERS ?= 1
+
+.PHONY: install run test test-fast lint lock soak clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +36,9 @@ run: install
 test: install
 	$(BIN)/python tests/setup_system.py
 	$(BIN)/python -m pytest -q -ra
+
+soak: install
+	$(BIN)/python -m loadtest.soak --minutes $(SOAK_MINUTES) --rate $(SOAK_RATE) --workers $(SOAK_WORKERS)
 
 test-fast: install
 	$(BIN)/python -m pytest -q -ra -m "not e2e" --ignore=tests/e2e --ignore=tests/ops

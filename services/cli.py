@@ -83,8 +83,16 @@ def add_ingress(sub: Subparsers) -> None:
     p.set_defaults(handler=_ingress)
 
 
-# Every subcommand, in --help order. Later: rules …, backtest, kb import, deadletter replay.
-COMMANDS: list[Callable[[Subparsers], None]] = [add_run, add_worker, add_ingress]
+# -- deadletter --------------------------------------------------------------------------------
+def add_deadletter(sub: Subparsers) -> None:
+    from services.stream import deadletter  # imports no faust app: cheap
+
+    parser = deadletter.add_parser(sub)
+    parser.set_defaults(handler=deadletter.run)
+
+
+# Every subcommand, in --help order. Later: rules …, backtest, kb import.
+COMMANDS: list[Callable[[Subparsers], None]] = [add_run, add_worker, add_ingress, add_deadletter]
 
 
 def build_parser() -> argparse.ArgumentParser:

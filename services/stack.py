@@ -4,11 +4,20 @@ Used by ``make run`` / ``presettle run`` (``python -m services.stack``) and by t
 so both start the service the same way. Every part is a child process; Ctrl-C
 (SIGINT) or SIGTERM stops the ingress and the workers (SIGTERM, then SIGKILL
 after 10 s), then the broker.
+
+Once started, the stack is supervised (:meth:`Stack.supervise_once`, every
+0.3 s): a worker or the ingress that exits is restarted after a back-off (1 s,
+doubling to 30 s; reset once it stayed up 60 s), logged and counted
+(``Stack.restarts``). An embedded broker that dies is restarted on its port,
+loudly — its memory-only contents (topics, patient state, audit records,
+offsets) are gone — its topics are re-created, and the workers and the ingress
+are restarted against the empty broker. One child dying never stops the stack.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import signal
@@ -22,7 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.common import logs
-from services.common.broker import EmbeddedBroker, ensure_topics, service_topics, topic_configs
+from services.common.broker import (
+    REPLY_TOPIC_CONFIG,
+    EmbeddedBroker,
+    ensure_topics,
+    port_open,
+    service_topics,
+    topic_configs,
+)
 from services.common.kafka_security import aiokafka_kwargs
 from services.common.settings import Settings, SettingsError, load_settings
 
@@ -41,6 +57,11 @@ class Stack:
     broker: EmbeddedBroker | None = None
     workers: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     ingress: subprocess.Popen[bytes] | None = None
+    # Supervision: restarts per part; per part, when it was started, its back-off, when it is due.
+    restarts: collections.Counter[str] = field(default_factory=collections.Counter)
+    started_at: dict[str, float] = field(default_factory=dict)
+    backoff: dict[str, float] = field(default_factory=dict)
+    due: dict[str, float] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -79,10 +100,14 @@ class Stack:
         else:
             self.broker = EmbeddedBroker(self.settings.embedded_broker_port).start()
             _say(f"embedded broker (Tansu, memory only) on {self.broker.bootstrap}")
-        created = asyncio.run(ensure_topics(self.bootstrap, service_topics(self.settings),
-                                            self.settings.replication_factor,
-                                            configs=topic_configs(self.settings),
-                                            security=aiokafka_kwargs(self.settings)))
+        self.create_topics()
+
+    def create_topics(self) -> None:
+        s = self.settings
+        topics = service_topics(s) | {s.reply_topic(s.instance_id): s.partitions}
+        configs = topic_configs(s) | {s.reply_topic(s.instance_id): REPLY_TOPIC_CONFIG}
+        created = asyncio.run(ensure_topics(self.bootstrap, topics, s.replication_factor, configs=configs,
+                                            security=aiokafka_kwargs(s)))
         if created:
             _say(f"created topics: {', '.join(sorted(created))}")
 
@@ -94,6 +119,7 @@ class Stack:
         )
         proc = self._spawn(f"worker-{index}", [sys.executable, "-m", "services.stream"], env)
         self.workers[index] = proc
+        self.started_at[f"worker-{index}"] = time.monotonic()
         return proc
 
     def kill_worker(self, index: int = 0) -> None:
@@ -107,6 +133,7 @@ class Stack:
                 "--port", str(s.http_port), "--no-access-log", "--log-level", "warning",
                 "--loop", "uvloop", "--http", "httptools", "--timeout-graceful-shutdown", "5"]
         self.ingress = self._spawn("ingress", args, self._child_env())
+        self.started_at["ingress"] = time.monotonic()
 
     def wait_healthy(self, timeout: float = 60.0, should_stop: Callable[[], bool] = lambda: False) -> float:
         """Poll /healthz until 200; return the seconds it took (InterruptedError when told to stop)."""
@@ -134,6 +161,66 @@ class Stack:
         if self.ingress:
             out.insert(0, ("ingress", self.ingress))
         return out
+
+    # -- supervision ----------------------------------------------------------
+    BACKOFF_START_S = 1.0
+    BACKOFF_MAX_S = 30.0
+    STABLE_AFTER_S = 60.0
+
+    def _schedule_restart(self, name: str, code: int | None) -> None:
+        now = time.monotonic()
+        if now - self.started_at.get(name, now) >= self.STABLE_AFTER_S:
+            self.backoff.pop(name, None)  # it had been up a while: restart promptly
+        delay = self.backoff.get(name, self.BACKOFF_START_S)
+        self.backoff[name] = min(self.BACKOFF_MAX_S, delay * 2)
+        self.due[name] = now + delay
+        log.warning(f"{name} exited with code {code}; restarting in {delay:.0f} s "
+             f"(restart {self.restarts[name] + 1} of {name})")
+
+    def supervise_once(self) -> None:
+        """Restart what died (broker first); call every fraction of a second while serving."""
+        if self.broker is not None and self.broker.proc is not None and self.broker.proc.poll() is not None:
+            self._restart_broker(self.broker.proc.returncode)
+            return
+        now = time.monotonic()
+        for name, proc in self.children():
+            if proc.poll() is not None and name not in self.due:
+                self._schedule_restart(name, proc.returncode)
+        for name, when in list(self.due.items()):
+            if now < when:
+                continue
+            del self.due[name]
+            self.restarts[name] += 1
+            if name == "ingress":
+                self.start_ingress()
+            else:
+                self.start_worker(int(name.rsplit("-", 1)[1]))
+            log.warning(f"{name} restarted (restarts so far: {dict(self.restarts)})")
+
+    def _restart_broker(self, code: int | None) -> None:
+        assert self.broker is not None
+        bar = "!" * 78
+        log.error(bar)
+        log.error(f"THE EMBEDDED BROKER DIED (exit code {code}). It kept everything in memory: every topic, all")
+        log.error("patient state, every audit record and every committed offset is GONE. Restarting it empty,")
+        log.error("re-creating the topics and restarting the workers and the ingress against it.")
+        log.error(bar)
+        for _, proc in self.children():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        self.due.clear()
+        port = self.broker.port
+        deadline = time.monotonic() + 10
+        while port_open("127.0.0.1", port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.broker = EmbeddedBroker(port).start()
+        self.create_topics()
+        for index in sorted(self.workers):
+            self.start_worker(index)
+        self.start_ingress()
+        self.restarts["broker"] += 1
+        log.warning(f"embedded broker restarted on {self.broker.bootstrap} (broker restarts: {self.restarts['broker']})")
 
     def start(self) -> "Stack":
         self.start_broker()
@@ -187,10 +274,11 @@ def main() -> int:
         took = stack.wait_healthy(90, should_stop=lambda: stopping)
         _say(f"ready in {took:.1f} s: {stack.url}  (docs {stack.url}/docs, metrics {stack.url}/metrics); Ctrl-C stops")
         while not stopping:
-            for name, proc in stack.children():
-                if proc.poll() is not None:
-                    _say(f"{name} exited with code {proc.returncode}; stopping")
-                    return 1
+            try:
+                stack.supervise_once()
+            except Exception as exc:  # a restart failed: say so, try again on the next round
+                log.error("supervision: %s: %s; retrying", type(exc).__name__, exc)
+                time.sleep(2)
             time.sleep(0.3)
         return 0
     except InterruptedError:

@@ -319,6 +319,10 @@ class Settings(BaseSettings):
         return f"{self.worker_app_id}-alert_index-changelog"
 
     @property
+    def deadletter_topic(self) -> str:
+        return topics.deadletter_topic(self.topic_prefix)
+
+    @property
     def worker_app_id(self) -> str:
         return topics.worker_app_id(self.topic_prefix)
 

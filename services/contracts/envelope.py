@@ -24,6 +24,7 @@ REPLY_PARTITION = "reply_partition"  # the partition of REPLY_TO to answer on (d
 SENT_AT = "sent_at"  # epoch seconds (repr of a float) when the ingress sent it: queue time, stale replies
 HISTORY = "history"  # FLAG: an earlier encounter to merge into the patient's history, no rules, no reply
 PROBE = "probe"  # FLAG: a health probe; the worker answers ProbeReply without touching state
+KIND = "kind"  # optional: the record's Kind spelled out; a value the worker does not know is dead-lettered
 REQUEST_ID = "request_id"  # the HTTP request id, carried to the worker's log lines and the audit record
 
 FLAG = b"1"

@@ -10,7 +10,7 @@ Configs:
   worker would rebuild patient state without anything older than the retention, and
   the 31-, 90- and 365-day rule windows would miss history;
 * the audit topic (every decision) keeps ``audit_retention_days``;
-* the inputs keep 7 days (replay after an incident), feedback 90 days;
+* the inputs keep 7 days (replay after an incident), feedback 90 days, dead letters 30 days;
 * ``min.insync.replicas=2`` wherever the replication factor is 3 or more;
 * a reply topic keeps an hour: a reply is useless seconds after it was written.
 """
@@ -37,6 +37,8 @@ class TopicSettings(Protocol):
     def decisions_topic(self) -> str: ...
     @property
     def feedback_topic(self) -> str: ...
+    @property
+    def deadletter_topic(self) -> str: ...
     @property
     def state_changelog_topic(self) -> str: ...
     @property
@@ -66,6 +68,10 @@ def status_topic(prefix: str) -> str:
 
 def feedback_topic(prefix: str) -> str:
     return f"{prefix}.feedback"
+
+
+def deadletter_topic(prefix: str) -> str:
+    return f"{prefix}.deadletter"
 
 
 def worker_app_id(prefix: str) -> str:
@@ -160,6 +166,9 @@ def service_topic_defs(settings: TopicSettings, audit_retention_days: int | None
               key="decision id", value='{"kind": "issued" | "feedback", ...}'),
         Topic(settings.alert_index_changelog_topic, p, {"cleanup.policy": "compact", **isr},
               key="decision id", value="alert index entry (services.rules.alert_index)"),
+        Topic(settings.deadletter_topic, p,
+              {"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS), **isr},
+              value="the record the worker could not process, unchanged (dlq_* headers: services.stream.deadletter)"),
     ]
 
 

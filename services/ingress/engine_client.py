@@ -217,7 +217,9 @@ class EngineClient:
             # a later delivery failure is counted, never silent.
             done, _ = await asyncio.wait({delivery}, timeout=max(0.0, deadline - loop.time()))
             if not done:
-                delivery.add_done_callback(self._late_delivery)
+                value = orjson.dumps(event)
+                delivery.add_done_callback(
+                    lambda d: self._late_delivery(d, topic or self.settings.events_topic, key, value))
                 if not self.available:
                     return Outcome("unavailable", error="the broker did not acknowledge the event")
                 return Outcome("timeout")
@@ -239,11 +241,37 @@ class EngineClient:
         log.warning("produce failed: %s", type(exc).__name__)
         return Outcome("unavailable", error="the broker did not accept the event")
 
-    def _late_delivery(self, delivery: asyncio.Future[Any]) -> None:
-        if delivery.cancelled() or delivery.exception() is not None:
+    # An event answered 'timeout' must still be decided: a delivery that fails later is sent
+    # again (the worker's idempotency record makes a duplicate harmless), a few times.
+    LATE_RESENDS = 5
+
+    def _late_delivery(self, delivery: asyncio.Future[Any], topic: str, key: bytes, value: bytes,
+                       attempt: int = 0) -> None:
+        if not (delivery.cancelled() or delivery.exception() is not None):
+            return
+        why = "cancelled" if delivery.cancelled() else type(delivery.exception()).__name__
+        if attempt >= self.LATE_RESENDS or self._producer is None:
             metrics.PRODUCE_FAILURES.inc()
-            log.error("an event answered 'timeout' was not delivered to the broker: %r",
-                      None if delivery.cancelled() else type(delivery.exception()).__name__)
+            log.error("an event answered 'timeout' was not delivered to the broker: %r (after %d resends)",
+                      why, attempt)
+            return
+        log.warning("an event answered 'timeout' was not delivered (%s): sending it again", why)
+        task = asyncio.get_running_loop().create_task(self._resend(topic, key, value, attempt + 1))
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    async def _resend(self, topic: str, key: bytes, value: bytes, attempt: int) -> None:
+        await asyncio.sleep(min(10.0, 0.5 * 2 ** attempt))
+        if self._producer is None:
+            return
+        try:
+            delivery = await self._producer.send(topic, value, key=key)
+        except Exception:  # noqa: BLE001 - producer closed or buffer full: counted below
+            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            failed.cancel()
+            self._late_delivery(failed, topic, key, value, attempt)
+            return
+        delivery.add_done_callback(lambda d: self._late_delivery(d, topic, key, value, attempt))
 
     async def publish(
         self, topic: str, key: bytes | None, value: dict[str, Any], timeout_s: float = 5.0,

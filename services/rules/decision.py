@@ -13,6 +13,14 @@ event) and by count (``SEEN_MAX``), so the idempotency window is bounded: a
 retry arriving after either bound has passed is treated as a new event. The
 record just written is always kept, however old its event time.
 
+Next to it, under ``"pending_audit"``, the worker keeps a *pending-audit marker* per
+event whose audit record is not yet confirmed: ``[key, decision_id, source offset,
+audit offset]``. The worker writes the state before the decision's audit record, so a
+state restored after a crash may hold an event whose audit record never reached the
+audit topic; the marker says where to look for it (the audit partition from that offset
+on). Markers are dropped on a later write once ``confirmed`` says the audit record is
+there, and with their idempotency record.
+
 Recorded alerts leave out what the rule table restores on a replay (names,
 GZ code, policy basis, severity: ``STATIC_ALERT_KEYS``), which keeps the
 state, serialized and written to the changelog on every event, small.
@@ -20,6 +28,7 @@ state, serialized and written to the changelog on every event, small.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -27,10 +36,13 @@ from services.contracts.decision import STATIC_ALERT_KEYS
 from services.contracts.ids import alert_id_for, decision_id_for, parse_alert_id
 from services.rules import state as state_codec
 
-__all__ = ["STATIC_ALERT_KEYS", "decision_id_for", "event_key", "find_seen", "handle_event", "number_alerts",
-           "parse_alert_id", "remember"]
+__all__ = ["STATIC_ALERT_KEYS", "confirm", "decision_id_for", "event_key", "find_pending", "find_seen",
+           "handle_event", "number_alerts", "parse_alert_id", "remember"]
 
 SEEN_KEY = "seen"
+PENDING_KEY = "pending_audit"
+Pending = list[int]  # [source offset, audit offset from which its audit record would be found]
+Confirmed = Callable[[str, Pending], bool]  # (decision id, marker) → its audit record is known to be there
 # An idempotency record: [key, epoch_s, (format 1: decision_id,) alerts] — alerts are always last.
 SEEN_EVENT, SEEN_EPOCH, SEEN_ALERTS = 0, 1, -1
 SEEN_WINDOW_S = 24 * 3600
@@ -52,13 +64,30 @@ def find_seen(state: dict[str, Any], key: str) -> list[Any] | None:
     return None
 
 
+def find_pending(state: dict[str, Any], key: str) -> Pending | None:
+    for marker in state.get(PENDING_KEY, ()):
+        if marker[0] == key:
+            return [marker[2], marker[3]]
+    return None
+
+
+def _keep_pending(state: dict[str, Any], confirmed: Confirmed | None) -> list[list[Any]]:
+    """The markers still pending: their event still recorded, their audit record not confirmed."""
+    recorded = {r[SEEN_EVENT] for r in state.get(SEEN_KEY, ())}
+    return [m for m in state.get(PENDING_KEY, ())
+            if m[0] in recorded and (confirmed is None or not confirmed(m[1], [m[2], m[3]]))]
+
+
 def remember(
-    state: dict[str, Any], key: str, epoch_s: int, decision_id: str, alerts: list[dict[str, Any]]
+    state: dict[str, Any], key: str, epoch_s: int, decision_id: str, alerts: list[dict[str, Any]],
+    pending: Pending | None = None, confirmed: Confirmed | None = None,
 ) -> dict[str, Any]:
     """Record an applied event (alerts without their static fields); evict old records, never this one.
 
     A record is ``[key, epoch_s, decision_id, alerts]`` in state format 1 and ``[key, epoch_s,
-    alerts]`` in format 2 (the decision id is derived from the key): see ``state.WRITE_FORMAT``."""
+    alerts]`` in format 2 (the decision id is derived from the key): see ``state.WRITE_FORMAT``.
+    ``pending`` marks this event's audit record as not yet confirmed; other markers for which
+    ``confirmed`` holds are dropped."""
     compact = [{k: v for k, v in a.items() if k not in STATIC_ALERT_KEYS} for a in alerts]
     if state_codec.WRITE_FORMAT == 1:
         current = [key, epoch_s, decision_id, compact]
@@ -69,6 +98,13 @@ def remember(
     others = [r for r in others if newest - r[SEEN_EPOCH] <= SEEN_WINDOW_S]
     others.sort(key=lambda r: r[SEEN_EPOCH])
     state[SEEN_KEY] = [*others[-(SEEN_MAX - 1):], current]
+    markers = [m for m in _keep_pending(state, confirmed) if m[0] != key]
+    if pending is not None:
+        markers.append([key, decision_id, *pending])
+    if markers:
+        state[PENDING_KEY] = markers
+    else:
+        state.pop(PENDING_KEY, None)
     return state
 
 
@@ -98,7 +134,8 @@ class _Engine(Protocol):
 
 
 def handle_event(
-    engine: _Engine, state_bytes: bytes | None, event: dict[str, Any], evaluate: bool = True
+    engine: _Engine, state_bytes: bytes | None, event: dict[str, Any], evaluate: bool = True,
+    pending: Pending | None = None, confirmed: Confirmed | None = None,
 ) -> tuple[bytes | None, dict[str, Any]]:
     """One event against one patient's serialized state: what the worker does per event.
 
@@ -108,7 +145,8 @@ def handle_event(
     A retry found in the idempotency record is answered from
     it and not applied again. ``evaluate=False`` merges an earlier encounter
     into the history (the NHSA dialects' history encounters): applied once, no
-    rules, no alerts.
+    rules, no alerts. ``pending``/``confirmed``: see :func:`remember`; a replay's outcome
+    carries its event's marker (``pending``: None once confirmed or never set).
     """
     state = state_codec.loads(state_bytes)
     key = event_key(event)
@@ -119,13 +157,26 @@ def handle_event(
         # alerts are the record's last field in every format.
         alerts = [{**a, **engine.rule_static(a["rule_id"], a["rule_version"])} for a in seen[SEEN_ALERTS]]
         return None, {"decision_id": decision_id, "alerts": alerts, "unchecked_lines": engine.unchecked_lines(event),
-                      "replayed": True}
+                      "replayed": True, "pending": find_pending(state, key)}
     if evaluate:
         new_state, alerts, unchecked = engine.decide(state, event)
     else:
         new_state, alerts, unchecked = engine.apply(state, event), [], []
     number_alerts(decision_id, alerts)
-    remember(new_state, key, event_epoch_s(event), decision_id, alerts)
-    return state_codec.dumps(new_state), {
-        "decision_id": decision_id, "alerts": alerts, "unchecked_lines": unchecked, "replayed": False,
-    }
+    remember(new_state, key, event_epoch_s(event), decision_id, alerts, pending, confirmed)
+    return state_codec.dumps(new_state), {"decision_id": decision_id, "alerts": alerts, "unchecked_lines": unchecked,
+                                          "replayed": False, "pending": pending}
+
+
+def confirm(state_bytes: bytes | None, confirmed: Confirmed) -> bytes | None:
+    """The state without the markers ``confirmed`` accepts; None when nothing changed."""
+    state = state_codec.loads(state_bytes)
+    markers = state.get(PENDING_KEY, [])
+    kept = _keep_pending(state, confirmed)
+    if len(kept) == len(markers):
+        return None
+    if kept:
+        state[PENDING_KEY] = kept
+    else:
+        state.pop(PENDING_KEY, None)
+    return state_codec.dumps(state)

@@ -1,4 +1,7 @@
-"""``python -m services.stream`` starts one faust worker (metrics on PRESETTLE_WORKER_METRICS_PORT).
+"""``python -m services.stream`` starts one faust worker.
+
+Metrics, ``/ready`` (partitions assigned, table recovered, no rebalance) and ``/healthz``
+on PRESETTLE_WORKER_METRICS_PORT (services/stream/readiness.py).
 
 The worker is built here rather than by faust's command line, so that logging is ours
 (services/common/logs.py: JSON lines outside a terminal, library loggers at WARNING) and
@@ -12,10 +15,9 @@ from __future__ import annotations
 import logging
 import sys
 
-from prometheus_client import start_http_server
-
 from services.common import logs
 from services.common.settings import get_settings
+from services.stream import readiness
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     logs.setup("worker", settings.log_format, settings.log_level)
     if settings.worker_metrics_port:
         try:
-            start_http_server(settings.worker_metrics_port, addr=settings.http_host)
+            readiness.serve(settings.worker_metrics_port, addr=settings.http_host)
         except OSError as exc:
             logging.getLogger("presettle.worker").warning(
                 "worker metrics port %s unavailable (%s); metrics not served", settings.worker_metrics_port, exc

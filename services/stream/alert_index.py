@@ -21,6 +21,7 @@ import orjson
 from services.common.privacy import pseudonym
 from services.rules import alert_index as index
 from services.stream import metrics
+from services.stream.transport import mark_finished
 
 log = logging.getLogger("presettle.worker")
 
@@ -72,6 +73,9 @@ def install(app: faust.App, settings: Any, reply: Any, header_map: Any, raw: dic
                 log.exception("alert index: failed at offset %s (decision %s)", ev.message.offset,
                                   pseudonym(ev.key.decode(errors="replace")) if ev.key else "-")
                 await reply(headers, orjson.dumps({"error": f"{type(exc).__name__}: feedback not checked"}))
+            # Counted for the commit only once handled (services/stream/transport.py: a message
+            # faust skips in a rebalance is read again, never committed unprocessed).
+            mark_finished(ev.message)
 
     @app.timer(interval=3600.0)
     async def evict_old_alerts() -> None:

@@ -3,10 +3,36 @@
 Events (from the ingress) and patient-status updates (from the bureau) arrive
 on two topics keyed by patient id with the same partition count as the state
 table's changelog. One agent reads both, so a patient's state has a single
-writer. Per event it: loads the state, answers a retry from the recorded
-decision, otherwise evaluates the rules (pure code, services.rules) and
-re-assigns the state once (one changelog record), then replies to the waiting
-ingress and writes the decision to the audit topic.
+writer.
+
+**Exactly one effect per event** (at-least-once delivery, idempotent effects).
+Per event the worker:
+
+1. loads the state; a retry (same institution and event id) is answered from
+   the recorded decision and not applied again;
+2. otherwise evaluates the rules (pure code, services.rules) and writes the new
+   state — the event recorded with a *pending-audit marker* ``[source offset,
+   audit offset]`` — and waits until the changelog has it;
+3. writes the decision to the audit topic (partition = the event's partition,
+   so this worker is its only writer) and, at the same time, replies to the
+   waiting ingress; it waits until the audit record is acknowledged;
+4. only then marks the message finished, so its offset can be committed
+   (services/stream/transport.py: faust would otherwise commit messages it
+   skipped during a rebalance — the cause of the lost decisions in issue 9).
+
+A crash anywhere re-reads the message (its offset was not committed). If the
+restored state has no record of it, it is evaluated again: its audit record was
+never written (step 3 follows step 2). If the state records it with an
+unconfirmed marker, the audit partition is read from the marker's offset: the
+decision is re-sent only when its record is not there. A marker is confirmed
+once this process saw the audit record acknowledged, or once the event's offset
+is below the partition's committed offset; confirmed markers are dropped on the
+patient's next state write.
+
+Records the worker cannot process (malformed, a Kafka key that is not the
+record's patient, an unknown kind, an engine failure) go to the dead-letter
+topic with the reason and origin in headers (services/stream/deadletter.py).
+Replies go only to this deployment's reply topics (``<prefix>.replies.<id>``).
 
 Run: ``python -m services.stream`` (see __main__.py).
 """
@@ -14,10 +40,13 @@ Run: ``python -m services.stream`` (see __main__.py).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
+import re
 import time
+from collections.abc import Coroutine
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,7 +54,7 @@ import faust
 import orjson
 
 from services.common import logs
-from services.common.kafka_security import faust_credentials
+from services.common.kafka_security import aiokafka_kwargs, faust_credentials
 from services.common.privacy import pseudonym
 from services.common.settings import get_settings
 from services.contracts import envelope as env
@@ -34,7 +63,8 @@ from services.contracts.topics import STATE_TABLE
 from services.rules import decision as dec
 from services.rules import state as state_codec
 from services.rules.engine import Engine
-from services.stream import alert_index, metrics
+from services.stream import alert_index, deadletter, metrics, readiness
+from services.stream.transport import mark_done, mark_finished, mark_started
 
 log = logging.getLogger("presettle.worker")
 
@@ -64,7 +94,6 @@ app = faust.App(
 RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 inputs = app.topic(settings.events_topic, settings.status_topic, **RAW)
-decisions_topic = app.topic(settings.decisions_topic, **RAW)
 
 patient_state = app.Table(
     STATE_TABLE,  # its changelog: contracts.topics.state_changelog_topic
@@ -78,9 +107,44 @@ patient_state = app.Table(
 engine = Engine.load(settings.rulebase_dir)
 
 
+Completion = Coroutine[Any, Any, None] | None
+
+
+class Poison(Exception):
+    """This record can never be processed as it is: it goes to the dead-letter topic."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
 # Nobody waits for a reply older than this (a worker catching up after an outage).
 REPLY_MAX_AGE_S = 60.0
 REPLY_SEND_TIMEOUT_S = 1.0
+# How long one produce (state, audit, dead letter) may take before the message is
+# left unfinished (not committed: read again after a restart or rebalance).
+PRODUCE_TIMEOUT_S = 30.0
+# Replies go only to this deployment's reply topics (Settings.reply_topic).
+REPLY_TOPIC = re.compile(rf"{re.escape(settings.topic_prefix)}\.replies\.[A-Za-z0-9_-]+")
+# On audit records: the decision id, so a recovery can look for it without decoding values.
+DECISION_ID_HEADER = "decision_id"
+KINDS = frozenset(k.value for k in env.Kind)
+
+
+def sent_at(headers: dict[str, bytes]) -> float | None:
+    """The ingress's send time; None (unknown age) when absent or unreadable — never an error."""
+    raw = headers.get(env.SENT_AT)
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        metrics.BAD_SENT_AT.inc()
+        return None
+    if value != value or value in (float("inf"), float("-inf")):  # NaN, ±inf
+        metrics.BAD_SENT_AT.inc()
+        return None
+    return value
 
 
 async def _reply(headers: dict[str, bytes], body: bytes) -> None:
@@ -89,67 +153,247 @@ async def _reply(headers: dict[str, bytes], body: bytes) -> None:
     corr = headers.get(env.CORRELATION_ID)
     if not reply_to or not corr:
         return  # fire-and-forget producer (replay, batch): nobody waits
-    sent_at = headers.get(env.SENT_AT)
     try:
-        if sent_at and time.time() - float(sent_at) > REPLY_MAX_AGE_S:
+        topic = reply_to.decode()
+    except UnicodeDecodeError:
+        topic = ""
+    if not REPLY_TOPIC.fullmatch(topic):
+        metrics.REPLIES_REFUSED.inc()
+        return
+    at = sent_at(headers)
+    try:
+        if at is not None and time.time() - at > REPLY_MAX_AGE_S:
             metrics.REPLIES_SKIPPED.labels("stale").inc()
             return
         partition = int(headers.get(env.REPLY_PARTITION) or 0)
         await asyncio.wait_for(
-            app.producer.send(reply_to.decode(), None, body, partition, None, [(env.CORRELATION_ID, corr)]),
+            app.producer.send(topic, None, body, partition, None, [(env.CORRELATION_ID, corr)]),
             REPLY_SEND_TIMEOUT_S,
         )
     except Exception as exc:  # bad headers, a reply topic gone, a full buffer
         metrics.REPLIES_SKIPPED.labels(type(exc).__name__).inc()
 
 
-async def _on_event(key: bytes, value: bytes, headers: dict[str, bytes]) -> None:
+async def _produce(topic: str, key: bytes | None, value: bytes, partition: int | None,
+                   headers: list[tuple[str, bytes]] | None = None) -> Any:
+    """Send one record and wait for the broker's acknowledgement (its RecordMetadata)."""
+    async def send() -> Any:
+        delivery = await app.producer.send(topic, key, value, partition, None, headers)
+        return await delivery
+    return await asyncio.wait_for(send(), PRODUCE_TIMEOUT_S)
+
+
+# -- audit bookkeeping ----------------------------------------------------------------
+# Decisions whose audit record this process saw acknowledged (bounded, oldest dropped).
+_confirmed: collections.OrderedDict[str, None] = collections.OrderedDict()
+CONFIRMED_MAX = 200_000
+# Per audit partition: (consumer generation, the lowest offset the next audit record can get).
+_audit_next: dict[int, tuple[int, int]] = {}
+_audit_reader: Any = None
+
+
+def _confirm(decision_id: str) -> None:
+    _confirmed[decision_id] = None
+    if len(_confirmed) > CONFIRMED_MAX:
+        _confirmed.popitem(last=False)
+
+
+def _confirmed_for(partition: int) -> Any:
+    head = app.consumer._commit_head(faust.types.TP(settings.events_topic, partition))  # type: ignore[attr-defined]  # our Consumer (transport.py)
+
+    def confirmed(decision_id: str, marker: dec.Pending) -> bool:
+        return decision_id in _confirmed or (head is not None and marker[0] < head)
+    return confirmed
+
+
+async def _reader() -> Any:
+    global _audit_reader
+    if _audit_reader is None:
+        from aiokafka import AIOKafkaConsumer
+
+        reader = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None, enable_auto_commit=False,
+                                  fetch_max_wait_ms=settings.fetch_max_wait_ms, client_id=f"{WORKER_ID}-audit",
+                                  **aiokafka_kwargs(settings))
+        await reader.start()
+        _audit_reader = reader
+    return _audit_reader
+
+
+async def _audit_offset(partition: int) -> int:
+    """A lower bound for the offset the next audit record on ``partition`` gets."""
+    generation = app.consumer_generation_id
+    known = _audit_next.get(partition)
+    if known is not None and known[0] == generation:
+        return known[1]
+    from aiokafka import TopicPartition
+
+    reader = await _reader()
+    tp = TopicPartition(settings.decisions_topic, partition)
+    end = (await asyncio.wait_for(reader.end_offsets([tp]), PRODUCE_TIMEOUT_S))[tp]
+    _audit_next[partition] = (generation, end)
+    return int(end)
+
+
+async def _audit_has(partition: int, start: int, decision_id: str) -> bool:
+    """Whether the audit partition holds ``decision_id`` at or after offset ``start``."""
+    from aiokafka import TopicPartition
+
+    reader = await _reader()
+    tp = TopicPartition(settings.decisions_topic, partition)
+    end = (await reader.end_offsets([tp]))[tp]
+    if end <= start:
+        return False
+    reader.assign([tp])
+    reader.seek(tp, start)
+    wanted = decision_id.encode()
+    deadline = time.monotonic() + PRODUCE_TIMEOUT_S
+    while await reader.position(tp) < end:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"audit partition {partition} not read to {end} in time")
+        batches = await reader.getmany(tp, timeout_ms=500)
+        for record in batches.get(tp, ()):
+            if dict(record.headers or ()).get(DECISION_ID_HEADER) == wanted:
+                return True
+            # Records written before the decision_id header existed.
+            if wanted in (record.value or b"") and orjson.loads(record.value).get("decision_id") == decision_id:
+                return True
+    return False
+
+
+async def _send_audit(partition: int, key: bytes, body: bytes, decision_id: str) -> None:
+    md = await _produce(settings.decisions_topic, key, body, partition, [(DECISION_ID_HEADER, decision_id.encode())])
+    generation = app.consumer_generation_id
+    known = _audit_next.get(partition)
+    if known is None or known[0] != generation or known[1] <= md.offset:
+        _audit_next[partition] = (generation, md.offset + 1)
+    _confirm(decision_id)
+
+
+def _write_state(key: bytes, value: bytes, partition: int) -> Any:
+    """Set the patient's state; return the delivery of its changelog record (a future)."""
+    patient_state.data[key] = value
+    metrics.STATE_BYTES.observe(len(value))
+    return patient_state.send_changelog(partition, key, value)
+
+
+async def _durable(delivery: Any) -> None:
+    await asyncio.wait_for(asyncio.shield(delivery), PRODUCE_TIMEOUT_S)
+
+
+# -- records ---------------------------------------------------------------------------
+def _kind(message: Any, headers: dict[str, bytes]) -> str:
+    declared = headers.get(env.KIND)
+    if declared is not None:
+        kind = declared.decode(errors="replace")
+        if kind not in KINDS:
+            raise Poison("unknown-kind", kind[:40])
+        return kind
+    if message.topic not in (settings.events_topic, settings.status_topic):
+        raise Poison("unknown-kind", f"topic {message.topic}")
+    return env.kind_of(headers, message.topic, settings.status_topic).value
+
+
+def _parse(key: bytes | None, value: bytes | None, kind: str) -> dict[str, Any]:
+    try:
+        record = orjson.loads(value or b"")
+    except orjson.JSONDecodeError as exc:
+        raise Poison("malformed", f"not JSON ({exc.msg})") from None
+    if not isinstance(record, dict):
+        raise Poison("malformed", "not a JSON object")
+    if kind == env.Kind.status.value:
+        patient = record.get("patient_id")
+    else:
+        try:
+            record["event_id"], record["institution"]["id"], record["occurred_at"]  # noqa: B018
+            patient = record["patient"]["id"]
+            dec.event_epoch_s(record)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise Poison("malformed", f"missing or invalid {exc}") from None
+    if not isinstance(patient, str) or not key or key != patient.encode():
+        raise Poison("wrong-key", "the Kafka key is not the record's patient id")
+    return record
+
+
+def _decision(event: dict[str, Any], outcome: dict[str, Any], replayed: bool, engine_s: float) -> dict[str, Any]:
+    return audit_record(event, outcome["decision_id"], outcome["alerts"], replayed, round(engine_s * 1000, 3),
+                        datetime.now(timezone.utc).isoformat(), WORKER_ID,
+                        request_id=logs.request_id.get(),  # the HTTP request's X-Request-ID (None without)
+                        unchecked_lines=outcome["unchecked_lines"])
+
+
+async def _on_event(message: Any, key: bytes, event: dict[str, Any], headers: dict[str, bytes]) -> Completion:
     t0 = time.perf_counter()
-    sent_at = headers.get(env.SENT_AT)
-    if sent_at:
-        metrics.QUEUE_SECONDS.observe(max(0.0, time.time() - float(sent_at)))
-    event = orjson.loads(value)
-    new_bytes, outcome = dec.handle_event(engine, patient_state.get(key), event)
-    if new_bytes is not None:
-        patient_state[key] = new_bytes  # the one changelog write for this event
-        metrics.STATE_BYTES.observe(len(new_bytes))
+    at = sent_at(headers)
+    if at is not None:
+        metrics.QUEUE_SECONDS.observe(max(0.0, time.time() - at))
+    partition = message.partition
+    confirmed = _confirmed_for(partition)
+    marker = [message.offset, await _audit_offset(partition)]
+    try:
+        new_bytes, outcome = dec.handle_event(engine, patient_state.get(key), event,
+                                              pending=marker, confirmed=confirmed)
+    except Exception as exc:
+        raise Poison("engine-error", type(exc).__name__) from exc
     engine_s = time.perf_counter() - t0
-    decision = audit_record(
-        event, outcome["decision_id"], outcome["alerts"], outcome["replayed"], round(engine_s * 1000, 3),
-        datetime.now(timezone.utc).isoformat(), WORKER_ID,
-        request_id=logs.request_id.get(),  # the HTTP request's X-Request-ID (None when sent without one)
-        unchecked_lines=outcome["unchecked_lines"],
-    )
-    body = orjson.dumps(decision)
-    if outcome["alerts"]:
-        # Acknowledged before the HIS can see (and answer) an alert; idempotent, so a replay
-        # re-issues too (repairing an index record lost with a crash).
-        await issue_alerts(decision)
-    if not outcome["replayed"]:
-        # The audit trail first: every decision once (at least once across a
-        # crash; the decision id is deterministic, so consumers can de-duplicate).
-        await decisions_topic.send(key=key, value=body)
-    await _reply(headers, env.decision_reply(body))
+    decision_id = outcome["decision_id"]
     if log.isEnabledFor(logging.DEBUG):  # one line per decision; no patient id (the request id joins it up)
         rules = "".join(f" {a['rule_id']}" for a in outcome["alerts"])
-        log.debug("decision %s scene %s: %d alert(s)%s%s in %.2f ms", decision["decision_id"], decision["scene"],
+        log.debug("decision %s scene %s: %d alert(s)%s%s in %.2f ms", decision_id, event["scene"],
                   len(outcome["alerts"]), rules, " (replayed)" if outcome["replayed"] else "", engine_s * 1000)
     metrics.record_decision(event["scene"], outcome["alerts"], engine_s, outcome["replayed"])
+    if not outcome["replayed"]:
+        assert new_bytes is not None
+        state_written = _write_state(key, new_bytes, partition)  # the one changelog write
+        decision = _decision(event, outcome, False, engine_s)
+        body = orjson.dumps(decision)
+        if outcome["alerts"]:
+            # The alert index (feedback ownership) acknowledged before the HIS can see, and answer, an alert.
+            await issue_alerts(decision)
+        # The reply at once: the decision id is deterministic and, should this worker die
+        # before the records below are acknowledged, the event is read and decided again.
+        await _reply(headers, env.decision_reply(body))
+
+        async def complete() -> None:
+            await _durable(state_written)  # the state (with its marker) before the audit record
+            await _send_audit(partition, key, body, decision_id)
+        return complete()
+    pending = outcome["pending"]
+    if pending is not None and not confirmed(decision_id, pending):
+        # The state records this event but its audit record may be missing (a crash between
+        # the state write and the audit acknowledgement): look, and re-send it if absent.
+        original = orjson.dumps(_decision(event, outcome, False, 0.0))
+        if await _audit_has(partition, pending[1], decision_id):
+            metrics.AUDIT_RECOVERED.labels("found").inc()
+            _confirm(decision_id)
+        else:
+            await _send_audit(partition, key, original, decision_id)
+            metrics.AUDIT_RECOVERED.labels("resent").inc()
+            log.warning("re-sent the audit record of %s (lost in a crash)", decision_id)
+    decision = _decision(event, outcome, True, engine_s)
+    if outcome["alerts"]:
+        await issue_alerts(decision)  # idempotent: repairs an index record lost with a crash
+    await _reply(headers, env.decision_reply(orjson.dumps(decision)))
+    return None
 
 
-def _on_history(key: bytes, value: bytes) -> None:
-    new_bytes, outcome = dec.handle_event(engine, patient_state.get(key), orjson.loads(value), evaluate=False)
-    if new_bytes is not None:
-        patient_state[key] = new_bytes
-        metrics.STATE_BYTES.observe(len(new_bytes))
+async def _on_history(message: Any, key: bytes, event: dict[str, Any]) -> Completion:
+    try:
+        new_bytes, outcome = dec.handle_event(engine, patient_state.get(key), event, evaluate=False)
+    except Exception as exc:
+        raise Poison("engine-error", type(exc).__name__) from exc
     metrics.HISTORY.labels("replayed" if outcome["replayed"] else "applied").inc()
+    if new_bytes is None:
+        return None
+    return _durable(_write_state(key, new_bytes, message.partition))
 
 
-def _on_status(key: bytes, value: bytes) -> None:
-    status = orjson.loads(value)
-    state = state_codec.loads(patient_state.get(key))
-    patient_state[key] = state_codec.dumps(engine.apply_status(state, status))
+async def _on_status(message: Any, key: bytes, status: dict[str, Any]) -> Completion:
+    try:
+        state = engine.apply_status(state_codec.loads(patient_state.get(key)), status)
+    except Exception as exc:
+        raise Poison("engine-error", type(exc).__name__) from exc
     metrics.STATUS_UPDATES.inc()
+    return _durable(_write_state(key, state_codec.dumps(state), message.partition))
 
 
 # Issued alerts, keyed by decision id: feedback is checked against them (services/stream/alert_index.py).
@@ -177,30 +421,85 @@ async def refresh_lag() -> None:
             metrics.LAG.labels(topic, str(partition)).set(max(0, highwater - offset - 1))
 
 
+@app.timer(interval=0.5)
+async def refresh_readiness() -> None:
+    """Ready: partitions assigned, table recovery done, no rebalance under way."""
+    try:
+        assigned = any(tp.topic == settings.events_topic for tp in app.consumer.assignment())
+    except Exception:
+        assigned = False
+    readiness.set_ready(assigned and not app.rebalancing and app.tables.recovery.completed.is_set())  # type: ignore[attr-defined]  # faust.tables.Manager
+
+
+async def _process(message: Any, key: bytes | None, value: bytes | None, headers: dict[str, bytes]) -> Completion:
+    """Handle one record in order; return what must still complete before it is finished."""
+    kind = _kind(message, headers)
+    if kind == env.Kind.probe.value:
+        await _reply(headers, orjson.dumps(env.probe_reply(message.partition, WORKER_ID)))
+        return None
+    record = _parse(key, value, kind)
+    assert key is not None
+    if kind == env.Kind.history.value:
+        return await _on_history(message, key, record)
+    if kind == env.Kind.status.value:
+        completion = await _on_status(message, key, record)
+        await _reply(headers, orjson.dumps(env.status_reply(WORKER_ID)))
+        return completion
+    return await _on_event(message, key, record, headers)
+
+
+# Records whose effects are still being acknowledged (their completion runs in the background,
+# so the agent goes on with the next record meanwhile); bounded.
+MAX_IN_FLIGHT = 1000
+_in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+_tasks: set[asyncio.Task[None]] = set()
+
+
+async def _finish(ev: Any, completion: Completion) -> None:
+    """Wait for a record's effects; then (only then) ack it so its offset can be committed."""
+    message = ev.message
+    try:
+        if completion is not None:
+            await completion
+        mark_finished(message)
+    except Exception as exc:  # a produce failed or timed out: not finished, read again (transport.py)
+        metrics.FAILURES.labels(type(exc).__name__).inc()
+        who = pseudonym(ev.key.decode(errors="replace")) if ev.key else "-"
+        log.error("could not finish the message for %s at %s[%s]@%s (%r): left uncommitted, read again",
+                  who, message.topic, message.partition, message.offset, exc)
+    finally:
+        mark_done(message)
+        _in_flight.release()
+        ev.ack()
+
+
 @app.agent(inputs)
 async def process(stream: Any) -> None:
-    async for ev in stream.events():
+    # noack: a record is acked by _finish once its effects are acknowledged by the broker.
+    async for ev in stream.noack().events():
         message = ev.message
         headers = env.header_map(message.headers)
+        _positions[(message.topic, message.partition)] = message.offset
+        # The request id for log lines and the audit record (the completion task copies it).
         token = logs.request_id.set(logs.valid_request_id(headers.get(env.REQUEST_ID)))
+        await _in_flight.acquire()
+        mark_started(message)
+        completion: Completion = None
         try:
-            _positions[(message.topic, message.partition)] = message.offset
-            kind = env.kind_of(headers, message.topic, settings.status_topic)
-            if kind is env.Kind.event:
-                await _on_event(ev.key, ev.value, headers)
-            elif kind is env.Kind.probe:
-                await _reply(headers, orjson.dumps(env.probe_reply(message.partition, WORKER_ID)))
-            elif kind is env.Kind.history:
-                _on_history(ev.key, ev.value)
-            else:
-                _on_status(ev.key, ev.value)
-                await _reply(headers, orjson.dumps(env.status_reply(WORKER_ID)))
-        except Exception as exc:  # a poison message must not stop the partition
-            metrics.FAILURES.labels(type(exc).__name__).inc()
+            completion = await _process(message, ev.key, ev.value, headers)
+        except Poison as exc:
             who = pseudonym(ev.key.decode(errors="replace")) if ev.key else "-"
-            log.exception("failed to process a message for %s at %s[%s]@%s",
-                          who, message.topic, message.partition, message.offset)
-            await _reply(headers, orjson.dumps(env.error_reply(
-                f"{type(exc).__name__}: the engine could not evaluate this event")))
-        finally:
-            logs.request_id.reset(token)
+            log.warning("dead letter (%s) for %s at %s[%s]@%s", exc, who, message.topic, message.partition,
+                        message.offset)
+            completion = deadletter.send(app.producer, settings, message, exc.reason, str(exc), PRODUCE_TIMEOUT_S)
+            await _reply(headers, orjson.dumps(env.error_reply(f"{exc.reason}: the engine could not evaluate this record")))
+        except Exception as exc:  # e.g. the audit offset could not be read: not finished
+            completion = _failed(exc)
+        task = asyncio.get_running_loop().create_task(_finish(ev, completion))
+        _tasks.add(task)
+        task.add_done_callback(_tasks.discard)
+        logs.request_id.reset(token)
+
+
+async def _failed(exc: Exception) -> None:
+    raise exc

@@ -39,6 +39,32 @@ FEEDBACK_CHECKS = Counter(
     "issued to the caller's institution).",
     ["status"],
 )
+UNPROCESSED_RELEASED = Counter(
+    "presettle_worker_unprocessed_released_total",
+    "Messages faust skipped during a rebalance (not processed, not committed: read again).",
+)
+REWINDS = Counter(
+    "presettle_worker_rewinds_total",
+    "Partitions read again from an offset passed over unfinished (skipped in a rebalance, or a failed produce).",
+)
+DEAD_LETTERS = Counter(
+    "presettle_worker_dead_letters_total",
+    "Records sent to the dead-letter topic instead of being processed, per reason.",
+    ["reason"],
+)
+REPLIES_REFUSED = Counter(
+    "presettle_worker_replies_refused_total",
+    "Replies dropped because reply_to named no reply topic of this deployment.",
+)
+BAD_SENT_AT = Counter(
+    "presettle_worker_bad_sent_at_total",
+    "Events whose sent_at header was unreadable (decided anyway; reply age unknown).",
+)
+AUDIT_RECOVERED = Counter(
+    "presettle_worker_audit_recovered_total",
+    "Replays of an event whose audit record was not confirmed: found on the audit topic, or re-sent.",
+    ["outcome"],
+)
 LAG = Gauge("presettle_worker_consumer_lag", "Records behind the partition's high watermark.", ["topic", "partition"])
 
 

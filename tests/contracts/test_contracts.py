@@ -106,6 +106,7 @@ class _S:
     events_topic, status_topic, decisions_topic = "p.events", "p.patient-status", "p.decisions"
     feedback_topic, state_changelog_topic = "p.feedback", "p-worker-patient_state-changelog"
     alert_index_topic, alert_index_changelog_topic = "p.alert-index", "p-worker-alert_index-changelog"
+    deadletter_topic = "p.deadletter"
     partitions, replication_factor, audit_retention_days = 4, 3, 365
 
 

@@ -1,0 +1,114 @@
+"""Soak: a steady load for a long time; RSS per process and latency per minute.
+
+    python -m loadtest.soak [--minutes 30] [--rate 50] [--budget-ms 300] [--workers 1] [--partitions 8]
+
+(``make soak``; SOAK_MINUTES, SOAK_RATE, SOAK_WORKERS override.) Starts its own
+stack (embedded broker unless PRESETTLE_KAFKA_BOOTSTRAP is set), posts events at
+``rate`` per second (open loop, loadtest/chaos.py), and prints one line per
+minute: answers by status, p50/p99 latency of that minute's answers, and the
+resident memory (VmRSS) of the broker, each worker and the ingress. At the end it
+checks the audit topic (every accepted event exactly one decision) and prints
+one JSON object. A benchmark, not a test: nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from loadtest.chaos import Load, read_audit, verify
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))] * 1000, 1)
+
+
+def processes(stack: Any) -> dict[str, int]:
+    out = {}
+    if stack.broker is not None and stack.broker.proc is not None:
+        out["broker"] = stack.broker.proc.pid
+    for name, proc in stack.children():
+        out[name] = proc.pid
+    return out
+
+
+async def soak(args: argparse.Namespace) -> dict[str, Any]:
+    from services.common.broker import free_port
+    from services.common.settings import load_settings
+    from services.stack import Stack
+
+    env = dict(os.environ)
+    env.setdefault("PRESETTLE_ENV", "test")
+    env.update(PRESETTLE_WORKERS=str(args.workers), PRESETTLE_PARTITIONS=str(args.partitions),
+               PRESETTLE_HTTP_PORT=str(free_port()), PRESETTLE_EMBEDDED_BROKER_PORT=str(free_port()),
+               PRESETTLE_WORKER_METRICS_PORT=str(free_port()), PRESETTLE_TOPIC_PREFIX=f"soak{int(time.time())}")
+    stack = Stack(load_settings(env), env=env, log_dir=Path(".artifacts/logs/soak"))
+    await asyncio.to_thread(stack.start)
+    minutes: list[dict[str, Any]] = []
+    try:
+        await asyncio.to_thread(stack.wait_healthy, 90)
+        load = Load(stack.url, rate=args.rate, budget_ms=args.budget_ms, patients=args.patients)
+        runner = asyncio.get_running_loop().create_task(load.run(args.minutes * 60))
+        seen = 0
+        for minute in range(1, int(args.minutes) + 1):
+            await asyncio.sleep(60)
+            batch = [a for a in load.answers[seen:]]
+            seen += len(batch)
+            lat = [a.latency_s for a in batch if a.status == "evaluated"]
+            row = {
+                "minute": minute,
+                "answers": dict(collections.Counter(a.status for a in batch)),
+                "p50_ms": pct(lat, 50),
+                "p99_ms": pct(lat, 99),
+                "rss_mb": {name: rss_mb(pid) for name, pid in processes(stack).items()},
+            }
+            minutes.append(row)
+            print(json.dumps(row), flush=True)
+        await runner
+        await asyncio.sleep(3)
+        audit = await read_audit(stack.bootstrap, stack.settings.decisions_topic, timeout_s=600)
+        verdict = verify(load.answers, audit, {a.event["event_id"]: {"engine_status": "evaluated", "replayed": True,
+                                                                    "decision_id": a.decision_id}
+                                               for a in load.accepted()})
+        return {"rate": args.rate, "minutes": args.minutes, "workers": args.workers, "partitions": args.partitions,
+                "answers": load.counts(), "audit": verdict.summary(), "per_minute": minutes}
+    finally:
+        await asyncio.to_thread(stack.stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--rate", type=float, default=50)
+    parser.add_argument("--budget-ms", type=int, default=300)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--patients", type=int, default=5000)
+    args = parser.parse_args(argv)
+    result = asyncio.run(soak(args))
+    print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
