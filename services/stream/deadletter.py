@@ -120,11 +120,11 @@ def replay_plan(records: list[Any], settings: Settings, since: datetime | None =
     return plan
 
 
-async def _read_all(settings: Settings, client: dict[str, Any], settle_s: float = 2.0) -> list[Any]:
+async def _read_all(settings: Settings, security: dict[str, Any], settle_s: float = 2.0) -> list[Any]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest", **client)
+                                auto_offset_reset="earliest", **security)
     await consumer.start()
     try:
         await consumer.topics()  # loads the cluster metadata
@@ -150,19 +150,19 @@ async def _read_all(settings: Settings, client: dict[str, Any], settle_s: float 
 
 
 async def replay(settings: Settings, since: datetime | None = None, reason: str | None = None,
-                 dry_run: bool = False, client: dict[str, Any] | None = None) -> dict[str, Any]:
+                 dry_run: bool = False, security: dict[str, Any] | None = None) -> dict[str, Any]:
     """Re-inject dead letters into their origin topics; a summary (counts and each record's origin)."""
     from aiokafka import AIOKafkaProducer
 
-    if client is None:  # TLS / SASL from settings (services/common/kafka_security.py)
+    if security is None:  # TLS / SASL from settings (services/common/kafka_security.py)
         from services.common.kafka_security import aiokafka_kwargs
 
-        client = aiokafka_kwargs(settings)
-    records = await _read_all(settings, client)
+        security = aiokafka_kwargs(settings)
+    records = await _read_all(settings, security)
     plan = replay_plan(records, settings, since, reason)
     todo = [e for e in plan if e["skip"] is None]
     if not dry_run and todo:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=0, acks="all", **client)
+        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=0, acks="all", **security)
         await producer.start()
         try:
             deliveries = [await producer.send(e["topic"], e["value"], key=e["key"], headers=e["headers"])
