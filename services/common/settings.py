@@ -227,7 +227,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _keys(self) -> "Settings":
+    def _keys(self) -> Settings:
         api = self.api_keys.get_secret_value() if self.api_keys else ""
         admin = self.admin_keys.get_secret_value() if self.admin_keys else ""
         if self.env == "production" and (not api or not admin):
@@ -247,7 +247,7 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _dialect_auth(self) -> "Settings":
+    def _dialect_auth(self) -> Settings:
         self._paasids = parse_paasids(self.nhsa_paasids.get_secret_value()) if self.nhsa_paasids else {}
         self._cds_issuers = parse_cds_issuers(self.cds_issuers) if self.cds_issuers else {}
         if self.cds_service_url:

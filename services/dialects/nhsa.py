@@ -592,7 +592,7 @@ def _event(body: dict[str, Any], where: str) -> Event:
     try:
         return Event.model_validate(body)
     except ValidationError as exc:  # a mapped value the native model refuses
-        field_, message = first_error(exc.errors())
+        field_, message = first_error([dict(e) for e in exc.errors()])
         raise MappingError(where, f"maps to an invalid native event ({field_}: {message})") from None
 
 

@@ -17,8 +17,9 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Annotated, Any, Callable, Coroutine
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -77,7 +78,7 @@ class NhsaRoute(APIRoute):
             try:
                 return await original(request)
             except (RequestValidationError, ValidationError) as exc:
-                field, message = first_error(list(exc.errors()))
+                field, message = first_error([dict(e) for e in exc.errors()])
                 return error_response(nhsa.describe(field, message))
             except MappingError as exc:
                 return error_response(nhsa.describe(exc.field, exc.message))
