@@ -34,7 +34,7 @@ from services.ingress.feedback import (
     not_found,
     write_feedback,
 )
-from services.ingress.gateway_auth import AuthFailure, JwtVerifier, now_s
+from services.ingress.gateway_auth import AuthFailure, JwtVerifier, http_client, now_s
 from services.service_layer import decide
 
 router = APIRouter(prefix="/cds-services", tags=["cds-hooks"])
@@ -166,7 +166,7 @@ async def fill_prefetch(body: cds.CdsHookRequest, settings: Settings, deadline: 
             raise _precondition(f"prefetch.{key}", f"fhirServer's answer to {query} is not a FHIR {expected}")
         return key, doc
 
-    async with httpx.AsyncClient(timeout=timeout, headers=headers, follow_redirects=False) as client:
+    async with http_client(timeout, headers) as client:
         results = await asyncio.gather(*(read(client, k, q) for k, q in missing.items()), return_exceptions=True)
     for item in results:
         if isinstance(item, BaseException):
