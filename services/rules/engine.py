@@ -168,16 +168,7 @@ class Engine:
             hits = fn(cx, params)
             if hits:
                 for fields, line_ids, amount, evidence in hits:
-                    alerts.append({
-                        "rule_id": rule.id, "rule_version": rule.version, "gz_code": rule.gz_code,
-                        "name_zh": rule.name_zh, "name_en": rule.name_en,
-                        "result_type": rule.result_type, "indicator": rule.indicator,
-                        "severity": rule.severity,
-                        "message_zh": rule.msg_zh.format_map(fields),
-                        "message_en": rule.msg_en.format_map(en_fields(fields)),
-                        "line_ids": line_ids, "amount": round(float(amount), 2),
-                        "evidence": evidence, "policy_basis": rule.policy_basis, "region": label,
-                    })
+                    alerts.append(_alert(rule, label, fields, line_ids, amount, evidence))
         if len(alerts) > 1:
             alerts.sort(key=_sort_key)
         return alerts
@@ -209,16 +200,7 @@ class Engine:
                     line_ids = kept
                 elif not rule.frm <= cx.day <= rule.to:
                     continue
-                alerts.append({
-                    "rule_id": rule.id, "rule_version": rule.version, "gz_code": rule.gz_code,
-                    "name_zh": rule.name_zh, "name_en": rule.name_en,
-                    "result_type": rule.result_type, "indicator": rule.indicator,
-                    "severity": rule.severity,
-                    "message_zh": rule.msg_zh.format_map(fields),
-                    "message_en": rule.msg_en.format_map(en_fields(fields)),
-                    "line_ids": line_ids, "amount": round(float(amount), 2),
-                    "evidence": evidence, "policy_basis": rule.policy_basis, "region": label,
-                })
+                alerts.append(_alert(rule, label, fields, line_ids, amount, evidence))
         if len(alerts) > 1:
             alerts.sort(key=_sort_key)
         return alerts
@@ -281,3 +263,17 @@ class Engine:
 
     def search_diagnoses(self, q: str, limit: int = 20) -> list[dict[str, Any]]:
         return self.kb.search_diagnoses(q, limit) if q.strip() else []
+
+
+def _alert(rule: Any, label: Any, fields: dict[str, Any], line_ids: Any, amount: Any, evidence: Any) -> dict[str, Any]:
+    """One alert of ``rule`` from a family's hit (the dated and undated paths of ``_evaluate`` alike)."""
+    return {
+        "rule_id": rule.id, "rule_version": rule.version, "gz_code": rule.gz_code,
+        "name_zh": rule.name_zh, "name_en": rule.name_en,
+        "result_type": rule.result_type, "indicator": rule.indicator,
+        "severity": rule.severity,
+        "message_zh": rule.msg_zh.format_map(fields),
+        "message_en": rule.msg_en.format_map(en_fields(fields)),
+        "line_ids": line_ids, "amount": round(float(amount), 2),
+        "evidence": evidence, "policy_basis": rule.policy_basis, "region": label,
+    }
