@@ -65,10 +65,16 @@ AUDIT_RECOVERED = Counter(
     "Replays of an event whose audit record was not confirmed: found on the audit topic, or re-sent.",
     ["outcome"],
 )
+SHADOW_ALERTS = Counter(
+    "presettle_shadow_alerts_total",
+    "Would-be alerts of rules in mode shadow (recorded in the audit record's shadow_alerts, never sent to the HIS).",
+    ["rule_id"],
+)
 LAG = Gauge("presettle_worker_consumer_lag", "Records behind the partition's high watermark.", ["topic", "partition"])
 
 
-def record_decision(scene: int, alerts: list[dict[str, Any]], engine_s: float, replayed: bool) -> None:
+def record_decision(scene: int, alerts: list[dict[str, Any]], engine_s: float, replayed: bool,
+                    shadow_alerts: list[dict[str, Any]] | None = None) -> None:
     if replayed:
         DUPLICATES.inc()
         return
@@ -76,3 +82,5 @@ def record_decision(scene: int, alerts: list[dict[str, Any]], engine_s: float, r
     RULE_SECONDS.observe(engine_s)
     for alert in alerts:
         ALERTS.labels(alert["rule_id"], alert.get("severity", "?")).inc()
+    for alert in shadow_alerts or ():
+        SHADOW_ALERTS.labels(alert["rule_id"]).inc()
