@@ -97,8 +97,8 @@ def _call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> tu
     import httpx
 
     try:
-        r = httpx.request(method, args.url.rstrip("/") + path, headers={"X-API-Key": args.admin_key},
-                          timeout=120, **kwargs)
+        headers = {"X-API-Key": args.admin_key, **kwargs.pop("headers", {})}
+        r = httpx.request(method, args.url.rstrip("/") + path, headers=headers, timeout=120, **kwargs)
     except httpx.HTTPError as exc:
         raise SystemExit(_usage(f"cannot reach {args.url}: {exc}")) from None
     try:
@@ -126,7 +126,7 @@ def _publish(args: argparse.Namespace) -> int:
     if args.note:
         params["note"] = args.note
     status, body = _call(args, "POST", "/v1/admin/rulebase", content=blob, params=params,
-                         headers={"X-API-Key": args.admin_key, "Content-Type": "application/gzip"})
+                         headers={"Content-Type": "application/gzip"})
     if status != 200:
         return _refused(status, body)
     print(json.dumps(body, ensure_ascii=False))

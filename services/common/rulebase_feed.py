@@ -47,6 +47,7 @@ SWITCHES = Counter("presettle_rulebase_switches_total",
                    "Switches to another rule-base revision without a restart, by outcome (switched, failed).",
                    ["outcome"])
 
+CACHE_MAX = 2
 POLL_MS = 500  # fetch wait of the follower: a published revision is seen within about this
 FOLLOW_TIMEOUT_S = 10.0  # publish/activate wait this long for this process to serve the revision
 
@@ -83,6 +84,9 @@ class RulebaseFeed:
         self.manifests: dict[str, rb.Manifest] = {}
         self.active: rb.Active | None = None
         self._chunks: dict[str, dict[int, bytes]] = {}
+        # Engines already built (the one just validated by a publish, the one served before a switch):
+        # a publish or a roll-back switches without building it again. At most CACHE_MAX.
+        self._cache: dict[str, Engine] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -191,6 +195,8 @@ class RulebaseFeed:
         try:
             if active.revision == self.packaged.revision:
                 engine = self.packaged.engine
+            elif active.revision in self._cache:
+                engine = self._cache.pop(active.revision)
             else:
                 files = self.files_of(active.revision)
                 engine = await asyncio.to_thread(Engine.from_files, files)
@@ -201,6 +207,8 @@ class RulebaseFeed:
             return
         previous = self.current
         self.current = Served(engine, active.revision, active.activated_at, "published")
+        if previous.revision != self.packaged.revision:
+            self._remember(previous.revision, previous.engine)  # a roll-back to it is instant
         self.known_rule_ids.update(r.id for r in engine.rules)
         with contextlib.suppress(KeyError):
             REVISION_INFO.remove(previous.revision)
@@ -212,6 +220,12 @@ class RulebaseFeed:
             listener(self.current)
         async with self._changed:
             self._changed.notify_all()
+
+    def _remember(self, revision: str, engine: Engine) -> None:
+        self._cache.pop(revision, None)
+        self._cache[revision] = engine
+        while len(self._cache) > CACHE_MAX:
+            self._cache.pop(next(iter(self._cache)))
 
     async def wait_for(self, revision: str, timeout: float = FOLLOW_TIMEOUT_S) -> bool:
         """Wait until this process serves ``revision``; False when it did not within ``timeout``."""
@@ -242,6 +256,8 @@ class RulebaseFeed:
     async def store(self, files: Mapping[str, bytes], engine: Engine, cases: int, note: str | None = None) -> str:
         """Write a bundle's chunks and manifest (not yet active); return its revision."""
         revision = revision_of_files(files)
+        if revision != self.current.revision:
+            self._remember(revision, engine)  # validated just now: the switch needs no second build
         if revision in self.manifests:
             return revision
         blob = pack(files)
