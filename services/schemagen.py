@@ -22,7 +22,7 @@ from services.contracts.decision import AuditRecord, Decision
 from services.contracts.errors import ErrorBody
 from services.contracts.event import Event
 from services.contracts.feedback import FeedbackRecord
-from services.contracts.rulebase import Active, BundleRejectedBody, Manifest, PublishResult, Revisions
+from services.contracts.rulebase import Active, Manifest, PublishResult, Revisions
 from services.contracts.status import PatientStatus
 from services.dialects import cds, feedback, nhsa
 from services.rules import dataschema, kb
@@ -45,7 +45,6 @@ def models() -> dict[str, type[BaseModel]]:
         "audit-record": AuditRecord,
         # rule-base revisions (admin routes, and the rule-base topic's records)
         "rulebase-publish.response": PublishResult,
-        "rulebase-rejected.response": BundleRejectedBody,
         "rulebase-revisions.response": Revisions,
         "rulebase-manifest.record": Manifest,
         "rulebase-active.record": Active,

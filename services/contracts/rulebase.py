@@ -124,19 +124,3 @@ class PublishResult(BaseModel):
     cases: int | None = Field(None, description="golden cases run (publish)")
     rules: int | None = None
     unchanged: bool = Field(False, description="true when this revision was already active")
-
-
-class RejectedCase(BaseModel):
-    rule_id: str | None = Field(description="the rule whose case failed (null: the bundle did not load)")
-    case: int | None = Field(None, description="index of the case in the rule file")
-    name: str | None = None
-    file: str | None = None
-    errors: list[str]
-
-
-class BundleRejectedBody(BaseModel):
-    """422 of ``POST /v1/admin/rulebase``: nothing was published, nothing changed."""
-
-    error: Literal["bundle_rejected"]
-    message: str
-    failures: list[RejectedCase]

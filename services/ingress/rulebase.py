@@ -54,14 +54,31 @@ def _bundle_body(raw: bytes, content_type: str) -> dict[str, bytes]:
     return files_from_tar(raw)
 
 
+def _where(failure: dict[str, Any]) -> str:
+    if failure.get("rule_id") is None:
+        return str(failure.get("file") or "body")
+    case = failure.get("case")
+    return f"rules/{failure['rule_id']}.json" + (f" cases[{case}]" if case is not None else "")
+
+
+def rejected_body(exc: BundleRejected) -> dict[str, Any]:
+    """The 422 of a rejected bundle: the error body, with each failing rule/case in ``errors`` and ``failures``."""
+    errors = [{"field": _where(f), "message": msg, "type": "golden_case" if f.get("case") is not None else "bundle"}
+              for f in exc.failures for msg in f.get("errors", [])]
+    body = error_body("bundle_rejected", str(exc), field=_where(exc.failures[0]) if exc.failures else "body",
+                      errors=errors)
+    body["failures"] = exc.failures
+    return body
+
+
 def _unavailable(exc: Exception) -> HTTPException:
     log.error("rule-base topic unavailable: %r", exc)
     return HTTPException(503, error_body("unavailable", f"the rule-base topic could not be written: {exc!r}"[:300]))
 
 
 @router.post(PUBLISH_PATH, response_model=rb.PublishResult,
-             responses={422: {"model": rb.BundleRejectedBody,
-                              "description": "the bundle does not load, or golden cases fail: nothing changed"},
+             responses={422: {"description": "not a bundle (invalid_request), or it does not load or golden cases "
+                                             "fail (bundle_rejected, with failures): nothing changed"},
                         503: {"description": "the broker did not take the bundle: nothing changed"}},
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/gzip": {"schema": {"type": "string", "format": "binary"}},
@@ -79,8 +96,7 @@ async def publish(request: Request, _: AdminDep,
         engine, cases = await asyncio.to_thread(check_bundle, files)
     except BundleRejected as exc:
         log.warning("rule-base bundle rejected: %s", exc)
-        return JSONResponse(status_code=422, content={"error": "bundle_rejected", "message": str(exc),
-                                                      "failures": exc.failures})
+        return JSONResponse(status_code=422, content=rejected_body(exc))
     feed = _feed(request)
     async with _lock:
         try:
