@@ -3,6 +3,7 @@
     presettle run        the whole service on this machine (as ``make run``)
     presettle worker     one stream worker (extra arguments go to faust)
     presettle ingress    the HTTP ingress (uvicorn)
+    presettle rules      rule-base bundles: validate, publish, revisions, activate (services/rules_cli.py)
 
 Adding a subcommand: write ``def add_<name>(sub: Subparsers) -> None`` that adds its parser
 and sets ``handler`` (a function ``(argparse.Namespace) -> int``, the exit code), then list
@@ -91,8 +92,15 @@ def add_deadletter(sub: Subparsers) -> None:
     parser.set_defaults(handler=deadletter.run)
 
 
-# Every subcommand, in --help order. Later: rules …, backtest, kb import.
-COMMANDS: list[Callable[[Subparsers], None]] = [add_run, add_worker, add_ingress, add_deadletter]
+# -- rules -------------------------------------------------------------------------------------
+def add_rules(sub: Subparsers) -> None:
+    from services.rules_cli import add_rules as add  # imports no engine until a command runs
+
+    add(sub)
+
+
+# Every subcommand, in --help order. Later: backtest, kb import.
+COMMANDS: list[Callable[[Subparsers], None]] = [add_run, add_worker, add_ingress, add_deadletter, add_rules]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,7 @@ from services.contracts.decision import AuditRecord, Decision
 from services.contracts.errors import ErrorBody
 from services.contracts.event import Event
 from services.contracts.feedback import FeedbackRecord
+from services.contracts.rulebase import Active, Manifest, PublishResult, Revisions
 from services.contracts.status import PatientStatus
 from services.dialects import cds, feedback, nhsa
 from services.rules import dataschema, kb
@@ -42,6 +43,11 @@ def models() -> dict[str, type[BaseModel]]:
         "native-feedback.response": feedback.FeedbackPublic,
         "feedback-record": FeedbackRecord,
         "audit-record": AuditRecord,
+        # rule-base revisions (admin routes, and the rule-base topic's records)
+        "rulebase-publish.response": PublishResult,
+        "rulebase-revisions.response": Revisions,
+        "rulebase-manifest.record": Manifest,
+        "rulebase-active.record": Active,
         # NHSA 3101/3102/3103
         "nhsa-analysis.request": nhsa.NhsaAnalysisRequest,
         "nhsa-analysis.response": nhsa.NhsaAnalysisResponse,

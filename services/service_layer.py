@@ -39,6 +39,7 @@ async def decide(
         latency_ms=round((time.perf_counter() - started) * 1000, 2),
         replayed=bool(decision.get("replayed", False)),
         detail=outcome.error if outcome.status != "evaluated" else None,
+        rulebase_revision=decision.get("rulebase_revision") if outcome.status == "evaluated" else None,
     )
 
 

@@ -49,7 +49,7 @@ DEV_PSEUDONYM_KEY = "presettle-dev"
 CLIENT_VARIABLES = frozenset({
     "PRESETTLE_API_KEY", "PRESETTLE_INSTITUTION", "PRESETTLE_BENCH_INSTITUTION", "PRESETTLE_URL",
     "PRESETTLE_THINK_S", "PRESETTLE_TRIGGER_SHARE", "PRESETTLE_KB_DIR", "PRESETTLE_SEED",
-    "PRESETTLE_SKIP_SYSTEM_SETUP",
+    "PRESETTLE_SKIP_SYSTEM_SETUP", "PRESETTLE_ADMIN_KEY",
 })
 
 
@@ -192,6 +192,8 @@ class Settings(BaseSettings):
     cds_fhir_servers: str = ""  # allowed fhirServer URL prefixes, comma-separated (empty: any, not in production)
     rulebase_dir: str | None = None  # None: the rule base packaged with the service (services/data)
     max_body_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)  # larger request bodies answer 413
+    # POST /v1/admin/rulebase only: a bundle the size of the national catalogues is several MiB.
+    max_bundle_bytes: int = Field(64 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     # The live page (/dashboard*); unset: on, except when env is production.
     dashboard_enabled: bool | None = None
 
@@ -321,6 +323,10 @@ class Settings(BaseSettings):
     @property
     def deadletter_topic(self) -> str:
         return topics.deadletter_topic(self.topic_prefix)
+
+    @property
+    def rulebase_topic(self) -> str:
+        return topics.rulebase_topic(self.topic_prefix)
 
     @property
     def worker_app_id(self) -> str:

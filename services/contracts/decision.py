@@ -86,6 +86,9 @@ class Decision(BaseModel):
     latency_ms: float
     replayed: bool = Field(False, description="true when this answers a retry from the recorded decision")
     detail: str | None = None
+    rulebase_revision: str | None = Field(
+        None, description="the rule-base revision that decided (GET /v1/rules: revision); null when the engine did "
+        "not decide (timeout, unavailable) or on a replay (the original decision's audit record names it)")
 
 
 class AuditRecord(BaseModel):
@@ -104,6 +107,11 @@ class AuditRecord(BaseModel):
     replayed: bool
     alerts: list[Alert]
     unchecked_lines: list[UncheckedLine] = Field(default_factory=list, description="as in the Decision")
+    rulebase_revision: str | None = Field(None, description="the rule-base revision that decided (one decision, "
+                                          "one revision); null only in records written before revisions existed")
+    shadow_alerts: list[Alert] = Field(
+        default_factory=list, description="would-be alerts of rules in mode shadow: recorded here and counted, "
+        "never sent to the HIS (empty on a replay)")
     engine_ms: float = Field(description="worker time for this event, ms")
     decided_at: str = Field(description="ISO-8601 UTC time the worker decided")
     worker: str = Field(description="the worker that decided")
@@ -115,6 +123,7 @@ def audit_record(
     event: dict[str, Any], decision_id: str, alerts: list[dict[str, Any]], replayed: bool,
     engine_ms: float, decided_at: str, worker: str, request_id: str | None = None,
     unchecked_lines: list[dict[str, Any]] | None = None,
+    rulebase_revision: str | None = None, shadow_alerts: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The audit record of one decision (an :class:`AuditRecord` as a plain dict: the worker's hot path)."""
     return {
@@ -128,6 +137,8 @@ def audit_record(
         "replayed": replayed,
         "alerts": alerts,
         "unchecked_lines": unchecked_lines or [],
+        "rulebase_revision": rulebase_revision,
+        "shadow_alerts": shadow_alerts or [],
         "engine_ms": engine_ms,
         "decided_at": decided_at,
         "worker": worker,

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 ErrorCode = Literal["invalid_request", "unauthorized", "forbidden", "not_found", "payload_too_large", "unavailable",
-                    "http_error", "internal_error"]
+                    "http_error", "internal_error", "bundle_rejected"]
 
 
 class ErrorDetail(BaseModel):
@@ -22,10 +22,13 @@ class ErrorBody(BaseModel):
     model_config = ConfigDict(extra="forbid", title="NativeError")
 
     error: str = Field(description="invalid_request | unauthorized | forbidden | not_found | payload_too_large "
-                       "| unavailable")
+                       "| unavailable | bundle_rejected")
     field: str | None = Field(default=None, description="the field at fault, e.g. items[0].quantity")
     message: str
     errors: list[ErrorDetail] | None = None
+    failures: list[dict[str, Any]] | None = Field(
+        default=None, description="bundle_rejected (POST /v1/admin/rulebase) only: per failing rule and golden "
+        "case, {rule_id, case, name, errors} (rule_id null and file set: the bundle did not load)")
 
 
 def error_body(error: ErrorCode, message: str, field: str | None = None,

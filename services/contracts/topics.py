@@ -12,7 +12,10 @@ Configs:
 * the audit topic (every decision) keeps ``audit_retention_days``;
 * the inputs keep 7 days (replay after an incident), feedback 90 days, dead letters 30 days;
 * ``min.insync.replicas=2`` wherever the replication factor is 3 or more;
-* a reply topic keeps an hour: a reply is useless seconds after it was written.
+* a reply topic keeps an hour: a reply is useless seconds after it was written;
+* the rule-base topic (published rule-base revisions, services/contracts/rulebase.py) has one
+  partition and is compacted: every process reads it from the start at start-up, so it holds
+  few records (a bundle is a handful of ≤ 512 KiB chunks) and a revision is kept until deleted.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ class TopicSettings(Protocol):
     def replication_factor(self) -> int: ...
     @property
     def audit_retention_days(self) -> int: ...
+    @property
+    def rulebase_topic(self) -> str: ...
 
 
 # -- names -------------------------------------------------------------------------
@@ -72,6 +77,10 @@ def feedback_topic(prefix: str) -> str:
 
 def deadletter_topic(prefix: str) -> str:
     return f"{prefix}.deadletter"
+
+
+def rulebase_topic(prefix: str) -> str:
+    return f"{prefix}.rulebase"
 
 
 def worker_app_id(prefix: str) -> str:
@@ -169,6 +178,10 @@ def service_topic_defs(settings: TopicSettings, audit_retention_days: int | None
         Topic(settings.deadletter_topic, p,
               {"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS), **isr},
               value="the record the worker could not process, unchanged (dlq_* headers: services.stream.deadletter)"),
+        # published rule-base revisions: chunks, manifests, the active pointer (services/contracts/rulebase.py)
+        Topic(settings.rulebase_topic, 1,
+              {"cleanup.policy": "compact", **isr},
+              key="bundle.<revision>.<n> | manifest.<revision> | active", value="rulebase.Manifest / Active / chunk"),
     ]
 
 

@@ -226,7 +226,7 @@ class Card(_Out):
 
 class CdsHookResponse(_Out):
     cards: list[Card]
-    extension: dict[str, Any] | None = Field(default=None, description="presettle: decision id, engine status")
+    extension: dict[str, Any] | None = Field(default=None, description="presettle: decision id, engine status, rulebase_revision")
 
 
 class CdsService(_Out):
@@ -546,7 +546,7 @@ def hook_response(decision: Decision) -> dict[str, Any]:
     return {"cards": cards, "extension": {"presettle": {
         "decision_id": decision.decision_id, "event_id": decision.event_id,
         "engine_status": decision.engine_status, "replayed": decision.replayed,
-        "latency_ms": decision.latency_ms}}}
+        "latency_ms": decision.latency_ms, "rulebase_revision": decision.rulebase_revision}}}
 
 
 # =====================================================================================

@@ -364,6 +364,8 @@ class AnalysisStatus(_Out):
     history_events: int = Field(description="events from earlier encounters written before the current one "
                                 "(an earlier stay is two: admission and settlement)")
     detail: str | None = None
+    rulebase_revision: str | None = Field(None, description="the rule-base revision that decided (null: not "
+                                          "decided now — timeout, unavailable, or a replay)")
 
 
 class AnalysisOutput(_Out):
@@ -828,7 +830,7 @@ def analysis_output(
         analyses.append({
             "patn_id": plan.patn_id, "mdtrt_id": plan.mdtrt_id, "event_id": d.event_id,
             "decision_id": d.decision_id, "engine_status": d.engine_status, "replayed": d.replayed,
-            "history_events": len(plan.history), "detail": d.detail,
+            "history_events": len(plan.history), "detail": d.detail, "rulebase_revision": d.rulebase_revision,
         })
     statuses = {a["engine_status"] for a in analyses}
     overall = "evaluated" if statuses == {"evaluated"} else "unavailable" if "unavailable" in statuses else "timeout"

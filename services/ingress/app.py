@@ -17,15 +17,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.common import logs
+from services.common.rulebase_feed import RulebaseFeed, Served
 from services.common.settings import Settings, get_settings
 from services.contracts.errors import error_body
 from services.dialects.common import field_path, first_error
-from services.ingress import catalog, cds, dashboard, feedback, metrics, nhsa, openapi
+from services.ingress import catalog, cds, dashboard, feedback, metrics, nhsa, openapi, rulebase
 from services.ingress.engine_client import EngineClient
 from services.ingress.limits import BodyLimitMiddleware
 from services.ingress.native import router as native_router
 from services.ingress.request_id import RequestIdMiddleware
-from services.rules.engine import Engine
 
 log = logging.getLogger("presettle.ingress")
 
@@ -88,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         client = EngineClient(settings)
         await client.start()
         app.state.engine_client = client
+        # The active published rule-base revision (packaged until one is published), followed live.
+        await app.state.rulebase.start()
         await dashboard.start(app, settings)  # the live page's audit-topic consumer
         log.warning("PreSettle ingress ready on %s:%s (broker %s, reply topic %s)",
                     settings.http_host, settings.http_port, settings.bootstrap, client.reply_topic)
@@ -97,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             try:
                 await dashboard.stop(app)
             finally:
+                await app.state.rulebase.stop()
                 await client.stop()
 
     app = FastAPI(
@@ -109,13 +112,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.engine = Engine.load(settings.rulebase_dir)  # pure: KB and rule lookups for the catalog routes
-    app.state.known_rules = frozenset(r.id for r in app.state.engine.rules)
+    feed = RulebaseFeed(settings, f"presettle-ingress-{settings.instance_id}")
+    app.state.rulebase = feed
+    app.state.engine = feed.current.engine  # pure: KB and rule lookups for the catalog routes
+    app.state.known_rules = frozenset(feed.known_rule_ids)
+
+    def switched(served: Served) -> None:
+        app.state.engine = served.engine
+        # Feedback may name alerts of any revision this process has known.
+        app.state.known_rules = frozenset(feed.known_rule_ids)
+    feed.listeners.append(switched)
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, unexpected_error)
 
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)  # 413 before the body is read
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,  # 413 before the body is read
+                       overrides={rulebase.PUBLISH_PATH: settings.max_bundle_bytes})
     app.add_middleware(ObserveMiddleware)  # counts the 413s too
     app.add_middleware(RequestIdMiddleware)  # outermost: every answer carries X-Request-ID
 
@@ -126,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(nhsa.router)  # dialects: NHSA 3101–3103, CDS Hooks, feedback
     app.include_router(cds.router)
     app.include_router(feedback.router)
+    app.include_router(rulebase.router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz(request: Request) -> JSONResponse:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
+from services.common.rulebase_feed import catalog as rulebase_catalog
 from services.contracts.status import PatientStatus
 from services.ingress.auth import AdminDep, AnyKey, SettingsDep
 
@@ -31,9 +32,10 @@ async def kb_diagnoses(request: Request, _: AnyKey, q: Q, limit: Limit = 20) -> 
 
 @router.get("/v1/rules")
 async def rules(request: Request, _: AnyKey) -> dict[str, Any]:
-    """The rule base: ids, versions, parameters (with per-region overrides) and effective dates."""
-    catalog = request.app.state.engine.rules_catalog()
-    return {"count": len(catalog), "rules": catalog}
+    """The rule base this ingress serves: its `revision` (content hash), when it became active
+    (`activated_at`, null for the packaged rule base), and the rules: ids, versions, modes
+    (active, shadow, off), parameters (with per-region overrides) and effective dates."""
+    return rulebase_catalog(request.app.state.rulebase.current)
 
 
 status_router = APIRouter(tags=["bureau"])

@@ -27,14 +27,16 @@ def too_large_body(limit: int) -> bytes:
 class BodyLimitMiddleware:
     """413 with the error body for a request body over ``max_bytes``; never reads past the limit."""
 
-    def __init__(self, app: Any, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    def __init__(self, app: Any, max_bytes: int = DEFAULT_MAX_BODY_BYTES, overrides: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.overrides = overrides or {}  # path → its own limit (the rule-base upload)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.overrides.get(scope.get("path", ""), self.max_bytes)
         declared = None
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
@@ -43,8 +45,8 @@ class BodyLimitMiddleware:
                 except ValueError:
                     declared = None
                 break
-        if declared is not None and declared > self.max_bytes:
-            await self._refuse(scope, send)
+        if declared is not None and declared > limit:
+            await self._refuse(send, limit)
             return
         # Read the body up to the limit (a declared length within it, or a chunked body).
         chunks: list[dict[str, Any]] = []
@@ -55,8 +57,8 @@ class BodyLimitMiddleware:
                 chunks.append(message)
                 break
             total += len(message.get("body", b""))
-            if total > self.max_bytes:
-                await self._refuse(scope, send)
+            if total > limit:
+                await self._refuse(send, limit)
                 return
             chunks.append(message)
             if not message.get("more_body", False):
@@ -69,8 +71,8 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: dict[str, Any], send: Any) -> None:
-        body = too_large_body(self.max_bytes)
+    async def _refuse(self, send: Any, limit: int) -> None:
+        body = too_large_body(limit)
         # Connection: close — the rest of the body is never read, so the connection cannot be reused.
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),

@@ -78,7 +78,9 @@ EXTRA_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
 # Examples from schemas/examples, by operation: (request body files, response files by status).
 EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
     ("post", "/v1/events"): ("native-event.request.*", {"200": "native-decision.response.*",
-                                                        "422": "native-error.response.*"}),
+                                                        "422": "native-error.response.missing-field"}),
+    ("post", "/v1/admin/rulebase"): ("", {"200": "rulebase-publish.response.*",
+                                          "422": "native-error.response.bundle-rejected"}),
     ("post", "/v1/alerts/{alert_id}/feedback"): ("native-feedback.request.*",
                                                  {"200": "native-feedback.response.*"}),
     ("post", "/v1/patient-status"): ("native-patient-status.request.*", {}),

@@ -11,7 +11,7 @@ from typing import Any
 
 from services.rules import kb
 from services.rules.families import FAMILIES, load_all
-from services.rules.ruleset import INDICATORS, RESULT_TYPES, RULE_FIELDS, SEVERITIES, STAGES, WINDOW_RE
+from services.rules.ruleset import INDICATORS, MODES, RESULT_TYPES, RULE_FIELDS, SEVERITIES, STAGES, WINDOW_RE
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 _TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object",
@@ -98,6 +98,9 @@ def rule_file_schema() -> dict[str, Any]:
     props["severity"] = {"enum": sorted(set(SEVERITIES.values()))}
     props["effective_from"] = {"type": "string", **_DATE}
     props["effective_to"] = {"anyOf": [{"type": "string", **_DATE}, {"type": "null"}]}
+    props["mode"] = {"enum": list(MODES), "default": "active",
+                     "description": "active: alerts the HIS; shadow: evaluated, alerts only in the audit record "
+                                    "(shadow_alerts) and a metric; off: not evaluated"}
     per_family = []
     for name, fam in sorted(FAMILIES.items()):
         params = {p: _param(p, t) for p, t in fam.params.items()}

@@ -126,6 +126,10 @@ class _Engine(Protocol):
         self, state: dict[str, Any], event: dict[str, Any]
     ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]: ...
 
+    def decide_all(
+        self, state: dict[str, Any], event: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]: ...
+
     def unchecked_lines(self, event: dict[str, Any]) -> list[dict[str, Any]]: ...
 
     def apply(self, state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]: ...
@@ -140,7 +144,8 @@ def handle_event(
     """One event against one patient's serialized state: what the worker does per event.
 
     Returns (new state bytes, or None when unchanged; outcome {decision_id,
-    alerts, unchecked_lines, replayed}). ``unchecked_lines`` are the lines no
+    alerts, unchecked_lines, replayed, pending, shadow_alerts}). ``shadow_alerts`` are the would-be
+    alerts of rules in mode shadow (numbered like alerts, never recorded in the state: a retry has none). ``unchecked_lines`` are the lines no
     catalogue rule could judge (Engine.unchecked_lines), recomputed for a retry.
     A retry found in the idempotency record is answered from
     it and not applied again. ``evaluate=False`` merges an earlier encounter
@@ -157,15 +162,18 @@ def handle_event(
         # alerts are the record's last field in every format.
         alerts = [{**a, **engine.rule_static(a["rule_id"], a["rule_version"])} for a in seen[SEEN_ALERTS]]
         return None, {"decision_id": decision_id, "alerts": alerts, "unchecked_lines": engine.unchecked_lines(event),
-                      "replayed": True, "pending": find_pending(state, key)}
+                      "replayed": True, "pending": find_pending(state, key), "shadow_alerts": []}
+    shadow: list[dict[str, Any]] = []
     if evaluate:
-        new_state, alerts, unchecked = engine.decide(state, event)
+        new_state, alerts, unchecked, shadow = engine.decide_all(state, event)
     else:
         new_state, alerts, unchecked = engine.apply(state, event), [], []
     number_alerts(decision_id, alerts)
+    if shadow:
+        number_alerts(decision_id, shadow)
     remember(new_state, key, event_epoch_s(event), decision_id, alerts, pending, confirmed)
     return state_codec.dumps(new_state), {"decision_id": decision_id, "alerts": alerts, "unchecked_lines": unchecked,
-                                          "replayed": False, "pending": pending}
+                                          "replayed": False, "pending": pending, "shadow_alerts": shadow}
 
 
 def confirm(state_bytes: bytes | None, confirmed: Confirmed) -> bytes | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.resources
 import pathlib
 from bisect import bisect_right
+from collections.abc import Mapping
 from typing import Any
 
 from services.contracts.decision import STATIC_ALERT_KEYS
@@ -17,7 +18,7 @@ from services.rules.context import UNCOVERED, Ctx
 from services.rules.exceptions import DataError
 from services.rules.families.coverage import unchecked_entry
 from services.rules.kb import KB, tag_mask
-from services.rules.ruleset import Rule, compile_rules
+from services.rules.ruleset import Rule, compile_rule_docs, compile_rules, parse_rule_file
 from services.rules.timeutil import day_of_time
 
 
@@ -52,9 +53,15 @@ def _sort_key(alert: dict[str, Any]) -> tuple[Any, ...]:
 
 
 class Engine:
-    def __init__(self, kb: KB, rules: list[Rule]) -> None:
+    def __init__(self, kb: KB, rules: list[Rule], honour_modes: bool = True) -> None:
+        """``honour_modes=False`` evaluates every rule as active whatever its ``mode`` (the golden-case
+        runner: a case checks the rule's logic, the mode is how a deployment uses it)."""
         self.kb = kb
         self.rules = rules
+        self.honour_modes = honour_modes
+        # Rules not evaluated (mode off), and rules whose alerts are shadow alerts (mode shadow).
+        self._off = frozenset(r.id for r in rules if r.mode == "off") if honour_modes else frozenset()
+        self._shadow = frozenset(r.id for r in rules if r.mode == "shadow") if honour_modes else frozenset()
         self.by_id = {r.id: r for r in rules}
         # What a recorded alert leaves out (STATIC_ALERT_KEYS: Rule attributes of the same names), per version.
         self._static = {(r.id, r.version): {k: getattr(r, k) for k in STATIC_ALERT_KEYS} for r in rules}
@@ -79,6 +86,20 @@ class Engine:
         kb = KB.load(data_dir / "kb")
         rules = compile_rules(data_dir / "rules")
         return cls(kb, rules)
+
+    @classmethod
+    def from_files(cls, files: Mapping[str, bytes], honour_modes: bool = True) -> "Engine":
+        """Load and validate a bundle given as ``{relative path: JSON bytes}`` (``kb/<table>.json``,
+        ``rules/R*.json``; services.rules.bundle), with the same checks as :meth:`load`."""
+        kb = KB.from_bytes({rel[3:-5]: data for rel, data in files.items()
+                            if rel.startswith("kb/") and rel.endswith(".json")})
+        docs = [(rel[6:], parse_rule_file(rel, data)) for rel, data in sorted(files.items())
+                if rel.startswith("rules/") and rel.endswith(".json")]
+        return cls(kb, compile_rule_docs(docs), honour_modes)
+
+    def with_modes(self, honour_modes: bool) -> "Engine":
+        """The same KB and rules, honouring the rules' modes or not (cheap: nothing is loaded again)."""
+        return self if honour_modes == self.honour_modes else Engine(self.kb, self.rules, honour_modes)
 
     def _windows(self) -> st.Windows:
         sections: dict[str, list[int]] = {}
@@ -127,7 +148,7 @@ class Engine:
         if plan is None:
             entries = []
             for rule in self.rules:
-                if scene in rule.scenes:
+                if scene in rule.scenes and rule.id not in self._off:
                     params, label = rule.resolve(region)
                     entries.append((rule, tag_mask(rule.needs), params, label))
             plan = tuple(entries)
@@ -205,8 +226,15 @@ class Engine:
             alerts.sort(key=_sort_key)
         return alerts
 
+    def _split(self, alerts: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(alerts for the HIS, shadow alerts): the latter are those of rules in mode ``shadow``."""
+        if not self._shadow or not alerts:
+            return alerts, []
+        shadow = self._shadow
+        return [a for a in alerts if a["rule_id"] not in shadow], [a for a in alerts if a["rule_id"] in shadow]
+
     def evaluate(self, state: dict[str, Any] | None, event: dict[str, Any]) -> list[dict[str, Any]]:
-        return self._evaluate(self.context(state, event))
+        return self._split(self._evaluate(self.context(state, event)))[0]
 
     def apply(self, state: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any]:
         if state is None:
@@ -218,19 +246,26 @@ class Engine:
         if state is None:
             state = {}
         cx = Ctx(self.kb, state, event)
-        alerts = self._evaluate(cx)
+        alerts = self._split(self._evaluate(cx))[0]
         return st.apply_event(state, cx, self.windows), alerts
 
     def decide(
         self, state: dict[str, Any] | None, event: dict[str, Any]
     ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
         """``process`` plus the lines no catalogue rule could judge (see ``unchecked_lines``)."""
+        new_state, alerts, unchecked, _ = self.decide_all(state, event)
+        return new_state, alerts, unchecked
+
+    def decide_all(
+        self, state: dict[str, Any] | None, event: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+        """``decide`` plus the shadow alerts (rules in mode ``shadow``: evaluated, never shown to the HIS)."""
         if state is None:
             state = {}
         cx = Ctx(self.kb, state, event)
-        alerts = self._evaluate(cx)
+        alerts, shadow = self._split(self._evaluate(cx))
         unchecked = self._unchecked(cx) if cx.fmask & UNCOVERED else []
-        return st.apply_event(state, cx, self.windows), alerts, unchecked
+        return st.apply_event(state, cx, self.windows), alerts, unchecked, shadow
 
     def _unchecked(self, cx: Ctx) -> list[dict[str, Any]]:
         return [unchecked_entry(self.kb, ln.lid, ln.code, ln.kind, ln.start) for ln in cx.items if ln.row is None]

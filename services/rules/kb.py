@@ -304,13 +304,19 @@ class Dated:
 
 def _read_table(path: pathlib.Path, table: str) -> list[dict[str, Any]]:
     try:
-        doc = orjson.loads(path.read_bytes())
+        data = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path}: knowledge-base table {table!r} is missing") from None
+    return _parse_table(data, str(path), table)
+
+
+def _parse_table(data: bytes, where: str, table: str) -> list[dict[str, Any]]:
+    try:
+        doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
+        raise DataError(f"{where}: not valid JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("table") != table or not isinstance(doc.get("rows"), list):
-        raise DataError(f'{path}: expected {{"table": "{table}", "version": ..., "rows": [...]}}')
+        raise DataError(f'{where}: expected {{"table": "{table}", "version": ..., "rows": [...]}}')
     return doc["rows"]
 
 
@@ -340,17 +346,30 @@ class KB:
     # -- loading -----------------------------------------------------------
     @classmethod
     def load(cls, kb_dir: pathlib.Path) -> "KB":
+        return cls._load({table: (kb_dir / f"{table}.json", _read_table(kb_dir / f"{table}.json", table))
+                          for table in TABLES})
+
+    @classmethod
+    def from_bytes(cls, tables: dict[str, bytes]) -> "KB":
+        """A KB from its table files' contents, ``{table name: JSON bytes}`` (an uploaded bundle's ``kb/``)."""
+        parsed = {}
+        for table in TABLES:
+            name = f"kb/{table}.json"
+            if table not in tables:
+                raise DataError(f"{name}: knowledge-base table {table!r} is missing")
+            parsed[table] = (pathlib.Path(name), _parse_table(tables[table], name, table))
+        return cls._load(parsed)
+
+    @classmethod
+    def _load(cls, tables: dict[str, tuple[pathlib.Path, list[dict[str, Any]]]]) -> "KB":
         kb = cls()
-        tables = {}
         for table, spec in TABLES.items():
-            path = kb_dir / f"{table}.json"
-            rows = _read_table(path, table)
+            path, rows = tables[table]
             for i, row in enumerate(rows):
                 key = row.get("code") if isinstance(row, dict) else None
                 if key is None and isinstance(row, dict) and "a" in row:
                     key = f"{row.get('a')}+{row.get('b')}"
                 validate_row(table, spec, row, f"{path.name} row {i} ({key})")
-            tables[table] = (path, rows)
         kb._index(tables)
         return kb
 

@@ -23,6 +23,10 @@ from services.rules.timeutil import NEVER, day_of_date, effective_days
 RESULT_TYPES = ("definite", "suspicious")
 INDICATORS = ("critical", "warning", "info")
 SEVERITIES = {"critical": "C", "warning": "W", "info": "I"}
+#: A rule's mode (its data entry's ``mode``, beside ``version``): ``active`` (the default) alerts the HIS;
+#: ``shadow`` is evaluated but its would-be alerts only go to the audit record (``shadow_alerts``) and a
+#: metric; ``off`` is not evaluated at all. A mode change is a new rule-base revision like any other.
+MODES = ("active", "shadow", "off")
 STAGES = {"事前": range(1, 6), "事中": range(6, 11)}
 WINDOW_RE = re.compile(r"^(req|enc|course|day|pt:\d+d|pt:ym|pt:yr)(\+(enc|active|\d+d|day))*$")
 WINDOW_DAYS_RE = re.compile(r"(?:^|\+|pt:)(\d+)d\b")
@@ -35,7 +39,7 @@ RULE_FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "parameters": (dict, True), "region_overrides": (dict, False),
     "policy_basis": (str, True), "message_zh": (str, True), "message_en": (str, True),
     "effective_from": (str, True), "effective_to": ((str, type(None)), False),
-    "description": (str, False),
+    "description": (str, False), "mode": (str, False),
 }
 
 
@@ -60,7 +64,7 @@ class Rule:
     __slots__ = (
         "id", "version", "gz_code", "name_zh", "name_en", "fn", "family", "needs", "scenes",
         "frm", "to", "params", "regions", "msg_zh", "msg_en", "entry", "result_type",
-        "indicator", "severity", "policy_basis",
+        "indicator", "severity", "policy_basis", "mode",
     )
 
     def __init__(self, entry: dict[str, Any], fam: Family) -> None:
@@ -86,6 +90,7 @@ class Rule:
         self.indicator: str = entry["indicator"]
         self.severity: str = entry["severity"]
         self.policy_basis: str = entry["policy_basis"]
+        self.mode: str = entry.get("mode", "active")
 
     def resolve(self, region: str) -> tuple[dict[str, Any], str]:
         params = self.regions.get(region)
@@ -108,6 +113,7 @@ class Rule:
             "policy_basis": self.policy_basis, "description": e.get("description", ""),
             "message_zh": self.msg_zh, "message_en": self.msg_en,
             "effective_from": e["effective_from"], "effective_to": e.get("effective_to"),
+            "mode": self.mode,
         }
 
 
@@ -149,6 +155,8 @@ def validate_entry(entry: Any, where: str) -> Family:
     if not WINDOW_RE.match(entry["window"]):
         raise DataError(f"{where}: field 'window': {entry['window']!r} is not one of req, enc, day, course, pt:Nd, "
                         "pt:ym, pt:yr (joined by +: enc, active, day, Nd)")
+    if entry.get("mode", "active") not in MODES:
+        raise DataError(f"{where}: field 'mode': {entry['mode']!r} is not one of {MODES}")
     if entry["result_type"] not in RESULT_TYPES:
         raise DataError(f"{where}: result_type must be one of {RESULT_TYPES}")
     if entry["indicator"] not in INDICATORS:
@@ -221,36 +229,45 @@ def check_state_params(rules: list[tuple[str, dict[str, Any], Family]]) -> None:
                                 f"it shapes the patient state, so every {fam.name} rule must give it the same value")
 
 
+def parse_rule_file(name: str, data: bytes) -> dict[str, Any]:
+    """One rule file's document (``{"rule": {...}, "cases": [...]}``); ``name`` is for messages."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise DataError(f"{name}: not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or "rule" not in doc:
+        raise DataError(f'{name}: expected {{"rule": {{...}}, "cases": [...]}}')
+    return doc
+
+
 def load_rule_files(rules_dir: pathlib.Path) -> list[tuple[pathlib.Path, dict[str, Any]]]:
     files = sorted(rules_dir.glob("R*.json"))
     if not files:
         raise DataError(f"{rules_dir}: no rule files (R*.json)")
-    out = []
-    for path in files:
-        try:
-            doc = orjson.loads(path.read_bytes())
-        except orjson.JSONDecodeError as exc:
-            raise DataError(f"{path}: not valid JSON ({exc})") from None
-        if not isinstance(doc, dict) or "rule" not in doc:
-            raise DataError(f'{path}: expected {{"rule": {{...}}, "cases": [...]}}')
-        out.append((path, doc))
-    return out
+    return [(path, parse_rule_file(str(path), path.read_bytes())) for path in files]
 
 
 def compile_rules(rules_dir: pathlib.Path) -> list[Rule]:
+    return compile_rule_docs([(path.name, doc) for path, doc in load_rule_files(rules_dir)])
+
+
+def compile_rule_docs(docs: list[tuple[str, dict[str, Any]]]) -> list[Rule]:
+    """Compile rule documents given as ``(file name R*.json, document)`` (a directory's or an uploaded bundle's)."""
     load_all()
+    if not docs:
+        raise DataError("no rule files (R*.json)")
     rules: list[Rule] = []
-    seen: dict[str, pathlib.Path] = {}
+    seen: dict[str, str] = {}
     checked: list[tuple[str, dict[str, Any], Family]] = []
-    for path, doc in load_rule_files(rules_dir):
+    for name, doc in docs:
         entry = doc["rule"]
-        fam = validate_entry(entry, f"{path.name}")
-        checked.append((path.name, entry, fam))
-        if entry["id"] != path.stem:
-            raise DataError(f"{path.name}: rule id {entry['id']!r} does not match the file name")
+        fam = validate_entry(entry, name)
+        checked.append((name, entry, fam))
+        if entry["id"] != pathlib.PurePosixPath(name).stem:
+            raise DataError(f"{name}: rule id {entry['id']!r} does not match the file name")
         if entry["id"] in seen:
-            raise DataError(f"{path.name}: rule id {entry['id']} also defined in {seen[entry['id']].name}")
-        seen[entry["id"]] = path
+            raise DataError(f"{name}: rule id {entry['id']} also defined in {seen[entry['id']]}")
+        seen[entry["id"]] = name
         rules.append(Rule(entry, fam))
     check_state_params(checked)
     rules.sort(key=lambda r: r.id)

@@ -56,13 +56,13 @@ import orjson
 from services.common import logs
 from services.common.kafka_security import aiokafka_kwargs, faust_credentials
 from services.common.privacy import pseudonym
+from services.common.rulebase_feed import RulebaseFeed
 from services.common.settings import get_settings
 from services.contracts import envelope as env
 from services.contracts.decision import audit_record
 from services.contracts.topics import STATE_TABLE
 from services.rules import decision as dec
 from services.rules import state as state_codec
-from services.rules.engine import Engine
 from services.stream import alert_index, deadletter, metrics, readiness
 from services.stream.transport import mark_done, mark_finished, mark_started
 
@@ -104,7 +104,21 @@ patient_state = app.Table(
     value_type=bytes,
 )
 
-engine = Engine.load(settings.rulebase_dir)
+# The rule base served: the packaged one until the rule-base topic has been read (before the
+# first event), then whichever revision is active there, switched without a restart
+# (services/common/rulebase_feed.py). Read once per event: one decision, one revision.
+rulebase = RulebaseFeed(settings, WORKER_ID)
+
+
+@app.task
+async def start_rulebase() -> None:
+    while True:
+        try:
+            await rulebase.start()
+            return
+        except Exception as exc:  # broker not reachable yet: the agent waits for rulebase.ready
+            log.warning("rule-base topic not readable yet (%r); retrying", exc)
+            await asyncio.sleep(1.0)
 
 
 Completion = Coroutine[Any, Any, None] | None
@@ -314,11 +328,13 @@ def _parse(key: bytes | None, value: bytes | None, kind: str) -> dict[str, Any]:
     return record
 
 
-def _decision(event: dict[str, Any], outcome: dict[str, Any], replayed: bool, engine_s: float) -> dict[str, Any]:
+def _decision(event: dict[str, Any], outcome: dict[str, Any], replayed: bool, engine_s: float,
+              revision: str | None) -> dict[str, Any]:
     return audit_record(event, outcome["decision_id"], outcome["alerts"], replayed, round(engine_s * 1000, 3),
                         datetime.now(timezone.utc).isoformat(), WORKER_ID,
                         request_id=logs.request_id.get(),  # the HTTP request's X-Request-ID (None without)
-                        unchecked_lines=outcome["unchecked_lines"])
+                        unchecked_lines=outcome["unchecked_lines"], rulebase_revision=revision,
+                        shadow_alerts=outcome.get("shadow_alerts"))
 
 
 async def _on_event(message: Any, key: bytes, event: dict[str, Any], headers: dict[str, bytes]) -> Completion:
@@ -329,8 +345,9 @@ async def _on_event(message: Any, key: bytes, event: dict[str, Any], headers: di
     partition = message.partition
     confirmed = _confirmed_for(partition)
     marker = [message.offset, await _audit_offset(partition)]
+    served = rulebase.current  # no await from here to the decision: one decision, one revision
     try:
-        new_bytes, outcome = dec.handle_event(engine, patient_state.get(key), event,
+        new_bytes, outcome = dec.handle_event(served.engine, patient_state.get(key), event,
                                               pending=marker, confirmed=confirmed)
     except Exception as exc:
         raise Poison("engine-error", type(exc).__name__) from exc
@@ -340,18 +357,21 @@ async def _on_event(message: Any, key: bytes, event: dict[str, Any], headers: di
         rules = "".join(f" {a['rule_id']}" for a in outcome["alerts"])
         log.debug("decision %s scene %s: %d alert(s)%s%s in %.2f ms", decision_id, event["scene"],
                   len(outcome["alerts"]), rules, " (replayed)" if outcome["replayed"] else "", engine_s * 1000)
-    metrics.record_decision(event["scene"], outcome["alerts"], engine_s, outcome["replayed"])
+    metrics.record_decision(event["scene"], outcome["alerts"], engine_s, outcome["replayed"],
+                            outcome["shadow_alerts"])
     if not outcome["replayed"]:
         assert new_bytes is not None
         state_written = _write_state(key, new_bytes, partition)  # the one changelog write
-        decision = _decision(event, outcome, False, engine_s)
+        decision = _decision(event, outcome, False, engine_s, served.revision)
         body = orjson.dumps(decision)
         if outcome["alerts"]:
             # The alert index (feedback ownership) acknowledged before the HIS can see, and answer, an alert.
             await issue_alerts(decision)
         # The reply at once: the decision id is deterministic and, should this worker die
         # before the records below are acknowledged, the event is read and decided again.
-        await _reply(headers, env.decision_reply(body))
+        # Shadow alerts are for the audit record only: never in the reply to the HIS.
+        reply = orjson.dumps({**decision, "shadow_alerts": []}) if decision["shadow_alerts"] else body
+        await _reply(headers, env.decision_reply(reply))
 
         async def complete() -> None:
             await _durable(state_written)  # the state (with its marker) before the audit record
@@ -361,7 +381,7 @@ async def _on_event(message: Any, key: bytes, event: dict[str, Any], headers: di
     if pending is not None and not confirmed(decision_id, pending):
         # The state records this event but its audit record may be missing (a crash between
         # the state write and the audit acknowledgement): look, and re-send it if absent.
-        original = orjson.dumps(_decision(event, outcome, False, 0.0))
+        original = orjson.dumps(_decision(event, outcome, False, 0.0, served.revision))
         if await _audit_has(partition, pending[1], decision_id):
             metrics.AUDIT_RECOVERED.labels("found").inc()
             _confirm(decision_id)
@@ -369,7 +389,7 @@ async def _on_event(message: Any, key: bytes, event: dict[str, Any], headers: di
             await _send_audit(partition, key, original, decision_id)
             metrics.AUDIT_RECOVERED.labels("resent").inc()
             log.warning("re-sent the audit record of %s (lost in a crash)", decision_id)
-    decision = _decision(event, outcome, True, engine_s)
+    decision = _decision(event, outcome, True, engine_s, None)  # a replay: decided earlier, by its revision
     if outcome["alerts"]:
         await issue_alerts(decision)  # idempotent: repairs an index record lost with a crash
     await _reply(headers, env.decision_reply(orjson.dumps(decision)))
@@ -378,7 +398,7 @@ async def _on_event(message: Any, key: bytes, event: dict[str, Any], headers: di
 
 async def _on_history(message: Any, key: bytes, event: dict[str, Any]) -> Completion:
     try:
-        new_bytes, outcome = dec.handle_event(engine, patient_state.get(key), event, evaluate=False)
+        new_bytes, outcome = dec.handle_event(rulebase.current.engine, patient_state.get(key), event, evaluate=False)
     except Exception as exc:
         raise Poison("engine-error", type(exc).__name__) from exc
     metrics.HISTORY.labels("replayed" if outcome["replayed"] else "applied").inc()
@@ -389,7 +409,7 @@ async def _on_history(message: Any, key: bytes, event: dict[str, Any]) -> Comple
 
 async def _on_status(message: Any, key: bytes, status: dict[str, Any]) -> Completion:
     try:
-        state = engine.apply_status(state_codec.loads(patient_state.get(key)), status)
+        state = rulebase.current.engine.apply_status(state_codec.loads(patient_state.get(key)), status)
     except Exception as exc:
         raise Poison("engine-error", type(exc).__name__) from exc
     metrics.STATUS_UPDATES.inc()
@@ -428,7 +448,8 @@ async def refresh_readiness() -> None:
         assigned = any(tp.topic == settings.events_topic for tp in app.consumer.assignment())
     except Exception:
         assigned = False
-    readiness.set_ready(assigned and not app.rebalancing and app.tables.recovery.completed.is_set())  # type: ignore[attr-defined]  # faust.tables.Manager
+    readiness.set_ready(assigned and not app.rebalancing and app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]  # faust.tables.Manager
+                        and rulebase.ready.is_set())
 
 
 async def _process(message: Any, key: bytes | None, value: bytes | None, headers: dict[str, bytes]) -> Completion:
@@ -476,6 +497,7 @@ async def _finish(ev: Any, completion: Completion) -> None:
 @app.agent(inputs)
 async def process(stream: Any) -> None:
     # noack: a record is acked by _finish once its effects are acknowledged by the broker.
+    await rulebase.ready.wait()  # the active published revision, not the packaged one, decides the first event
     async for ev in stream.noack().events():
         message = ev.message
         headers = env.header_map(message.headers)

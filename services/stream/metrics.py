@@ -6,6 +6,11 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+# The rule-base revision served and the switches (defined with the feed: the ingress has them too).
+from services.common.rulebase_feed import REVISION_INFO, SWITCHES
+
+__all__ = ["REVISION_INFO", "SWITCHES"]
+
 _FAST = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
 EVENTS = Counter("presettle_worker_events_total", "Events decided by the worker, per trigger scene.", ["scene"])
@@ -65,10 +70,16 @@ AUDIT_RECOVERED = Counter(
     "Replays of an event whose audit record was not confirmed: found on the audit topic, or re-sent.",
     ["outcome"],
 )
+SHADOW_ALERTS = Counter(
+    "presettle_shadow_alerts_total",
+    "Would-be alerts of rules in mode shadow (recorded in the audit record's shadow_alerts, never sent to the HIS).",
+    ["rule_id"],
+)
 LAG = Gauge("presettle_worker_consumer_lag", "Records behind the partition's high watermark.", ["topic", "partition"])
 
 
-def record_decision(scene: int, alerts: list[dict[str, Any]], engine_s: float, replayed: bool) -> None:
+def record_decision(scene: int, alerts: list[dict[str, Any]], engine_s: float, replayed: bool,
+                    shadow_alerts: list[dict[str, Any]] | None = None) -> None:
     if replayed:
         DUPLICATES.inc()
         return
@@ -76,3 +87,5 @@ def record_decision(scene: int, alerts: list[dict[str, Any]], engine_s: float, r
     RULE_SECONDS.observe(engine_s)
     for alert in alerts:
         ALERTS.labels(alert["rule_id"], alert.get("severity", "?")).inc()
+    for alert in shadow_alerts or ():
+        SHADOW_ALERTS.labels(alert["rule_id"]).inc()

@@ -106,7 +106,7 @@ class _S:
     events_topic, status_topic, decisions_topic = "p.events", "p.patient-status", "p.decisions"
     feedback_topic, state_changelog_topic = "p.feedback", "p-worker-patient_state-changelog"
     alert_index_topic, alert_index_changelog_topic = "p.alert-index", "p-worker-alert_index-changelog"
-    deadletter_topic = "p.deadletter"
+    deadletter_topic, rulebase_topic = "p.deadletter", "p.rulebase"
     partitions, replication_factor, audit_retention_days = 4, 3, 365
 
 
@@ -115,7 +115,11 @@ def test_topic_definitions() -> None:
     assert set(defs) == set(topics.service_topics(_S())) == set(topics.topic_configs(_S()))
     assert defs["p-worker-patient_state-changelog"].config["cleanup.policy"] == "compact"
     assert defs["p.decisions"].config["retention.ms"] == str(365 * topics.DAY_MS)
-    assert all(t.partitions == 4 and t.config["min.insync.replicas"] == "2" for t in defs.values())
+    assert all(t.partitions == 4 and t.config["min.insync.replicas"] == "2"
+               for name, t in defs.items() if name != "p.rulebase")
+    # The rule-base topic: one partition (one order of publishes and activations), compacted.
+    assert defs["p.rulebase"].partitions == 1 and defs["p.rulebase"].config["cleanup.policy"] == "compact"
+    assert topics.rulebase_topic("p") == _S.rulebase_topic
     assert topics.state_changelog_topic("p") == _S.state_changelog_topic
     assert topics.reply_topic("p", "host:1/a") == "p.replies.host-1-a"
     assert topics.alert_index_topic("p") == _S.alert_index_topic

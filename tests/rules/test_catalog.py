@@ -9,7 +9,7 @@ from services.rules.engine import Engine
 CATALOG_KEYS = {
     "id", "version", "gz_code", "name_zh", "name_en", "family", "stage", "scenes", "window", "result_type",
     "indicator", "severity", "parameters", "policy_basis", "description", "message_zh", "message_en",
-    "effective_from", "effective_to",
+    "effective_from", "effective_to", "mode",
 }
 
 
