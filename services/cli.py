@@ -3,6 +3,7 @@
     presettle run        the whole service on this machine (as ``make run``)
     presettle worker     one stream worker (extra arguments go to faust)
     presettle ingress    the HTTP ingress (uvicorn)
+    presettle backtest   replay recorded events through a candidate rule base (docs/backtest.md)
 
 Adding a subcommand: write ``def add_<name>(sub: Subparsers) -> None`` that adds its parser
 and sets ``handler`` (a function ``(argparse.Namespace) -> int``, the exit code), then list
@@ -91,8 +92,15 @@ def add_deadletter(sub: Subparsers) -> None:
     parser.set_defaults(handler=deadletter.run)
 
 
-# Every subcommand, in --help order. Later: rules …, backtest, kb import.
-COMMANDS: list[Callable[[Subparsers], None]] = [add_run, add_worker, add_ingress, add_deadletter]
+# -- backtest --------------------------------------------------------------------------------
+def add_backtest(sub: Subparsers) -> None:
+    from services.backtest import cli as backtest_cli  # imports no faust app or Kafka client: cheap
+
+    backtest_cli.add_parser(sub)
+
+
+# Every subcommand, in --help order. Later: rules …, kb import.
+COMMANDS: list[Callable[[Subparsers], None]] = [add_run, add_worker, add_ingress, add_deadletter, add_backtest]
 
 
 def build_parser() -> argparse.ArgumentParser:
