@@ -4,6 +4,7 @@
     presettle worker     one stream worker (extra arguments go to faust)
     presettle ingress    the HTTP ingress (uvicorn)
     presettle backtest   replay recorded events through a candidate rule base (docs/backtest.md)
+    presettle kb import  a national code table (CSV/XLSX) → a new catalogue edition (docs/kb-import.md)
 
 Adding a subcommand: write ``def add_<name>(sub: Subparsers) -> None`` that adds its parser
 and sets ``handler`` (a function ``(argparse.Namespace) -> int``, the exit code), then list
@@ -99,8 +100,16 @@ def add_backtest(sub: Subparsers) -> None:
     backtest_cli.add_parser(sub)
 
 
-# Every subcommand, in --help order. Later: rules …, kb import.
-COMMANDS: list[Callable[[Subparsers], None]] = [add_run, add_worker, add_ingress, add_deadletter, add_backtest]
+# -- kb import -------------------------------------------------------------------------------
+def add_kb(sub: Subparsers) -> None:
+    from services.kbimport import cli as kb_cli  # the standard library and the rule loader: cheap
+
+    kb_cli.add_parser(sub)
+
+
+# Every subcommand, in --help order. Later: rules ….
+COMMANDS: list[Callable[[Subparsers], None]] = [add_run, add_worker, add_ingress, add_deadletter, add_backtest,
+                                                add_kb]
 
 
 def build_parser() -> argparse.ArgumentParser:
