@@ -111,10 +111,10 @@ async def read_topic(settings: Any, since: datetime, bad: BadLines, strict: bool
                      idle_s: float = 2.0) -> list[dict[str, Any]]:
     """The events on the events topic from ``since`` (record time) up to its end when called.
 
-    Reads every partition from where the broker's time index puts ``since`` (from the start when
-    the broker cannot say), without a consumer group (no offsets are committed: the workers'
-    group is untouched), and keeps records of kind *event* (no history, probe or status
-    records). Kafka security from the settings, as every client.
+    Reads every partition from the start of what the cluster retains, without a consumer group
+    (no offsets are committed: the workers' group is untouched), and keeps records written at or
+    after ``since`` of kind *event* (no history, probe or status records). Kafka security from
+    the settings, as every client.
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -135,14 +135,10 @@ async def read_topic(settings: Any, since: datetime, bad: BadLines, strict: bool
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
-        starts = await consumer.beginning_offsets(tps)
-        try:
-            found = await consumer.offsets_for_times({tp: since_ms for tp in tps})
-        except Exception:  # noqa: BLE001 — brokers without a time index (Tansu 0.6): filter instead
-            found = {}
-        for tp in tps:
-            at = found.get(tp)
-            consumer.seek(tp, at.offset if at is not None else starts[tp])
+        # From the start of what is retained, filtered by record time: the broker's time index
+        # (ListOffsets by timestamp) would skip ahead, but it is unreliable on some brokers
+        # (Tansu 0.6), and a backtest that silently misses events would mislead.
+        await consumer.seek_to_beginning(*tps)
         seen = 0
         while True:
             positions = {tp: await consumer.position(tp) for tp in tps}

@@ -166,7 +166,7 @@ class Backtest:
         self.stats: dict[str, RuleStats] = {r.id: RuleStats() for r in counted}
         self.states_b: dict[str, dict[str, Any]] = {}
         self.states_c: dict[str, dict[str, Any]] = {}
-        self.seen: set[str] = set()
+        self.seen: set[tuple[str, str]] = set()  # (institution, event id): the worker's idempotency key
         self.events = 0
         self.duplicates = 0
         self.examples: list[dict[str, Any]] = []
@@ -178,12 +178,13 @@ class Backtest:
             every: int = PROGRESS_EVERY) -> None:
         step = self._step_shared if self.plan.shared else self._step_independent
         n = 0
+        seen = self.seen
         for event in events:
-            key = f"{event['institution']['id']}:{event['event_id']}"
-            if key in self.seen:
+            key = (event["institution"]["id"], event["event_id"])
+            if key in seen:
                 self.duplicates += 1  # a retry: the worker answers it from its idempotency record
                 continue
-            self.seen.add(key)
+            seen.add(key)
             step(event)
             n += 1
             if progress is not None and n % every == 0:
