@@ -104,18 +104,20 @@ class Related:
                 self.by_code[key] = r  # the last version of a code (rows are in date order per code)
         self.by_prefix: dict[str, dict[str, Any]] = {}
         self.class_name: dict[str, str] = {}
+        self._categories: dict[tuple[str, str], Counter[str]] = {}  # (kind, code prefix) → categories
         for r in rows:
             code = r.get("code", "")
             if "ingredient" in r:
                 self.by_prefix.setdefault(drug_name_key(code), r)
                 self.class_name.setdefault(r["class"], r["class_name"])
+            if "category" in r:
+                for n in range(4, len(code)):
+                    self._categories.setdefault((r["kind"], code[:n]), Counter())[r["category"]] += 1
 
     def category(self, code: str, kind: str) -> str | None:
         """The most common category among same-kind rows sharing the longest code prefix (≥ 4 characters)."""
         for n in range(len(code) - 1, 3, -1):
-            prefix = code[:n]
-            cats = Counter(r["category"] for r in self.rows
-                           if r.get("kind") == kind and r.get("code", "").startswith(prefix))
+            cats = self._categories.get((kind, code[:n]))
             if cats:
                 return cats.most_common(1)[0][0]
         return None
