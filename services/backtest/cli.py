@@ -143,7 +143,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"backtest: skipped {bad.count:,} invalid line(s); first: line {bad.first[0]['line']}: "
               f"{bad.first[0]['error']}", file=sys.stderr)
     from services.common.privacy import pseudonym
+    from services.common.settings import SettingsError
 
+    try:
+        pseudonym("")  # examples name patients by their pseudonym only: the key must be set
+    except SettingsError as exc:
+        print(f"backtest: configuration error: {exc}", file=sys.stderr)
+        return 2
     bt = Backtest(baseline, candidate, independent=args.independent, pseudonym=pseudonym, all_rules=args.all_rules,
                   examples_per_rule=args.examples)
     prog = Progress("backtest: replaying", total=len(events))

@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
+from services.backtest.replay import History
 from services.contracts.event import Event
 
 #: Bad lines kept (with their messages) in the report; the count covers all of them.
@@ -113,13 +114,16 @@ async def read_topic(settings: Any, since: datetime, bad: BadLines, strict: bool
 
     Reads every partition from the start of what the cluster retains, without a consumer group
     (no offsets are committed: the workers' group is untouched), and keeps records written at or
-    after ``since`` of kind *event* (no history, probe or status records). Kafka security from
-    the settings, as every client.
+    after ``since`` of kind *event*, and of kind *history* as :class:`History` (applied to the
+    state, not evaluated, as the worker does); probes and status records are left out. Kafka
+    security from the settings, as every client.
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from services.common.kafka_security import aiokafka_kwargs
     from services.contracts import envelope as env
+
+    KINDS = {k.value for k in env.Kind}
 
     topic = settings.events_topic
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None, enable_auto_commit=False,
@@ -152,13 +156,17 @@ async def read_topic(settings: Any, since: datetime, bad: BadLines, strict: bool
                     if rec.offset >= ends[tp] or rec.timestamp < since_ms:
                         continue
                     headers = env.header_map(rec.headers)
-                    if env.kind_of(headers, rec.topic, settings.status_topic) is not env.Kind.event \
-                            or headers.get(env.KIND, b"event") != b"event":
+                    kind = env.kind_of(headers, rec.topic, settings.status_topic)
+                    declared = headers.get(env.KIND)
+                    if declared is not None:
+                        kind = env.Kind(declared.decode()) if declared.decode() in KINDS else env.Kind.probe
+                    if kind not in (env.Kind.event, env.Kind.history):
                         continue
                     seen += 1
                     where = f"{tp.partition}@{rec.offset}"
                     try:
-                        out.append(wire_event(rec.value or b""))
+                        wire = wire_event(rec.value or b"")
+                        out.append(History(wire) if kind is env.Kind.history else wire)
                     except ValidationError as exc:
                         if strict:
                             raise EventsError(f"record {where}: {explain(exc)}") from None

@@ -49,6 +49,11 @@ PROGRESS_EVERY = 5000
 Progress = Callable[[int], None]
 
 
+class History(dict[str, Any]):
+    """An event to merge into the patient's history without evaluating rules (the NHSA dialects'
+    earlier encounters, flagged ``history`` on the events topic), as the worker does."""
+
+
 @dataclass(frozen=True)
 class Side:
     """One bundle, loaded: its engine, revision id, a digest of its catalogues, where it came from."""
@@ -169,6 +174,7 @@ class Backtest:
         self.seen: set[tuple[str, str]] = set()  # (institution, event id): the worker's idempotency key
         self.events = 0
         self.duplicates = 0
+        self.history = 0  # History events applied (not evaluated, not counted in events)
         self.examples: list[dict[str, Any]] = []
         self.first: str | None = None
         self.last: str | None = None
@@ -185,6 +191,10 @@ class Backtest:
                 self.duplicates += 1  # a retry: the worker answers it from its idempotency record
                 continue
             seen.add(key)
+            if type(event) is History:
+                self._history(event)
+                self.history += 1
+                continue
             step(event)
             n += 1
             if progress is not None and n % every == 0:
@@ -195,6 +205,16 @@ class Backtest:
         self.events += n
         if progress is not None:
             progress(self.events)
+
+    def _history(self, event: dict[str, Any]) -> None:
+        pid = event["patient"]["id"]
+        if self.plan.shared:
+            state = self.states_b.setdefault(pid, {})
+            engine = self.baseline.engine
+            engine.apply_context(state, engine.context(state, event))
+        else:
+            self.states_b[pid] = self.baseline.engine.apply(self.states_b.get(pid), event)
+            self.states_c[pid] = self.candidate.engine.apply(self.states_c.get(pid), event)
 
     def _step_shared(self, event: dict[str, Any]) -> None:
         engine = self.baseline.engine
@@ -324,6 +344,7 @@ class Backtest:
         return {
             "events": self.events,
             "duplicates": self.duplicates,
+            "history": self.history,
             "baseline_revision": self.baseline.revision,
             "candidate_revision": self.candidate.revision,
             "baseline": self.baseline.source,

@@ -1,8 +1,8 @@
 """``presettle backtest --from-topic``: the events topic of a real (embedded) broker as the source.
 
-Events are produced as the ingress does (key = patient id; a history record and a probe beside
-them, which a backtest must leave out; one record that is no valid event), then the command reads
-the topic from ``--since`` and must replay exactly the valid events.
+Events are produced as the ingress does (key = patient id; a history record, which is applied to
+the state but not evaluated, and a probe, which is left out; one record that is no valid event),
+then the command reads the topic from ``--since`` and must replay exactly the valid events.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ def test_the_events_topic_is_a_source(tmp_path: pathlib.Path, monkeypatch: pytes
         prefix = f"bt{uuid.uuid4().hex[:8]}"
         events = generate(600, days=60, seed=3)
         records = [(e["patient"]["id"].encode(), orjson.dumps(e), []) for e in events]
-        records.append((b"P1", orjson.dumps(events[0]), env.history_headers()))
+        earlier = dict(events[0], event_id="HIST-1")  # an earlier encounter a dialect merged into the history
+        records.append((earlier["patient"]["id"].encode(), orjson.dumps(earlier), env.history_headers()))
         records.append((b"P1", b"{}", env.probe_headers()))
         records.append((b"P1", orjson.dumps(dict(events[1], scene=0)), []))
         asyncio.run(produce(broker.bootstrap, topics.events_topic(prefix), records))
@@ -60,7 +61,8 @@ def test_the_events_topic_is_a_source(tmp_path: pathlib.Path, monkeypatch: pytes
         assert cli.main(["backtest", "--from-topic", "--since", "1h", "--candidate", str(candidate),
                          "--json", str(out)]) == 0
         report = json.loads(out.read_text(encoding="utf-8"))
-        assert report["events"] == len(events)  # no history, no probe, not the invalid one
+        assert report["events"] == len(events)  # not the history record, the probe or the invalid one
+        assert report["history"] == 1  # applied to the state, not evaluated
         assert report["invalid_lines"]["count"] == 1 and "scene" in report["invalid_lines"]["first"][0]["error"]
         assert report["changed_rules"] == ["R18"] and report["rules"]["R18"]["lost"] == 0
         assert cli.main(["backtest", "--from-topic", "--since", "2999-01-01T00:00:00Z", "--candidate",
