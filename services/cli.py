@@ -3,8 +3,8 @@
     presettle run        the whole service on this machine (as ``make run``)
     presettle worker     one stream worker (extra arguments go to faust)
     presettle ingress    the HTTP ingress (uvicorn)
-    presettle backtest   replay recorded events through a candidate rule base (docs/backtest.md)
-    presettle kb import  a national code table (CSV/XLSX) → a new catalogue edition (docs/kb-import.md)
+    presettle backtest   replay recorded events through a candidate rule base (docs/rules.md)
+    presettle kb import  a national code table (CSV/XLSX) → a new catalogue edition (docs/rules.md)
 
 Adding a subcommand: write ``def add_<name>(sub: Subparsers) -> None`` that adds its parser
 and sets ``handler`` (a function ``(argparse.Namespace) -> int``, the exit code), then list

@@ -7,7 +7,7 @@
 Prints a per-rule table of the rules whose alerts differ, writes the JSON report (``--json``)
 and the HTML report (``--html``); a progress line (events done, rate, ETA) goes to stderr.
 Exit 0 when the backtest ran (whatever it found), 2 when it could not (a bundle that does not
-load, an unreadable file, a bad line under ``--strict``). See docs/backtest.md.
+load, an unreadable file, a bad line under ``--strict``). See docs/rules.md, "Backtesting a rule-base change".
 """
 
 from __future__ import annotations

@@ -183,9 +183,12 @@ class Backtest:
     def run(self, events: Iterable[dict[str, Any]], progress: Progress | None = None,
             every: int = PROGRESS_EVERY) -> None:
         step = self._step_shared if self.plan.shared else self._step_independent
-        n = 0
+        n = done = 0
         seen = self.seen
         for event in events:
+            done += 1
+            if progress is not None and done % every == 0:
+                progress(done)  # records read (events, retries, history)
             key = (event["institution"]["id"], event["event_id"])
             if key in seen:
                 self.duplicates += 1  # a retry: the worker answers it from its idempotency record
@@ -197,14 +200,12 @@ class Backtest:
                 continue
             step(event)
             n += 1
-            if progress is not None and n % every == 0:
-                progress(self.events + n)
             if self.first is None:
                 self.first = event["occurred_at"]
             self.last = event["occurred_at"]
         self.events += n
         if progress is not None:
-            progress(self.events)
+            progress(done)
 
     def _history(self, event: dict[str, Any]) -> None:
         pid = event["patient"]["id"]

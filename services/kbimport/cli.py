@@ -10,7 +10,7 @@ replaced), loaded once with the service's own loader before it is kept. The diff
 re-listed, changed attributes, retired) is printed and written as JSON (``--report``; default
 ``<out>/kb-import-<table>-<edition>.json``, outside the bundle's content). Exit 0 on success;
 2 on a bad file, bad rows (each named by row number and column), a conflict with the current
-edition, or an edition the loader refuses — and then nothing is written. See docs/kb-import.md.
+edition, or an edition the loader refuses — and then nothing is written. See docs/rules.md, "Importing a catalogue edition".
 """
 
 from __future__ import annotations
@@ -84,18 +84,19 @@ def read_table(layout: Layout, path: pathlib.Path, sheet: str | None = None,
         try:
             for col in required:
                 if not rec[col.name]:
-                    heading = headings[index[col.name]]
-                    raise RowError(heading, "empty")
+                    raise RowError(col.name, "empty")
             for code, nat in layout.extract(rec):
                 prev = imported.get(code)
                 if prev is not None:
                     if prev[1] != nat:
-                        raise RowError(headings[index["code"]], f"{code} also on row {prev[0]} with other attributes "
+                        column = next((name for name, value in rec.items() if value == code), "code")
+                        raise RowError(column, f"{code} also on row {prev[0]} with other attributes "
                                                                 f"({_differs(prev[1], nat)})")
                     continue
                 imported[code] = (number, nat)
         except RowError as exc:
-            errors.append(f"row {number}, {exc}")
+            heading = headings[index[exc.field]] if exc.field in index else exc.field
+            errors.append(f"row {number}, {heading}: {str(exc).split(': ', 1)[1]}")
             if len(errors) >= MAX_ERRORS:
                 break
     if progress is not None:

@@ -1,6 +1,6 @@
 """The national code tables: which column headings feed which catalogue field, and row checks.
 
-Headings are those of the NHSA downloads (docs/kb-import.md; /work/shared/catalogues.md): the
+Headings are those of the NHSA downloads (docs/rules.md, "Importing a catalogue edition"): the
 public Excel tables (医保药品分类与代码 总表, 医疗服务项目分类与代码, 医用耗材分类与代码,
 ICD-10 医保版) and the 13xx interface files' field names (1301, 1305, 1306, 1307) where a bureau
 has put them in a heading row. Each field lists the headings it accepts, first match wins.
@@ -27,7 +27,8 @@ from services.kbimport.sheets import normalise_heading
 
 
 class RowError(ValueError):
-    """A row that cannot be imported: ``field`` is the column heading at fault."""
+    """A row that cannot be imported: ``field`` is the column at fault (a column name of the layout,
+    which the reader turns into the file's own heading, or a heading)."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
@@ -135,7 +136,7 @@ def drug_name_key(code: str) -> str:
 def _drug_extract(rec: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
     code = rec["code"]
     if not DRUG_CODE.match(code):
-        raise RowError("药品代码", f"{code!r} is not a drug code (X + 22 letters/digits, or Z + 19)")
+        raise RowError("code", f"{code!r} is not a drug code (X + 22 letters/digits, or Z + 19)")
     nat: dict[str, Any] = {"name": rec["name"], "type": "western" if code[0] == "X" else "patent",
                            "form": rec["form"], "manufacturer": rec["manufacturer"], "unit": rec["unit"]}
     if code[0] == "X":
@@ -187,7 +188,7 @@ SERVICE_CODE = re.compile(r"^[0-9]{9,20}$")
 def _service_extract(rec: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
     code = rec["code"]
     if not SERVICE_CODE.match(code):
-        raise RowError("项目代码", f"{code!r} is not a service code (9 to 20 digits, e.g. 001102000010000)")
+        raise RowError("code", f"{code!r} is not a service code (9 to 20 digits, e.g. 001102000010000)")
     return [(code, {"name": rec["name"], "kind": "service", "unit": rec["unit"]})]
 
 
@@ -222,7 +223,7 @@ DEFAULT_CONSUMABLE_UNIT = "个"
 def _consumable_extract(rec: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
     code = rec["code"]
     if not CONSUMABLE_CODE.match(code):
-        raise RowError("耗材代码", f"{code!r} is not a consumable code (C + 19 characters, or 26 with the serial)")
+        raise RowError("code", f"{code!r} is not a consumable code (C + 19 characters, or 26 with the serial)")
     nat: dict[str, Any] = {"name": rec["name"], "kind": "consumable"}
     if rec.get("unit"):
         nat["unit"] = rec["unit"]
@@ -258,17 +259,16 @@ DX_CODE = re.compile(r"^[A-Z][0-9]{2}(\.[0-9x]{1,3}(x[0-9]{3})?)?(\+[A-Z][0-9]{2
 
 def _dx_extract(rec: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
     out: list[tuple[str, dict[str, Any]]] = []
-    for code_key, name_key, heading in (("category_code", "category_name", "类目代码"),
-                                        ("subcategory_code", "subcategory_name", "亚目代码"),
-                                        ("code", "name", "诊断代码")):
+    for code_key, name_key in (("category_code", "category_name"), ("subcategory_code", "subcategory_name"),
+                               ("code", "name")):
         code = rec.get(code_key) or ""
         if not code:
             continue
         if not DX_CODE.match(code):
-            raise RowError(heading, f"{code!r} is not an ICD-10 code (e.g. E11, E11.9, E11.900, E11.900x001)")
+            raise RowError(code_key, f"{code!r} is not an ICD-10 code (e.g. E11, E11.9, E11.900, E11.900x001)")
         name = rec.get(name_key) or ""
         if not name:
-            raise RowError(heading.replace("代码", "名称"), f"empty for {code}")
+            raise RowError(name_key, f"empty for {code}")
         out.append((code, {"name": name}))
     return out
 

@@ -28,7 +28,7 @@ from services.backtest.replay import Backtest, in_event_time_order, load_side
 from services.rules import decision as dec
 from services.rules.engine import DEFAULT_DATA
 
-N_EVENTS = 20_000  # the 100,000-event figure comes from the benchmark run (docs/backtest.md)
+N_EVENTS = 20_000  # the 100,000-event figure comes from the benchmark run (docs/rules.md, "Backtesting a rule-base change")
 
 
 def bundle_copy(dst: pathlib.Path) -> pathlib.Path:

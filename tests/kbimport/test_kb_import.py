@@ -290,3 +290,17 @@ def test_the_xlsx_reader_reads_shared_inline_and_numeric_cells(tmp_path: pathlib
     write_xlsx(sample, [["a", "b", "c"], ["x", 12, 3.5], ["y", "", "z"]])
     assert list(read_rows(sample)) == [(1, ["a", "b", "c"]), (2, ["x", "12", "3.5"]), (3, ["y", "", "z"])]
     assert list(read_rows(sample, "新增")) == []
+
+
+def test_icd_rows_name_the_files_own_column_and_the_first_row_of_a_duplicate(tmp_path: pathlib.Path,
+                                                                              capsys) -> None:
+    sample = tmp_path / "icd.csv"
+    write_csv(sample, ["类目代码", "类目名称", "疾病诊断代码", "疾病诊断名称"], [
+        {"类目代码": "E11", "类目名称": "2型糖尿病", "疾病诊断代码": "E11.900", "疾病诊断名称": "2型糖尿病"},
+        {"类目代码": "E11", "类目名称": "非胰岛素依赖型糖尿病", "疾病诊断代码": "E11.901", "疾病诊断名称": "x"},
+        {"类目代码": "E11", "类目名称": "2型糖尿病", "疾病诊断代码": "E11.9xyz", "疾病诊断名称": "x"},
+    ])
+    assert run_import(str(sample), "--table", "icd10", "--effective", EFFECTIVE, "--out", str(tmp_path / "b")) == 2
+    err = capsys.readouterr().err
+    assert "row 3, 类目代码: E11 also on row 2 with other attributes" in err
+    assert "row 4, 疾病诊断代码: 'E11.9xyz' is not an ICD-10 code" in err
