@@ -7,6 +7,7 @@ text out; every value from the report is escaped.
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from html import escape
 from typing import Any
 
@@ -27,20 +28,36 @@ def _num(x: float) -> str:
     return f"{x:,.2f}" if isinstance(x, float) else f"{x:,}"
 
 
-def chart(by_day: list[list[Any]]) -> str:
+def _every_day(by_day: list[list[Any]], first: str | None, last: str | None) -> list[list[Any]]:
+    """The days from ``first`` to ``last`` (the replay's dates), those without alerts as zeros."""
+    counts = {row[0]: row for row in by_day}
+    days = sorted(counts)
+    start = date.fromisoformat(min([d for d in (first, days[0] if days else None) if d]))
+    end = date.fromisoformat(max([d for d in (last, days[-1] if days else None) if d]))
+    out = []
+    while start <= end and len(out) < 3660:
+        key = start.isoformat()
+        out.append(counts.get(key, [key, 0, 0]))
+        start += timedelta(days=1)
+    return out
+
+
+def chart(by_day: list[list[Any]], first: str | None = None, last: str | None = None) -> str:
     """Alerts per day, baseline (grey) and candidate (blue), as an inline SVG line chart."""
     if not by_day:
         return ""
+    by_day = _every_day(by_day, first, last)
     peak = max(max(b, c) for _, b, c in by_day) or 1
     n = len(by_day)
     xs = [PAD + (W - 2 * PAD) * (i / (n - 1) if n > 1 else 0.5) for i in range(n)]
+    top, bottom = 22, H - 16  # the legend above the plot, the dates below
 
     def y(v: int) -> float:
-        return H - PAD + 10 - (H - PAD) * v / peak
+        return bottom - (bottom - top) * v / peak
 
-    def line(col: int, colour: str) -> str:
+    def line(col: int, colour: str, width: float) -> str:
         pts = " ".join(f"{x:.1f},{y(row[col]):.1f}" for x, row in zip(xs, by_day, strict=True))
-        return f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{pts}"/>'
+        return f'<polyline fill="none" stroke="{colour}" stroke-width="{width}" points="{pts}"/>'
 
     base_y = y(0)
     return (
@@ -52,7 +69,7 @@ def chart(by_day: list[list[Any]]) -> str:
         f'<text x="{PAD}" y="{H - 2}" font-size="10" fill="#656d76">{escape(str(by_day[0][0]))}</text>'
         f'<text x="{W - PAD}" y="{H - 2}" font-size="10" fill="#656d76" text-anchor="end">'
         f'{escape(str(by_day[-1][0]))}</text>'
-        + line(1, BASE_COLOUR) + line(2, CAND_COLOUR)
+        + line(1, BASE_COLOUR, 3.2) + line(2, CAND_COLOUR, 1.4)  # where they agree: blue on grey
         + f'<text x="{W - PAD}" y="12" font-size="11" text-anchor="end"><tspan fill="{BASE_COLOUR}">— baseline</tspan>'
           f'<tspan fill="{CAND_COLOUR}" dx="10">— candidate</tspan></text></svg>'
     )
@@ -91,6 +108,8 @@ def render(report: dict[str, Any]) -> str:
         f"<td>{_num(r['patients'])}</td><td>{_num(r['institutions'])}</td>"
         f"<td>{_num(r['amount_baseline'])}</td><td>{_num(r['amount_candidate'])}</td></tr>"
         for rid, r in shown)
+    first = (report.get("first_event_at") or "")[:10] or None
+    last = (report.get("last_event_at") or "")[:10] or None
     sections = []
     for rid, r in shown:
         examples = "".join(_example(ex) for ex in report["examples"] if ex["rule_id"] == rid)
@@ -99,7 +118,7 @@ def render(report: dict[str, Any]) -> str:
             f'<span class="muted">{escape(r["name_en"])}</span>{" · changed" if r["changed"] else ""}</h2>'
             f'baseline {_num(r["baseline"])} · candidate {_num(r["candidate"])} · '
             f'<span class="gain">+{_num(r["gained"])}</span> <span class="loss">−{_num(r["lost"])}</span>'
-            f'<br>{chart(r["by_day"])}{examples}</div>')
+            f'<br>{chart(r["by_day"], first, last)}{examples}</div>')
     invalid = report.get("invalid_lines") or {"count": 0, "first": []}
     bad = ""
     if invalid["count"]:
