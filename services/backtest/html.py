@@ -34,7 +34,7 @@ def _every_day(by_day: list[list[Any]], first: str | None, last: str | None) -> 
     days = sorted(counts)
     start = date.fromisoformat(min([d for d in (first, days[0] if days else None) if d]))
     end = date.fromisoformat(max([d for d in (last, days[-1] if days else None) if d]))
-    out = []
+    out: list[list[Any]] = []
     while start <= end and len(out) < 3660:
         key = start.isoformat()
         out.append(counts.get(key, [key, 0, 0]))
