@@ -4,6 +4,8 @@
     presettle worker     one stream worker (extra arguments go to faust)
     presettle ingress    the HTTP ingress (uvicorn)
     presettle rules      rule-base bundles: validate, publish, revisions, activate (services/rules_cli.py)
+    presettle backtest   replay recorded events through a candidate rule base (docs/rules.md)
+    presettle kb import  a national code table (CSV/XLSX) → a new catalogue edition (docs/rules.md)
 
 Adding a subcommand: write ``def add_<name>(sub: Subparsers) -> None`` that adds its parser
 and sets ``handler`` (a function ``(argparse.Namespace) -> int``, the exit code), then list
@@ -99,8 +101,24 @@ def add_rules(sub: Subparsers) -> None:
     add(sub)
 
 
-# Every subcommand, in --help order. Later: backtest, kb import.
-COMMANDS: list[Callable[[Subparsers], None]] = [add_run, add_worker, add_ingress, add_deadletter, add_rules]
+# -- backtest --------------------------------------------------------------------------------
+def add_backtest(sub: Subparsers) -> None:
+    from services.backtest import cli as backtest_cli  # imports no faust app or Kafka client: cheap
+
+    backtest_cli.add_parser(sub)
+
+
+# -- kb import -------------------------------------------------------------------------------
+def add_kb(sub: Subparsers) -> None:
+    from services.kbimport import cli as kb_cli  # the standard library and the rule loader: cheap
+
+    kb_cli.add_parser(sub)
+
+
+# Every subcommand, in --help order.
+COMMANDS: list[Callable[[Subparsers], None]] = [
+    add_run, add_worker, add_ingress, add_deadletter, add_rules, add_backtest, add_kb,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -249,6 +249,15 @@ class Engine:
         alerts = self._split(self._evaluate(cx))[0]
         return st.apply_event(state, cx, self.windows), alerts
 
+    def evaluate_context(self, cx: Ctx) -> list[dict[str, Any]]:
+        """The alerts for a context from :meth:`context` (as ``process`` evaluates them): a backtest
+        evaluates one context under two rule sets that share the catalogue and the state windows."""
+        return self._evaluate(cx)
+
+    def apply_context(self, state: dict[str, Any], cx: Ctx) -> dict[str, Any]:
+        """Apply the event of ``cx`` (built on ``state``) to ``state``, as ``process`` does after evaluating."""
+        return st.apply_event(state, cx, self.windows)
+
     def decide(
         self, state: dict[str, Any] | None, event: dict[str, Any]
     ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
