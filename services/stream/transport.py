@@ -55,8 +55,8 @@ This transport records no gap (``_add_gap`` only counts it, in
 ``presettle_worker_offset_jumps_total``) and ``_new_offset`` fills none: the
 committed offset is the end of the run of processed offsets that starts at the
 head, the dropped records are a hole, and a hole is read again (below). The
-events and status topics are neither compacted nor written in transactions, so
-their offsets have no real gaps.
+worker's input topics (events, patient status, alert index) are neither
+compacted nor written in transactions, so their offsets have no real gaps.
 
 The fix, kept in this transport: a message counts as acked for the commit only
 when the agent marked it finished (:func:`mark_finished`, after its decision
