@@ -32,6 +32,10 @@ EVENTS_IN = Counter("presettle_ingress_events_total", "Events accepted by the in
 REPLY_BACKLOG = Gauge("presettle_reply_backlog", "Records in this instance's reply topic not yet read.")
 PENDING = Gauge("presettle_pending_requests", "Requests waiting for a worker reply.")
 BROKER_UP = Gauge("presettle_broker_up", "1 while the Kafka bootstrap servers are reachable.")
+BROKER_SLOW_PROBES = Counter(
+    "presettle_broker_slow_probes_total",
+    "Broker probes that took 1 s or more (four in a row make the ingress answer 'unavailable').",
+)
 FEEDBACK = Counter(
     "presettle_feedback_total", "Doctor feedback on alerts, per rule and outcome (accepted/overridden).",
     ["rule_id", "outcome"],
