@@ -108,26 +108,28 @@ async def true_end_offsets(bootstrap: str, tps: Iterable[TP], security: dict[str
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     wanted = [TopicPartition(tp.topic, tp.partition) for tp in tps]
-    out: dict[TP, int] = {}
     if not wanted:
-        return out
+        return {}
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                fetch_max_wait_ms=50, **(security or {}))
+                                fetch_max_wait_ms=20, **(security or {}))
     await consumer.start()
     try:
-        ends = await asyncio.wait_for(consumer.end_offsets(wanted), timeout)
-        for ktp in wanted:
-            reported = int(ends[ktp])
-            last = reported - 1
-            if reported > 0:
-                consumer.assign([ktp])
-                consumer.seek(ktp, reported - 1)
-                batch = await consumer.getmany(ktp, timeout_ms=int(timeout * 1000))
-                last = max((r.offset for r in batch.get(ktp, ())), default=last)
-            out[TP(ktp.topic, ktp.partition)] = max(reported, last + 1)
+        ends = {ktp: int(end) for ktp, end in (await asyncio.wait_for(consumer.end_offsets(wanted), timeout)).items()}
+        last = {ktp: end - 1 for ktp, end in ends.items()}
+        unread = {ktp for ktp, end in ends.items() if end > 0}
+        if unread:
+            consumer.assign(sorted(unread))
+            for ktp in unread:
+                consumer.seek(ktp, ends[ktp] - 1)  # the last batch starts there (or the last record is there)
+            deadline = asyncio.get_running_loop().time() + timeout
+            while unread and asyncio.get_running_loop().time() < deadline:
+                for ktp, records in (await consumer.getmany(*unread, timeout_ms=200)).items():
+                    if records:
+                        last[ktp] = max(last[ktp], max(r.offset for r in records))
+                        unread.discard(ktp)
     finally:
         await consumer.stop()
-    return out
+    return {TP(ktp.topic, ktp.partition): max(ends[ktp], last[ktp] + 1) for ktp in wanted}
 
 
 class Store(faust_rocksdb.Store):
