@@ -32,6 +32,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -152,6 +153,7 @@ def one_run(args: argparse.Namespace, standby: int, templates: list[bytes], root
 
         def kill() -> None:
             stack.workers[1].send_signal(signal.SIGKILL)  # reaped by stack.stop()
+            out["killed_at"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds")  # to read the logs by
 
         results = asyncio.run(load(stack.url, args.rate, args.warmup + args.after, args.warmup, kill,
                                    args.partitions))
