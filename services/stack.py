@@ -9,9 +9,12 @@ Once started, the stack is supervised (:meth:`Stack.supervise_once`, every
 0.3 s): a worker or the ingress that exits is restarted after a back-off (1 s,
 doubling to 30 s; reset once it stayed up 60 s), logged and counted
 (``Stack.restarts``). An embedded broker that dies is restarted on its port,
-loudly — its memory-only contents (topics, patient state, audit records,
-offsets) are gone — its topics are re-created, and the workers and the ingress
-are restarted against the empty broker. One child dying never stops the stack.
+loudly — its memory-only contents (topics, audit records, offsets, events in
+flight) are gone — its topics are re-created, and the workers and the ingress
+are restarted against the empty broker. Patient state survives with the
+persistent store (``PRESETTLE_STORE=rocksdict://``, the default): each worker
+re-seeds the empty changelog from its local store (services/stream/store.py);
+with ``memory://`` it is gone too. One child dying never stops the stack.
 """
 
 from __future__ import annotations
@@ -201,9 +204,13 @@ class Stack:
         assert self.broker is not None
         bar = "!" * 78
         log.error(bar)
-        log.error(f"THE EMBEDDED BROKER DIED (exit code {code}). It kept everything in memory: every topic, all")
-        log.error("patient state, every audit record and every committed offset is GONE. Restarting it empty,")
+        log.error(f"THE EMBEDDED BROKER DIED (exit code {code}). It kept everything in memory: every topic, every")
+        log.error("audit record, every committed offset and the events in flight are GONE. Restarting it empty,")
         log.error("re-creating the topics and restarting the workers and the ingress against it.")
+        if self.settings.store == "memory://":
+            log.error("PRESETTLE_STORE=memory://: all patient state is GONE too.")
+        else:
+            log.error("Patient state: each worker re-seeds the empty changelog from its local store.")
         log.error(bar)
         for _, proc in self.children():
             if proc.poll() is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,8 @@ def stack_env(**overrides: str) -> dict[str, str]:
         PRESETTLE_WORKER_METRICS_PORT=str(free_port()),
         PRESETTLE_TOPIC_PREFIX=f"t{uuid.uuid4().hex[:8]}",
         PRESETTLE_PARTITIONS="2",
+        # Each stack its own worker data directories (RocksDB state files): never another stack's.
+        PRESETTLE_DATA_DIR=tempfile.mkdtemp(prefix="presettle-data-"),
         # A generous default budget: the tests check what is decided, not how fast (a slow CI
         # machine must not turn answers into 'timeout'); budget behaviour has its own tests.
         PRESETTLE_BUDGET_MS="5000",

@@ -176,6 +176,10 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(9101, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=16)
     data_dir: str = ".data"
+    # The workers' table store (services/stream/store.py): RocksDB files under data_dir, or memory
+    # (rebuilt from the changelog on every start).
+    store: Literal["rocksdict://", "memory://"] = "rocksdict://"
+    standby_replicas: int = Field(1, ge=0, le=7)  # warm copies of each state partition on other workers
     audit_retention_days: int = Field(365, ge=1, le=36500)
     pseudonym_key: SecretStr = SecretStr(DEV_PSEUDONYM_KEY)
     worker_name: str = ""
@@ -220,6 +224,13 @@ class Settings(BaseSettings):
         if not isinstance(value, str):
             return value
         return value.strip().upper() if info.field_name == "log_level" else value.strip().lower()
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _store_url(cls, value: object) -> object:
+        if isinstance(value, str) and "://" not in value:
+            return value.strip().lower() + "://"  # "rocksdict" or "memory"
+        return value
 
     @field_validator("topic_prefix")
     @classmethod

@@ -20,7 +20,7 @@ import orjson
 
 from services.common.privacy import pseudonym
 from services.rules import alert_index as index
-from services.stream import metrics
+from services.stream import metrics, store
 from services.stream.transport import mark_finished
 
 log = logging.getLogger("presettle.worker")
@@ -79,13 +79,22 @@ def install(app: faust.App, settings: Any, reply: Any, header_map: Any, raw: dic
 
     @app.timer(interval=3600.0)
     async def evict_old_alerts() -> None:
-        now = time.time()
-        for key, value in list(table.items()):
-            entry = _load(value)
-            if entry is None or index.expired(entry, now):
-                del table[key]
+        evicted = evict(table, time.time())
+        if evicted:
+            log.info("alert index: evicted %d expired entr%s", evicted, "y" if evicted == 1 else "ies")
 
     return issue
+
+
+def evict(table: Any, now: float) -> int:
+    """Delete the expired entries of this worker's active partitions (store and changelog); return how many."""
+    evicted = 0
+    for partition, key, value in store.partitioned_items(table):
+        entry = _load(value)
+        if entry is None or index.expired(entry, now):
+            store.delete(table, partition, key)  # not `del table[key]`: a timer has no current event
+            evicted += 1
+    return evicted
 
 
 def _load(value: bytes | None) -> dict[str, Any] | None:

@@ -63,7 +63,7 @@ from services.contracts.decision import audit_record
 from services.contracts.topics import STATE_TABLE
 from services.rules import decision as dec
 from services.rules import state as state_codec
-from services.stream import alert_index, deadletter, metrics, readiness
+from services.stream import alert_index, deadletter, metrics, readiness, store
 from services.stream.transport import mark_done, mark_finished, mark_started
 
 log = logging.getLogger("presettle.worker")
@@ -71,11 +71,18 @@ log = logging.getLogger("presettle.worker")
 settings = get_settings()
 WORKER_ID = settings.worker_name or f"worker-{os.getpid()}"
 
+store.register()  # rocksdict:// → services/stream/store.py
+
 app = faust.App(
     settings.worker_app_id,
     broker=f"presettle://{settings.bootstrap}",
-    store="memory://",
-    datadir=settings.data_dir,  # faust's per-app directory (the table itself lives in memory)
+    store=settings.store,  # rocksdict:// (RocksDB files under the data directory) or memory://
+    # This worker's own directory under PRESETTLE_DATA_DIR, locked while it runs (services/stream/store.py).
+    datadir=str(store.claim_data_dir(settings.data_dir, settings.worker_name)),
+    table_standby_replicas=settings.standby_replicas,
+    # A persisted offset past the changelog's end (an embedded broker restarted empty) is handled
+    # by the store (it re-seeds the changelog), not by faust's check (which crashes the worker).
+    recovery_consistency_check=False,
     topic_partitions=settings.partitions,
     topic_replication_factor=settings.replication_factor,
     # Join the group in seconds, not ~30 s (see ../shared/stack.md).

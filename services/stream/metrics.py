@@ -80,6 +80,12 @@ SHADOW_ALERTS = Counter(
     "Would-be alerts of rules in mode shadow (recorded in the audit record's shadow_alerts, never sent to the HIS).",
     ["rule_id"],
 )
+STATE_RESEEDED = Counter(
+    "presettle_worker_state_reseeded_records_total",
+    "Records written back to a table's changelog from the worker's local store, because the changelog had lost "
+    "them (an embedded broker restarted empty), per table.",
+    ["table"],
+)
 LAG = Gauge("presettle_worker_consumer_lag", "Records behind the partition's high watermark.", ["topic", "partition"])
 
 

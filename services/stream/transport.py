@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -259,6 +260,33 @@ class Consumer(faust_aiokafka.Consumer):
         if last is None or last[0] != head or now - last[1] > REWIND_AGAIN_S:
             self._rewind[tp] = head
             self._rewound[tp] = (head, now)
+
+
+    # -- the end of a changelog ------------------------------------------------------
+    async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
+        """The brokers' high waters; for changelog partitions, the offset after their last record.
+
+        faust's recovery reads a changelog up to this offset. The embedded broker (Tansu 0.6)
+        reports the first offset of a partition's last record batch + 1, so the records after
+        that batch's first were never read back: a restart lost those patients' state
+        (tests/e2e/test_changelog_end.py). A changelog's end is read from its last batch
+        (services/stream/store.py true_end_offsets); on Kafka the two agree."""
+        reported = dict(await super().highwaters(*partitions))
+        changelogs = [tp for tp in partitions if tp.topic.endswith("-changelog")]
+        if changelogs:
+            from services.common.kafka_security import aiokafka_kwargs
+            from services.stream.store import true_end_offsets
+
+            settings = get_settings()
+            try:
+                true = await true_end_offsets(settings.bootstrap, changelogs, aiokafka_kwargs(settings))
+            except Exception as exc:  # the broker's figure, as faust would use it
+                log.warning("could not read the changelogs' last batches (%r): using the reported ends", exc)
+            else:
+                for tp, end in true.items():
+                    if reported.get(tp) is None or end > reported[tp]:
+                        reported[tp] = end
+        return reported
 
 
 class Transport(faust_aiokafka.Transport):
