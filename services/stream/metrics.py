@@ -57,6 +57,11 @@ OFFSET_JUMPS = Counter(
     "Offset gaps faust would have committed over unprocessed (records passed over after a seek in a "
     "rebalance); not committed over, read again.",
 )
+HIGHWATERS_RAISED = Counter(
+    "presettle_worker_highwaters_raised_total",
+    "Changelog end offsets (table recovery) raised from the broker's ListOffsets answer to a fetch's high "
+    "watermark (Tansu 0.6 lists the first offset of the last batch + 1).",
+)
 DEAD_LETTERS = Counter(
     "presettle_worker_dead_letters_total",
     "Records sent to the dead-letter topic instead of being processed, per reason.",
