@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,9 @@ def stack_env(**overrides: str) -> dict[str, str]:
         PRESETTLE_EMBEDDED_BROKER_PORT=str(free_port()),
         PRESETTLE_HTTP_PORT=str(free_port()),
         PRESETTLE_WORKER_METRICS_PORT=str(free_port()),
+        PRESETTLE_SINK_METRICS_PORT=str(free_port()),
+        # Each stack its own data directory: the worker's faust data and the decision log's SQLite file.
+        PRESETTLE_DATA_DIR=tempfile.mkdtemp(prefix="presettle-data-"),
         PRESETTLE_TOPIC_PREFIX=f"t{uuid.uuid4().hex[:8]}",
         PRESETTLE_PARTITIONS="2",
         # A generous default budget: the tests check what is decided, not how fast (a slow CI

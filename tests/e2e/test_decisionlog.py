@@ -1,0 +1,76 @@
+"""End to end: decisions through HTTP land in the decision log via the sink process, and stay there
+when the whole stack (embedded broker included, which forgets everything) is stopped and started."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from services.common.settings import load_settings
+from services.decisionlog.store import Store
+from services.stack import Stack
+from tests.conftest import ARTIFACTS, stack_env
+from tests.factories import dx, event, uid
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
+    """Poll until ``check()`` is truthy (a wait, not a timed assertion: the timeout only bounds a hang)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not seen within {timeout} s")
+        time.sleep(0.2)
+
+
+def start(env: dict[str, str], name: str) -> Stack:
+    stack = Stack(load_settings(env), env=env, log_dir=ARTIFACTS / "logs" / name)
+    try:
+        stack.start()
+        stack.wait_healthy(90)
+    except Exception:
+        stack.stop()
+        raise
+    return stack
+
+
+def test_sink_stores_decisions_and_they_survive_a_full_restart() -> None:
+    env = stack_env()
+    settings = load_settings(env)
+    stack = start(env, "decisionlog-restart")
+    patient = uid("P")
+    try:
+        with httpx.Client(base_url=stack.url, headers={"X-API-Key": "dev-key-h1"}, timeout=30) as c:
+            answers = [c.post("/v1/events", json=event(patient=patient, gender="F", scene=6,
+                                                      diagnoses=[dx("N40")])).json() for _ in range(3)]
+        assert all(a["engine_status"] == "evaluated" for a in answers)
+        ids = {a["decision_id"] for a in answers}
+        store = Store.open(settings.database)
+        wait_for("the decisions in the store", lambda: all(store.decision(i) for i in ids))
+        stored = store.decision(answers[0]["decision_id"])
+        assert stored is not None and [a["rule_id"] for a in stored["alerts"]] == ["R03"]
+        assert patient not in str(stored) and stored["institution_region"] == "330100"
+        assert stored["case"]["state"] == "open"  # an alert at a settlement scene opens a case
+        metrics = httpx.get(f"http://127.0.0.1:{settings.sink_metrics_port}/metrics").text
+        assert 'presettle_sink_records_total{kind="decisions",result="stored"} 3.0' in metrics
+        assert "presettle_sink_lag_records" in metrics
+        store.close()
+    finally:
+        stack.stop()
+    again = start(env, "decisionlog-restart-2")  # a new, empty embedded broker; the same data directory
+    try:
+        store = Store.open(settings.database)
+        for decision_id in ids:
+            assert store.decision(decision_id) is not None
+        assert again.sink is not None and again.sink.poll() is None
+        store.close()
+    finally:
+        again.stop()
