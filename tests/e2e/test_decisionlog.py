@@ -51,14 +51,18 @@ def test_sink_stores_decisions_and_they_survive_a_full_restart() -> None:
         with httpx.Client(base_url=stack.url, headers={"X-API-Key": "dev-key-h1"}, timeout=30) as c:
             answers = [c.post("/v1/events", json=event(patient=patient, gender="F", scene=6,
                                                       diagnoses=[dx("N40")])).json() for _ in range(3)]
-        assert all(a["engine_status"] == "evaluated" for a in answers)
-        ids = {a["decision_id"] for a in answers}
-        store = Store.open(settings.database)
-        wait_for("the decisions in the store", lambda: all(store.decision(i) for i in ids))
-        stored = store.decision(answers[0]["decision_id"])
-        assert stored is not None and [a["rule_id"] for a in stored["alerts"]] == ["R03"]
+            assert all(a["engine_status"] == "evaluated" for a in answers)
+            ids = {a["decision_id"] for a in answers}
+            wait_for("the decisions in the log",
+                     lambda: all(c.get(f"/v1/decisions/{i}").status_code == 200 for i in ids))
+            stored = c.get(f"/v1/decisions/{answers[0]['decision_id']}").json()
+            listed = c.get("/v1/decisions", params={"patient": patient}).json()["decisions"]
+        assert [a["rule_id"] for a in stored["alerts"]] == ["R03"]
         assert patient not in str(stored) and stored["institution_region"] == "330100"
         assert stored["case"]["state"] == "open"  # an alert at a settlement scene opens a case
+        assert {d["decision_id"] for d in listed} == ids
+        store = Store.open(settings.database)
+        assert store.counts()["decisions"] >= 3
         metrics = httpx.get(f"http://127.0.0.1:{settings.sink_metrics_port}/metrics").text
         assert 'presettle_sink_records_total{kind="decisions",result="stored"} 3.0' in metrics
         assert "presettle_sink_lag_records" in metrics
@@ -67,10 +71,9 @@ def test_sink_stores_decisions_and_they_survive_a_full_restart() -> None:
         stack.stop()
     again = start(env, "decisionlog-restart-2")  # a new, empty embedded broker; the same data directory
     try:
-        store = Store.open(settings.database)
-        for decision_id in ids:
-            assert store.decision(decision_id) is not None
+        with httpx.Client(base_url=again.url, headers={"X-API-Key": "dev-key-h1"}, timeout=30) as c:
+            for decision_id in ids:
+                assert c.get(f"/v1/decisions/{decision_id}").status_code == 200
         assert again.sink is not None and again.sink.poll() is None
-        store.close()
     finally:
         again.stop()

@@ -1,0 +1,94 @@
+"""The decision-log routes on the ingress (no broker: the store filled directly, SQLite under a temp dir):
+roles, scopes (404 outside), filters, cursor paging, CSV and XLSX exports, whoami."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from services.common.privacy import pseudonym
+from services.common.settings import load_settings
+from services.decisionlog import records
+from services.decisionlog.store import Store
+from services.ingress.app import create_app
+from services.kbimport.sheets import read_rows
+from tests.decisionlog.test_store import audit
+
+STAFF = "rev-330100-key:reviewer:330100:wang,rev-all-key:reviewer:*:li,senior-key-1:senior_reviewer:*:zhao"
+
+
+@pytest.fixture
+def http_nolife(tmp_path: Path) -> TestClient:
+    # No lifespan (no `with`): no broker; the decision-log routes need only the store.
+    settings = load_settings({"PRESETTLE_DATA_DIR": str(tmp_path), "PRESETTLE_STAFF_KEYS": STAFF})
+    store = Store.open(settings.database)
+    recs = [audit(i, patient="P0001", alerts=i % 2) for i in range(1, 6)]
+    recs += [audit(7, institution="H2", region="110101"), audit(8, institution="H2", region="330106")]
+    store.write([records.decision_rows(r, pseudonym) for r in recs])
+    store.close()
+    return TestClient(create_app(settings))
+
+
+def get(http: TestClient, path: str, key: str, **params: Any) -> Any:
+    return http.get(path, headers={"X-API-Key": key}, params=params)
+
+
+def test_whoami_names_role_scope_and_person(http_nolife: TestClient) -> None:
+    assert get(http_nolife, "/v1/whoami", "dev-key-h1").json() == {
+        "role": "institution", "name": "institution:H1", "institution": "H1", "scope": "H1"}
+    assert get(http_nolife, "/v1/whoami", "rev-330100-key").json()["scope"] == "330100"
+    assert get(http_nolife, "/v1/whoami", "dev-admin-key").json()["role"] == "admin"
+    assert get(http_nolife, "/v1/whoami", "nope-nope-nope").status_code == 401
+
+
+def test_reads_stay_inside_the_scope_and_404_outside(http_nolife: TestClient) -> None:
+    h = http_nolife
+    assert get(h, "/v1/decisions/d-H1-0001", "dev-key-h1").json()["alerts"][0]["rule_id"] == "R01"
+    outside = get(h, "/v1/decisions/d-H2-0007", "dev-key-h1")
+    assert outside.status_code == 404 and outside.json()["field"] == "decision_id"
+    assert get(h, "/v1/decisions/d-H2-0007", "rev-330100-key").status_code == 404  # region 110101
+    assert get(h, "/v1/decisions/d-H2-0008", "rev-330100-key").status_code == 200  # region 330106
+    assert get(h, "/v1/decisions/d-H2-0007", "rev-all-key").status_code == 200
+    listed = get(h, "/v1/decisions", "dev-key-h2").json()["decisions"]
+    assert {d["institution_id"] for d in listed} == {"H2"}
+    assert get(h, "/v1/decisions", "dev-key-h1", institution="H2").json()["decisions"] == []
+
+
+def test_filters_and_cursor_paging(http_nolife: TestClient) -> None:
+    h = http_nolife
+    first = get(h, "/v1/decisions", "dev-admin-key", limit=3).json()
+    second = get(h, "/v1/decisions", "dev-admin-key", limit=3, cursor=first["next_cursor"]).json()
+    third = get(h, "/v1/decisions", "dev-admin-key", limit=3, cursor=second["next_cursor"]).json()
+    ids = [d["decision_id"] for page in (first, second, third) for d in page["decisions"]]
+    assert len(ids) == len(set(ids)) == 7 and third["next_cursor"] is None
+    assert {d["decision_id"] for d in get(h, "/v1/decisions", "dev-key-h1", patient="P0001",
+                                          has_alerts="true").json()["decisions"]} == {
+        "d-H1-0001", "d-H1-0003", "d-H1-0005"}
+    assert get(h, "/v1/decisions", "dev-key-h1", patient="P9999").json()["decisions"] == []
+    assert len(get(h, "/v1/decisions", "dev-admin-key", **{"from": "2026-03-01", "to": "2026-03-01"})
+               .json()["decisions"]) == 7
+    assert get(h, "/v1/decisions", "dev-admin-key", **{"from": "2026-03-02"}).json()["decisions"] == []
+    bad = get(h, "/v1/decisions", "dev-admin-key", **{"from": "yesterday"})
+    assert bad.status_code == 422 and bad.json()["field"] == "from"
+    assert get(h, "/v1/decisions", "dev-admin-key", cursor="zzz").json()["field"] == "cursor"
+    assert get(h, "/v1/decisions", "dev-admin-key", scene=11).status_code == 422
+
+
+def test_csv_and_xlsx_exports_carry_the_same_rows(http_nolife: TestClient, tmp_path: Path) -> None:
+    h = http_nolife
+    r = get(h, "/v1/decisions", "dev-key-h1", format="csv", has_alerts="true")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
+    assert sorted(row["decision_id"] for row in rows) == ["d-H1-0001", "d-H1-0003", "d-H1-0005"]
+    assert rows[0]["rule_ids"] == "R01" and "P0001" not in r.text
+    x = get(h, "/v1/decisions", "dev-key-h1", format="xlsx", has_alerts="true")
+    path = tmp_path / "export.xlsx"
+    path.write_bytes(x.content)
+    sheet = [values for _, values in read_rows(path)]
+    assert sheet[0][0] == "decision_id"
+    assert sorted(v[0] for v in sheet[1:]) == ["d-H1-0001", "d-H1-0003", "d-H1-0005"]
