@@ -75,6 +75,10 @@ EXTRA_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/cds-services/{service_id}/feedback"): (404, 503),
     ("get", "/v1/decisions/{decision_id}"): (404, 503),
     ("get", "/v1/decisions"): (503,),
+    ("get", "/v1/cases"): (503,),
+    ("get", "/v1/cases/{case_id}"): (404, 503),
+    ("post", "/v1/cases"): (403, 404, 503),
+    ("post", "/v1/cases/{case_id}/{action}"): (403, 404, 409, 503),
 }
 
 # Examples from schemas/examples, by operation: (request body files, response files by status).
@@ -129,6 +133,10 @@ ROLES: dict[tuple[str, str], tuple[str, ...]] = {
     ("get", "/v1/whoami"): READERS,
     ("get", "/v1/decisions/{decision_id}"): READERS,
     ("get", "/v1/decisions"): READERS,
+    ("get", "/v1/cases"): READERS,
+    ("get", "/v1/cases/{case_id}"): READERS,
+    ("post", "/v1/cases"): STAFF,
+    ("post", "/v1/cases/{case_id}/{action}"): ("institution", *STAFF),
 }
 
 # Example files that are not HTTP bodies (a record on a Kafka topic).

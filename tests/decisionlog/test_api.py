@@ -92,3 +92,41 @@ def test_csv_and_xlsx_exports_carry_the_same_rows(http_nolife: TestClient, tmp_p
     sheet = [values for _, values in read_rows(path)]
     assert sheet[0][0] == "decision_id"
     assert sorted(v[0] for v in sheet[1:]) == ["d-H1-0001", "d-H1-0003", "d-H1-0005"]
+
+
+def post(http: TestClient, path: str, key: str, body: dict[str, Any]) -> Any:
+    return http.post(path, headers={"X-API-Key": key}, json=body)
+
+
+def test_a_case_through_every_state_with_three_keys(http_nolife: TestClient) -> None:
+    h = http_nolife
+    cid = "c-d-H1-0001"  # scene 6 with an alert: opened by the sink's write
+    assert get(h, f"/v1/cases/{cid}", "dev-key-h1").json()["allowed_actions"] == ["confirm", "dismiss"]
+    early = post(h, f"/v1/cases/{cid}/appeal", "dev-key-h1", {"reason": "x"})
+    assert early.status_code == 409 and "allowed: confirm, dismiss" in early.json()["message"]
+    assert post(h, f"/v1/cases/{cid}/confirm", "dev-key-h1", {}).status_code == 403  # not the institution's
+    assert post(h, f"/v1/cases/{cid}/confirm", "rev-330100-key", {"reason": "属实", "amount": 10}).json()[
+        "state"] == "initial_review"
+    assert post(h, f"/v1/cases/{cid}/appeal", "dev-key-h2", {"reason": "x"}).status_code == 404  # another's case
+    appealed = post(h, f"/v1/cases/{cid}/appeal", "dev-key-h1",
+                    {"reason": "病情需要", "attachments": ["https://his.example/emr/1"]}).json()
+    assert appealed["state"] == "appealed" and appealed["overdue"] is False and appealed["due_at"]
+    assert post(h, f"/v1/cases/{cid}/take", "senior-key-1", {}).json()["state"] == "re_review"
+    closed = post(h, f"/v1/cases/{cid}/overturn", "senior-key-1", {"reason": "申诉理由成立"}).json()
+    assert (closed["state"], closed["outcome"], closed["deducted_amount"]) == ("closed", "dismissed", 0.0)
+    assert [(x["action"], x["actor"]) for x in closed["history"]] == [
+        ("open", "system"), ("confirm", "wang"), ("appeal", "institution:H1"), ("take", "zhao"),
+        ("overturn", "zhao")]
+    assert get(h, "/v1/cases", "dev-key-h1", state="closed").json()["cases"][0]["case_id"] == cid
+    assert get(h, "/v1/cases", "dev-key-h2", decision_id="d-H1-0001").json()["cases"] == []
+    bad = post(h, f"/v1/cases/{cid}/confirm", "rev-all-key", {"amount": -1})
+    assert bad.status_code == 422 and bad.json()["field"] == "amount"
+
+
+def test_a_reviewer_opens_a_case_for_any_decision(http_nolife: TestClient) -> None:
+    h = http_nolife
+    assert post(h, "/v1/cases", "dev-key-h1", {"decision_id": "d-H1-0002", "reason": "x"}).status_code == 403
+    opened = post(h, "/v1/cases", "rev-all-key", {"decision_id": "d-H1-0002", "reason": "事后抽查"})
+    assert opened.status_code == 201 and opened.json()["history"][0]["actor"] == "li"
+    assert post(h, "/v1/cases", "rev-all-key", {"decision_id": "d-H1-0002", "reason": "y"}).status_code == 200
+    assert post(h, "/v1/cases", "rev-330100-key", {"decision_id": "d-H2-0007", "reason": "y"}).status_code == 404

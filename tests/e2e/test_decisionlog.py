@@ -77,3 +77,51 @@ def test_sink_stores_decisions_and_they_survive_a_full_restart() -> None:
         assert again.sink is not None and again.sink.poll() is None
     finally:
         again.stop()
+
+
+def test_events_to_log_to_export_and_a_case_through_every_state(stack: Stack, client: httpx.Client,
+                                                                tmp_path: Any) -> None:
+    """Events through HTTP → the log by id and by filter → CSV and XLSX → a case through every state with
+    three keys (reviewer, institution, senior reviewer); a forbidden transition and an out-of-scope read refused."""
+    import csv
+    import io
+
+    from services.kbimport.sheets import read_rows
+
+    patient = uid("P")
+    answers = [client.post("/v1/events", json=event(patient=patient, gender="F", scene=8, diagnoses=[dx("N40")]))
+               .json() for _ in range(2)]
+    answers.append(client.post("/v1/events", json=event(patient=patient, scene=2)).json())
+    ids = [a["decision_id"] for a in answers]
+
+    def as_(key: str) -> dict[str, str]:
+        return {"X-API-Key": key}
+
+    wait_for("the decisions in the log", lambda: all(client.get(f"/v1/decisions/{i}").status_code == 200
+                                                     for i in ids))
+    listed = client.get("/v1/decisions", params={"patient": patient, "has_alerts": "true"}).json()["decisions"]
+    assert answers[0]["alerts"]
+    assert {d["decision_id"] for d in listed} == {a["decision_id"] for a in answers if a["alerts"]}
+    assert client.get(f"/v1/decisions/{ids[0]}", headers=as_("dev-key-h2")).status_code == 404  # out of scope
+    exported = client.get("/v1/decisions", params={"patient": patient, "format": "csv"})
+    assert {r["decision_id"] for r in csv.DictReader(io.StringIO(exported.content.decode("utf-8-sig")))} == set(ids)
+    xlsx = tmp_path / "d.xlsx"
+    xlsx.write_bytes(client.get("/v1/decisions", params={"patient": patient, "format": "xlsx"}).content)
+    assert {v[0] for n, v in read_rows(xlsx) if n > 1} == set(ids)
+
+    case_id = client.get(f"/v1/decisions/{ids[0]}").json()["case"]["case_id"]
+    url = f"/v1/cases/{case_id}"
+    assert client.post(f"{url}/uphold", json={"reason": "x"}).status_code == 403  # the institution cannot
+    steps = [("dev-reviewer-key", "confirm", {"reason": "诊断与性别不符"}),
+             ("dev-key-h1", "appeal", {"reason": "录入错误", "attachments": ["更正后的病历首页"]}),
+             ("dev-senior-key", "take", {}),
+             ("dev-senior-key", "uphold", {"reason": "维持"})]
+    for key, action, body in steps:
+        r = client.post(f"{url}/{action}", json=body, headers=as_(key))
+        assert r.status_code == 200, r.text
+    refused = client.post(f"{url}/appeal", json={"reason": "again"})
+    assert refused.status_code == 409 and "closed" in refused.json()["message"]
+    case = client.get(url).json()
+    assert [h["to_state"] for h in case["history"]] == ["open", "initial_review", "appealed", "re_review", "closed"]
+    assert {h["actor"] for h in case["history"][1:]} == {"reviewer-1", "institution:H1", "senior-1"}
+    assert case["outcome"] == "upheld" and case["deducted_amount"] == case["confirmed_amount"]
