@@ -67,6 +67,9 @@ def decision_rows(record: dict[str, Any], pseudonym: Pseudonym) -> tuple[dict[st
         "engine_ms": float(record.get("engine_ms") or 0.0),
         "request_id": record.get("request_id"),
         "record": dumps(stored),
+        "institution_level": record.get("institution_level"),
+        "department": record.get("department"),
+        "doctor_id": record.get("doctor_id"),
     }
     alert_rows = [{
         "alert_id": a["alert_id"],

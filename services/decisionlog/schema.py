@@ -146,10 +146,20 @@ def _guards(dialect: Dialect) -> list[str]:
 # (version, name, statements by dialect)
 MIGRATIONS: list[tuple[int, str]] = [
     (1, "decisions, alerts, feedback, status, rule-base revisions, cases and their append-only history"),
+    (2, "decisions: institution level, department and doctor (risk lists and their peer groups)"),
+]
+
+_V2 = [
+    "ALTER TABLE decisions ADD COLUMN institution_level INTEGER",
+    "ALTER TABLE decisions ADD COLUMN department TEXT",
+    "ALTER TABLE decisions ADD COLUMN doctor_id TEXT",
+    "CREATE INDEX decisions_doctor ON decisions (doctor_id, day)",
 ]
 
 
 def statements(version: int, dialect: Dialect) -> list[str]:
     if version == 1:
         return [*_V1_TABLES, *_guards(dialect)]
+    if version == 2:
+        return list(_V2)
     raise KeyError(version)

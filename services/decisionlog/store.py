@@ -48,11 +48,18 @@ class Scope:
 
     def sql(self, alias: str = "") -> tuple[str, list[Any]]:
         p = f"{alias}." if alias else ""
+        sql, params = "", []
         if self.institution is not None:
-            return f" AND {p}institution_id = ?", [self.institution]
+            sql, params = f" AND {p}institution_id = ?", [self.institution]
         if self.region_prefix is not None:
-            return f" AND {p}region LIKE ?", [self.region_prefix + "%"]
-        return "", []
+            sql, params = sql + f" AND {p}region LIKE ?", [*params, self.region_prefix + "%"]
+        return sql, params
+
+    def narrowed(self, institution: str) -> Scope | None:
+        """This scope limited to one institution (None when the institution is outside it)."""
+        if self.institution is not None and self.institution != institution:
+            return None
+        return Scope(institution=institution, region_prefix=self.region_prefix)
 
 
 EVERYTHING = Scope()
@@ -398,6 +405,103 @@ class Store:
             self._history(conn, case_id, seq, action, t.from_state, t.to_state, actor, role, reason, t.amount,
                           attachments, at)
         return self.case(case_id, scope)
+
+
+    # -- risk lists and reports ---------------------------------------------------------------------
+    RISK_KEYS = {  # kind → (entity key, peer group) as SQL over decisions d
+        "patients": ("d.patient_ref", "''"),
+        "doctors": ("d.institution_id || '/' || d.doctor_id", "d.institution_id || '/' || COALESCE(d.department, '')"),
+        "institutions": ("d.institution_id", "COALESCE(d.institution_level, 0)"),
+    }
+
+    def _period(self, scope: Scope, start: str | None, end: str | None, alias: str = "d",
+                column: str = "occurred_at") -> tuple[str, list[Any]]:
+        where, params = scope.sql(alias)
+        if start:
+            where += f" AND {alias}.{column} >= ?"
+            params.append(start)
+        if end:
+            where += f" AND {alias}.{column} < ?"
+            params.append(end)
+        return where, params
+
+    def risk(self, kind: str, scope: Scope = EVERYTHING, start: str | None = None, end: str | None = None,
+             limit: int = 50) -> list[dict[str, Any]]:
+        """Ranked entities with their score parts (services/decisionlog/risk.py)."""
+        from services.decisionlog import risk
+
+        key, peer = self.RISK_KEYS[kind]
+        where, params = self._period(scope, start, end)
+        if kind == "doctors":
+            where += " AND d.doctor_id IS NOT NULL"
+        group = key if peer == "''" else f"{key}, {peer}"  # PostgreSQL refuses a constant in GROUP BY
+        rows = self.rows(f"SELECT {key} AS key, {peer} AS peer, COUNT(*) AS decisions, SUM(d.alert_count) AS alerts, "
+                         f"SUM(d.amount) AS amount FROM decisions d WHERE 1 = 1{where} GROUP BY {group}", params)
+        confirmed = {r["key"]: int(r["n"]) for r in self.rows(
+            f"SELECT {key} AS key, COUNT(*) AS n FROM cases c JOIN decisions d ON d.decision_id = c.decision_id "
+            f"WHERE c.confirmed_amount IS NOT NULL AND (c.outcome IS NULL OR c.outcome <> 'dismissed'){where} "
+            f"GROUP BY {key}", params)}
+        return risk.score(rows, confirmed, limit)
+
+    GROUPS = {"institution": "d.institution_id", "region": "COALESCE(d.region, '')", "day": "d.day",
+              "month": "SUBSTR(d.day, 1, 7)"}
+
+    def summary(self, group_by: str, scope: Scope = EVERYTHING, start: str | None = None,
+                end: str | None = None) -> list[dict[str, Any]]:
+        """Per group: decisions, alerts, alert rate, amount at stake, feedback (accepted / overridden),
+        cases by outcome and the amount recovered (deducted)."""
+        where, params = self._period(scope, start, end)
+        if group_by == "rule":
+            key = "a.rule_id"
+            base = self.rows(f"SELECT {key} AS grp, COUNT(DISTINCT a.decision_id) AS decisions, COUNT(*) AS alerts, "
+                             f"SUM(a.amount) AS amount FROM alerts a JOIN decisions d ON d.decision_id = a.decision_id "
+                             f"WHERE 1 = 1{where} GROUP BY {key}", params)
+            fb = self.rows(f"SELECT f.rule_id AS grp, f.outcome, COUNT(*) AS n FROM feedback f JOIN decisions d "
+                           f"ON d.decision_id = f.decision_id WHERE 1 = 1{where} GROUP BY f.rule_id, f.outcome", params)
+            cases = self.rows(f"SELECT a.rule_id AS grp, c.outcome, COUNT(DISTINCT c.case_id) AS n, "
+                              f"SUM(c.deducted_amount) AS deducted FROM cases c JOIN decisions d ON "
+                              f"d.decision_id = c.decision_id JOIN alerts a ON a.decision_id = c.decision_id "
+                              f"WHERE 1 = 1{where} GROUP BY a.rule_id, c.outcome", params)
+        else:
+            key = self.GROUPS[group_by]
+            base = self.rows(f"SELECT {key} AS grp, COUNT(*) AS decisions, SUM(d.alert_count) AS alerts, "
+                             f"SUM(d.amount) AS amount FROM decisions d WHERE 1 = 1{where} GROUP BY {key}", params)
+            fb = self.rows(f"SELECT {key} AS grp, f.outcome, COUNT(*) AS n FROM feedback f JOIN decisions d "
+                           f"ON d.decision_id = f.decision_id WHERE 1 = 1{where} GROUP BY {key}, f.outcome", params)
+            cases = self.rows(f"SELECT {key} AS grp, c.outcome, COUNT(*) AS n, SUM(c.deducted_amount) AS deducted "
+                              f"FROM cases c JOIN decisions d ON d.decision_id = c.decision_id WHERE 1 = 1{where} "
+                              f"GROUP BY {key}, c.outcome", params)
+        out: dict[str, dict[str, Any]] = {}
+        for r in base:
+            decisions, alerts = int(r["decisions"] or 0), int(r["alerts"] or 0)
+            out[str(r["grp"])] = {
+                group_by: r["grp"], "decisions": decisions, "alerts": alerts,
+                "alert_rate": round(alerts / decisions, 4) if decisions else 0.0,
+                "amount": round(float(r["amount"] or 0), 2), "feedback": {"accepted": 0, "overridden": 0},
+                "cases": {"open": 0, "dismissed": 0, "upheld": 0, "partially_upheld": 0}, "amount_recovered": 0.0}
+        for r in fb:
+            if str(r["grp"]) in out:
+                out[str(r["grp"])]["feedback"][r["outcome"]] = int(r["n"])
+        for r in cases:
+            if str(r["grp"]) in out:
+                entry = out[str(r["grp"])]
+                entry["cases"][r["outcome"] or "open"] += int(r["n"])
+                entry["amount_recovered"] = round(entry["amount_recovered"] + float(r["deducted"] or 0), 2)
+        return sorted(out.values(), key=lambda e: str(e[group_by]))
+
+    def top_alerts(self, scope: Scope, start: str | None, end: str | None, limit: int = 20) -> list[dict[str, Any]]:
+        where, params = self._period(scope, start, end, alias="a")
+        return self.rows(f"SELECT a.alert_id, a.decision_id, a.rule_id, a.severity, a.amount, a.day FROM alerts a "
+                         f"WHERE 1 = 1{where} ORDER BY a.amount DESC, a.alert_id LIMIT ?", [*params, limit])
+
+    def totals(self, scope: Scope, since_day: str) -> dict[str, Any]:
+        """Decisions, alerts and amount at stake since a China date (the board's today / month)."""
+        where, params = scope.sql("d")
+        found = self.row(f"SELECT COUNT(*) AS decisions, COALESCE(SUM(d.alert_count), 0) AS alerts, "
+                         f"COALESCE(SUM(d.amount), 0) AS amount FROM decisions d WHERE d.day >= ?{where}",
+                         [since_day, *params]) or {}
+        return {"decisions": int(found.get("decisions") or 0), "alerts": int(found.get("alerts") or 0),
+                "amount": round(float(found.get("amount") or 0), 2)}
 
 
 def _overdue(case: dict[str, Any]) -> bool:

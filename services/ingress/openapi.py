@@ -137,6 +137,9 @@ ROLES: dict[tuple[str, str], tuple[str, ...]] = {
     ("get", "/v1/cases/{case_id}"): READERS,
     ("post", "/v1/cases"): STAFF,
     ("post", "/v1/cases/{case_id}/{action}"): ("institution", *STAFF),
+    ("get", "/v1/risk/{kind}"): READERS,
+    ("get", "/v1/reports/summary"): READERS,
+    ("get", "/v1/reports/monthly"): READERS,
 }
 
 # Example files that are not HTTP bodies (a record on a Kafka topic).

@@ -130,3 +130,18 @@ def test_a_reviewer_opens_a_case_for_any_decision(http_nolife: TestClient) -> No
     assert opened.status_code == 201 and opened.json()["history"][0]["actor"] == "li"
     assert post(h, "/v1/cases", "rev-all-key", {"decision_id": "d-H1-0002", "reason": "y"}).status_code == 200
     assert post(h, "/v1/cases", "rev-330100-key", {"decision_id": "d-H2-0007", "reason": "y"}).status_code == 404
+
+
+def test_risk_summary_and_monthly_report_stay_in_scope(http_nolife: TestClient) -> None:
+    h = http_nolife
+    risk = get(h, "/v1/risk/institutions", "rev-all-key").json()
+    assert {e["key"] for e in risk["entries"]} == {"H1", "H2"} and "formula" in risk
+    assert {e["key"] for e in get(h, "/v1/risk/institutions", "dev-key-h2").json()["entries"]} == {"H2"}
+    assert get(h, "/v1/risk/cats", "rev-all-key").status_code == 422
+    rows = get(h, "/v1/reports/summary", "dev-key-h1", group_by="rule").json()["rows"]
+    assert [r["rule"] for r in rows] == ["R01"]
+    page = get(h, "/v1/reports/monthly", "dev-key-h1", institution="H1", month="2026-03")
+    assert page.status_code == 200 and "月度" in page.text and "Monthly" in page.text and "R01" in page.text
+    other = get(h, "/v1/reports/monthly", "dev-key-h1", institution="H2", month="2026-03")
+    assert "d-H2" not in other.text
+    assert get(h, "/v1/reports/monthly", "dev-key-h1", institution="H1", month="March").json()["field"] == "month"

@@ -36,7 +36,7 @@ def put(store: Store, *recs: dict[str, Any]) -> dict[str, int]:
 
 def test_migrations_are_versioned_and_applied_once(store_url: str) -> None:
     first = Store.open(store_url)
-    assert first.versions() == [1]
+    assert first.versions() == [1, 2]
     again = Store(store_url)
     assert again.migrate() == []  # nothing left to apply
     first.close()
@@ -133,3 +133,41 @@ def test_a_reviewer_opens_a_case_retrospectively_once(store: Store) -> None:
     assert new and case is not None and case["state"] == "open"
     assert store.open_case("d-H1-0002", Scope(), "reviewer-1", "reviewer", "again", 15)[1] is False
     assert store.open_case("d-H1-0002", Scope(institution="H2"), "x", "reviewer", "x", 15) == (None, False)
+
+
+def test_risk_lists_rank_and_explain_against_peers(store: Store) -> None:
+    recs = [audit(i, patient="P0001", alerts=2) for i in range(1, 4)]  # 3 decisions, 6 alerts
+    recs += [audit(i, patient=f"Q{i}", alerts=0) for i in range(10, 16)]  # 6 quiet decisions
+    recs += [audit(20, institution="H2", patient="P0002", alerts=1)]
+    put(store, *recs)
+    store.act("c-d-H1-0001", Scope(), "confirm", "reviewer", "r1", None, None, [], 10)
+    patients = store.risk("patients")
+    top = patients[0]
+    assert top["key"] == fake_pseudonym("P0001") and top["alerts"] == 6 and top["confirmed_cases"] == 1
+    assert top["score_parts"]["confirmed_cases"] == 5.0 and top["score_parts"]["alerts"] == 6.0
+    assert top["score"] == round(sum(top["score_parts"].values()), 2)
+    assert top["rate_ratio"] > 1 and top["score_parts"]["rate_above_peers"] > 0
+    assert all(e["alerts"] for e in patients)  # quiet patients are not listed
+    institutions = store.risk("institutions", Scope(institution="H2"))
+    assert [e["key"] for e in institutions] == ["H2"]
+    doctors = store.risk("doctors")
+    assert doctors[0]["key"] == "H1/D1" and doctors[0]["peer_group"] == "H1/内科"
+
+
+def test_summary_by_institution_rule_and_day(store: Store) -> None:
+    rec = audit(1, alerts=2)
+    put(store, rec, audit(2, alerts=0), audit(3, institution="H2", alerts=1, day=2))
+    store.write(feedback=[records.feedback_row({
+        "alert_id": rec["alerts"][0]["alert_id"], "decision_id": rec["decision_id"], "rule_id": "R01",
+        "outcome": "accepted", "institution_id": "H1", "dialect": "native", "received_at": "2026-03-01T02:00:00Z"})])
+    for action, role, actor in (("confirm", "reviewer", "r1"), ("accept", "institution", "institution:H1")):
+        store.act("c-d-H1-0001", Scope(), action, role, actor, None, None, [], 10)
+    by_inst = {r["institution"]: r for r in store.summary("institution")}
+    h1 = by_inst["H1"]
+    assert (h1["decisions"], h1["alerts"], h1["alert_rate"], h1["amount"]) == (2, 2, 1.0, 30.0)
+    assert h1["feedback"] == {"accepted": 1, "overridden": 0}
+    assert h1["cases"]["upheld"] == 1 and h1["amount_recovered"] == 30.0
+    by_rule = {r["rule"]: r for r in store.summary("rule")}
+    assert by_rule["R01"]["alerts"] == 2 and by_rule["R01"]["feedback"]["accepted"] == 1
+    assert [r["day"] for r in store.summary("day")] == ["2026-03-01", "2026-03-02"]
+    assert store.totals(Scope(institution="H1"), "2026-03-01") == {"decisions": 2, "alerts": 2, "amount": 30.0}
