@@ -203,17 +203,31 @@ class Store:
         counts = {"decisions": 0, "feedback": 0, "statuses": 0, "revisions": 0, "cases": 0}
         stored_at = now_iso()
         with self.tx() as conn:
-            for row, alerts in decisions:
-                values = {**row, "stored_at": stored_at}
-                cur = self.execute(conn, _insert("decisions", values, "decision_id"), list(values.values()))
-                if cur.rowcount != 1:
-                    continue  # seen before: idempotent by decision id
-                counts["decisions"] += 1
-                for alert in alerts:
-                    self.execute(conn, _insert("alerts", alert, "alert_id"), list(alert.values()))
-                if alerts and row["scene"] in CASE_SCENES:
-                    counts["cases"] += self._open_case(conn, row, alerts, "system", "system",
-                                                       "alert at settlement (事中)", deadline_days)
+            # One statement per table for the whole batch (executemany): the sink's hot path.
+            by_id = {row["decision_id"]: (row, alerts) for row, alerts in decisions}
+            seen: set[str] = set()
+            ids = list(by_id)
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                marks = ", ".join("?" for _ in chunk)
+                seen |= {r[0] if not isinstance(r, dict) else r["decision_id"] for r in self.execute(
+                    conn, f"SELECT decision_id FROM decisions WHERE decision_id IN ({marks})", chunk).fetchall()}
+            new = [by_id[i] for i in ids if i not in seen]  # seen before: idempotent by decision id
+            if new:
+                rows = [{**row, "stored_at": stored_at} for row, _ in new]
+                self._many(conn, "decisions", rows, "decision_id")
+                self._many(conn, "alerts", [a for _, alerts in new for a in alerts], "alert_id")
+                counts["decisions"] = len(new)
+                opening = [(row, alerts) for row, alerts in new if alerts and row["scene"] in CASE_SCENES]
+                cases, history = [], []
+                for row, alerts in opening:
+                    case = self._case_row(row, alerts, deadline_days)
+                    cases.append(case)
+                    history.append(self._history_row(case["case_id"], 0, "open", None, "open", "system", "system",
+                                                     "alert at settlement (事中)", case["amount"], [], case["opened_at"]))
+                self._many(conn, "cases", cases, "case_id")
+                self._many(conn, "case_history", history, "case_id, seq")
+                counts["cases"] = len(cases)
             for table, items, key, name in (("feedback", feedback, "alert_id, outcome", "feedback"),
                                             ("patient_status", statuses, "status_key", "statuses"),
                                             ("rulebase_revisions", revisions, "revision_key", "revisions")):
@@ -222,10 +236,18 @@ class Store:
                     counts[name] += max(cur.rowcount, 0)
         return counts
 
-    def _open_case(self, conn: Any, row: dict[str, Any], alerts: list[dict[str, Any]], actor: str, role: str,
-                   reason: str, deadline_days: int) -> int:
+    def _many(self, conn: Any, table: str, rows: list[dict[str, Any]], conflict: str) -> None:
+        if rows:
+            sql = self._sql(_insert(table, rows[0], conflict))
+            if self.dialect == "sqlite":
+                conn.executemany(sql, [tuple(r.values()) for r in rows])
+            else:
+                with conn.cursor() as cur:
+                    cur.executemany(sql, [tuple(r.values()) for r in rows])
+
+    def _case_row(self, row: dict[str, Any], alerts: list[dict[str, Any]], deadline_days: int) -> dict[str, Any]:
         at = now_iso()
-        case = {
+        return {
             "case_id": "c-" + row["decision_id"], "decision_id": row["decision_id"],
             "institution_id": row["institution_id"], "region": row.get("region"),
             "patient_ref": row["patient_ref"], "rule_ids": ",".join(sorted({a["rule_id"] for a in alerts})),
@@ -234,17 +256,28 @@ class Store:
             "opened_at": at, "updated_at": at, "due_at": workflow.due(datetime.now(UTC), deadline_days),
             "occurred_at": row["occurred_at"],
         }
+
+    def _open_case(self, conn: Any, row: dict[str, Any], alerts: list[dict[str, Any]], actor: str, role: str,
+                   reason: str, deadline_days: int) -> int:
+        case = self._case_row(row, alerts, deadline_days)
+        at = case["opened_at"]
         cur = self.execute(conn, _insert("cases", case, "case_id"), list(case.values()))
         if cur.rowcount != 1:
             return 0
         self._history(conn, case["case_id"], 0, "open", None, "open", actor, role, reason, case["amount"], [], at)
         return 1
 
+    @staticmethod
+    def _history_row(case_id: str, seq: int, action: str, src: str | None, dst: str, actor: str, role: str,
+                     reason: str | None, amount: float | None, attachments: list[str], at: str) -> dict[str, Any]:
+        return {"case_id": case_id, "seq": seq, "action": action, "from_state": src, "to_state": dst, "actor": actor,
+                "role": role, "reason": reason, "amount": amount, "attachments": dumps(attachments), "at": at}
+
     def _history(self, conn: Any, case_id: str, seq: int, action: str, src: str | None, dst: str, actor: str,
                  role: str, reason: str | None, amount: float | None, attachments: list[str], at: str) -> None:
+        h = self._history_row(case_id, seq, action, src, dst, actor, role, reason, amount, attachments, at)
         self.execute(conn, "INSERT INTO case_history (case_id, seq, action, from_state, to_state, actor, role, "
-                     "reason, amount, attachments, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                     (case_id, seq, action, src, dst, actor, role, reason, amount, dumps(attachments), at))
+                     "reason, amount, attachments, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", list(h.values()))
 
     # -- decisions -------------------------------------------------------------------------------
     def decision(self, decision_id: str, scope: Scope = EVERYTHING) -> dict[str, Any] | None:
