@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 
 from services.common.privacy import pseudonym
 from services.contracts.common import CST
@@ -28,6 +29,7 @@ log = logging.getLogger("presettle.ingress.decisions")
 router = APIRouter(tags=["decision log"])
 
 PAGE_MAX = 500
+REVIEW_PAGE = Path(__file__).with_name("static") / "review.html"
 
 
 def get_store(request: Request) -> Store:
@@ -74,6 +76,14 @@ def time_bound(value: str | None, field: str, end: bool = False) -> str | None:
         raise invalid(field, "expected YYYY-MM-DD or an ISO-8601 time") from None
 
 
+@router.get("/review", response_class=HTMLResponse)
+def review_page() -> HTMLResponse:
+    """The review workbench (审核工作台): case queue, case detail with evidence and the patient's recent
+    events, the actions of the key's role. The page holds no data: it asks for a key (kept in the tab's
+    sessionStorage) and reads the API with it."""
+    return HTMLResponse(REVIEW_PAGE.read_text(encoding="utf-8"), headers={"Cache-Control": "no-cache"})
+
+
 @router.get("/v1/whoami")
 def whoami(who: PrincipalDep) -> dict[str, Any]:
     """The caller's role, scope and the name recorded in case histories."""
@@ -91,13 +101,15 @@ def get_decision(decision_id: str, who: PrincipalDep, store: StoreDep) -> dict[s
 
 
 def filters(
-    institution: str | None = None, patient: str | None = None, rule_id: str | None = None,
+    institution: str | None = None, patient: str | None = None,
+    patient_ref: Annotated[str | None, Query(description="the patient's pseudonym as the log shows it")] = None,
+    rule_id: str | None = None,
     scene: Annotated[int | None, Query(ge=1, le=10)] = None,
     from_: Annotated[str | None, Query(alias="from", description="YYYY-MM-DD (China date) or ISO-8601")] = None,
     to: Annotated[str | None, Query(description="YYYY-MM-DD (inclusive) or ISO-8601 (exclusive)")] = None,
     has_alerts: bool | None = None,
 ) -> dict[str, Any]:
-    return {"institution": institution, "patient_ref": pseudonym(patient) if patient else None,
+    return {"institution": institution, "patient_ref": pseudonym(patient) if patient else patient_ref,
             "rule_id": rule_id, "scene": scene, "start": time_bound(from_, "from"),
             "end": time_bound(to, "to", end=True), "has_alerts": has_alerts}
 

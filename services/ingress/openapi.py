@@ -116,6 +116,7 @@ ROLES: dict[tuple[str, str], tuple[str, ...]] = {
     ("delete", "/dashboard/session"): ("public",),
     ("get", "/dashboard/data"): ("institution", "admin"),
     ("get", "/dashboard/stream"): ("institution", "admin"),
+    ("get", "/dashboard/ledger"): ("institution", "admin"),
     ("post", "/nhsa/3101"): ("institution", "nhsa_gateway"),
     ("post", "/nhsa/3102"): ("institution", "nhsa_gateway"),
     ("post", "/nhsa/3103"): ("institution", "nhsa_gateway"),
@@ -131,6 +132,7 @@ ROLES: dict[tuple[str, str], tuple[str, ...]] = {
     ("get", "/metrics"): ("public",),
     # the decision log and the review loop (docs/decisionlog.md)
     ("get", "/v1/whoami"): READERS,
+    ("get", "/review"): ("public",),
     ("get", "/v1/decisions/{decision_id}"): READERS,
     ("get", "/v1/decisions"): READERS,
     ("get", "/v1/cases"): READERS,

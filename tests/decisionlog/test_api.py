@@ -145,3 +145,26 @@ def test_risk_summary_and_monthly_report_stay_in_scope(http_nolife: TestClient) 
     other = get(h, "/v1/reports/monthly", "dev-key-h1", institution="H2", month="2026-03")
     assert "d-H2" not in other.text
     assert get(h, "/v1/reports/monthly", "dev-key-h1", institution="H1", month="March").json()["field"] == "month"
+
+
+def test_the_board_ledger_counts_today_and_month_from_the_store(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    settings = load_settings({"PRESETTLE_DATA_DIR": str(tmp_path)})
+    store = Store.open(settings.database)
+    now = datetime.now(UTC).isoformat()
+    recs = [audit(1, alerts=2), audit(2, institution="H2", alerts=1), audit(3, alerts=0)]
+    for r in recs:
+        r["occurred_at"] = now
+    store.write([records.decision_rows(r, pseudonym) for r in [*recs, audit(9, alerts=1)]])  # 9: in March
+    store.write(feedback=[records.feedback_row({
+        "alert_id": recs[0]["alerts"][0]["alert_id"], "decision_id": recs[0]["decision_id"], "rule_id": "R01",
+        "outcome": "overridden", "institution_id": "H1", "dialect": "native", "received_at": now})])
+    store.close()
+    h = TestClient(create_app(settings))
+    mine = get(h, "/dashboard/ledger", "dev-key-h1").json()
+    assert mine["today"] == {"decisions": 2, "alerts": 2, "amount": 30.0} == mine["month"]
+    assert mine["rules"][0] == {"rule_id": "R01", "alerts": 1, "accepted": 0, "overridden": 1, "accept_rate": 0.0,
+                                "override_rate": 1.0}
+    assert get(h, "/dashboard/ledger", "dev-admin-key").json()["today"]["decisions"] == 3
+    assert get(h, "/dashboard/ledger", "nope-nope-nope").status_code == 401
