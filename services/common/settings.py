@@ -27,7 +27,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 from pydantic_settings.sources.utils import parse_env_vars
 
 from services.common.kafka_security import check_kafka_security
-from services.common.secrets_policy import WeakSecretError, check_production_secrets, read_secret_files
+from services.common.secrets_policy import WeakSecretError, check_production_secrets, read_secret_files, weakness
 from services.contracts import topics
 
 log = logging.getLogger("presettle.settings")
@@ -302,6 +302,11 @@ class Settings(BaseSettings):
             self._staff = dict(DEV_STAFF_KEYS)
         else:
             self._staff = parse_staff_keys(raw) if raw else {}
+        if self.env == "production":
+            for key, staff in self._staff.items():
+                why = weakness(key)
+                if why:
+                    raise SettingsError(f"PRESETTLE_STAFF_KEYS: the key of {staff.name} {why}")
         clash = set(self._staff) & (set(self._institutions) | set(self._admin))
         if clash:
             raise SettingsError("PRESETTLE_STAFF_KEYS: a staff key is also an institution or admin key")
