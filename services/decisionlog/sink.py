@@ -61,7 +61,6 @@ class Batch:
         record = orjson.loads(value or b"")
         if not isinstance(record, dict):
             raise ValueError("not a JSON object")
-        at = now_iso()
         if kind == "decisions":
             row, alerts = records.decision_rows(record, pseudonym)
             self.decisions[row["decision_id"]] = (row, alerts)
@@ -69,9 +68,9 @@ class Batch:
         elif kind == "feedback":
             self.feedback.append(records.feedback_row(record))
         elif kind == "status":
-            self.statuses.append(records.status_row(record, pseudonym, at))
+            self.statuses.append(records.status_row(record, pseudonym, now_iso()))
         elif kind == "rulebase":
-            revision = records.rulebase_row((key or b"").decode(), record, at)
+            revision = records.rulebase_row((key or b"").decode(), record, now_iso())
             if revision is not None:
                 self.revisions.append(revision)
 
