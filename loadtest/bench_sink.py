@@ -10,7 +10,8 @@ audit records (3 alerts in 10 decisions, a third of those at settlement scenes, 
 at ``--rate`` per second, open loop, for ``--duration`` seconds, and waits for the sink to drain.
 From the database it reports the stored rate over the run, the drain time after the last send,
 and the lag of each decision (``stored_at − decided_at``, the producer stamps ``decided_at`` at
-send) as p50/p99/max. The last stdout line is one JSON object. A benchmark: nothing is asserted;
+send) as p50/p99/max; from /proc the sink's CPU time per stored decision (what it needs of a core
+to keep up, whatever the machine's load). The last stdout line is one JSON object. A benchmark: nothing is asserted;
 report the load average beside the figures.
 """
 
@@ -76,6 +77,15 @@ async def produce(bootstrap: str, topic: str, rate: float, duration: float, pref
     return sent, time.monotonic() - t0
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a process has used (Linux /proc), None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -131,6 +141,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         first = min((seconds(r["decided_at"]) for r in rows), default=0.0)
         last = max((seconds(r["stored_at"]) for r in rows), default=0.0)
         counts = store.counts()
+        cpu = cpu_seconds(sink.pid)
     finally:
         sink.terminate()
         try:
@@ -149,6 +160,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "stored_per_s": round(stored / (last - first), 1) if last > first else 0.0,
         "drain_s": round(drain, 2), "lag_p50_s": round(percentile(lags, 0.5), 3),
         "lag_p99_s": round(percentile(lags, 0.99), 3), "lag_max_s": round(max(lags, default=0.0), 3),
+        # CPU the sink used per stored decision (joining the group included): what the box must give it
+        # to keep up, independent of how loaded the box is now.
+        "sink_cpu_s": round(cpu, 2) if cpu is not None else None,
+        "sink_cpu_ms_per_decision": round(cpu * 1000 / stored, 3) if cpu is not None and stored else None,
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }
 
@@ -164,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args)
     print(f"{result['database']}: offered {args.rate:.0f}/s for {args.duration:.0f} s, stored {result['stored']}"
           f"/{result['sent']} at {result['stored_per_s']}/s, drained {result['drain_s']} s after the last send, lag "
-          f"p50 {result['lag_p50_s']} s p99 {result['lag_p99_s']} s (load average {result['load_avg_1m']})")
+          f"p50 {result['lag_p50_s']} s p99 {result['lag_p99_s']} s, sink CPU {result['sink_cpu_ms_per_decision']} ms "
+          f"per decision (load average {result['load_avg_1m']})")
     print(json.dumps(result))
     return 0
 
