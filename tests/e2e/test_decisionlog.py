@@ -61,6 +61,10 @@ def test_sink_stores_decisions_and_they_survive_a_full_restart() -> None:
         assert patient not in str(stored) and stored["institution_region"] == "330100"
         assert stored["case"]["state"] == "open"  # an alert at a settlement scene opens a case
         assert {d["decision_id"] for d in listed} == ids
+        case_id = stored["case"]["case_id"]
+        confirmed = httpx.post(f"{stack.url}/v1/cases/{case_id}/confirm", json={"reason": "属实"},
+                               headers={"X-API-Key": "dev-reviewer-key"}, timeout=30)
+        assert confirmed.status_code == 200, confirmed.text
         store = Store.open(settings.database)
         assert store.counts()["decisions"] >= 3
         metrics = httpx.get(f"http://127.0.0.1:{settings.sink_metrics_port}/metrics").text
@@ -74,6 +78,8 @@ def test_sink_stores_decisions_and_they_survive_a_full_restart() -> None:
         with httpx.Client(base_url=again.url, headers={"X-API-Key": "dev-key-h1"}, timeout=30) as c:
             for decision_id in ids:
                 assert c.get(f"/v1/decisions/{decision_id}").status_code == 200
+            case = c.get(f"/v1/cases/{case_id}").json()
+            assert case["state"] == "initial_review" and case["history"][-1]["actor"] == "reviewer-1"
         assert again.sink is not None and again.sink.poll() is None
     finally:
         again.stop()
