@@ -3,6 +3,7 @@
     presettle run        the whole service on this machine (as ``make run``)
     presettle worker     one stream worker (extra arguments go to faust)
     presettle ingress    the HTTP ingress (uvicorn)
+    presettle sink       the decision-log sink: topics → SQLite / PostgreSQL (docs/decisionlog.md)
     presettle rules      rule-base bundles: validate, publish, revisions, activate (services/rules_cli.py)
     presettle backtest   replay recorded events through a candidate rule base (docs/rules.md)
     presettle kb import  a national code table (CSV/XLSX) → a new catalogue edition (docs/rules.md)
@@ -86,6 +87,21 @@ def add_ingress(sub: Subparsers) -> None:
     p.set_defaults(handler=_ingress)
 
 
+# -- sink ------------------------------------------------------------------------------------
+def _sink(args: argparse.Namespace) -> int:
+    from services.decisionlog import sink
+
+    return sink.main()
+
+
+def add_sink(sub: Subparsers) -> None:
+    p = sub.add_parser("sink", help="the decision-log sink: audit, feedback, status and rule-base records into "
+                                    "the database (PRESETTLE_DATABASE_URL, default SQLite under the data directory)",
+                       description="Store every decision, feedback, status change and rule-base revision in the "
+                                   "decision log (docs/decisionlog.md).")
+    p.set_defaults(handler=_sink)
+
+
 # -- deadletter --------------------------------------------------------------------------------
 def add_deadletter(sub: Subparsers) -> None:
     from services.stream import deadletter  # imports no faust app: cheap
@@ -117,7 +133,7 @@ def add_kb(sub: Subparsers) -> None:
 
 # Every subcommand, in --help order.
 COMMANDS: list[Callable[[Subparsers], None]] = [
-    add_run, add_worker, add_ingress, add_deadletter, add_rules, add_backtest, add_kb,
+    add_run, add_worker, add_ingress, add_sink, add_deadletter, add_rules, add_backtest, add_kb,
 ]
 
 

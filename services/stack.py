@@ -1,12 +1,13 @@
 """The whole service on one machine: broker (embedded unless configured), workers, ingress.
 
 Used by ``make run`` / ``presettle run`` (``python -m services.stack``) and by the end-to-end tests,
-so both start the service the same way. Every part is a child process; Ctrl-C
+so both start the service the same way. The parts: broker, workers, the decision-log sink
+(``PRESETTLE_SINK_ENABLED``, on by default) and the ingress. Every part is a child process; Ctrl-C
 (SIGINT) or SIGTERM stops the ingress and the workers (SIGTERM, then SIGKILL
 after 10 s), then the broker.
 
 Once started, the stack is supervised (:meth:`Stack.supervise_once`, every
-0.3 s): a worker or the ingress that exits is restarted after a back-off (1 s,
+0.3 s): a worker, the sink or the ingress that exits is restarted after a back-off (1 s,
 doubling to 30 s; reset once it stayed up 60 s), logged and counted
 (``Stack.restarts``). An embedded broker that dies is restarted on its port,
 loudly — its memory-only contents (topics, audit records, offsets, events in
@@ -60,6 +61,7 @@ class Stack:
     broker: EmbeddedBroker | None = None
     workers: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     ingress: subprocess.Popen[bytes] | None = None
+    sink: subprocess.Popen[bytes] | None = None
     # Supervision: restarts per part; per part, when it was started, its back-off, when it is due.
     restarts: collections.Counter[str] = field(default_factory=collections.Counter)
     started_at: dict[str, float] = field(default_factory=dict)
@@ -130,6 +132,11 @@ class Stack:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
 
+    def start_sink(self) -> None:
+        """The decision-log sink (services/decisionlog/sink.py), unless PRESETTLE_SINK_ENABLED=false."""
+        self.sink = self._spawn("sink", [sys.executable, "-m", "services.decisionlog.sink"], self._child_env())
+        self.started_at["sink"] = time.monotonic()
+
     def start_ingress(self) -> None:
         s = self.settings
         args = [sys.executable, "-m", "uvicorn", "services.ingress.app:app", "--host", s.http_host,
@@ -161,6 +168,8 @@ class Stack:
 
     def children(self) -> list[tuple[str, subprocess.Popen[bytes]]]:
         out = [(f"worker-{i}", p) for i, p in self.workers.items()]
+        if self.sink:
+            out.append(("sink", self.sink))
         if self.ingress:
             out.insert(0, ("ingress", self.ingress))
         return out
@@ -196,6 +205,8 @@ class Stack:
             self.restarts[name] += 1
             if name == "ingress":
                 self.start_ingress()
+            elif name == "sink":
+                self.start_sink()
             else:
                 self.start_worker(int(name.rsplit("-", 1)[1]))
             log.warning(f"{name} restarted (restarts so far: {dict(self.restarts)})")
@@ -225,6 +236,8 @@ class Stack:
         self.create_topics()
         for index in sorted(self.workers):
             self.start_worker(index)
+        if self.sink is not None:
+            self.start_sink()
         self.start_ingress()
         self.restarts["broker"] += 1
         log.warning(f"embedded broker restarted on {self.broker.bootstrap} (broker restarts: {self.restarts['broker']})")
@@ -233,6 +246,8 @@ class Stack:
         self.start_broker()
         for i in range(self.settings.workers):
             self.start_worker(i)
+        if self.settings.sink_enabled:
+            self.start_sink()
         self.start_ingress()
         return self
 
@@ -249,6 +264,7 @@ class Stack:
                 proc.wait(5)
         self.workers.clear()
         self.ingress = None
+        self.sink = None
         if self.broker:
             self.broker.stop()
             self.broker = None

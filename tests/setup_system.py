@@ -6,7 +6,9 @@ The suite drives two real programs from Debian's packages:
 
 * ``prometheus`` — ``tests/ops/test_prometheus_scrape.py`` scrapes a running stack;
 * ``chromium``   — ``tests/ops/test_dashboard_browser.py`` drives the live page headless;
-* ``stunnel4``   — ``tests/e2e/test_kafka_tls.py`` puts a TLS terminator in front of the broker.
+* ``stunnel4``   — ``tests/e2e/test_kafka_tls.py`` puts a TLS terminator in front of the broker;
+* ``postgresql`` — ``tests/decisionlog`` runs the decision-log store tests on a throwaway cluster
+  (initdb/pg_ctl under a temporary directory, tests/decisionlog/pg.py) as well as on SQLite.
 
 This script installs whichever is missing (``apt-get update`` once, then
 ``apt-get install -y --no-install-recommends``), prints what it did, and always
@@ -16,6 +18,7 @@ exits 0: without root or apt the tests that need a package skip with a reason.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import subprocess
@@ -26,6 +29,7 @@ PACKAGES: dict[str, str] = {
     "prometheus": "/usr/bin/prometheus",
     "chromium": "/usr/bin/chromium",
     "stunnel4": "/usr/bin/stunnel4",
+    "postgresql": "/usr/lib/postgresql/*/bin/initdb",  # any major version Debian ships
 }
 # Extra packages that make the browser test's output readable (CJK glyphs in the screenshot).
 OPTIONAL: dict[str, str] = {
@@ -38,7 +42,7 @@ def say(msg: str) -> None:
 
 
 def missing(table: dict[str, str]) -> list[str]:
-    return [pkg for pkg, path in table.items() if not os.path.exists(path)]
+    return [pkg for pkg, path in table.items() if not glob.glob(path)]
 
 
 def run(cmd: list[str], timeout: float) -> bool:
@@ -64,7 +68,7 @@ def main() -> int:
     required = missing(PACKAGES)
     wanted = required + missing(OPTIONAL)
     if not wanted:
-        say("prometheus, chromium and stunnel4 are present: nothing to do")
+        say("prometheus, chromium, stunnel4 and postgresql are present: nothing to do")
         return 0
     say(f"missing: {', '.join(wanted)}")
     apt = shutil.which("apt-get")
@@ -83,7 +87,7 @@ def main() -> int:
         for pkg in required:
             run(install + [pkg], timeout=1500)
     for pkg, path in {**PACKAGES, **OPTIONAL}.items():
-        state = "present" if os.path.exists(path) else "STILL MISSING (its tests will skip)"
+        state = "present" if glob.glob(path) else "STILL MISSING (its tests will skip)"
         say(f"{pkg}: {path} {state}")
     return 0
 

@@ -45,6 +45,13 @@ def test_pure_packages_import_no_io(package: str) -> None:
     assert not _hits(package, IO)
 
 
+@pytest.mark.parametrize("module", ["records", "workflow", "export", "schema"])
+def test_decision_log_logic_is_pure(module: str) -> None:
+    path = SERVICES / "decisionlog" / f"{module}.py"
+    bad = [n for n in imports(path) if any(n == f or n.startswith(f + ".") for f in IO | {"sqlite3", "psycopg"})]
+    assert not bad, f"services/decisionlog/{module}.py imports {bad}"
+
+
 def test_contracts_depend_on_no_other_service_package() -> None:
     others = {"services.ingress", "services.stream", "services.rules", "services.dialects", "services.common",
               "services.stack", "services.service_layer", "services.schemagen"}

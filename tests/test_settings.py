@@ -152,3 +152,19 @@ def test_every_setting_is_in_the_readme_configuration_table() -> None:
             for name in re.findall(r"`(PRESETTLE_[A-Z0-9_]+)`", line.split("|")[1])}
     assert set(variables()) - rows == set(), "settings missing from README's Configuration table"
     assert rows - set(variables()) == set(), "README documents variables no setting reads"
+
+
+def test_staff_keys_are_parsed_checked_and_named() -> None:
+    from services.common.settings import SettingsError, load_settings
+
+    s = load_settings({"PRESETTLE_STAFF_KEYS": "reviewer-key-1:reviewer:330100:wang, senior-key-01:senior_reviewer:*"})
+    assert s.staff_for("reviewer-key-1") == ("reviewer", "330100", "wang")
+    assert s.staff_for("senior-key-01").name.startswith("senior_reviewer-")
+    assert load_settings({}).staff_for("dev-reviewer-key") is not None  # development keys
+    for bad, named in (("k:reviewer:*", "shorter than 8"), ("reviewer-key-1:boss:*", "role 'boss'"),
+                       ("reviewer-key-1:reviewer:zhejiang", "scope 'zhejiang'"), ("reviewer-key-1:reviewer", "entry 1"),
+                       ("dev-key-h1:reviewer:*", "also an institution")):
+        with pytest.raises(SettingsError, match=named):
+            load_settings({"PRESETTLE_STAFF_KEYS": bad})
+    with pytest.raises(SettingsError, match="PRESETTLE_DATABASE_URL"):
+        load_settings({"PRESETTLE_DATABASE_URL": "mysql://x"})

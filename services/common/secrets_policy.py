@@ -68,7 +68,7 @@ def check_production_secrets(
 # Secrets a deployment may hand over as files (docker/compose secrets, mounted Kubernetes
 # Secrets): ``NAME_FILE=/run/secrets/name`` is read as ``NAME``.
 SECRET_VARIABLES = ("PRESETTLE_API_KEYS", "PRESETTLE_ADMIN_KEYS", "PRESETTLE_PSEUDONYM_KEY",
-                    "PRESETTLE_KAFKA_SASL_PASSWORD")
+                    "PRESETTLE_KAFKA_SASL_PASSWORD", "PRESETTLE_STAFF_KEYS", "PRESETTLE_DATABASE_URL")
 
 
 def read_secret_files(env: Mapping[str, str], names: Iterable[str] = SECRET_VARIABLES) -> dict[str, str]:

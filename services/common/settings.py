@@ -11,6 +11,7 @@ at start-up (a misspelt variable would otherwise be ignored silently).
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import logging
 import os
@@ -19,14 +20,14 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
 from services.common.kafka_security import check_kafka_security
-from services.common.secrets_policy import WeakSecretError, check_production_secrets, read_secret_files
+from services.common.secrets_policy import WeakSecretError, check_production_secrets, read_secret_files, weakness
 from services.contracts import topics
 
 log = logging.getLogger("presettle.settings")
@@ -70,6 +71,45 @@ def parse_api_keys(raw: str, name: str = "PRESETTLE_API_KEYS") -> dict[str, str]
     if not keys:
         raise SettingsError(f"{name} is set but holds no 'key:INSTITUTION' entry")
     return keys
+
+
+class StaffKey(NamedTuple):
+    """An agency staff key: its role, its scope (a region code or ``*``) and the person's name."""
+
+    role: Literal["reviewer", "senior_reviewer"]
+    scope: str
+    name: str
+
+
+# Development staff keys (only when PRESETTLE_STAFF_KEYS is unset and not in production).
+DEV_STAFF_KEYS = {
+    "dev-reviewer-key": StaffKey("reviewer", "*", "reviewer-1"),
+    "dev-reviewer2-key": StaffKey("reviewer", "*", "reviewer-2"),
+    "dev-senior-key": StaffKey("senior_reviewer", "*", "senior-1"),
+}
+
+
+def parse_staff_keys(raw: str, name: str = "PRESETTLE_STAFF_KEYS") -> dict[str, StaffKey]:
+    """``"key:role:scope[:name],…"`` → ``{key: StaffKey}`` (role reviewer | senior_reviewer, scope a region or *)."""
+    out: dict[str, StaffKey] = {}
+    for n, part in enumerate(p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        bits = [b.strip() for b in part.split(":")]
+        if len(bits) not in (3, 4) or not all(bits):
+            raise SettingsError(f"{name}: entry {n + 1} is not 'key:role:scope[:name]'")
+        key, role, scope = bits[:3]
+        if len(key) < 8:
+            raise SettingsError(f"{name}: the key of entry {n + 1} is shorter than 8 characters")
+        if role not in ("reviewer", "senior_reviewer"):
+            raise SettingsError(f"{name}: entry {n + 1}: role {role!r} is not reviewer or senior_reviewer")
+        if scope != "*" and not (scope.isdigit() and 2 <= len(scope) <= 12):
+            raise SettingsError(f"{name}: entry {n + 1}: scope {scope!r} is not a region code or *")
+        person = bits[3] if len(bits) == 4 else f"{role}-{hashlib.sha256(key.encode()).hexdigest()[:6]}"
+        out[key] = StaffKey(role, scope, person)  # type: ignore[arg-type]
+    if not out:
+        raise SettingsError(f"{name} is set but holds no 'key:role:scope' entry")
+    return out
 
 
 def parse_admin_keys(raw: str) -> frozenset[str]:
@@ -200,11 +240,18 @@ class Settings(BaseSettings):
     max_bundle_bytes: int = Field(64 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     # The live page (/dashboard*); unset: on, except when env is production.
     dashboard_enabled: bool | None = None
+    # The decision log (services/decisionlog; docs/decisionlog.md).
+    database_url: SecretStr | None = None  # None: SQLite at <data_dir>/decisionlog.sqlite3; or postgresql://…
+    sink_enabled: bool = True  # `make run` / the stack start the decision-log sink
+    sink_metrics_port: int = Field(9190, ge=0, le=65535)  # the sink's /metrics (0: none)
+    staff_keys: SecretStr | None = None  # agency staff: "key:role:scope[:name],…" (reviewer | senior_reviewer)
+    review_deadline_days: int = Field(15, ge=1, le=365)  # 办理时限 of each review step
 
     _institutions: dict[str, str] = PrivateAttr(default_factory=dict)
     _admin: frozenset[str] = PrivateAttr(default=frozenset())
     _paasids: dict[str, tuple[str, str]] = PrivateAttr(default_factory=dict)
     _cds_issuers: dict[str, dict[str, Any]] = PrivateAttr(default_factory=dict)
+    _staff: dict[str, StaffKey] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(
@@ -258,6 +305,40 @@ class Settings(BaseSettings):
         if not self.instance_id:
             object.__setattr__(self, "instance_id", f"{socket.gethostname()}-{self.http_port}")
         return self
+
+    @model_validator(mode="after")
+    def _staff_and_database(self) -> Settings:
+        raw = self.staff_keys.get_secret_value() if self.staff_keys else ""
+        if not raw and self.env != "production":
+            self._staff = dict(DEV_STAFF_KEYS)
+        else:
+            self._staff = parse_staff_keys(raw) if raw else {}
+        if self.env == "production":
+            for key, staff in self._staff.items():
+                why = weakness(key)
+                if why:
+                    raise SettingsError(f"PRESETTLE_STAFF_KEYS: the key of {staff.name} {why}")
+        clash = set(self._staff) & (set(self._institutions) | set(self._admin))
+        if clash:
+            raise SettingsError("PRESETTLE_STAFF_KEYS: a staff key is also an institution or admin key")
+        url = self.database_url.get_secret_value() if self.database_url else ""
+        if url and not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise SettingsError("PRESETTLE_DATABASE_URL: use postgresql://… or sqlite:///path")
+        return self
+
+    def staff_for(self, key: str) -> StaffKey | None:
+        """The agency staff member a key belongs to (None for another or an unknown key)."""
+        return self._staff.get(key)
+
+    def staff_key_list(self) -> dict[str, StaffKey]:
+        return dict(self._staff)
+
+    @property
+    def database(self) -> str:
+        """The decision log's database URL: PRESETTLE_DATABASE_URL, else SQLite under the data directory."""
+        if self.database_url:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(Path(self.data_dir) / 'decisionlog.sqlite3').resolve()}"
 
     @model_validator(mode="after")
     def _dialect_auth(self) -> Settings:
@@ -385,7 +466,7 @@ def _message(exc: ValidationError) -> str:
         if msg.startswith(name):
             parts.append(msg)
         elif str(err["loc"][0]) in {"api_keys", "admin_keys", "pseudonym_key", "nhsa_paasids", "kafka_sasl_password",
-                                    "kafka_ssl_key_password"}:
+                                    "kafka_ssl_key_password", "staff_keys", "database_url"}:
             parts.append(f"{name}: {msg}")  # never echo a secret
         else:
             parts.append(f"{name}={err.get('input')!r}: {msg}")

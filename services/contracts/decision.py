@@ -117,6 +117,11 @@ class AuditRecord(BaseModel):
     worker: str = Field(description="the worker that decided")
     request_id: str | None = Field(None, description="the HTTP request's X-Request-ID (given or made by the "
                                    "ingress); null for records sent without one")
+    institution_region: str | None = Field(None, description="the event's institution.region (统筹区): what a "
+                                           "region-scoped reviewer key sees (decision log)")
+    institution_level: int | None = Field(None, description="the event's institution.level (risk-list peers)")
+    department: str | None = Field(None, description="the event's encounter.department")
+    doctor_id: str | None = Field(None, description="the event's encounter.doctor_id (risk lists)")
 
 
 def audit_record(
@@ -143,4 +148,8 @@ def audit_record(
         "decided_at": decided_at,
         "worker": worker,
         "request_id": request_id,
+        "institution_region": event["institution"].get("region"),
+        "institution_level": event["institution"].get("level"),
+        "department": (event.get("encounter") or {}).get("department"),
+        "doctor_id": (event.get("encounter") or {}).get("doctor_id"),
     }

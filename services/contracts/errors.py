@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 ErrorCode = Literal["invalid_request", "unauthorized", "forbidden", "not_found", "payload_too_large", "unavailable",
-                    "http_error", "internal_error", "bundle_rejected"]
+                    "http_error", "internal_error", "bundle_rejected", "conflict"]
 
 
 class ErrorDetail(BaseModel):
@@ -22,7 +22,7 @@ class ErrorBody(BaseModel):
     model_config = ConfigDict(extra="forbid", title="NativeError")
 
     error: str = Field(description="invalid_request | unauthorized | forbidden | not_found | payload_too_large "
-                       "| unavailable | bundle_rejected")
+                       "| unavailable | bundle_rejected | conflict")
     field: str | None = Field(default=None, description="the field at fault, e.g. items[0].quantity")
     message: str
     errors: list[ErrorDetail] | None = None

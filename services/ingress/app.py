@@ -21,7 +21,19 @@ from services.common.rulebase_feed import RulebaseFeed, Served
 from services.common.settings import Settings, get_settings
 from services.contracts.errors import error_body
 from services.dialects.common import field_path, first_error
-from services.ingress import catalog, cds, dashboard, feedback, metrics, nhsa, openapi, rulebase
+from services.ingress import (
+    cases,
+    catalog,
+    cds,
+    dashboard,
+    decisions,
+    feedback,
+    metrics,
+    nhsa,
+    openapi,
+    reports,
+    rulebase,
+)
 from services.ingress.engine_client import EngineClient
 from services.ingress.limits import BodyLimitMiddleware
 from services.ingress.native import router as native_router
@@ -101,6 +113,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             finally:
                 await app.state.rulebase.stop()
                 await client.stop()
+                store = getattr(app.state, "store", None)
+                if store is not None:
+                    store.close()
 
     app = FastAPI(
         title="PreSettle",
@@ -139,6 +154,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cds.router)
     app.include_router(feedback.router)
     app.include_router(rulebase.router)
+    app.include_router(decisions.router)  # the decision log (事后): look-ups, cases, risk lists, reports
+    app.include_router(cases.router)
+    app.include_router(reports.router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz(request: Request) -> JSONResponse:

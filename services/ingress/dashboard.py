@@ -597,6 +597,44 @@ async def dashboard_data(request: Request, scope: BoardScope) -> Response:
                     headers={"Cache-Control": "no-store"})
 
 
+def ledger(store: Any, scope: str) -> dict[str, Any]:
+    """Today's and this month's totals and the per-rule feedback rates, from the decision log (a restart keeps
+    them: the live aggregates above are in memory and start empty)."""
+    from services.contracts.common import CST
+    from services.decisionlog.records import utc_iso
+    from services.decisionlog.store import EVERYTHING, Scope
+
+    where = EVERYTHING if scope == ALL else Scope(institution=scope)
+    today = datetime.now(CST).date()
+    month = today.replace(day=1)
+    month_start = utc_iso(datetime(month.year, month.month, 1, tzinfo=CST).isoformat())
+    rules = []
+    for r in store.summary("rule", where, month_start, None):
+        alerts = r["alerts"] or 0
+        fb = r["feedback"]
+        rules.append({"rule_id": r["rule"], "alerts": alerts, "accepted": fb["accepted"], "overridden": fb["overridden"],
+                      "accept_rate": round(fb["accepted"] / alerts, 4) if alerts else 0.0,
+                      "override_rate": round(fb["overridden"] / alerts, 4) if alerts else 0.0})
+    rules.sort(key=lambda r: (-r["alerts"], r["rule_id"]))
+    return {"scope": scope, "today": store.totals(where, today.isoformat()),
+            "month": store.totals(where, month.isoformat()), "rules": rules[:TOP_N]}
+
+
+@router.get("/dashboard/ledger", dependencies=[Enabled],
+            responses={401: {"description": "no key or session"}, 404: {"description": "disabled"},
+                       503: {"description": "the decision log cannot be reached"}})
+async def dashboard_ledger(request: Request, scope: BoardScope) -> Response:
+    """Today's and this month's decisions, alerts and amount at stake, and the accept / override rate per
+    rule this month — from the decision log, so a restart keeps them."""
+    from starlette.concurrency import run_in_threadpool
+
+    from services.ingress.decisions import get_store
+
+    store = await run_in_threadpool(get_store, request)
+    body = await run_in_threadpool(ledger, store, scope)
+    return Response(orjson.dumps(body), media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
 @router.get("/dashboard/stream", dependencies=[Enabled],
             responses={401: {"description": "no key or session"}, 404: {"description": "disabled"}})
 async def dashboard_stream(request: Request, scope: BoardScope) -> StreamingResponse:

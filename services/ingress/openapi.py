@@ -73,6 +73,12 @@ EXTRA_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/v1/patient-status"): (503,),
     ("post", "/cds-services/{service_id}"): (404,),
     ("post", "/cds-services/{service_id}/feedback"): (404, 503),
+    ("get", "/v1/decisions/{decision_id}"): (404, 503),
+    ("get", "/v1/decisions"): (503,),
+    ("get", "/v1/cases"): (503,),
+    ("get", "/v1/cases/{case_id}"): (404, 503),
+    ("post", "/v1/cases"): (403, 404, 503),
+    ("post", "/v1/cases/{case_id}/{action}"): (403, 404, 409, 503),
 }
 
 # Examples from schemas/examples, by operation: (request body files, response files by status).
@@ -93,6 +99,51 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
     ("post", "/cds-services/{service_id}/feedback"): ("cds-feedback.request.*",
                                                       {"200": "cds-feedback.response.*"}),
 }
+# Who may call each operation (`x-roles` in /openapi.json; a test checks every route has an entry).
+# institution: an institution key (PRESETTLE_API_KEYS), own data only; reviewer / senior_reviewer: agency
+# staff keys (PRESETTLE_STAFF_KEYS), their region only; admin: a bureau admin key; nhsa_gateway / cds_client:
+# the dialects' own signatures; public: no key.
+STAFF = ("reviewer", "senior_reviewer")
+READERS = ("institution", *STAFF, "admin")
+ROLES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("post", "/v1/events"): ("institution",),
+    ("get", "/v1/kb/items"): READERS,
+    ("get", "/v1/kb/diagnoses"): READERS,
+    ("get", "/v1/rules"): READERS,
+    ("post", "/v1/patient-status"): ("admin",),
+    ("get", "/dashboard"): ("public",),
+    ("post", "/dashboard/session"): ("institution", "admin"),
+    ("delete", "/dashboard/session"): ("public",),
+    ("get", "/dashboard/data"): ("institution", "admin"),
+    ("get", "/dashboard/stream"): ("institution", "admin"),
+    ("get", "/dashboard/ledger"): ("institution", "admin"),
+    ("post", "/nhsa/3101"): ("institution", "nhsa_gateway"),
+    ("post", "/nhsa/3102"): ("institution", "nhsa_gateway"),
+    ("post", "/nhsa/3103"): ("institution", "nhsa_gateway"),
+    ("post", "/nhsa"): ("institution", "nhsa_gateway"),
+    ("get", "/cds-services"): ("public",),
+    ("post", "/cds-services/{service_id}"): ("institution", "cds_client"),
+    ("post", "/cds-services/{service_id}/feedback"): ("institution", "cds_client"),
+    ("post", "/v1/alerts/{alert_id}/feedback"): ("institution",),
+    ("post", "/v1/admin/rulebase"): ("admin",),
+    ("get", "/v1/admin/rulebase/revisions"): ("admin",),
+    ("post", "/v1/admin/rulebase/activate"): ("admin",),
+    ("get", "/healthz"): ("public",),
+    ("get", "/metrics"): ("public",),
+    # the decision log and the review loop (docs/decisionlog.md)
+    ("get", "/v1/whoami"): READERS,
+    ("get", "/review"): ("public",),
+    ("get", "/v1/decisions/{decision_id}"): READERS,
+    ("get", "/v1/decisions"): READERS,
+    ("get", "/v1/cases"): READERS,
+    ("get", "/v1/cases/{case_id}"): READERS,
+    ("post", "/v1/cases"): STAFF,
+    ("post", "/v1/cases/{case_id}/{action}"): ("institution", *STAFF),
+    ("get", "/v1/risk/{kind}"): READERS,
+    ("get", "/v1/reports/summary"): READERS,
+    ("get", "/v1/reports/monthly"): READERS,
+}
+
 # Example files that are not HTTP bodies (a record on a Kafka topic).
 NOT_HTTP = {"feedback-record.nhsa.json"}
 
@@ -125,6 +176,8 @@ def refine(schema: dict[str, Any]) -> dict[str, Any]:
         for method, op in operations.items():
             responses = op.setdefault("responses", {})
             key = (method, path)
+            if key in ROLES:
+                op["x-roles"] = list(ROLES[key])
             dialect = "nhsa" in op.get("tags", ())  # errors in the national envelope (nhsa.NhsaRoute)
             codes: set[int] = set(EXTRA_ERRORS.get(key, ()))
             if op.get("security"):

@@ -129,3 +129,17 @@ def test_doc_pages_load_only_assets_served_here(http: TestClient, page: str) -> 
         if url.startswith(openapi.ASSETS_URL):
             asset = http.get(url)
             assert asset.status_code == 200 and len(asset.content) > 1000, url
+
+
+def test_every_operation_states_its_roles() -> None:
+    from services.common.settings import load_settings
+    from services.ingress.app import create_app
+    from services.ingress.openapi import ROLES
+
+    doc = create_app(load_settings({})).openapi()
+    known = {"public", "institution", "reviewer", "senior_reviewer", "admin", "nhsa_gateway", "cds_client"}
+    for path, operations in doc["paths"].items():
+        for method, op in operations.items():
+            assert (method, path) in ROLES, f"{method.upper()} {path}: add its roles to ROLES (openapi.py)"
+            assert op["x-roles"] and set(op["x-roles"]) <= known, (method, path, op["x-roles"])
+    assert set(ROLES) == {(m, p) for p, ops in doc["paths"].items() for m in ops}, "ROLES names a route that is gone"

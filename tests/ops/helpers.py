@@ -22,11 +22,13 @@ METRIC_RE = re.compile(r"\bpresettle_[a-z0-9_]+\b")
 
 def metric_objects() -> dict[str, tuple[str, MetricWrapperBase, str]]:
     """name → (type, metric, module) for every metric the ingress and worker modules define."""
+    from services.decisionlog import metrics as sink_metrics
     from services.ingress import metrics as ingress_metrics
     from services.stream import metrics as stream_metrics
 
     out: dict[str, tuple[str, MetricWrapperBase, str]] = {}
-    modules: list[tuple[str, ModuleType]] = [("ingress", ingress_metrics), ("worker", stream_metrics)]
+    modules: list[tuple[str, ModuleType]] = [("ingress", ingress_metrics), ("worker", stream_metrics),
+                                             ("sink", sink_metrics)]
     for where, module in modules:
         for value in vars(module).values():
             if isinstance(value, MetricWrapperBase):

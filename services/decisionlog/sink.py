@@ -1,0 +1,205 @@
+"""``presettle sink``: the decision-log consumer — the service's topics into the database.
+
+Reads, in one consumer group (``<prefix>-decisionlog``), the audit topic (every decision), the
+feedback topic, the insured-status topic and the rule-base topic (manifests and activations; the
+bundle chunks are skipped), and stores each batch in one transaction (services.decisionlog.store),
+idempotently: a record read twice (a restart before the offsets were committed, a replay) is
+stored once. Offsets are committed only after the batch is stored (at least once). A record the
+sink cannot read is logged (without patient data) and counted, never retried forever.
+
+Metrics on PRESETTLE_SINK_METRICS_PORT (/metrics): records by result, lag in records per topic and
+in seconds (services/decisionlog/metrics.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from services.common import logs
+from services.common.kafka_security import aiokafka_kwargs
+from services.common.privacy import pseudonym
+from services.common.settings import Settings, SettingsError, load_settings
+from services.decisionlog import metrics, records
+from services.decisionlog.store import Store, now_iso
+
+log = logging.getLogger("presettle.sink")
+
+FETCH_WAIT_MS = 100  # not on the request path: a relaxed poll
+BATCH_MAX = 2000
+
+
+def group_id(settings: Settings) -> str:
+    return f"{settings.topic_prefix}-decisionlog"
+
+
+class Batch:
+    """The rows of one poll, by table (pure apart from the pseudonym)."""
+
+    def __init__(self) -> None:
+        self.decisions: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+        self.feedback: list[dict[str, Any]] = []
+        self.statuses: list[dict[str, Any]] = []
+        self.revisions: list[dict[str, Any]] = []
+        self.newest_decided: str | None = None
+        self.skipped: dict[str, int] = {}
+
+    def add(self, kind: str, key: bytes | None, value: bytes | None) -> None:
+        if kind == "rulebase":
+            text_key = (key or b"").decode(errors="replace")
+            if not text_key.startswith("manifest.") and text_key != "active":
+                self.skipped[kind] = self.skipped.get(kind, 0) + 1  # bundle chunks: not stored
+                return
+        record = orjson.loads(value or b"")
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+        if kind == "decisions":
+            row, alerts = records.decision_rows(record, pseudonym)
+            self.decisions[row["decision_id"]] = (row, alerts)
+            self.newest_decided = max(self.newest_decided or "", row["decided_at"])
+        elif kind == "feedback":
+            self.feedback.append(records.feedback_row(record))
+        elif kind == "status":
+            self.statuses.append(records.status_row(record, pseudonym, now_iso()))
+        elif kind == "rulebase":
+            revision = records.rulebase_row((key or b"").decode(), record, now_iso())
+            if revision is not None:
+                self.revisions.append(revision)
+
+
+class Sink:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.kinds = {settings.decisions_topic: "decisions", settings.feedback_topic: "feedback",
+                      settings.status_topic: "status", settings.rulebase_topic: "rulebase"}
+        self.consumer: AIOKafkaConsumer | None = None
+        self.stored = 0
+
+    async def start(self) -> None:
+        s = self.settings
+        self.consumer = AIOKafkaConsumer(
+            *self.kinds, bootstrap_servers=s.bootstrap, group_id=group_id(s), enable_auto_commit=False,
+            auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_WAIT_MS, client_id=f"presettle-sink-{s.instance_id}",
+            session_timeout_ms=10_000, heartbeat_interval_ms=1_000, max_poll_records=BATCH_MAX,
+            **aiokafka_kwargs(s))
+        await self.consumer.start()
+
+    async def stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+            self.consumer = None
+
+    async def run_once(self, timeout_ms: int = 1000) -> int:
+        """One poll → one transaction → commit; the number of records read."""
+        assert self.consumer is not None
+        polled = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=BATCH_MAX)
+        batch = Batch()
+        n = 0
+        for tp, messages in polled.items():
+            kind = self.kinds.get(tp.topic, "unknown")
+            for m in messages:
+                n += 1
+                try:
+                    batch.add(kind, m.key, m.value)
+                except Exception as exc:  # noqa: BLE001 - a bad record is counted and skipped, never retried forever
+                    metrics.RECORDS.labels(kind, "invalid").inc()
+                    log.warning("skipped an unreadable %s record at %s[%d]@%d: %s", kind, tp.topic, tp.partition,
+                                m.offset, type(exc).__name__)
+        if n:
+            t0 = time.perf_counter()
+            counts = await asyncio.to_thread(
+                self.store.write, list(batch.decisions.values()), batch.feedback, batch.statuses, batch.revisions,
+                self.settings.review_deadline_days)
+            metrics.WRITE_SECONDS.observe(time.perf_counter() - t0)
+            for kind, read, new in (("decisions", len(batch.decisions), counts["decisions"]),
+                                    ("feedback", len(batch.feedback), counts["feedback"]),
+                                    ("status", len(batch.statuses), counts["statuses"]),
+                                    ("rulebase", len(batch.revisions), counts["revisions"])):
+                if new:
+                    metrics.RECORDS.labels(kind, "stored").inc(new)
+                if read - new:
+                    metrics.RECORDS.labels(kind, "duplicate").inc(read - new)
+            for kind, skipped in batch.skipped.items():
+                metrics.RECORDS.labels(kind, "skipped").inc(skipped)
+            if counts["cases"]:
+                metrics.CASES_OPENED.inc(counts["cases"])
+            if batch.newest_decided:
+                decided = datetime.strptime(batch.newest_decided, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+                metrics.LAG_SECONDS.set(max(0.0, time.time() - decided.timestamp()))
+            self.stored += counts["decisions"]
+            await self.consumer.commit()
+        await self._record_lag()
+        return n
+
+    async def _record_lag(self) -> None:
+        assert self.consumer is not None
+        lag: dict[str, int] = dict.fromkeys(self.kinds.values(), 0)
+        for tp in self.consumer.assignment():
+            end = self.consumer.highwater(tp)
+            if end is None:
+                continue
+            try:
+                position = await self.consumer.position(tp)
+            except Exception:  # noqa: BLE001 - no position yet (the partition is being reassigned)
+                continue
+            lag[self.kinds.get(tp.topic, "unknown")] += max(0, end - position)
+        for kind, value in lag.items():
+            metrics.LAG_RECORDS.labels(kind).set(value)
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    store = Store.open(settings.database)
+    sink = Sink(settings, store)
+    await sink.start()
+    log.warning("decision-log sink ready (%s database, group %s)", store.dialect, group_id(settings))
+    try:
+        while not stop.is_set():
+            try:
+                await sink.run_once()
+            except Exception as exc:  # noqa: BLE001 - a database hiccup: the batch is read again
+                log.error("sink batch failed (%s: %s); retrying from the last commit", type(exc).__name__, exc)
+                await sink.stop()
+                await asyncio.sleep(2)
+                await sink.start()
+    finally:
+        await sink.stop()
+        store.close()
+
+
+def main() -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"[presettle] configuration error: {exc}", file=sys.stderr)
+        return 2
+    logs.setup("sink", settings.log_format, settings.log_level)
+    if settings.sink_metrics_port:
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(settings.sink_metrics_port, addr=settings.http_host)
+        except OSError as exc:
+            log.warning("sink metrics port %s unavailable (%s); metrics not served", settings.sink_metrics_port, exc)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop)
+
+    asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
