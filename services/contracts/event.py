@@ -113,6 +113,8 @@ class Item(_Model):
     amount: float | None = Field(default=None, ge=0)
     days_supply: int | None = Field(default=None, ge=0, le=3650)
     started_at: datetime | None = None
+    take_home: bool = Field(default=False, description="出院带药: a drug an inpatient takes home at discharge; it "
+                            "enters the supply ledger like an outpatient supply (R19, R20, R21)")
 
     _aware_times = field_validator("started_at")(classmethod(lambda cls, v: _aware(v)))
 

@@ -577,6 +577,7 @@ def items(
             "name": order.hilist_name[:200] if order.hilist_name else None,
             "unit_price": price, "amount": amount, "days_supply": days_supply(order),
             "started_at": order.drord_begn_date.isoformat() if order.drord_begn_date else None,
+            "take_home": order.drord_bhvr == "1",
         }
         out.append(item)
         refs[line_id] = LineRef(order.rx_id, order.hilist_type,

@@ -72,6 +72,11 @@ class Line:
         return self._raw.get("unit_price")
 
     @property
+    def take_home(self) -> bool:
+        """出院带药: discharge medication (an inpatient line the patient takes home)."""
+        return bool(self._raw.get("take_home"))
+
+    @property
     def name(self) -> str:
         return self._raw.get("name") or (self.row["name"] if self.row else self.code)
 

@@ -44,6 +44,8 @@ def _rule_agnostic(state: dict[str, Any], case: str = "") -> dict[str, Any]:
     """A state with its recorded alerts reduced to (rule id, line ids): rule texts and evidence change
     with the rule base (messages, evidence fields), the state layout and what fired must not."""
     out = copy.deepcopy(state)
+    if out.get("L") == []:  # an event without supplies no longer writes an empty ledger (issue 10)
+        del out["L"]
     new = NEW_FIRINGS.get(case, set())
     for r in out.get("seen", ()):
         r[-1] = [[a["rule_id"], a["line_ids"]] for a in r[-1] if a["rule_id"] not in new]
