@@ -172,6 +172,8 @@ class Engine:
         return run
 
     def _evaluate(self, cx: Ctx) -> list[dict[str, Any]]:
+        if cx.cancel is not None:
+            return []  # a cancellation is not judged: it takes an earlier order back (state.apply_cancellation)
         alerts: list[dict[str, Any]] = []
         day = cx.day
         breaks = self._breaks
@@ -273,7 +275,7 @@ class Engine:
             state = {}
         cx = Ctx(self.kb, state, event)
         alerts, shadow = self._split(self._evaluate(cx))
-        unchecked = self._unchecked(cx) if cx.fmask & UNCOVERED else []
+        unchecked = self._unchecked(cx) if cx.fmask & UNCOVERED and cx.cancel is None else []
         return st.apply_event(state, cx, self.windows), alerts, unchecked, shadow
 
     def _unchecked(self, cx: Ctx) -> list[dict[str, Any]]:
@@ -283,6 +285,8 @@ class Engine:
         """Lines of an event that no catalogue rule could judge: no catalogue row in force on the
         line's service date. Each: ``line_id, code, kind, service_date, reason`` (retired |
         not_yet_listed | not_listed | unmapped), ``left_catalogue_after`` (date or null), ``detail``."""
+        if event.get("event_type") == "cancellation":
+            return []
         day = day_of_time(event["occurred_at"])
         out = []
         for raw in event.get("items") or ():

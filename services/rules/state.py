@@ -304,6 +304,8 @@ def _put(state: dict[str, Any], key: str, rows: list[Any]) -> None:
 
 
 def apply_event(state: dict[str, Any], cx: Any, win: Windows) -> dict[str, Any]:
+    if cx.cancel is not None:
+        return apply_cancellation(state, cx)
     day = cx.day
     newest = state.get("d")
     if newest is None or day > newest:
@@ -453,6 +455,41 @@ def on_hand(ledger: list[Any], ing: str, day: int, ench: int) -> tuple[float, li
         chain.append(r)
     stock -= day - last
     return (stock, chain) if stock > 0 else (0, chain)
+
+
+def apply_cancellation(state: dict[str, Any], cx: Any) -> dict[str, Any]:
+    """Take a cancelled (撤销) or refunded (退费) order back out of the state, so it no longer counts.
+
+    What goes: the encounter's supplies (ledger rows of ``cx.ench``, or recorded by the cancelled
+    event ``cx.cancel``) and its period counters; with items, only those of the items' ingredients
+    (drugs) and codes; without items, also the encounter's outpatient visit, and the stay when the
+    cancelled event is the one that admitted it. Time does not move (``d`` unchanged): a
+    cancellation is not care. Per-stay accumulators (``E``) and course rows (``C``) are not
+    reversed (they keep no event ids)."""
+    ench = cx.ench
+    cancels = cx.cancel
+    ings = {ingredient_of(ln) for ln in cx.items if ln.kind == "drug"} if cx.items else None
+    codes = {ln.code for ln in cx.items} if cx.items else None
+    rows = state.get("L")
+    if rows:
+        _put(state, "L", [r for r in rows if not ((r[L_ENC] == ench or (cancels and r[L_EVENT] == cancels))
+                                                  and (ings is None or r[L_ING] in ings))])
+    rows = state.get("P")
+    if rows:
+        _put(state, "P", [r for r in rows if not (r[P_ENC] == ench and (codes is None or r[P_CODE] in codes))])
+    if codes is None:
+        rows = state.get("V")
+        if rows:
+            _put(state, "V", [r for r in rows if r[V_ENC] != ench])
+        rows = state.get("A")
+        if rows and cancels:
+            gone = [r for r in rows if r[A_ENC] == ench and r[A_EVENT] == cancels]
+            if gone:
+                _put(state, "A", [r for r in rows if r not in gone])
+                work = state.get("E")
+                if work:
+                    _put(state, "E", [w for w in work if w[E_ENC] != ench])
+    return state
 
 
 def _apply_stay(state: dict[str, Any], cx: Any, win: Windows) -> None:

@@ -366,7 +366,7 @@ async def _on_event(message: Any, key: bytes, event: dict[str, Any], headers: di
         body = orjson.dumps(decision)
         if outcome["alerts"]:
             # The alert index (feedback ownership) acknowledged before the HIS can see, and answer, an alert.
-            await issue_alerts(decision)
+            await issue_alerts(decision, event)
         # The reply at once: the decision id is deterministic and, should this worker die
         # before the records below are acknowledged, the event is read and decided again.
         # Shadow alerts are for the audit record only: never in the reply to the HIS.
@@ -391,7 +391,7 @@ async def _on_event(message: Any, key: bytes, event: dict[str, Any], headers: di
             log.warning("re-sent the audit record of %s (lost in a crash)", decision_id)
     decision = _decision(event, outcome, True, engine_s, None)  # a replay: decided earlier, by its revision
     if outcome["alerts"]:
-        await issue_alerts(decision)  # idempotent: repairs an index record lost with a crash
+        await issue_alerts(decision, event)  # idempotent: repairs an index record lost with a crash
     await _reply(headers, env.decision_reply(orjson.dumps(decision)))
     return None
 

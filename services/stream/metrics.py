@@ -44,6 +44,11 @@ FEEDBACK_CHECKS = Counter(
     "issued to the caller's institution).",
     ["status"],
 )
+FEEDBACK_WITHDRAWALS = Counter(
+    "presettle_worker_feedback_withdrawals_total",
+    "Accepted feedback (the order was changed, 返回修改) whose alert lines were withdrawn from the patient's "
+    "state: a cancellation sent to the patient's partition.",
+)
 UNPROCESSED_RELEASED = Counter(
     "presettle_worker_unprocessed_released_total",
     "Messages faust skipped during a rebalance (not processed, not committed: read again).",
