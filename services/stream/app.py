@@ -59,7 +59,7 @@ from services.common.privacy import pseudonym
 from services.common.rulebase_feed import RulebaseFeed
 from services.common.settings import get_settings
 from services.contracts import envelope as env
-from services.contracts.decision import audit_record
+from services.contracts.decision import audit_record, retrospective_record
 from services.contracts.topics import STATE_TABLE
 from services.rules import decision as dec
 from services.rules import state as state_codec
@@ -408,10 +408,24 @@ async def _on_history(message: Any, key: bytes, event: dict[str, Any]) -> Comple
 
 
 async def _on_status(message: Any, key: bytes, status: dict[str, Any]) -> Completion:
+    served = rulebase.current
     try:
-        state = rulebase.current.engine.apply_status(state_codec.loads(patient_state.get(key)), status)
+        prior = state_codec.loads(patient_state.get(key))
+        # 事后: a death recorded after claims were made — findings on those claims, from the state
+        # before the death is folded in (after it, the claims would look already known).
+        findings = served.engine.retrospective(prior, status)
+        state = served.engine.apply_status(prior, status)
     except Exception as exc:
         raise Poison("engine-error", type(exc).__name__) from exc
+    if findings:
+        # Written (acknowledged) before the state: a crash in between finds the death unknown again
+        # and re-sends them, with the same decision ids (at least once).
+        decided_at = datetime.now(timezone.utc).isoformat()
+        for finding in findings:
+            record = retrospective_record(status["patient_id"], finding, status["effective_from"], decided_at,
+                                          WORKER_ID, served.revision)
+            await _send_audit(message.partition, key, orjson.dumps(record), record["decision_id"])
+        metrics.RETROSPECTIVE.inc(len(findings))
     metrics.STATUS_UPDATES.inc()
     return _durable(_write_state(key, state_codec.dumps(state), message.partition))
 

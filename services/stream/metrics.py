@@ -27,6 +27,11 @@ STATE_BYTES = Histogram(
     buckets=(128, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536),
 )
 STATUS_UPDATES = Counter("presettle_patient_status_updates_total", "Insured-status updates folded into patient state.")
+RETROSPECTIVE = Counter(
+    "presettle_worker_retrospective_findings_total",
+    "Retrospective findings (事后) written to the audit topic: earlier claims dated after a death the bureau "
+    "recorded late.",
+)
 FAILURES = Counter("presettle_worker_failures_total", "Messages the worker could not process, per error type.", ["error"])
 QUEUE_SECONDS = Histogram(
     "presettle_worker_queue_seconds",
