@@ -16,13 +16,15 @@ L     supply ledger, one row per supply (ingredient × encounter):
       enc_hash, yyyymm (of start_day), purchases_in_month (new rows: [enc_hash];
       rows written before supplies were kept per encounter also list the
       month's earlier purchases)]
-V     outpatient visits: [day, institution, enc_hash]
+V     outpatient visits: [day, institution, enc_hash, event_id] (event_id: the
+      event that recorded the visit; absent in rows written before issue 10)
 A     inpatient stays: [admission_day, institution, enc_hash, event_id,
       main_dx, discharge_day|None]
 E     open-stay accumulators: [enc_hash, [[code, enc_qty, last_day,
       last_day_qty], ...], charged_days_mask, active_days_mask, amount,
       exam_amount, [first-line drug classes used]]  (bit i = admission day + i)
-P     period counters: [code, day, qty, enc_hash, institution]
+P     period counters: [code, day, qty, enc_hash, institution, event_id]
+      (event_id absent in rows written before issue 10)
 C     courses: [key, first_day, last_day]
 S     insured-status periods: [status, from_day, to_day|None, updated_epoch_s,
       reason|None]
@@ -54,15 +56,15 @@ FORMAT = WRITE_FORMAT  # (name kept for callers)
 # (module constants: reading one costs a cached global lookup, no attribute access).
 # L supply ledger, one row per supply (ingredient × encounter)
 L_ING, L_CODE, L_START, L_DAYS, L_QTY, L_INST, L_EVENT, L_ENC, L_MONTH, L_BUYS = range(10)
-# V outpatient visits
-V_DAY, V_INST, V_ENC = range(3)
+# V outpatient visits (V_EVENT: optional trailing field, absent in rows written before issue 10)
+V_DAY, V_INST, V_ENC, V_EVENT = range(4)
 # A inpatient stays (A_DIS None while open)
 A_ADM, A_INST, A_ENC, A_EVENT, A_DX, A_DIS = range(6)
 # E open-stay accumulators; E_COUNTERS holds K rows
 E_ENC, E_COUNTERS, E_CHARGED, E_ACTIVE, E_AMOUNT, E_EXAM, E_CLASSES = range(7)
 K_CODE, K_QTY, K_LAST_DAY, K_LAST_QTY = range(4)
-# P period counters
-P_CODE, P_DAY, P_QTY, P_ENC, P_INST = range(5)
+# P period counters (P_EVENT: optional trailing field, absent in rows written before issue 10)
+P_CODE, P_DAY, P_QTY, P_ENC, P_INST, P_EVENT = range(6)
 # C courses
 C_KEY, C_FIRST, C_LAST = range(3)
 # S insured-status periods (S_TO None: open)
@@ -319,13 +321,13 @@ def apply_event(state: dict[str, Any], cx: Any, win: Windows) -> dict[str, Any]:
     if enc_type == "outpatient":
         visits = state.get("V")
         if visits is None:
-            state["V"] = [[day, cx.inst, ench]]
+            state["V"] = [[day, cx.inst, ench, cx.event_id]]
         else:
             for v in visits:
                 if v[V_ENC] == ench:
                     break
             else:
-                visits.append([day, cx.inst, ench])
+                visits.append([day, cx.inst, ench, cx.event_id])
     elif enc_type == "inpatient":
         _apply_stay(state, cx, win)
 
@@ -585,7 +587,7 @@ def _apply_period(state: dict[str, Any], cx: Any) -> None:
                 r[P_QTY] = max(r[P_QTY], line.qty)
                 break
         else:
-            rows.append([line.code, line.start, line.qty, ench, cx.inst])
+            rows.append([line.code, line.start, line.qty, ench, cx.inst, cx.event_id])
 
 
 def course_key(line: Any) -> str:
