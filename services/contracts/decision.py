@@ -15,6 +15,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.contracts.ids import alert_id_for, decision_id_for_key
+
 EngineStatus = Literal["evaluated", "timeout", "unavailable"]
 ENGINE_STATUSES: tuple[str, ...] = get_args(EngineStatus)
 
@@ -101,8 +103,10 @@ class AuditRecord(BaseModel):
     event_id: str
     institution_id: str
     patient_id: str
-    scene: int = Field(ge=1, le=10)
-    occurred_at: str = Field(description="the event's occurred_at (ISO-8601 with offset)")
+    scene: int | None = Field(ge=1, le=10, description="the event's scene; null in a retrospective finding (the "
+                              "state keeps no scene)")
+    occurred_at: str = Field(description="the event's occurred_at (ISO-8601 with offset); in a retrospective "
+                             "finding the service date of the claim (midnight, +08:00)")
     engine_status: Literal["evaluated"]
     replayed: bool
     alerts: list[Alert]
@@ -122,6 +126,23 @@ class AuditRecord(BaseModel):
     institution_level: int | None = Field(None, description="the event's institution.level (risk-list peers)")
     department: str | None = Field(None, description="the event's encounter.department")
     doctor_id: str | None = Field(None, description="the event's encounter.doctor_id (risk lists)")
+    retrospective: bool = Field(False, description="事后: a finding on an earlier claim, written when the bureau "
+                                "recorded a death after the claim was made (the claim was not flagged live); "
+                                "decision_id is derived from (institution, event_id, date of death)")
+
+
+def retrospective_record(patient_id: str, finding: dict[str, Any], death_date: str, decided_at: str,
+                         worker: str, rulebase_revision: str | None) -> dict[str, Any]:
+    """The audit record of one retrospective finding (``Engine.retrospective``): its alerts get ids."""
+    decision_id = decision_id_for_key(f"{finding['institution_id']}:{finding['event_id']}:deceased:{death_date}")
+    alerts = [{**a, "alert_id": alert_id_for(decision_id, a["rule_id"], n)} for n, a in enumerate(finding["alerts"], 1)]
+    return {
+        "decision_id": decision_id, "event_id": finding["event_id"], "institution_id": finding["institution_id"],
+        "patient_id": patient_id, "scene": None, "occurred_at": f"{finding['service_date']}T00:00:00+08:00",
+        "engine_status": "evaluated", "replayed": False, "alerts": alerts, "unchecked_lines": [],
+        "rulebase_revision": rulebase_revision, "shadow_alerts": [], "engine_ms": 0.0, "decided_at": decided_at,
+        "worker": worker, "request_id": None, "retrospective": True,
+    }
 
 
 def audit_record(

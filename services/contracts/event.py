@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -113,6 +113,8 @@ class Item(_Model):
     amount: float | None = Field(default=None, ge=0)
     days_supply: int | None = Field(default=None, ge=0, le=3650)
     started_at: datetime | None = None
+    take_home: bool = Field(default=False, description="出院带药: a drug an inpatient takes home at discharge; it "
+                            "enters the supply ledger like an outpatient supply (R19, R20, R21)")
 
     _aware_times = field_validator("started_at")(classmethod(lambda cls, v: _aware(v)))
 
@@ -121,6 +123,12 @@ class Event(_Model):
     """One HIS event at one trigger scene (trig_scen 1–10)."""
 
     event_id: Id
+    event_type: Literal["order", "cancellation"] = Field(
+        default="order", description="order: evaluate and record (the default); cancellation (撤销 / 退费): take an "
+        "earlier order of this encounter out of the patient's history — its supplies, visit and charges no longer "
+        "count; not evaluated, answered without alerts")
+    cancels: Id | None = Field(default=None, description="cancellation: the event_id (same institution) of the "
+                               "order it cancels, when known; with items, only those codes of the encounter")
     scene: int = Field(ge=1, le=10, description="trig_scen: 1 门诊挂号 … 10 购药划卡")
     occurred_at: datetime
     institution: Institution
@@ -138,6 +146,17 @@ class Event(_Model):
             if item.line_id in seen:
                 raise ValueError(f"items: duplicate line_id {item.line_id!r}")
             seen.add(item.line_id)
+        return self
+
+    @model_validator(mode="after")
+    def _cancellation_names_what(self) -> Event:
+        if self.event_type == "cancellation" and self.cancels is None and not self.items:
+            raise ValidationError.from_exception_data("Event", [_error(
+                ("cancels",), "cancellation_target", "a cancellation names the event it cancels (cancels) or the "
+                "items it takes back (items)")])
+        if self.event_type != "cancellation" and self.cancels is not None:
+            raise ValidationError.from_exception_data("Event", [_error(
+                ("cancels",), "cancels_on_order", "only an event_type 'cancellation' cancels an earlier event")])
         return self
 
     @model_validator(mode="after")

@@ -150,7 +150,8 @@ class OrderDto(Lenient):
     hilist_pric: Amount = None
     hosplist_code: str | None = None
     hosplist_name: str | None = None
-    cnt: Number = Field(description="数量 → quantity; lines with cnt ≤ 0 (returns) are not evaluated")
+    cnt: Number = Field(description="数量 → quantity; lines with cnt ≤ 0 (returns, refunds) are not evaluated: a "
+                        "code refunded in full becomes a native cancellation that takes it out of the history")
     pric: Amount = Field(default=None, description="单价 → unit_price")
     sumamt: Amount = Field(default=None, description="明细项目费用总额 → amount")
     ownpay_amt: Amount = None
@@ -558,11 +559,12 @@ def items(
     """Native items from orders ``(index in fsi_order_dtos, order)``; returns (items, line refs)."""
     out: list[dict[str, Any]] = []
     refs: dict[str, LineRef] = {}
+    taken_back = refunded(orders)
     for i, order in orders:
         at = f"{where}.fsi_order_dtos[{i}]"
         kind = item_kind(order, at)
-        if order.cnt <= 0:
-            continue  # a return / refund line
+        if order.cnt <= 0 or order.hilist_code in taken_back:
+            continue  # a return / refund line, or an order refunded in full (see cancellation_event)
         if order.cnt > 1_000_000:
             raise MappingError(f"{at}.cnt", "must be at most 1000000")
         line_id = safe_id(order.rx_id, "rx-") if order.rx_id else f"L{i + 1}"
@@ -577,6 +579,7 @@ def items(
             "name": order.hilist_name[:200] if order.hilist_name else None,
             "unit_price": price, "amount": amount, "days_supply": days_supply(order),
             "started_at": order.drord_begn_date.isoformat() if order.drord_begn_date else None,
+            "take_home": order.drord_bhvr == "1",
         }
         out.append(item)
         refs[line_id] = LineRef(order.rx_id, order.hilist_type,
@@ -588,6 +591,35 @@ def items(
         raise MappingError(f"{where}.fsi_order_dtos", f"at most {MAX_ITEMS} orders of the current visit "
                            "can be evaluated in one request")
     return out, refs
+
+
+def refunded(orders: list[tuple[int, OrderDto]]) -> dict[str, tuple[str, float]]:
+    """Codes whose refund lines (``cnt`` ≤ 0: 退药 / 退费) take back at least what the encounter's
+    orders of the code hold: ``{code: (kind, quantity taken back)}``. A partial refund leaves the
+    order in place (the rest is still supplied)."""
+    back: dict[str, float] = {}
+    given: dict[str, float] = {}
+    kinds: dict[str, str] = {}
+    for i, order in orders:
+        if order.cnt <= 0:
+            back[order.hilist_code] = back.get(order.hilist_code, 0.0) + abs(order.cnt)
+            kinds[order.hilist_code] = item_kind(order, f"fsi_order_dtos[{i}]")
+        else:
+            given[order.hilist_code] = given.get(order.hilist_code, 0.0) + order.cnt
+    return {code: (kinds[code], qty) for code, qty in back.items() if qty >= given.get(code, 0.0)}
+
+
+def cancellation_event(base: dict[str, Any], orders: list[tuple[int, OrderDto]], where: str) -> Event | None:
+    """The native cancellation for an encounter's refunds: its refunded codes leave the patient's
+    history (supplies, period counters) instead of being dropped silently. ``base`` is the
+    encounter's event body (scene, time, institution, patient, encounter); None without refunds."""
+    back = refunded(orders)
+    if not back:
+        return None
+    its = [{"line_id": f"R{n + 1}", "code": code, "kind": kind, "quantity": qty if qty > 0 else 1.0}
+           for n, (code, (kind, qty)) in enumerate(sorted(back.items()))]
+    body = {**base, "event_type": "cancellation", "diagnoses": [], "items": its}
+    return _event(_with_id(body, "nhsa-c"), where)
 
 
 def _event(body: dict[str, Any], where: str) -> Event:
@@ -657,7 +689,9 @@ def history_events(p: PatientDto, enc: EncounterDto, env: Envelope, where: str) 
         bodies.append({**base, "scene": 10 if etype == "pharmacy" else 6, "occurred_at": when.isoformat(),
                        "encounter": _encounter(enc, etype, where, discharged=True),
                        "diagnoses": diagnoses(enc, "any"), "items": its})
-    return [_event(_with_id(b, f"nhsa-h{b['scene']}-{mid}"), where) for b in bodies]
+    events = [_event(_with_id(b, f"nhsa-h{b['scene']}-{mid}"), where) for b in bodies]
+    cancel = cancellation_event({k: v for k, v in bodies[-1].items() if k != "items"}, orders, where)
+    return events + [cancel] if cancel is not None else events
 
 
 def current_mdtrt_id(p: PatientDto, where: str) -> str:
@@ -724,7 +758,11 @@ def plan_patient(req: NhsaAnalysisRequest, index: int, scenes: list[int]) -> Pat
     history: list[Event] = []
     for i, old in earlier:
         history.extend(history_events(p, old, env, f"{where}.fsi_encounter_dtos[{i}]"))
-    history.sort(key=lambda e: (e.occurred_at, e.scene))
+    history.sort(key=lambda e: (e.occurred_at, e.scene, e.event_type == "cancellation"))
+    # Refunds of the current visit's earlier orders: taken back before the current event is decided.
+    cancel = cancellation_event({k: v for k, v in body.items() if k not in ("items", "event_id")}, orders, cwhere)
+    if cancel is not None:
+        history.append(cancel)
     return PatientPlan(index, p.patn_id, enc.mdtrt_id, history, current_event, refs)
 
 

@@ -72,6 +72,11 @@ class Line:
         return self._raw.get("unit_price")
 
     @property
+    def take_home(self) -> bool:
+        """出院带药: discharge medication (an inpatient line the patient takes home)."""
+        return bool(self._raw.get("take_home"))
+
+    @property
     def name(self) -> str:
         return self._raw.get("name") or (self.row["name"] if self.row else self.code)
 
@@ -136,7 +141,7 @@ class Ctx:
         "ev", "event_id", "scene", "day", "region", "inst", "enc", "enc_id",
         "ench", "enc_type", "med_type", "dept", "gender", "dx", "main_dx",
         "items", "fmask", "kmask", "state", "adm_day", "dis_day", "kb", "_date",
-        "_patient", "_birth_ord", "_age_y", "_total",
+        "_patient", "_birth_ord", "_age_y", "_total", "cancel",
     )
 
     def __init__(self, kb: KB, state: dict[str, Any], ev: dict[str, Any]) -> None:
@@ -144,6 +149,8 @@ class Ctx:
         self.kb = kb
         self.state = state
         self.event_id: str = ev["event_id"]
+        # A cancellation (撤销 / 退费): the event id it cancels ("" when it names only items); None for an order.
+        self.cancel: str | None = (ev.get("cancels") or "") if ev.get("event_type") == "cancellation" else None
         self.scene: int = ev["scene"]
         day = self.day = day_of_time(ev["occurred_at"])
         self._date: str | None = None

@@ -19,7 +19,7 @@ from services.rules.exceptions import DataError
 from services.rules.families.coverage import unchecked_entry
 from services.rules.kb import KB, tag_mask
 from services.rules.ruleset import Rule, compile_rule_docs, compile_rules, parse_rule_file
-from services.rules.timeutil import day_of_time
+from services.rules.timeutil import date_of_day, day_of_date, day_of_time
 
 
 def packaged_data() -> pathlib.Path:
@@ -172,6 +172,8 @@ class Engine:
         return run
 
     def _evaluate(self, cx: Ctx) -> list[dict[str, Any]]:
+        if cx.cancel is not None:
+            return []  # a cancellation is not judged: it takes an earlier order back (state.apply_cancellation)
         alerts: list[dict[str, Any]] = []
         day = cx.day
         breaks = self._breaks
@@ -273,7 +275,7 @@ class Engine:
             state = {}
         cx = Ctx(self.kb, state, event)
         alerts, shadow = self._split(self._evaluate(cx))
-        unchecked = self._unchecked(cx) if cx.fmask & UNCOVERED else []
+        unchecked = self._unchecked(cx) if cx.fmask & UNCOVERED and cx.cancel is None else []
         return st.apply_event(state, cx, self.windows), alerts, unchecked, shadow
 
     def _unchecked(self, cx: Ctx) -> list[dict[str, Any]]:
@@ -283,6 +285,8 @@ class Engine:
         """Lines of an event that no catalogue rule could judge: no catalogue row in force on the
         line's service date. Each: ``line_id, code, kind, service_date, reason`` (retired |
         not_yet_listed | not_listed | unmapped), ``left_catalogue_after`` (date or null), ``detail``."""
+        if event.get("event_type") == "cancellation":
+            return []
         day = day_of_time(event["occurred_at"])
         out = []
         for raw in event.get("items") or ():
@@ -297,6 +301,63 @@ class Engine:
     def apply_status(self, state: dict[str, Any] | None, status: dict[str, Any]) -> dict[str, Any]:
         """Fold an insured-status update (see services.contracts.status.PatientStatus) into the state."""
         return st.apply_status(state if state is not None else {}, status)
+
+    def retrospective(self, state: dict[str, Any] | None, status: dict[str, Any]) -> list[dict[str, Any]]:
+        """事后 findings of a death recorded late: claims already in the patient's state (the state
+        BEFORE ``status`` is applied) dated after the day of death, which no live decision could
+        flag. Care up to and including the day of death is payable; a claim on a day the state
+        already knew to be after a death was flagged live (R31) and is not repeated. Claims are what
+        the state keeps with their event ids: supplies (the ledger) and admissions (a stay admitted
+        after the death, or open across it). One finding per earlier event:
+        ``{event_id, institution_id, service_date, alerts: [R31 alert]}`` (the alert without ids)."""
+        rule = self.by_id.get("R31")
+        if not state or rule is None or status.get("status") != "deceased" or "R31" in self._off:
+            return []
+        death = day_of_date(status["effective_from"])
+        wanted: dict[str, tuple[str, int, list[dict[str, Any]]]] = {}
+        known = st.status_on
+
+        def claim(event_id: str, inst: str, day: int, evidence: dict[str, Any]) -> None:
+            if day <= death or not rule.frm <= day <= rule.to:
+                return
+            row = known(state, day)
+            if row is not None and row[st.S_STATUS] == "deceased" and row[st.S_FROM] < day:
+                return  # already known on that day: flagged live
+            got = wanted.setdefault(event_id, (inst, day, []))
+            got[2].append(evidence)
+
+        for r in state.get("L", ()):
+            kb_row = self.kb.drugs.get(r[st.L_CODE], r[st.L_START])
+            claim(r[st.L_EVENT], r[st.L_INST], r[st.L_START], {
+                "kind": "event", "event_id": r[st.L_EVENT], "institution_id": r[st.L_INST],
+                "date": date_of_day(r[st.L_START]), "item_code": r[st.L_CODE],
+                "item_name": kb_row["name"] if kb_row else r[st.L_CODE], "quantity": r[st.L_QTY],
+                "days_supply": r[st.L_DAYS], "amount": None})
+        for a in state.get("A", ()):
+            dis = a[st.A_DIS]
+            if a[st.A_ADM] > death or dis is None or dis > death:
+                dx = self.kb.diagnosis(a[st.A_DX], a[st.A_ADM]) if a[st.A_DX] else None
+                claim(a[st.A_EVENT], a[st.A_INST], max(a[st.A_ADM], death + 1), {
+                    "kind": "event", "event_id": a[st.A_EVENT], "institution_id": a[st.A_INST],
+                    "date": date_of_day(a[st.A_ADM]), "admitted_on": date_of_day(a[st.A_ADM]),
+                    "discharged_on": date_of_day(dis) if dis is not None else None,
+                    "diagnosis_code": a[st.A_DX], "diagnosis_name": dx["name"] if dx else a[st.A_DX]})
+        if not wanted:
+            return []
+        params, label = rule.resolve("default")
+        if "deceased" not in params["statuses"]:
+            return []
+        reason = status.get("reason") or None
+        since = date_of_day(death)
+        fields = {"status_zh": "已死亡", "status_en": "deceased", "since": since, "reason": reason or "-"}
+        detail = (f"deceased from {since}" + (f"; reason: {reason}" if reason else "")
+                  + "; recorded after these claims (retrospective); care up to and including the day of death is payable")
+        out = []
+        for event_id, (inst, day, evidence) in sorted(wanted.items(), key=lambda kv: (kv[1][1], kv[0])):
+            ev = [*evidence, {"kind": "kb", "table": "patient_status", "code": "deceased", "detail": detail}]
+            out.append({"event_id": event_id, "institution_id": inst, "service_date": date_of_day(day),
+                        "alerts": [_alert(rule, label, fields, [], 0.0, ev)]})
+        return out
 
     # -- catalogue and search ----------------------------------------------------
     def rules_catalog(self) -> list[dict[str, Any]]:

@@ -125,6 +125,8 @@ DRUG_SPEC: Spec = {
     "course_days": (_INT, False, _positive),
     "herb_single_unpaid": (_BOOL, False, None),
     "herb_never_paid": (_BOOL, False, None),
+    # 麻醉药品 / 第一类精神药品 / 第二类精神药品: statutory day limits per prescription (R18, 处方管理办法 §23–24)
+    "controlled": (_STR, False, _one_of("narcotic", "psychotropic_1", "psychotropic_2")),
     **_DATED,
 }
 

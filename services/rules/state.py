@@ -11,16 +11,20 @@ v     state format version (int; absent in a state that never saw an event:
       format 1). ``loads`` migrates any other readable format (``FORMATS``)
       to ``WRITE_FORMAT``; see ``migrate``
 d     newest event day applied
-L     supply ledger, latest supply per ingredient:
+L     supply ledger, one row per supply (ingredient × encounter):
       [ingredient, code, start_day, days_supply, qty, institution, event_id,
-      enc_hash, yyyymm, purchases_this_month]
-V     outpatient visits: [day, institution, enc_hash]
+      enc_hash, yyyymm (of start_day), purchases_in_month (new rows: [enc_hash];
+      rows written before supplies were kept per encounter also list the
+      month's earlier purchases)]
+V     outpatient visits: [day, institution, enc_hash, event_id] (event_id: the
+      event that recorded the visit; absent in rows written before issue 10)
 A     inpatient stays: [admission_day, institution, enc_hash, event_id,
       main_dx, discharge_day|None]
 E     open-stay accumulators: [enc_hash, [[code, enc_qty, last_day,
       last_day_qty], ...], charged_days_mask, active_days_mask, amount,
       exam_amount, [first-line drug classes used]]  (bit i = admission day + i)
-P     period counters: [code, day, qty, enc_hash, institution]
+P     period counters: [code, day, qty, enc_hash, institution, event_id]
+      (event_id absent in rows written before issue 10)
 C     courses: [key, first_day, last_day]
 S     insured-status periods: [status, from_day, to_day|None, updated_epoch_s,
       reason|None]
@@ -50,17 +54,17 @@ WRITE_FORMAT = 1  # the format this release writes; 2 once no worker older than 
 FORMAT = WRITE_FORMAT  # (name kept for callers)
 # Row layouts: each section's rows are JSON lists; these names are their field indexes
 # (module constants: reading one costs a cached global lookup, no attribute access).
-# L supply ledger, latest supply per ingredient
+# L supply ledger, one row per supply (ingredient × encounter)
 L_ING, L_CODE, L_START, L_DAYS, L_QTY, L_INST, L_EVENT, L_ENC, L_MONTH, L_BUYS = range(10)
-# V outpatient visits
-V_DAY, V_INST, V_ENC = range(3)
+# V outpatient visits (V_EVENT: optional trailing field, absent in rows written before issue 10)
+V_DAY, V_INST, V_ENC, V_EVENT = range(4)
 # A inpatient stays (A_DIS None while open)
 A_ADM, A_INST, A_ENC, A_EVENT, A_DX, A_DIS = range(6)
 # E open-stay accumulators; E_COUNTERS holds K rows
 E_ENC, E_COUNTERS, E_CHARGED, E_ACTIVE, E_AMOUNT, E_EXAM, E_CLASSES = range(7)
 K_CODE, K_QTY, K_LAST_DAY, K_LAST_QTY = range(4)
-# P period counters
-P_CODE, P_DAY, P_QTY, P_ENC, P_INST = range(5)
+# P period counters (P_EVENT: optional trailing field, absent in rows written before issue 10)
+P_CODE, P_DAY, P_QTY, P_ENC, P_INST, P_EVENT = range(6)
 # C courses
 C_KEY, C_FIRST, C_LAST = range(3)
 # S insured-status periods (S_TO None: open)
@@ -73,6 +77,7 @@ PASSIVE = frozenset({"bed", "nursing", "consult", "registration"})  # 挂床: ch
 EXAM = frozenset({"lab", "imaging"})
 SUPPLY_SCENES = frozenset({2, 6, 7, 10})
 STATUS_MAX = 8
+DRUG_BIT = tag_bit("drug")
 PERIOD = tag_bit("period")  # context feature bits (see kb.TAG_BITS)
 COURSE = tag_bit("course")
 
@@ -178,8 +183,13 @@ def evict(state: dict[str, Any], day: int, win: Windows) -> None:
         w = win.ledger
         for r in rows:
             if not (day - r[L_START] < w or r[L_START] + r[L_DAYS] > day):
-                _put(state, "L", [r for r in rows if day - r[L_START] < w or r[L_START] + r[L_DAYS] > day])
+                rows = [r for r in rows if day - r[L_START] < w or r[L_START] + r[L_DAYS] > day]
+                _put(state, "L", rows)
                 break
+        if len(rows) > 1:
+            spent = spent_supplies(rows, day)
+            if spent:
+                _put(state, "L", [r for r in rows if id(r) not in spent])
     rows = state.get("V")
     if rows and day - rows[0][V_DAY] >= win.visits:
         _put(state, "V", [r for r in rows if day - r[V_DAY] < win.visits])
@@ -245,6 +255,49 @@ def evict(state: dict[str, Any], day: int, win: Windows) -> None:
                 del state["S"]
 
 
+def spent_supplies(rows: list[Any], day: int) -> set[int]:
+    """Ledger rows (as ``id(row)``) that no rule can need from ``day`` on: supplies of an ingredient
+    used up before a later supply of it began from nothing (the stock walk of ``on_hand`` reset
+    after them), from before the natural month of ``day`` and the month before it (R25 counts the
+    purchases of a month, also for a purchase reported up to a month late), and not the newest
+    supply of their ingredient (R12's look-back, R19's evidence). What is still held is unchanged by
+    dropping them."""
+    by_ing: dict[str, list[Any]] = {}
+    many = False
+    for r in rows:
+        group = by_ing.get(r[L_ING])
+        if group is None:
+            by_ing[r[L_ING]] = [r]
+        else:
+            group.append(r)
+            many = True
+    if not many:
+        return set()
+    month = month_of_day(day)
+    month = month - 89 if month % 100 == 1 else month - 1  # the month before: kept too
+    spent: set[int] = set()
+    for group in by_ing.values():
+        if len(group) < 2:
+            continue
+        group = sorted(group, key=lambda r: r[L_START])
+        stock = 0
+        last = group[0][L_START]
+        chain_from = 0
+        for i, r in enumerate(group):
+            stock -= r[L_START] - last
+            if stock <= 0:
+                stock = 0
+                chain_from = i
+            stock += r[L_DAYS]
+            last = r[L_START]
+        if stock - (day - last) <= 0:
+            chain_from = len(group) - 1  # all used up: only the newest is kept
+        for r in group[:chain_from]:
+            if r[L_MONTH] < month:
+                spent.add(id(r))
+    return spent
+
+
 def _put(state: dict[str, Any], key: str, rows: list[Any]) -> None:
     if rows:
         state[key] = rows
@@ -253,6 +306,8 @@ def _put(state: dict[str, Any], key: str, rows: list[Any]) -> None:
 
 
 def apply_event(state: dict[str, Any], cx: Any, win: Windows) -> dict[str, Any]:
+    if cx.cancel is not None:
+        return apply_cancellation(state, cx)
     day = cx.day
     newest = state.get("d")
     if newest is None or day > newest:
@@ -261,26 +316,27 @@ def apply_event(state: dict[str, Any], cx: Any, win: Windows) -> dict[str, Any]:
         if newest is not None:
             evict(state, day, win)
     enc_type = cx.enc_type
-    scene = cx.scene
     ench = cx.ench
 
     if enc_type == "outpatient":
         visits = state.get("V")
         if visits is None:
-            state["V"] = [[day, cx.inst, ench]]
+            state["V"] = [[day, cx.inst, ench, cx.event_id]]
         else:
             for v in visits:
                 if v[V_ENC] == ench:
                     break
             else:
-                visits.append([day, cx.inst, ench])
+                visits.append([day, cx.inst, ench, cx.event_id])
     elif enc_type == "inpatient":
         _apply_stay(state, cx, win)
 
     if not cx.items:
         return state
-    if scene in SUPPLY_SCENES and enc_type != "inpatient":
-        _apply_supply(state, cx)
+    if cx.kmask & DRUG_BIT:
+        supplies = ledger_lines(cx)
+        if supplies:
+            _apply_supply(state, cx, supplies)
     fmask = cx.fmask
     if fmask & PERIOD:
         _apply_period(state, cx)
@@ -289,44 +345,153 @@ def apply_event(state: dict[str, Any], cx: Any, win: Windows) -> dict[str, Any]:
     return state
 
 
-MONTH_PURCHASES_MAX = 32
+LEDGER_ROWS_PER_INGREDIENT = 8  # supplies kept per ingredient (the oldest go first)
 
 
-def _apply_supply(state: dict[str, Any], cx: Any) -> None:
-    """The supply ledger: one row per ingredient, the latest supply, plus the
-    encounters that bought it in the row's natural month (row[L_BUYS], a list of
-    encounter hashes, so re-applying an encounter never counts it twice)."""
-    ledger = state.get("L")
-    if ledger is None:
-        ledger = state["L"] = []
-    ench = cx.ench
-    month = month_of_day(cx.day)
-    inst, event_id = cx.inst, cx.event_id
-    for line in cx.items:
-        if line.kind != "drug":
-            continue
+def ledger_lines(cx: Any) -> list[Any]:
+    """The drug lines of an event that are supplies the patient holds (the supply ledger's input).
+
+    Outpatient and pharmacy events at the supply scenes (2, 6, 7, 10): every drug line. Inpatient
+    events (any scene): discharge medication (``take_home``, 出院带药), and a drug dispensed during
+    the stay whose days of supply run past the discharge day (what is left goes home with the
+    patient). Doses used on the ward within the stay are not a supply the patient holds."""
+    if cx.enc_type == "inpatient":
+        dis = cx.dis_day
+        out = []
+        for ln in cx.items:
+            if ln.kind != "drug":
+                continue
+            if ln.take_home:
+                out.append(ln)
+            elif dis is not None:
+                ds = ln.ds if ln.ds is not None else supply_days(ln)
+                if ln.start + ds - 1 > dis:
+                    out.append(ln)
+        return out
+    if cx.scene in SUPPLY_SCENES:
+        return [ln for ln in cx.items if ln.kind == "drug"]
+    return []
+
+
+def request_supplies(lines: list[Any]) -> list[list[Any]]:
+    """The request's supplies, one per ingredient: lines of one ingredient (分解处方: one drug split
+    over several lines) add up — quantity and days of supply summed, from the earliest service
+    date. Each: [ingredient, code, start, days, qty, lines]."""
+    out: dict[str, list[Any]] = {}
+    for line in lines:
         kb_row = line.row
         ing = kb_row["ingredient"] if kb_row is not None else "?" + line.code  # ingredient_of(line)
         ds = line.ds
         if ds is None:
             ds = supply_days(line)
-        row = [ing, line.code, line.start, ds, line.qty, inst, event_id, ench, month, [ench]]
-        for i, old in enumerate(ledger):
-            if old[L_ING] == ing:
-                if old[L_ENC] == ench:  # the same prescription sent again (e.g. scene 2 then 7)
-                    if ds >= old[L_DAYS]:
-                        row[L_BUYS] = old[L_BUYS]
-                        row[L_MONTH] = old[L_MONTH]
-                        ledger[i] = row
-                elif old[L_MONTH] == month and ench in old[L_BUYS]:
-                    pass  # an earlier purchase of this month applied again: already counted
-                elif line.start >= old[L_START]:
-                    if old[L_MONTH] == month:
-                        row[L_BUYS] = (old[L_BUYS] + [ench])[-MONTH_PURCHASES_MAX:]
-                    ledger[i] = row
+        got = out.get(ing)
+        if got is None:
+            out[ing] = [ing, line.code, line.start, ds, line.qty, [line]]
+        else:
+            got[2] = min(got[2], line.start)
+            got[3] += ds
+            got[4] += line.qty
+            got[5].append(line)
+    return list(out.values())
+
+
+def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any]) -> None:
+    """The supply ledger: one row per (ingredient, encounter) supply, so every supply still held
+    counts (R19 adds up what remains of each). The same encounter sent again (scene 2 then 7, a
+    settlement after the orders, NHSA history re-sent) updates its own row: the days it covers
+    are the union of what each sending covered, so a re-send never counts twice, while ward
+    dispensing on later days of a stay extends the row. Rows are placed by their own service
+    date, whatever order the events arrive in. ``L_MONTH`` is the month of the row's service date
+    (R25 counts the encounters with a row in a month); ``L_BUYS`` holds the row's own encounter (rows
+    written before supplies were kept per encounter list there the month's earlier purchases too,
+    still counted; a release before this one reads the first row as it did)."""
+    ledger = state.get("L")
+    if ledger is None:
+        ledger = state["L"] = []
+    ench = cx.ench
+    inst, event_id = cx.inst, cx.event_id
+    for ing, code, start, ds, qty, _ in request_supplies(lines):
+        for old in ledger:
+            if old[L_ING] == ing and old[L_ENC] == ench:
+                end = max(old[L_START] + old[L_DAYS], start + ds)
+                if start < old[L_START]:
+                    old[L_START] = start
+                    old[L_MONTH] = month_of_day(start)
+                if end - old[L_START] > old[L_DAYS] or qty > old[L_QTY]:
+                    old[L_CODE], old[L_EVENT] = code, event_id
+                old[L_DAYS] = end - old[L_START]
+                old[L_QTY] = max(old[L_QTY], qty)
                 break
         else:
-            ledger.append(row)
+            same = [r for r in ledger if r[L_ING] == ing]
+            if len(same) >= LEDGER_ROWS_PER_INGREDIENT:
+                oldest = min(same, key=lambda r: r[L_START])
+                if oldest[L_START] > start:
+                    continue  # older than every supply kept: it could not change a judgement
+                ledger.remove(oldest)
+            ledger.append([ing, code, start, ds, qty, inst, event_id, ench, month_of_day(start), [ench]])
+
+
+def on_hand(ledger: list[Any], ing: str, day: int, ench: int) -> tuple[float, list[list[Any]]]:
+    """Days of ``ing`` the patient still holds on ``day`` from supplies of other encounters started on
+    or before it, and the supplies that make it up (oldest first).
+
+    The supplies are taken one after the other (a refill is used once the earlier supply is
+    finished): walking them by start date, the stock is what was left when the next one came plus
+    its days. So early refills add up (囤药) instead of each being compared with the last alone."""
+    rows = [r for r in ledger if r[L_ING] == ing and r[L_ENC] != ench and r[L_START] <= day]
+    if not rows:
+        return 0, []
+    if len(rows) > 1:
+        rows.sort(key=lambda r: r[L_START])
+    stock = 0
+    last = rows[0][L_START]
+    chain: list[list[Any]] = []
+    for r in rows:
+        stock -= r[L_START] - last
+        if stock <= 0:
+            stock = 0
+            chain = []
+        stock += r[L_DAYS]
+        last = r[L_START]
+        chain.append(r)
+    stock -= day - last
+    return (stock, chain) if stock > 0 else (0, chain)
+
+
+def apply_cancellation(state: dict[str, Any], cx: Any) -> dict[str, Any]:
+    """Take a cancelled (撤销) or refunded (退费) order back out of the state, so it no longer counts.
+
+    What goes: the encounter's supplies (ledger rows of ``cx.ench``, or recorded by the cancelled
+    event ``cx.cancel``) and its period counters; with items, only those of the items' ingredients
+    (drugs) and codes; without items, also the encounter's outpatient visit, and the stay when the
+    cancelled event is the one that admitted it. Time does not move (``d`` unchanged): a
+    cancellation is not care. Per-stay accumulators (``E``) and course rows (``C``) are not
+    reversed (they keep no event ids)."""
+    ench = cx.ench
+    cancels = cx.cancel
+    ings = {ingredient_of(ln) for ln in cx.items if ln.kind == "drug"} if cx.items else None
+    codes = {ln.code for ln in cx.items} if cx.items else None
+    rows = state.get("L")
+    if rows:
+        _put(state, "L", [r for r in rows if not ((r[L_ENC] == ench or (cancels and r[L_EVENT] == cancels))
+                                                  and (ings is None or r[L_ING] in ings))])
+    rows = state.get("P")
+    if rows:
+        _put(state, "P", [r for r in rows if not (r[P_ENC] == ench and (codes is None or r[P_CODE] in codes))])
+    if codes is None:
+        rows = state.get("V")
+        if rows:
+            _put(state, "V", [r for r in rows if r[V_ENC] != ench])
+        rows = state.get("A")
+        if rows and cancels:
+            gone = [r for r in rows if r[A_ENC] == ench and r[A_EVENT] == cancels]
+            if gone:
+                _put(state, "A", [r for r in rows if r not in gone])
+                work = state.get("E")
+                if work:
+                    _put(state, "E", [w for w in work if w[E_ENC] != ench])
+    return state
 
 
 def _apply_stay(state: dict[str, Any], cx: Any, win: Windows) -> None:
@@ -422,7 +587,7 @@ def _apply_period(state: dict[str, Any], cx: Any) -> None:
                 r[P_QTY] = max(r[P_QTY], line.qty)
                 break
         else:
-            rows.append([line.code, line.start, line.qty, ench, cx.inst])
+            rows.append([line.code, line.start, line.qty, ench, cx.inst, cx.event_id])
 
 
 def course_key(line: Any) -> str:

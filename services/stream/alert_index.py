@@ -19,6 +19,7 @@ import faust
 import orjson
 
 from services.common.privacy import pseudonym
+from services.contracts import envelope as env
 from services.rules import alert_index as index
 from services.stream import metrics, store
 from services.stream.transport import mark_finished
@@ -35,13 +36,18 @@ def install(app: faust.App, settings: Any, reply: Any, header_map: Any, raw: dic
         help="Alerts issued per decision id, and the feedback outcomes recorded for them.",
     )
 
-    async def issue(decision: dict[str, Any]) -> None:
-        """Record the alerts of a new decision; returns once the broker has them (before the HIS hears)."""
+    async def issue(decision: dict[str, Any], event: dict[str, Any] | None = None) -> None:
+        """Record the alerts of a new decision; returns once the broker has them (before the HIS hears).
+        With the ``event``, what an ``accepted`` feedback needs to withdraw an alert's lines goes too."""
         alert_ids = [a["alert_id"] for a in decision["alerts"] if a.get("alert_id")]
         if not alert_ids:
             return
         record = {"kind": "issued", "institution_id": decision["institution_id"], "alert_ids": alert_ids,
                   "at": time.time()}
+        if event is not None:
+            basis = index.withdrawal_basis(event, decision["alerts"])
+            if basis is not None:
+                record["withdraw"] = basis
         delivery = await topic.send(key=decision["decision_id"].encode(), value=orjson.dumps(record))
         await delivery  # acknowledged: feedback on these alerts can only come after it
 
@@ -53,9 +59,23 @@ def install(app: faust.App, settings: Any, reply: Any, header_map: Any, raw: dic
             # client's retry (at least once; (alert_id, outcome) identifies it), never loses it.
             delivery = await feedback_topic.send(key=key, value=orjson.dumps(request["record"]))
             await delivery
+            if request["outcome"] == "accepted":
+                await withdraw(entry, request["alert_id"])
             table[key] = orjson.dumps(new)
         metrics.FEEDBACK_CHECKS.labels(status).inc()
         await reply(headers, orjson.dumps({"feedback": {"status": status}}))
+
+    async def withdraw(entry: dict[str, Any] | None, alert_id: str) -> None:
+        """返回修改: the doctor changed the order, so the alert's lines were never supplied or charged —
+        a cancellation of them goes to the patient's partition (applied without evaluation, as
+        history; its id comes from the alert id, so a re-sent one is applied once)."""
+        event = index.withdrawal_event(entry, alert_id)
+        if event is None:
+            return
+        delivery = await app.producer.send(settings.events_topic, event["patient"]["id"].encode(),
+                                           orjson.dumps(event), None, None, env.history_headers())
+        await delivery
+        metrics.FEEDBACK_WITHDRAWALS.inc()
 
     @app.agent(topic, name="alert_index")
     async def alert_index_agent(stream: Any) -> None:
@@ -65,7 +85,8 @@ def install(app: faust.App, settings: Any, reply: Any, header_map: Any, raw: dic
                 record = orjson.loads(ev.value)
                 if record.get("kind") == "issued":
                     table[ev.key] = orjson.dumps(index.issue(_load(table.get(ev.key)), record["institution_id"],
-                                                             record["alert_ids"], record["at"]))
+                                                             record["alert_ids"], record["at"],
+                                                             record.get("withdraw")))
                 elif record.get("kind") == "feedback":
                     await on_feedback(ev.key, record, headers)
             except Exception as exc:  # a malformed record must not stop the partition

@@ -59,7 +59,7 @@ from services.common.privacy import pseudonym
 from services.common.rulebase_feed import RulebaseFeed
 from services.common.settings import get_settings
 from services.contracts import envelope as env
-from services.contracts.decision import audit_record
+from services.contracts.decision import audit_record, retrospective_record
 from services.contracts.topics import STATE_TABLE
 from services.rules import decision as dec
 from services.rules import state as state_codec
@@ -373,7 +373,7 @@ async def _on_event(message: Any, key: bytes, event: dict[str, Any], headers: di
         body = orjson.dumps(decision)
         if outcome["alerts"]:
             # The alert index (feedback ownership) acknowledged before the HIS can see, and answer, an alert.
-            await issue_alerts(decision)
+            await issue_alerts(decision, event)
         # The reply at once: the decision id is deterministic and, should this worker die
         # before the records below are acknowledged, the event is read and decided again.
         # Shadow alerts are for the audit record only: never in the reply to the HIS.
@@ -398,7 +398,7 @@ async def _on_event(message: Any, key: bytes, event: dict[str, Any], headers: di
             log.warning("re-sent the audit record of %s (lost in a crash)", decision_id)
     decision = _decision(event, outcome, True, engine_s, None)  # a replay: decided earlier, by its revision
     if outcome["alerts"]:
-        await issue_alerts(decision)  # idempotent: repairs an index record lost with a crash
+        await issue_alerts(decision, event)  # idempotent: repairs an index record lost with a crash
     await _reply(headers, env.decision_reply(orjson.dumps(decision)))
     return None
 
@@ -415,10 +415,24 @@ async def _on_history(message: Any, key: bytes, event: dict[str, Any]) -> Comple
 
 
 async def _on_status(message: Any, key: bytes, status: dict[str, Any]) -> Completion:
+    served = rulebase.current
     try:
-        state = rulebase.current.engine.apply_status(state_codec.loads(patient_state.get(key)), status)
+        prior = state_codec.loads(patient_state.get(key))
+        # 事后: a death recorded after claims were made — findings on those claims, from the state
+        # before the death is folded in (after it, the claims would look already known).
+        findings = served.engine.retrospective(prior, status)
+        state = served.engine.apply_status(prior, status)
     except Exception as exc:
         raise Poison("engine-error", type(exc).__name__) from exc
+    if findings:
+        # Written (acknowledged) before the state: a crash in between finds the death unknown again
+        # and re-sends them, with the same decision ids (at least once).
+        decided_at = datetime.now(timezone.utc).isoformat()
+        for finding in findings:
+            record = retrospective_record(status["patient_id"], finding, status["effective_from"], decided_at,
+                                          WORKER_ID, served.revision)
+            await _send_audit(message.partition, key, orjson.dumps(record), record["decision_id"])
+        metrics.RETROSPECTIVE.inc(len(findings))
     metrics.STATUS_UPDATES.inc()
     return _durable(_write_state(key, state_codec.dumps(state), message.partition))
 

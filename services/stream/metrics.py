@@ -27,6 +27,11 @@ STATE_BYTES = Histogram(
     buckets=(128, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536),
 )
 STATUS_UPDATES = Counter("presettle_patient_status_updates_total", "Insured-status updates folded into patient state.")
+RETROSPECTIVE = Counter(
+    "presettle_worker_retrospective_findings_total",
+    "Retrospective findings (事后) written to the audit topic: earlier claims dated after a death the bureau "
+    "recorded late.",
+)
 FAILURES = Counter("presettle_worker_failures_total", "Messages the worker could not process, per error type.", ["error"])
 QUEUE_SECONDS = Histogram(
     "presettle_worker_queue_seconds",
@@ -43,6 +48,11 @@ FEEDBACK_CHECKS = Counter(
     "Feedback checked against the alert index: recorded, duplicate (already recorded) or unknown (not an alert "
     "issued to the caller's institution).",
     ["status"],
+)
+FEEDBACK_WITHDRAWALS = Counter(
+    "presettle_worker_feedback_withdrawals_total",
+    "Accepted feedback (the order was changed, 返回修改) whose alert lines were withdrawn from the patient's "
+    "state: a cancellation sent to the patient's partition.",
 )
 UNPROCESSED_RELEASED = Counter(
     "presettle_worker_unprocessed_released_total",

@@ -48,6 +48,7 @@ class InProcessEngine:
         self.states: dict[bytes, bytes] = {}
         self.published: list[tuple[str, bytes | None, dict[str, Any]]] = []
         self.applied: list[str] = []  # event ids applied (not answered from the idempotency record)
+        self.withdrawals: list[str] = []  # cancellations sent for accepted feedback
         self.available = True
         self.answer = "evaluated"  # or "timeout": decide, but do not answer in time
 
@@ -60,7 +61,8 @@ class InProcessEngine:
         if outcome["alerts"]:  # as the worker: the alerts are issued before the HIS sees them
             d = outcome["decision_id"].encode()
             self.index[d] = index.issue(self.index.get(d), event["institution"]["id"],
-                                        [a["alert_id"] for a in outcome["alerts"]], 0)
+                                        [a["alert_id"] for a in outcome["alerts"]], 0,
+                                        index.withdrawal_basis(event, outcome["alerts"]))
         return outcome
 
     def check_feedback(self, key: bytes, request: dict[str, Any]) -> dict[str, Any]:
@@ -68,6 +70,11 @@ class InProcessEngine:
                                      request["outcome"])
         if status == "recorded":
             self.published.append((self.feedback_topic, key, json.loads(json.dumps(request["record"]))))
+            if request["outcome"] == "accepted":  # as the worker: the alert's lines are withdrawn
+                withdrawal = index.withdrawal_event(self.index.get(key), request["alert_id"])
+                if withdrawal is not None:
+                    self.withdrawals.append(withdrawal["event_id"])
+                    self.handle(withdrawal["patient"]["id"].encode(), withdrawal, evaluate=False)
             self.index[key] = new  # type: ignore[assignment]
         return {"feedback": {"status": status}}
 

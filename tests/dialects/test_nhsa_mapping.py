@@ -115,12 +115,32 @@ def test_only_orders_flagged_current_are_evaluated_and_returns_are_skipped() -> 
     enc["fsi_order_dtos"] = [
         first,
         {**first, "rx_id": "OLD-1", "curr_drord_flag": "0", "hilist_code": "XB01ACA056A001010100217"},
-        {**first, "rx_id": "RET-1", "cnt": -30, "sumamt": -3.9},
+        {**first, "rx_id": "RET-1", "cnt": -10, "sumamt": -1.3},  # a partial return: the rest is still supplied
     ]
     assert [i.line_id for i in plan(body).current.items] == ["RX20260311001-1"]
+    assert not [e for e in plan(body).history if e.event_type == "cancellation"]  # nothing refunded in full
     for o in enc["fsi_order_dtos"]:
         o.pop("curr_drord_flag", None)  # no flags at all: every order is current
     assert [i.line_id for i in plan(body).current.items] == ["RX20260311001-1", "OLD-1"]
+
+
+def test_an_order_refunded_in_full_becomes_a_cancellation() -> None:
+    """退费: the order and its refund line net to nothing; the code leaves the patient's history (a native
+    cancellation written before the current event) instead of being judged or silently dropped."""
+    body = example(OUTPATIENT)
+    enc = patient(body)["fsi_encounter_dtos"][0]
+    first = enc["fsi_order_dtos"][0]
+    enc["fsi_order_dtos"] = [first, {**first, "rx_id": "RET-1", "cnt": -first_cnt(first), "sumamt": -3.9}]
+    p = plan(body)
+    assert p.current.items == []
+    [cancel] = [e for e in p.history if e.event_type == "cancellation"]
+    assert [(i.code, i.quantity) for i in cancel.items] == [(first["hilist_code"], float(first_cnt(first)))]
+    assert cancel.encounter.id == p.current.encounter.id and p.history[-1] is cancel
+    assert plan(body).history[-1].event_id == cancel.event_id  # deterministic: a re-send is a retry
+
+
+def first_cnt(order: dict) -> float:
+    return float(str(order["cnt"]).strip())
 
 
 def test_trig_scen_list_picks_the_first_scene_that_fits_the_visit() -> None:

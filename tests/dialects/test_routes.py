@@ -204,6 +204,34 @@ def test_native_feedback(api: App, fake: InProcessEngine) -> None:
     assert r.status_code == 503 and r.json()["error"] == "unavailable"
 
 
+def test_accepted_feedback_withdraws_the_alerts_lines_from_the_ledger(api: App, fake: InProcessEngine) -> None:
+    """返回修改: the doctor changed the duplicate prescription after R19 warned, so that supply never
+    happened — the next prescription is judged against the first supply alone."""
+    from tests.factories import drug, event
+
+    pid = uid("P")
+    ator = "XC10AAA067A001010104321"
+
+    def send(eid: str, day: str) -> dict[str, Any]:
+        body = event(patient=pid, event_id=eid, occurred_at=f"{day}T09:00:00+08:00", items=[drug(ator, 30, 30)])
+        r = api.post("/v1/events", json=body)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    send(f"{pid}-1", "2026-03-01")
+    [r19] = [a for a in send(f"{pid}-2", "2026-03-15")["alerts"] if a["rule_id"] == "R19"]
+    r = api.post(f"/v1/alerts/{r19['alert_id']}/feedback", json={"outcome": "accepted"})
+    assert r.status_code == 200, r.text
+    assert len(fake.withdrawals) == 1
+    [again] = [a for a in send(f"{pid}-3", "2026-03-17")["alerts"] if a["rule_id"] == "R19"]
+    # only the first supply is held (16 − 2 = 14 days); without the withdrawal 44 days from two supplies
+    assert [e["event_id"] for e in again["evidence"] if e["kind"] == "event"] == [f"{pid}-1"]
+    assert "尚余14天" in again["message_zh"]
+    # the same feedback again is a duplicate: nothing is withdrawn twice
+    assert api.post(f"/v1/alerts/{r19['alert_id']}/feedback", json={"outcome": "accepted"}).status_code == 200
+    assert len(fake.withdrawals) == 1
+
+
 # -- CDS Hooks ---------------------------------------------------------------------------
 def test_cds_discovery_is_public(api: App) -> None:
     r = api.get("/cds-services", headers={"X-API-Key": ""})

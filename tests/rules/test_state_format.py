@@ -44,6 +44,13 @@ def _rule_agnostic(state: dict[str, Any], case: str = "") -> dict[str, Any]:
     """A state with its recorded alerts reduced to (rule id, line ids): rule texts and evidence change
     with the rule base (messages, evidence fields), the state layout and what fired must not."""
     out = copy.deepcopy(state)
+    if out.get("L") == []:  # an event without supplies no longer writes an empty ledger (issue 10)
+        del out["L"]
+    # Issue 10: visits and period counters carry the event id that recorded them as an optional trailing
+    # field (evidence names earlier events); a release before reads the rows as it did.
+    for key, width in (("V", st.V_EVENT), ("P", st.P_EVENT)):
+        if key in out:
+            out[key] = [r[:width] for r in out[key]]
     new = NEW_FIRINGS.get(case, set())
     for r in out.get("seen", ()):
         r[-1] = [[a["rule_id"], a["line_ids"]] for a in r[-1] if a["rule_id"] not in new]

@@ -319,9 +319,42 @@ def daily_qty(cx: Any, p: dict[str, Any]) -> list[Hit]:
     return hits
 
 
+CONTROLLED_ZH = {"narcotic": "麻醉药品", "psychotropic_1": "第一类精神药品", "psychotropic_2": "第二类精神药品"}
+CONTROLLED_EN = {"narcotic": "narcotic", "psychotropic_1": "class I psychotropic", "psychotropic_2": "class II psychotropic"}
+
+
+def _pain(cx: Any, prefixes: list[str]) -> bool:
+    """A diagnosis of cancer or chronic pain on the request (the longer limits of 第二十四条)."""
+    return any(d.code.startswith(tuple(prefixes)) for d in cx.dx)
+
+
+def controlled_limit(row: dict[str, Any], pain: bool) -> tuple[int, str, str] | None:
+    """《处方管理办法》第二十三、二十四条: the days one outpatient prescription of a controlled drug may
+    cover, as (days, Chinese label, English label); None for a drug that is not controlled.
+
+    麻醉药品 and 第一类精神药品: injections one dose (counted as 1 day), controlled/sustained release 7
+    days, other forms 3; for cancer pain or moderate-to-severe chronic pain (``pain``) 3 / 15 / 7.
+    第二类精神药品: 7 days (a chronic-disease visit may extend it: not applied there)."""
+    kind = row.get("controlled")
+    if kind is None:
+        return None
+    if kind == "psychotropic_2":
+        return 7, CONTROLLED_ZH[kind], CONTROLLED_EN[kind]
+    form = row["form"]
+    if "注射" in form:
+        days, zh, en = (3 if pain else 1), "注射剂", "injection"
+    elif "缓释" in form or "控释" in form or "透皮" in form:
+        days, zh, en = (15 if pain else 7), "控缓释制剂", "controlled/sustained release"
+    else:
+        days, zh, en = (7 if pain else 3), "其他剂型", "other forms"
+    who_zh, who_en = ("癌痛/慢性中重度疼痛患者", "cancer or chronic pain patient, ") if pain else ("", "")
+    return days, f"{who_zh}{CONTROLLED_ZH[kind]}{zh}", f"{who_en}{CONTROLLED_EN[kind]} {en}"
+
+
 @family(
     "max_days", needs=("drug",), params={"default_days": int, "emergency_days": int, "chronic_days": int,
-                        "chronic_med_types": list, "emergency_med_types": list, "emergency_departments": list},
+                        "chronic_med_types": list, "emergency_med_types": list, "emergency_departments": list,
+                        "pain_dx_prefixes": list},
     fields=("item", "item_en", "item_code", "days", "limit", "setting_zh", "setting_en"),
 )
 def max_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
@@ -363,15 +396,25 @@ def max_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
             limit = min(p["emergency_days"], kb_days.get("emergency", 10**6), kb_days.get("outpatient", 10**6))
         else:
             limit = kb_days.get("outpatient", p["default_days"])
+        setting_zh, setting_en, source_extra, base = SETTING_ZH[setting], setting, "", limit
+        ctrl = controlled_limit(row, _pain(cx, p["pain_dx_prefixes"])) if row is not None and row.get("controlled") else None
+        if ctrl is not None and not (row["controlled"] == "psychotropic_2" and setting == "chronic"):
+            # The statutory limit replaces the general default of the setting (it may be longer: 癌痛
+            # 15 days); a limit the catalogue sets for the drug in this setting still applies if lower.
+            explicit = kb_days.get(setting)
+            limit = ctrl[0] if explicit is None else min(ctrl[0], explicit)
+            if limit == ctrl[0]:
+                setting_zh, setting_en = f"{setting_zh}{ctrl[1]}", f"{setting} {ctrl[2]}"
+                source_extra = f"; controlled={row['controlled']}, form={row['form']}: 处方管理办法 {ctrl[0]} days"
         if days <= limit:
             continue
         lines = [ln for ln, _ in group]
         fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "days": days, "limit": limit,
-                  "setting_zh": SETTING_ZH[setting], "setting_en": setting}
+                  "setting_zh": setting_zh, "setting_en": setting_en}
         if len(lines) > 1:
             fields["item"] = f"{line.name}(同一成分{len(lines)}行合计)"
             fields["item_en"] = f"{line.name_en} ({len(lines)} lines of one ingredient together)"
-        source = f"max_days.{setting}={limit}" if setting in kb_days else f"rule default {setting}={limit}"
+        source = (f"max_days.{setting}={base}" if setting in kb_days else f"rule default {setting}={base}") + source_extra
         evidence = [ev_item(cx, ln) for ln in lines] + ([kb_ev("drugs", row["code"], source)] if row is not None else [])
         hits.append((fields, [ln.lid for ln in lines], sum(ln.amt for ln in lines), evidence))
     return hits

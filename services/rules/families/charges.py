@@ -27,6 +27,7 @@ from services.rules.state import (
     P_CODE,
     P_DAY,
     P_ENC,
+    P_EVENT,
     P_INST,
     P_QTY,
     S_FROM,
@@ -239,7 +240,8 @@ def period(cx: Any, p: dict[str, Any]) -> list[Hit]:
                 count += x.qty
         if count <= limit:
             continue
-        evidence = [{"kind": "event", "event_id": None, "institution_id": r[P_INST], "date": date_of_day(r[P_DAY]),
+        evidence = [{"kind": "event", "event_id": r[P_EVENT] if len(r) > P_EVENT else None,
+                     "institution_id": r[P_INST], "date": date_of_day(r[P_DAY]),
                      "item_code": r[P_CODE], "item_name": row["name"], "quantity": r[P_QTY], "days_supply": None, "amount": None}
                     for r in sorted(prior, key=lambda r: r[P_DAY])]
         evidence.append(ev_item(cx, ln))

@@ -20,6 +20,8 @@ from services.rules.state import (
     L_MONTH,
     L_QTY,
     L_START,
+    on_hand,
+    request_supplies,
 )
 from services.rules.timeutil import date_of_day, month_of_day
 
@@ -45,11 +47,15 @@ def _name_en(cx: Any, row: list[Any]) -> str:
 @family(
     "supply_overlap", needs=("drug", "L"),
     params={"window_days": int, "remaining_fraction": float},
-    fields=("item", "item_en", "item_code", "prev_inst", "prev_date", "prev_qty", "prev_days", "remaining", "prev_item", "prev_item_en"),
+    fields=("item", "item_en", "item_code", "prev_inst", "prev_date", "prev_qty", "prev_days", "remaining", "prev_item",
+            "prev_item_en", "supplies"),
     windows={"ledger": "window_days"},
 )
 def supply_overlap(cx: Any, p: dict[str, Any]) -> list[Hit]:
-    """Same ingredient again while more than a fraction of the last supply remains."""
+    """Same ingredient again while the patient still holds more than a fraction of the last supply.
+
+    What is held is added up over every earlier supply (``state.on_hand``: early refills stack up,
+    囤药), and the request's lines of one ingredient are one supply (分解处方)."""
     ledger = cx.state.get("L")
     if not ledger or not cx.kmask & DRUG:
         return []
@@ -57,27 +63,24 @@ def supply_overlap(cx: Any, p: dict[str, Any]) -> list[Hit]:
     frac = p["remaining_fraction"]
     ench = cx.ench
     hits = []
-    for line in cx.items:
-        if line.kind != "drug":
+    for ing, _, start, _, _, lines in request_supplies([ln for ln in cx.items if ln.kind == "drug"]):
+        stock, chain = on_hand(ledger, ing, start, ench)
+        if not chain or stock <= 0:
             continue
-        ing = line.row["ingredient"] if line.row is not None else "?" + line.code  # ingredient_of(line)
-        for prev in ledger:
-            if prev[L_ING] != ing:
-                continue
-            if prev[L_ENC] == ench:
-                break
-            elapsed = line.start - prev[L_START]
-            remaining = prev[L_DAYS] - elapsed
-            if 0 <= elapsed < window and remaining > round(prev[L_DAYS] * frac, 2):
-                ev = ledger_evidence(cx, prev)
-                fields = {
-                    "item": line.name, "item_en": line.name_en, "item_code": line.code, "prev_inst": prev[L_INST],
-                    "prev_date": ev["date"], "prev_qty": f"{prev[L_QTY]:g}", "prev_days": prev[L_DAYS],
-                    "remaining": remaining, "prev_item": ev["item_name"], "prev_item_en": _name_en(cx, prev),
-                }
-                evidence = [ev, kb_ev("drugs", line.code, f"ingredient={ing}")]
-                hits.append((fields, [line.lid], line.amt, evidence))
-            break
+        prev = chain[-1]
+        if not (start - prev[L_START] < window and stock > round(prev[L_DAYS] * frac, 2)):
+            continue
+        line = lines[0]
+        evidence = [ledger_evidence(cx, r) for r in chain]
+        ev = evidence[-1]
+        fields = {
+            "item": line.name, "item_en": line.name_en, "item_code": line.code, "prev_inst": prev[L_INST],
+            "prev_date": ev["date"], "prev_qty": f"{prev[L_QTY]:g}", "prev_days": prev[L_DAYS],
+            "remaining": stock, "prev_item": ev["item_name"], "prev_item_en": _name_en(cx, prev),
+            "supplies": len(chain),
+        }
+        evidence.append(kb_ev("drugs", line.code, f"ingredient={ing}"))
+        hits.append((fields, [ln.lid for ln in lines], sum(ln.amt for ln in lines), evidence))
     return hits
 
 
@@ -127,12 +130,15 @@ def same_class(cx: Any, p: dict[str, Any]) -> list[Hit]:
             continue
         ings = {ln.row["ingredient"] for ln in lines}
         others = []
-        for prev in prevs:
-            if prev[L_ING] in ings:
+        named: set[str] = set()
+        for prev in sorted(prevs, key=lambda r: -r[L_START]):  # the newest supply of each other ingredient
+            if prev[L_ING] in ings or prev[L_ING] in named:
                 continue
             prow = cx.kb_drug(prev[L_CODE], prev[L_START])
             if prow is not None and _active(prev, lines[0].start, p["remaining_fraction"]) is not None:
                 others.append((prev, prow))
+                named.add(prev[L_ING])
+        others.sort(key=lambda o: o[0][L_START])
         if len(ings) < 2 and not others:
             continue
         row = lines[0].row
@@ -207,27 +213,33 @@ def interaction(cx: Any, p: dict[str, Any]) -> list[Hit]:
     fields=("item", "item_en", "item_code", "count", "limit", "month"),
 )
 def frequent_purchase(cx: Any, p: dict[str, Any]) -> list[Hit]:
-    """频繁购药: the same ingredient bought more than max_per_month times in a natural month."""
+    """频繁购药: the same ingredient bought more than max_per_month times (encounters) in the natural
+    month of the line's service date; every earlier purchase of the month is in the evidence."""
     ledger = cx.state.get("L")
     if not ledger or not cx.kmask & DRUG:
         return []
-    month = month_of_day(cx.day)
+    limit = p["max_per_month"]
+    ench = cx.ench
     hits = []
-    for line in cx.items:
-        if line.kind != "drug":
-            continue
-        ing = line.row["ingredient"] if line.row is not None else "?" + line.code  # ingredient_of(line)
+    for ing, _, start, _, _, lines in request_supplies([ln for ln in cx.items if ln.kind == "drug"]):
+        month = month_of_day(start)
+        buys: set[int] = set()
+        rows = []
         for prev in ledger:
-            if prev[L_ING] != ing:
-                continue
-            if prev[L_MONTH] == month and cx.ench not in prev[L_BUYS] and len(prev[L_BUYS]) + 1 > p["max_per_month"]:
-                count = len(prev[L_BUYS]) + 1
-                fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "count": count, "limit": p["max_per_month"],
-                          "month": f"{month // 100}-{month % 100:02d}"}
-                evidence = [ledger_evidence(cx, prev), ev_item(cx, line),
-                            kb_ev("drugs", line.code, f"ingredient={ing}; purchases this month before this one={len(prev[L_BUYS])}")]
-                hits.append((fields, [line.lid], line.amt, evidence))
-            break
+            if prev[L_ING] == ing and prev[L_MONTH] == month:
+                buys.add(prev[L_ENC])
+                buys.update(prev[L_BUYS])
+                rows.append(prev)
+        if ench in buys or len(buys) + 1 <= limit:
+            continue  # the same purchase sent again is already counted
+        line = lines[0]
+        count = len(buys) + 1
+        fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "count": count, "limit": limit,
+                  "month": f"{month // 100}-{month % 100:02d}"}
+        rows.sort(key=lambda r: r[L_START])
+        evidence = [ledger_evidence(cx, r) for r in rows] + [ev_item(cx, ln) for ln in lines]
+        evidence.append(kb_ev("drugs", line.code, f"ingredient={ing}; purchases this month before this one={len(buys)}"))
+        hits.append((fields, [ln.lid for ln in lines], sum(ln.amt for ln in lines), evidence))
     return hits
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from services.rules.families import Hit, family
-from services.rules.state import V_DAY, V_ENC, V_INST
+from services.rules.state import V_DAY, V_ENC, V_EVENT, V_INST
 from services.rules.timeutil import date_of_day
 
 
 def _visit_evidence(v: list[Any]) -> dict[str, Any]:
-    return {"kind": "event", "event_id": None, "institution_id": v[V_INST], "date": date_of_day(v[V_DAY]), "amount": None}
+    return {"kind": "event", "event_id": v[V_EVENT] if len(v) > V_EVENT else None, "institution_id": v[V_INST],
+            "date": date_of_day(v[V_DAY]), "amount": None}
 
 
 def _prior_visits(cx: Any) -> list[Any] | None:
