@@ -69,8 +69,8 @@ OFFSET_JUMPS = Counter(
 )
 HIGHWATERS_RAISED = Counter(
     "presettle_worker_highwaters_raised_total",
-    "Changelog end offsets (table recovery) raised from the broker's ListOffsets answer to a fetch's high "
-    "watermark (Tansu 0.6 lists the first offset of the last batch + 1).",
+    "Changelog end offsets (table recovery) raised from the broker's ListOffsets answer to the offset after "
+    "the last record (Tansu 0.6 lists the first offset of the last batch + 1).",
 )
 DEAD_LETTERS = Counter(
     "presettle_worker_dead_letters_total",

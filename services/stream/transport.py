@@ -71,8 +71,8 @@ idempotency record).
 **Changelog end offsets.** faust's table recovery reads each changelog partition
 up to its end offset from ListOffsets and raises ConsistencyError for a table
 ahead of it; Tansu 0.6 lists the first offset of the last batch + 1, so
-:class:`ConsumerThread` raises each listed end to a fetch's high watermark
-(:func:`true_end_offsets`).
+:meth:`Consumer.highwaters` reads each changelog's real end from its last batch
+(services/stream/store.py ``true_end_offsets``).
 """
 
 from __future__ import annotations
@@ -122,69 +122,12 @@ def mark_finished(message: Any) -> None:
     _finished.add((message.topic, message.partition, message.offset))
 
 
-def true_end_offsets(listed: Mapping[TP, int], fetched: Mapping[TP, int | None]) -> dict[TP, int]:
-    """Each partition's end offset: ListOffsets' answer, raised to a fetch's high watermark.
-
-    Tansu 0.6 answers ListOffsets(latest) with the first offset of the partition's last batch
-    + 1, not the offset after its last record; the high watermark of a fetch response is right
-    (on Kafka both agree)."""
-    return {tp: max(end, fetched.get(tp) or 0) for tp, end in listed.items()}
-
-
-async def fetch_highwaters(bootstrap: str, listed: Mapping[TP, int], timeout_s: float = 5.0,
-                           **client: Any) -> dict[TP, int]:
-    """The high watermark of one fetch from just before each listed end (empty partitions skipped)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    wanted = {TopicPartition(tp.topic, tp.partition): tp for tp, end in listed.items() if end}
-    if not wanted:
-        return {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                fetch_max_wait_ms=5, client_id="presettle-highwaters", **client)
-    await consumer.start()
-    out: dict[TP, int] = {}
-    try:
-        consumer.assign(list(wanted))
-        for ktp, tp in wanted.items():
-            consumer.seek(ktp, listed[tp] - 1)
-        deadline = time.monotonic() + timeout_s
-        while len(out) < len(wanted) and time.monotonic() < deadline:
-            await consumer.getmany(timeout_ms=200)
-            for ktp, tp in wanted.items():
-                highwater = consumer.highwater(ktp)
-                if highwater is not None:
-                    out[tp] = highwater
-    finally:
-        await consumer.stop()
-    return out
-
-
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         # Read by AIOKafkaConsumer.start() when it builds its fetcher.
         consumer._fetch_max_wait_ms = fetch_max_wait_ms()
         return consumer
-
-    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
-        """faust's table recovery reads each changelog partition up to this end offset and
-        refuses a table ahead of it (ConsistencyError); see :func:`true_end_offsets`."""
-        listed = await super()._highwaters(partitions)
-        settings = get_settings()
-        try:
-            fetched = await fetch_highwaters(settings.bootstrap, listed, **aiokafka_kwargs(settings))
-        except Exception as exc:  # noqa: BLE001 - the listed offsets are still an answer
-            log.warning("could not fetch the high watermarks of %d partitions (%r): using the listed ends",
-                        len(listed), exc)
-            return listed
-        ends = true_end_offsets(listed, fetched)
-        raised = {tp: (listed[tp], end) for tp, end in ends.items() if end != listed[tp]}
-        if raised:
-            metrics.HIGHWATERS_RAISED.inc(len(raised))
-            log.info("end offsets raised to the fetched high watermark for %d partitions (e.g. %s)",
-                     len(raised), ", ".join(f"{tp.topic}[{tp.partition}] {a}->{b}"
-                                            for tp, (a, b) in list(raised.items())[:3]))
-        return ends
 
 
 class Consumer(faust_aiokafka.Consumer):
@@ -325,7 +268,6 @@ class Consumer(faust_aiokafka.Consumer):
             self._rewind[tp] = head
             self._rewound[tp] = (head, now)
 
-
     # -- the end of a changelog ------------------------------------------------------
     async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
         """The brokers' high waters; for changelog partitions, the offset after their last record.
@@ -338,7 +280,6 @@ class Consumer(faust_aiokafka.Consumer):
         reported = dict(await super().highwaters(*partitions))
         changelogs = [tp for tp in partitions if tp.topic.endswith("-changelog")]
         if changelogs:
-            from services.common.kafka_security import aiokafka_kwargs
             from services.stream.store import true_end_offsets
 
             settings = get_settings()
@@ -350,6 +291,7 @@ class Consumer(faust_aiokafka.Consumer):
                 for tp, end in true.items():
                     if reported.get(tp) is None or end > reported[tp]:
                         reported[tp] = end
+                        metrics.HIGHWATERS_RAISED.inc()
         return reported
 
 
