@@ -32,12 +32,11 @@ def stack_env(**overrides: str) -> dict[str, str]:
         PRESETTLE_HTTP_PORT=str(free_port()),
         PRESETTLE_WORKER_METRICS_PORT=str(free_port()),
         PRESETTLE_SINK_METRICS_PORT=str(free_port()),
-        # Each stack its own data directory: the worker's faust data and the decision log's SQLite file.
+        # Each stack its own data directory: the workers' RocksDB state files (never another stack's)
+        # and the decision log's SQLite file.
         PRESETTLE_DATA_DIR=tempfile.mkdtemp(prefix="presettle-data-"),
         PRESETTLE_TOPIC_PREFIX=f"t{uuid.uuid4().hex[:8]}",
         PRESETTLE_PARTITIONS="2",
-        # Each stack its own worker data directories (RocksDB state files): never another stack's.
-        PRESETTLE_DATA_DIR=tempfile.mkdtemp(prefix="presettle-data-"),
         # A generous default budget: the tests check what is decided, not how fast (a slow CI
         # machine must not turn answers into 'timeout'); budget behaviour has its own tests.
         PRESETTLE_BUDGET_MS="5000",
