@@ -118,6 +118,7 @@ def gaps(results: list[tuple[float, int, str]]) -> dict[int, float]:
 
 
 def one_run(args: argparse.Namespace, standby: int, templates: list[bytes], root: pathlib.Path) -> dict[str, Any]:
+    from services.common.kafka_security import aiokafka_kwargs
     from services.common.settings import load_settings
     from services.stack import Stack
 
@@ -138,7 +139,7 @@ def one_run(args: argparse.Namespace, standby: int, templates: list[bytes], root
         stack.start_broker()
         if args.patients:
             asyncio.run(write_changelog(stack.bootstrap, settings.state_changelog_topic, args.partitions,
-                                        args.patients, templates))
+                                        args.patients, templates, aiokafka_kwargs(settings)))
         t0 = time.monotonic()
         stack.start_worker(0)
         stack.start_worker(1)

@@ -75,7 +75,7 @@ def patient_key(i: int) -> bytes:
 
 
 async def write_changelog(bootstrap: str, topic: str, partitions: int, n: int,
-                          templates: list[bytes]) -> dict[int, int]:
+                          templates: list[bytes], security: dict[str, Any] | None = None) -> dict[int, int]:
     """Every patient's state on the changelog; return the last offset per partition."""
     from aiokafka import AIOKafkaProducer
     from aiokafka.partitioner import DefaultPartitioner
@@ -83,7 +83,7 @@ async def write_changelog(bootstrap: str, topic: str, partitions: int, n: int,
     choose = DefaultPartitioner()
     all_partitions = list(range(partitions))
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024,
-                                max_request_size=8 * 1024 * 1024, acks=1)
+                                max_request_size=8 * 1024 * 1024, acks=1, **(security or {}))
     await producer.start()
     last: dict[int, int] = {}
     pending: list[Any] = []
@@ -177,6 +177,7 @@ def stop_worker(stack: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from services.common.kafka_security import aiokafka_kwargs
     from services.common.settings import load_settings
     from services.stack import Stack
 
@@ -203,7 +204,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         stack.start_broker()
         changelog = settings.state_changelog_topic
         t0 = time.monotonic()
-        last = asyncio.run(write_changelog(stack.bootstrap, changelog, args.partitions, args.patients, templates))
+        last = asyncio.run(write_changelog(stack.bootstrap, changelog, args.partitions, args.patients, templates,
+                                          aiokafka_kwargs(settings)))
         _say(f"changelog: {args.patients:,} records in {time.monotonic() - t0:.1f} s")
         worker_dir = data_dir / "worker-0"
         t0 = time.monotonic()

@@ -34,6 +34,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from services.common.broker import EmbeddedBroker, ensure_topics, free_port, service_topics, topic_configs
+from services.common.kafka_security import aiokafka_kwargs
 from services.common.settings import load_settings
 from services.decisionlog.store import Store
 
@@ -55,8 +56,9 @@ def record(n: int, prefix: str) -> dict[str, Any]:
     }
 
 
-async def produce(bootstrap: str, topic: str, rate: float, duration: float, prefix: str) -> tuple[int, float]:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+async def produce(bootstrap: str, topic: str, rate: float, duration: float, prefix: str,
+                  security: dict[str, Any]) -> tuple[int, float]:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, **security)
     await producer.start()
     sent = 0
     t0 = time.monotonic()
@@ -115,7 +117,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         broker = EmbeddedBroker(free_port()).start()
         bootstrap = broker.bootstrap
     prefix = f"bench{uuid.uuid4().hex[:6]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRESETTLE_")}
+    # PRESETTLE_KAFKA_* (TLS / SASL of a secured cluster) pass through to the sink and the producer
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRESETTLE_") or k.startswith("PRESETTLE_KAFKA_")}
     env.update(PRESETTLE_KAFKA_BOOTSTRAP=bootstrap, PRESETTLE_TOPIC_PREFIX=prefix, PRESETTLE_DATABASE_URL=url,
                PRESETTLE_SINK_METRICS_PORT="0", PRESETTLE_PARTITIONS=str(args.partitions), PRESETTLE_ENV="test",
                PRESETTLE_DATA_DIR=str(tmp), PRESETTLE_LOG_FORMAT="text")
@@ -126,7 +129,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     store = Store.open(url)
     try:
         time.sleep(3)  # the sink joins its group
-        sent, took = asyncio.run(produce(bootstrap, settings.decisions_topic, args.rate, args.duration, prefix))
+        sent, took = asyncio.run(produce(bootstrap, settings.decisions_topic, args.rate, args.duration, prefix,
+                                            aiokafka_kwargs(settings)))
         send_end = time.monotonic()
         deadline = send_end + args.drain_timeout
         stored = 0
