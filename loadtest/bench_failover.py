@@ -12,8 +12,9 @@ with SIGKILL. Its partitions are unserved until the other worker has taken them 
 the new group generation and, without a standby copy, rebuilds them from the changelog first.
 
 **Gap**, per partition: from the kill to the first request of that partition decided after its
-last failed one (timeout / unavailable / error); 0 for a partition that never failed (the
-surviving worker's own). The run's gap is the largest; null if a partition never answered again.
+first failed one (timeout / unavailable / error) — the end of its outage; 0 for a partition that
+never failed. The run's gap is the largest; null if a partition never answered again. Isolated
+failures after that (a busy machine) are counted apart (``failed_after_recovery``).
 
 The last line printed is one JSON object: ``{"patients", "rate", "runs": [{"standby", "gap_s",
 "failed", "sent", …}], "gap_s": {"1": [...], "0": [...]}, "loadavg"}``.
@@ -102,19 +103,26 @@ async def load(url: str, rate: float, duration: float, kill_at: float, kill: Any
     return [(round(t - killed_at, 3), p, outcome) for t, p, outcome in sorted(results)]
 
 
-def gaps(results: list[tuple[float, int, str]]) -> dict[int, float]:
-    """Per partition: from the kill to the first request sent after it that was decided, once no later
-    request of that partition failed (so a partition that never failed has gap 0)."""
+def gaps(results: list[tuple[float, int, str]]) -> tuple[dict[int, float], int]:
+    """Per partition, the end of its outage: the send time (after the kill) of the first request decided
+    after the partition's first failed one — 0 if none failed (the surviving worker's own partitions
+    may still pause in the rebalance), inf if it never answered again. Also: the failures later than
+    that (isolated timeouts on a busy machine, not the failover)."""
     out: dict[int, float] = {}
+    later = 0
     for partition in sorted({p for _, p, _ in results}):
         after = [(t, outcome) for t, p, outcome in results if p == partition and t >= 0]
-        failed = [t for t, outcome in after if outcome != "evaluated"]
-        if not failed:
+        first_failure = next((i for i, (_, outcome) in enumerate(after) if outcome != "evaluated"), None)
+        if first_failure is None:
             out[partition] = 0.0
             continue
-        recovered = [t for t, outcome in after if outcome == "evaluated" and t > max(failed)]
-        out[partition] = round(recovered[0], 2) if recovered else float("inf")
-    return out
+        back = next((i for i in range(first_failure, len(after)) if after[i][1] == "evaluated"), None)
+        if back is None:
+            out[partition] = float("inf")
+            continue
+        out[partition] = round(after[back][0], 2)
+        later += sum(1 for _, outcome in after[back:] if outcome != "evaluated")
+    return out, later
 
 
 def one_run(args: argparse.Namespace, standby: int, templates: list[bytes], root: pathlib.Path) -> dict[str, Any]:
@@ -159,11 +167,14 @@ def one_run(args: argparse.Namespace, standby: int, templates: list[bytes], root
         results = asyncio.run(load(stack.url, args.rate, args.warmup + args.after, args.warmup, kill,
                                    args.partitions))
         failed = [t for t, _, outcome in results if t >= 0 and outcome != "evaluated"]
-        per_partition = gaps(results)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "requests.json").write_bytes(orjson.dumps(results))  # (s after the kill, partition, outcome)
+        per_partition, later = gaps(results)
         worst = max(per_partition.values(), default=0.0)
         out.update(
             sent=len(results), failed=len(failed),
             failed_before_kill=sum(1 for t, _, outcome in results if t < 0 and outcome != "evaluated"),
+            failed_after_recovery=later,
             gap_s=None if worst == float("inf") else worst,  # None: a partition never answered again
             partition_gaps_s={str(p): (None if g == float("inf") else g) for p, g in per_partition.items()},
             outcomes=sorted({outcome for _, _, outcome in results}),
