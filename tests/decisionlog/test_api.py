@@ -168,3 +168,13 @@ def test_the_board_ledger_counts_today_and_month_from_the_store(tmp_path: Path) 
                                 "override_rate": 1.0}
     assert get(h, "/dashboard/ledger", "dev-admin-key").json()["today"]["decisions"] == 3
     assert get(h, "/dashboard/ledger", "nope-nope-nope").status_code == 401
+
+
+def test_an_unreachable_database_answers_503_naming_the_setting(tmp_path: Path) -> None:
+    from services.common.broker import free_port
+
+    settings = load_settings({"PRESETTLE_DATA_DIR": str(tmp_path),
+                              "PRESETTLE_DATABASE_URL": f"postgresql://nobody@127.0.0.1:{free_port()}/none"})
+    r = get(TestClient(create_app(settings)), "/v1/decisions", "dev-key-h1")
+    assert r.status_code == 503 and r.json()["field"] == "PRESETTLE_DATABASE_URL"
+    assert "nobody" not in r.text  # the URL (it may hold a password) is never echoed
