@@ -120,7 +120,7 @@ class Sink:
             t0 = time.perf_counter()
             counts = await asyncio.to_thread(
                 self.store.write, list(batch.decisions.values()), batch.feedback, batch.statuses, batch.revisions,
-                self.settings.review_deadline_days)
+                self.settings.review_deadlines)
             metrics.WRITE_SECONDS.observe(time.perf_counter() - t0)
             for kind, new in (("decisions", counts["decisions"]), ("feedback", counts["feedback"]),
                               ("status", counts["statuses"]), ("rulebase", counts["revisions"])):
