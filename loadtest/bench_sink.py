@@ -34,6 +34,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from services.common.broker import EmbeddedBroker, ensure_topics, free_port, service_topics, topic_configs
+from services.common.kafka_security import aiokafka_kwargs
 from services.common.settings import load_settings
 from services.decisionlog.store import Store
 
@@ -55,8 +56,8 @@ def record(n: int, prefix: str) -> dict[str, Any]:
     }
 
 
-async def send_one(bootstrap: str, topic: str, rec: dict[str, Any]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+async def send_one(bootstrap: str, topic: str, rec: dict[str, Any], security: dict[str, Any]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **security)
     await producer.start()
     try:
         await producer.send_and_wait(topic, orjson.dumps(rec), key=rec["patient_id"].encode())
@@ -64,8 +65,9 @@ async def send_one(bootstrap: str, topic: str, rec: dict[str, Any]) -> None:
         await producer.stop()
 
 
-async def produce(bootstrap: str, topic: str, rate: float, duration: float, prefix: str) -> tuple[int, float]:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+async def produce(bootstrap: str, topic: str, rate: float, duration: float, prefix: str,
+                  security: dict[str, Any]) -> tuple[int, float]:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, **security)
     await producer.start()
     sent = 0
     t0 = time.monotonic()
@@ -124,12 +126,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         broker = EmbeddedBroker(free_port()).start()
         bootstrap = broker.bootstrap
     prefix = f"bench{uuid.uuid4().hex[:6]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRESETTLE_")}
+    # The Kafka connection settings (bootstrap, TLS, SASL) carry over; everything else is the bench's own.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRESETTLE_") or k.startswith("PRESETTLE_KAFKA_")}
     env.update(PRESETTLE_KAFKA_BOOTSTRAP=bootstrap, PRESETTLE_TOPIC_PREFIX=prefix, PRESETTLE_DATABASE_URL=url,
                PRESETTLE_SINK_METRICS_PORT="0", PRESETTLE_PARTITIONS=str(args.partitions), PRESETTLE_ENV="test",
                PRESETTLE_DATA_DIR=str(tmp), PRESETTLE_LOG_FORMAT="text")
     settings = load_settings(env)
-    asyncio.run(ensure_topics(bootstrap, service_topics(settings), configs=topic_configs(settings)))
+    security = aiokafka_kwargs(settings)  # TLS / SASL from the PRESETTLE_KAFKA_* settings, as the service
+    asyncio.run(ensure_topics(bootstrap, service_topics(settings), configs=topic_configs(settings), security=security))
     sink = subprocess.Popen([sys.executable, "-m", "services.decisionlog.sink"], env=env,
                             stdout=subprocess.DEVNULL, stderr=open(tmp / "sink.log", "wb"))  # noqa: SIM115
     store = Store.open(url)
@@ -137,13 +141,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # Warm-up: one record, and wait until it is stored — the sink has started, joined its group and
         # holds its partitions, so the figures below measure the steady state, not the start-up.
         probe = record(0, prefix + "-probe")
-        asyncio.run(send_one(bootstrap, settings.decisions_topic, probe))
+        asyncio.run(send_one(bootstrap, settings.decisions_topic, probe, security))
         ready = time.monotonic() + args.drain_timeout
         while store.decision(probe["decision_id"]) is None:
             if time.monotonic() > ready or sink.poll() is not None:
                 raise SystemExit(f"the sink stored nothing (see {tmp / 'sink.log'})")
             time.sleep(0.2)
-        sent, took = asyncio.run(produce(bootstrap, settings.decisions_topic, args.rate, args.duration, prefix))
+        sent, took = asyncio.run(produce(bootstrap, settings.decisions_topic, args.rate, args.duration, prefix,
+                                         security))
         send_end = time.monotonic()
         deadline = send_end + args.drain_timeout
         stored = 0
