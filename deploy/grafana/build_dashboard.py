@@ -156,6 +156,17 @@ def build() -> dict[str, Any]:
     ], 12, 7, 12, "short", "Connections to the live page and its audit-topic feed.")
     y += 7
 
+    row("决策日志 Decision log")
+    panel("timeseries", "写入滞后 Sink lag", [
+        ("max(presettle_sink_lag_seconds)", "seconds behind (newest stored)"),
+        ("sum by (kind) (presettle_sink_lag_records)", "records waiting {{kind}}"),
+    ], 12, 7, 0, "short", "How far the decision log is behind the topics (docs/decisionlog.md).")
+    panel("timeseries", "写入记录 Records stored", [
+        (f"sum by (kind, result) (rate(presettle_sink_records_total[{RI}]))", "{{kind}} {{result}}"),
+        (f"sum(rate(presettle_sink_cases_opened_total[{RI}]))", "cases opened"),
+    ], 12, 7, 12, "ops", "Records the sink read per second by kind and result; review cases it opened.")
+    y += 7
+
     dash = {
         "title": "PreSettle 医保基金事前提醒",
         "uid": "presettle-ops",

@@ -112,6 +112,28 @@ def parse_staff_keys(raw: str, name: str = "PRESETTLE_STAFF_KEYS") -> dict[str, 
     return out
 
 
+REVIEW_STEPS = ("open", "initial_review", "appealed", "re_review")
+
+
+def parse_deadlines(raw: str) -> dict[str, int]:
+    """``"15"`` or ``"15,appealed=10"`` → days per review step (a bare number: every step not named)."""
+    default, named = 15, {}
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        step, sep, days = part.rpartition("=")
+        step = step.strip()
+        if sep and step not in REVIEW_STEPS:
+            raise ValueError(f"unknown step {step!r}; steps: {', '.join(REVIEW_STEPS)}")
+        if not days.strip().isdigit() or not 1 <= int(days) <= 365:
+            raise ValueError(f"{part!r}: days must be a whole number from 1 to 365")
+        if sep:
+            named[step] = int(days)
+        else:
+            default = int(days)
+    return {step: named.get(step, default) for step in REVIEW_STEPS}
+
+
 def parse_admin_keys(raw: str) -> frozenset[str]:
     keys = frozenset(k.strip() for k in raw.split(",") if k.strip())
     if not keys:
@@ -245,7 +267,8 @@ class Settings(BaseSettings):
     sink_enabled: bool = True  # `make run` / the stack start the decision-log sink
     sink_metrics_port: int = Field(9190, ge=0, le=65535)  # the sink's /metrics (0: none)
     staff_keys: SecretStr | None = None  # agency staff: "key:role:scope[:name],…" (reviewer | senior_reviewer)
-    review_deadline_days: int = Field(15, ge=1, le=365)  # 办理时限 of each review step
+    # 办理时限: "15" (every step) or "15,appealed=10,re_review=20" (a default and per-state days)
+    review_deadline_days: str = "15"
 
     _institutions: dict[str, str] = PrivateAttr(default_factory=dict)
     _admin: frozenset[str] = PrivateAttr(default=frozenset())
@@ -325,6 +348,17 @@ class Settings(BaseSettings):
         if url and not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise SettingsError("PRESETTLE_DATABASE_URL: use postgresql://… or sqlite:///path")
         return self
+
+    @field_validator("review_deadline_days")
+    @classmethod
+    def _deadlines(cls, value: str) -> str:
+        parse_deadlines(value)
+        return value
+
+    @property
+    def review_deadlines(self) -> dict[str, int]:
+        """Days per review step (services/decisionlog/workflow.py)."""
+        return parse_deadlines(self.review_deadline_days)
 
     def staff_for(self, key: str) -> StaffKey | None:
         """The agency staff member a key belongs to (None for another or an unknown key)."""

@@ -51,6 +51,7 @@ class Batch:
         self.revisions: list[dict[str, Any]] = []
         self.newest_decided: str | None = None
         self.skipped: dict[str, int] = {}
+        self.read: dict[str, int] = {}  # records read per kind (a replay within one batch counts twice)
 
     def add(self, kind: str, key: bytes | None, value: bytes | None) -> None:
         if kind == "rulebase":
@@ -61,6 +62,7 @@ class Batch:
         record = orjson.loads(value or b"")
         if not isinstance(record, dict):
             raise ValueError("not a JSON object")
+        self.read[kind] = self.read.get(kind, 0) + 1
         if kind == "decisions":
             row, alerts = records.decision_rows(record, pseudonym)
             self.decisions[row["decision_id"]] = (row, alerts)
@@ -118,12 +120,11 @@ class Sink:
             t0 = time.perf_counter()
             counts = await asyncio.to_thread(
                 self.store.write, list(batch.decisions.values()), batch.feedback, batch.statuses, batch.revisions,
-                self.settings.review_deadline_days)
+                self.settings.review_deadlines)
             metrics.WRITE_SECONDS.observe(time.perf_counter() - t0)
-            for kind, read, new in (("decisions", len(batch.decisions), counts["decisions"]),
-                                    ("feedback", len(batch.feedback), counts["feedback"]),
-                                    ("status", len(batch.statuses), counts["statuses"]),
-                                    ("rulebase", len(batch.revisions), counts["revisions"])):
+            for kind, new in (("decisions", counts["decisions"]), ("feedback", counts["feedback"]),
+                              ("status", counts["statuses"]), ("rulebase", counts["revisions"])):
+                read = batch.read.get(kind, 0)
                 if new:
                     metrics.RECORDS.labels(kind, "stored").inc(new)
                 if read - new:

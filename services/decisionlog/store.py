@@ -198,7 +198,7 @@ class Store:
     # -- writes (the sink) ---------------------------------------------------------------------
     def write(self, decisions: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]] = (),
               feedback: Sequence[dict[str, Any]] = (), statuses: Sequence[dict[str, Any]] = (),
-              revisions: Sequence[dict[str, Any]] = (), deadline_days: int = 15) -> dict[str, int]:
+              revisions: Sequence[dict[str, Any]] = (), deadline_days: workflow.Deadlines = workflow.DEFAULT_DEADLINE_DAYS) -> dict[str, int]:
         """Store a batch in one transaction, idempotently; counts of what was new."""
         counts = {"decisions": 0, "feedback": 0, "statuses": 0, "revisions": 0, "cases": 0}
         stored_at = now_iso()
@@ -245,7 +245,7 @@ class Store:
                 with conn.cursor() as cur:
                     cur.executemany(sql, [tuple(r.values()) for r in rows])
 
-    def _case_row(self, row: dict[str, Any], alerts: list[dict[str, Any]], deadline_days: int) -> dict[str, Any]:
+    def _case_row(self, row: dict[str, Any], alerts: list[dict[str, Any]], deadline_days: workflow.Deadlines) -> dict[str, Any]:
         at = now_iso()
         return {
             "case_id": "c-" + row["decision_id"], "decision_id": row["decision_id"],
@@ -253,12 +253,12 @@ class Store:
             "patient_ref": row["patient_ref"], "rule_ids": ",".join(sorted({a["rule_id"] for a in alerts})),
             "amount": round(sum(float(a["amount"] or 0) for a in alerts), 2), "state": "open", "outcome": None,
             "confirmed_amount": None, "deducted_amount": None, "initial_reviewer": None,
-            "opened_at": at, "updated_at": at, "due_at": workflow.due(datetime.now(UTC), deadline_days),
+            "opened_at": at, "updated_at": at, "due_at": workflow.due(datetime.now(UTC), workflow.days_for(deadline_days, "open")),
             "occurred_at": row["occurred_at"],
         }
 
     def _open_case(self, conn: Any, row: dict[str, Any], alerts: list[dict[str, Any]], actor: str, role: str,
-                   reason: str, deadline_days: int) -> int:
+                   reason: str, deadline_days: workflow.Deadlines) -> int:
         case = self._case_row(row, alerts, deadline_days)
         at = case["opened_at"]
         cur = self.execute(conn, _insert("cases", case, "case_id"), list(case.values()))
@@ -351,7 +351,7 @@ class Store:
 
     # -- cases ---------------------------------------------------------------------------------
     def open_case(self, decision_id: str, scope: Scope, actor: str, role: str, reason: str,
-                  deadline_days: int) -> tuple[dict[str, Any] | None, bool]:
+                  deadline_days: workflow.Deadlines) -> tuple[dict[str, Any] | None, bool]:
         """Open a case for a decision (retrospective review); (the case, whether it is new)."""
         where, params = scope.sql()
         with self.tx() as conn:
@@ -405,7 +405,8 @@ class Store:
         return page, (encode_cursor(page[-1]["opened_at"], page[-1]["case_id"]) if more and page else None)
 
     def act(self, case_id: str, scope: Scope, action: str, role: str, actor: str, reason: str | None,
-            amount: float | None, attachments: list[str], deadline_days: int) -> dict[str, Any] | None:
+            amount: float | None, attachments: list[str],
+            deadline_days: workflow.Deadlines) -> dict[str, Any] | None:
         """Apply one workflow action (workflow.WorkflowError when refused); the case after it, None if unseen."""
         where, params = scope.sql()
         with self.tx() as conn:

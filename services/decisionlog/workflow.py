@@ -11,15 +11,17 @@
 ``closed`` carries an outcome: ``dismissed`` (dismiss, overturn), ``upheld`` (accept, or uphold at the
 confirmed amount) or ``partially_upheld`` (uphold with a smaller amount). The senior reviewer who
 takes and decides the re-review must not be the reviewer of the initial review. Each state but
-``closed`` has a deadline (办理时限): entering it sets ``due_at`` = now + the configured days.
+``closed`` has a deadline (办理时限): entering it sets ``due_at`` = now + the days configured for that
+state (:data:`Deadlines`: one number for every step, or per state).
 No I/O here: the store applies a :class:`Transition` inside one transaction.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, TypeAlias
 
 State = Literal["open", "initial_review", "appealed", "re_review", "closed"]
 STATES: tuple[State, ...] = ("open", "initial_review", "appealed", "re_review", "closed")
@@ -40,6 +42,17 @@ STATE_ZH = {"open": "待初审", "initial_review": "初审确认·待机构反�
             "re_review": "复审中", "closed": "已办结"}
 ACTION_ZH = {"confirm": "初审确认", "dismiss": "初审排除", "appeal": "申诉", "accept": "认可",
              "take": "受理复审", "uphold": "复审维持", "overturn": "复审撤销"}
+# 办理时限: days per step — one number for every step, or per state (PRESETTLE_REVIEW_DEADLINE_DAYS).
+Deadlines: TypeAlias = int | Mapping[str, int]
+DEFAULT_DEADLINE_DAYS = 15
+
+
+def days_for(deadlines: Deadlines, state: str) -> int:
+    if isinstance(deadlines, int):
+        return deadlines
+    return int(deadlines.get(state, DEFAULT_DEADLINE_DAYS))
+
+
 REASON_REQUIRED = frozenset({"dismiss", "appeal", "uphold", "overturn"})
 REASON_MAX = 2000
 ATTACHMENTS_MAX = 20
@@ -82,7 +95,7 @@ def due(at: datetime, days: int) -> str:
 
 
 def transition(case: Case, action: str, role: str, actor: str, reason: str | None, amount: float | None,
-               now: datetime, deadline_days: int) -> Transition:
+               now: datetime, deadline_days: Deadlines) -> Transition:
     """The transition ``action`` makes from ``case`` (or :class:`WorkflowError`)."""
     if action not in ACTIONS:
         raise WorkflowError(422, "action", f"unknown action {action!r}; actions: {', '.join(ACTIONS)}")
@@ -109,4 +122,4 @@ def transition(case: Case, action: str, role: str, actor: str, reason: str | Non
         value = confirmed if amount is None else amount
         if value < confirmed:
             outcome = "partially_upheld"
-    return Transition(action, src, dst, outcome, value, None if dst == "closed" else due(now, deadline_days))
+    return Transition(action, src, dst, outcome, value, None if dst == "closed" else due(now, days_for(deadline_days, dst)))

@@ -77,7 +77,7 @@ def open_case(body: OpenCase, who: PrincipalDep, store: StoreDep, request: Reque
     require_role(who, ("reviewer", "senior_reviewer"))
     settings = request.app.state.settings
     case, new = store.open_case(body.decision_id, who.scope, who.name, who.role, body.reason,
-                                settings.review_deadline_days)
+                                settings.review_deadlines)
     if case is None:
         raise not_found("decision", "decision_id", body.decision_id)
     return case if new else JSONResponse(status_code=200, content=case)
@@ -91,7 +91,7 @@ def act(case_id: str, action: str, body: CaseAction, who: PrincipalDep, store: S
     settings = request.app.state.settings
     try:
         found = store.act(case_id, who.scope, action, who.role, who.name, body.reason, body.amount,
-                          list(body.attachments), settings.review_deadline_days)
+                          list(body.attachments), settings.review_deadlines)
     except workflow.WorkflowError as exc:
         raise HTTPException(exc.status, {"error": ERRORS.get(exc.status, "invalid_request"), "field": exc.field,
                                          "message": exc.message}) from None

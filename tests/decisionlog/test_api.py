@@ -23,7 +23,7 @@ STAFF = "rev-330100-key:reviewer:330100:wang,rev-all-key:reviewer:*:li,senior-ke
 
 
 @pytest.fixture
-def http_nolife(tmp_path: Path) -> TestClient:
+def http(tmp_path: Path) -> TestClient:
     # No lifespan (no `with`): no broker; the decision-log routes need only the store.
     settings = load_settings({"PRESETTLE_DATA_DIR": str(tmp_path), "PRESETTLE_STAFF_KEYS": STAFF})
     store = Store.open(settings.database)
@@ -38,16 +38,16 @@ def get(http: TestClient, path: str, key: str, **params: Any) -> Any:
     return http.get(path, headers={"X-API-Key": key}, params=params)
 
 
-def test_whoami_names_role_scope_and_person(http_nolife: TestClient) -> None:
-    assert get(http_nolife, "/v1/whoami", "dev-key-h1").json() == {
+def test_whoami_names_role_scope_and_person(http: TestClient) -> None:
+    assert get(http, "/v1/whoami", "dev-key-h1").json() == {
         "role": "institution", "name": "institution:H1", "institution": "H1", "scope": "H1"}
-    assert get(http_nolife, "/v1/whoami", "rev-330100-key").json()["scope"] == "330100"
-    assert get(http_nolife, "/v1/whoami", "dev-admin-key").json()["role"] == "admin"
-    assert get(http_nolife, "/v1/whoami", "nope-nope-nope").status_code == 401
+    assert get(http, "/v1/whoami", "rev-330100-key").json()["scope"] == "330100"
+    assert get(http, "/v1/whoami", "dev-admin-key").json()["role"] == "admin"
+    assert get(http, "/v1/whoami", "nope-nope-nope").status_code == 401
 
 
-def test_reads_stay_inside_the_scope_and_404_outside(http_nolife: TestClient) -> None:
-    h = http_nolife
+def test_reads_stay_inside_the_scope_and_404_outside(http: TestClient) -> None:
+    h = http
     assert get(h, "/v1/decisions/d-H1-0001", "dev-key-h1").json()["alerts"][0]["rule_id"] == "R01"
     outside = get(h, "/v1/decisions/d-H2-0007", "dev-key-h1")
     assert outside.status_code == 404 and outside.json()["field"] == "decision_id"
@@ -59,8 +59,8 @@ def test_reads_stay_inside_the_scope_and_404_outside(http_nolife: TestClient) ->
     assert get(h, "/v1/decisions", "dev-key-h1", institution="H2").json()["decisions"] == []
 
 
-def test_filters_and_cursor_paging(http_nolife: TestClient) -> None:
-    h = http_nolife
+def test_filters_and_cursor_paging(http: TestClient) -> None:
+    h = http
     first = get(h, "/v1/decisions", "dev-admin-key", limit=3).json()
     second = get(h, "/v1/decisions", "dev-admin-key", limit=3, cursor=first["next_cursor"]).json()
     third = get(h, "/v1/decisions", "dev-admin-key", limit=3, cursor=second["next_cursor"]).json()
@@ -79,8 +79,8 @@ def test_filters_and_cursor_paging(http_nolife: TestClient) -> None:
     assert get(h, "/v1/decisions", "dev-admin-key", scene=11).status_code == 422
 
 
-def test_csv_and_xlsx_exports_carry_the_same_rows(http_nolife: TestClient, tmp_path: Path) -> None:
-    h = http_nolife
+def test_csv_and_xlsx_exports_carry_the_same_rows(http: TestClient, tmp_path: Path) -> None:
+    h = http
     r = get(h, "/v1/decisions", "dev-key-h1", format="csv", has_alerts="true")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
@@ -98,8 +98,8 @@ def post(http: TestClient, path: str, key: str, body: dict[str, Any]) -> Any:
     return http.post(path, headers={"X-API-Key": key}, json=body)
 
 
-def test_a_case_through_every_state_with_three_keys(http_nolife: TestClient) -> None:
-    h = http_nolife
+def test_a_case_through_every_state_with_three_keys(http: TestClient) -> None:
+    h = http
     cid = "c-d-H1-0001"  # scene 6 with an alert: opened by the sink's write
     assert get(h, f"/v1/cases/{cid}", "dev-key-h1").json()["allowed_actions"] == ["confirm", "dismiss"]
     early = post(h, f"/v1/cases/{cid}/appeal", "dev-key-h1", {"reason": "x"})
@@ -123,8 +123,8 @@ def test_a_case_through_every_state_with_three_keys(http_nolife: TestClient) -> 
     assert bad.status_code == 422 and bad.json()["field"] == "amount"
 
 
-def test_a_reviewer_opens_a_case_for_any_decision(http_nolife: TestClient) -> None:
-    h = http_nolife
+def test_a_reviewer_opens_a_case_for_any_decision(http: TestClient) -> None:
+    h = http
     assert post(h, "/v1/cases", "dev-key-h1", {"decision_id": "d-H1-0002", "reason": "x"}).status_code == 403
     opened = post(h, "/v1/cases", "rev-all-key", {"decision_id": "d-H1-0002", "reason": "事后抽查"})
     assert opened.status_code == 201 and opened.json()["history"][0]["actor"] == "li"
@@ -132,8 +132,8 @@ def test_a_reviewer_opens_a_case_for_any_decision(http_nolife: TestClient) -> No
     assert post(h, "/v1/cases", "rev-330100-key", {"decision_id": "d-H2-0007", "reason": "y"}).status_code == 404
 
 
-def test_risk_summary_and_monthly_report_stay_in_scope(http_nolife: TestClient) -> None:
-    h = http_nolife
+def test_risk_summary_and_monthly_report_stay_in_scope(http: TestClient) -> None:
+    h = http
     risk = get(h, "/v1/risk/institutions", "rev-all-key").json()
     assert {e["key"] for e in risk["entries"]} == {"H1", "H2"} and "formula" in risk
     assert {e["key"] for e in get(h, "/v1/risk/institutions", "dev-key-h2").json()["entries"]} == {"H2"}
@@ -168,3 +168,13 @@ def test_the_board_ledger_counts_today_and_month_from_the_store(tmp_path: Path) 
                                 "override_rate": 1.0}
     assert get(h, "/dashboard/ledger", "dev-admin-key").json()["today"]["decisions"] == 3
     assert get(h, "/dashboard/ledger", "nope-nope-nope").status_code == 401
+
+
+def test_an_unreachable_database_answers_503_naming_the_setting(tmp_path: Path) -> None:
+    from services.common.broker import free_port
+
+    settings = load_settings({"PRESETTLE_DATA_DIR": str(tmp_path),
+                              "PRESETTLE_DATABASE_URL": f"postgresql://nobody@127.0.0.1:{free_port()}/none"})
+    r = get(TestClient(create_app(settings)), "/v1/decisions", "dev-key-h1")
+    assert r.status_code == 503 and r.json()["field"] == "PRESETTLE_DATABASE_URL"
+    assert "nobody" not in r.text  # the URL (it may hold a password) is never echoed

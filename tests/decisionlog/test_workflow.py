@@ -66,3 +66,16 @@ def test_rulebase_records_keep_manifests_and_activations_only() -> None:
     assert records.rulebase_row("manifest.abc", {"revision": "abc"}, "t")["revision"] == "abc"  # type: ignore[index]
     active = records.rulebase_row("active", {"revision": "abc", "activated_at": "2026"}, "t")
     assert active is not None and active["revision_key"] == "active.abc.2026"
+
+
+def test_each_step_has_its_own_deadline_when_configured() -> None:
+    from services.common.settings import SettingsError, load_settings
+
+    days = load_settings({"PRESETTLE_REVIEW_DEADLINE_DAYS": "10,appealed=5"}).review_deadlines
+    assert days == {"open": 10, "initial_review": 10, "appealed": 5, "re_review": 10}
+    t = transition(Case("initial_review", 50.0, 40.0, "r1"), "appeal", "institution", "a", "why", None, NOW, days)
+    assert t.due_at == "2026-03-06T08:00:00.000000Z"  # appealed: 5 days
+    assert workflow.days_for(days, "open") == 10 and workflow.days_for(7, "re_review") == 7
+    for bad in ("x=5", "0", "appealed=400", "soon"):
+        with pytest.raises(SettingsError, match="PRESETTLE_REVIEW_DEADLINE_DAYS"):
+            load_settings({"PRESETTLE_REVIEW_DEADLINE_DAYS": bad})

@@ -35,6 +35,7 @@ def prometheus(stack: Stack) -> Iterator[str]:
         pytest.skip("Debian package 'prometheus' is not installed (tests/setup_system.py could not install it)")
     ingress = urlsplit(stack.url).netloc
     worker = f"127.0.0.1:{stack.settings.worker_metrics_port}"
+    sink = f"127.0.0.1:{stack.settings.sink_metrics_port}"
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="presettle-prom-"))
     config = {
@@ -43,6 +44,7 @@ def prometheus(stack: Stack) -> Iterator[str]:
         "scrape_configs": [
             {"job_name": "presettle-ingress", "static_configs": [{"targets": [ingress]}]},
             {"job_name": "presettle-worker", "static_configs": [{"targets": [worker]}]},
+            {"job_name": "presettle-sink", "static_configs": [{"targets": [sink]}]},
         ],
     }
     (workdir / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
@@ -82,12 +84,13 @@ def series(base: str, expr: str) -> list[dict[str, Any]]:
     return query(base, expr)["result"]
 
 
-def test_prometheus_scrapes_ingress_and_worker(prometheus: str, client: httpx.Client) -> None:
+def test_prometheus_scrapes_ingress_worker_and_sink(prometheus: str, client: httpx.Client) -> None:
     patient = uid("PPROM")
     for _ in range(3):
         post_ok(client, r03_event(patient))  # same patient, new event ids: three decisions
     wait_for(lambda: {s["metric"]["job"]: s["value"][1] for s in series(prometheus, "up")}
-             == {"presettle-ingress": "1", "presettle-worker": "1"}, timeout=30, what="both targets up")
+             == {"presettle-ingress": "1", "presettle-worker": "1", "presettle-sink": "1"}, timeout=30,
+             what="every target up")
 
     evaluated = wait_for(lambda: series(prometheus, 'presettle_engine_status_total{engine_status="evaluated"}'),
                          timeout=20, what="presettle_engine_status_total")
