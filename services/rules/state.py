@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -70,6 +71,7 @@ C_KEY, C_FIRST, C_LAST = range(3)
 # S insured-status periods (S_TO None: open)
 S_STATUS, S_FROM, S_TO, S_UPDATED, S_REASON = range(5)
 
+BY_START = itemgetter(L_START)  # sort key of ledger rows: their service date
 MASK_DAYS = 62  # stay days tracked in the E masks
 # Defaults of the state parameters of the idle_stay (R27) and low_acuity (R30) families, used
 # only when no rule of the family is loaded (Windows.passive / Windows.exam come from the rules).
@@ -262,24 +264,22 @@ def spent_supplies(rows: list[Any], day: int) -> set[int]:
     purchases of a month, also for a purchase reported up to a month late), and not the newest
     supply of their ingredient (R12's look-back, R19's evidence). What is still held is unchanged by
     dropping them."""
+    if len({r[L_ING] for r in rows}) == len(rows):
+        return set()  # one supply per ingredient: nothing to drop
     by_ing: dict[str, list[Any]] = {}
-    many = False
     for r in rows:
         group = by_ing.get(r[L_ING])
         if group is None:
             by_ing[r[L_ING]] = [r]
         else:
             group.append(r)
-            many = True
-    if not many:
-        return set()
     month = month_of_day(day)
     month = month - 89 if month % 100 == 1 else month - 1  # the month before: kept too
     spent: set[int] = set()
     for group in by_ing.values():
         if len(group) < 2:
             continue
-        group = sorted(group, key=lambda r: r[L_START])
+        group.sort(key=BY_START)
         stock = 0
         last = group[0][L_START]
         chain_from = 0
@@ -442,8 +442,11 @@ def on_hand(ledger: list[Any], ing: str, day: int, ench: int) -> tuple[float, li
     rows = [r for r in ledger if r[L_ING] == ing and r[L_ENC] != ench and r[L_START] <= day]
     if not rows:
         return 0, []
-    if len(rows) > 1:
-        rows.sort(key=lambda r: r[L_START])
+    if len(rows) == 1:  # the common case: one earlier supply
+        r = rows[0]
+        stock = r[L_DAYS] - (day - r[L_START])
+        return (stock, rows) if stock > 0 else (0, rows)
+    rows.sort(key=BY_START)
     stock = 0
     last = rows[0][L_START]
     chain: list[list[Any]] = []
