@@ -176,10 +176,12 @@ def ingredient_of(line: Any) -> str:
     return row["ingredient"] if row is not None else "?" + line.code
 
 
-def evict(state: dict[str, Any], day: int, win: Windows) -> None:
+def evict(state: dict[str, Any], day: int, win: Windows, new_month: bool = True) -> None:
     """Drop rows no active rule window can reach any more (by event time).
 
-    Each section is rebuilt only when one of its rows goes (most days none does)."""
+    Each section is rebuilt only when one of its rows goes (most days none does). Spent supplies
+    (``spent_supplies``) are looked for when event time enters a new month (``new_month``): they
+    can only be dropped once their month is over."""
     rows = state.get("L")
     if rows:
         w = win.ledger
@@ -188,7 +190,7 @@ def evict(state: dict[str, Any], day: int, win: Windows) -> None:
                 rows = [r for r in rows if day - r[L_START] < w or r[L_START] + r[L_DAYS] > day]
                 _put(state, "L", rows)
                 break
-        if len(rows) > 1:
+        if new_month and len(rows) > 1:
             spent = spent_supplies(rows, day)
             if spent:
                 _put(state, "L", [r for r in rows if id(r) not in spent])
@@ -314,7 +316,7 @@ def apply_event(state: dict[str, Any], cx: Any, win: Windows) -> dict[str, Any]:
         state["d"] = day
         state["v"] = WRITE_FORMAT
         if newest is not None:
-            evict(state, day, win)
+            evict(state, day, win, month_of_day(day) != month_of_day(newest))
     enc_type = cx.enc_type
     ench = cx.ench
 
@@ -334,9 +336,12 @@ def apply_event(state: dict[str, Any], cx: Any, win: Windows) -> dict[str, Any]:
     if not cx.items:
         return state
     if cx.kmask & DRUG_BIT:
-        supplies = ledger_lines(cx)
-        if supplies:
-            _apply_supply(state, cx, supplies)
+        if enc_type == "inpatient":
+            supplies = ledger_lines(cx)
+            if supplies:
+                _apply_supply(state, cx, supplies)
+        elif cx.scene in SUPPLY_SCENES:
+            _apply_supply(state, cx, None)  # every drug line (ledger_lines)
     fmask = cx.fmask
     if fmask & PERIOD:
         _apply_period(state, cx)
@@ -395,7 +400,16 @@ def request_supplies(lines: list[Any]) -> list[list[Any]]:
     return list(out.values())
 
 
-def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any]) -> None:
+def drug_supplies(cx: Any) -> list[list[Any]]:
+    """``request_supplies`` of all the event's drug lines, computed once per event (the supply
+    families and the ledger update share it)."""
+    sup = cx._supplies
+    if sup is None:
+        sup = cx._supplies = request_supplies([ln for ln in cx.items if ln.kind == "drug"])
+    return sup
+
+
+def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None) -> None:
     """The supply ledger: one row per (ingredient, encounter) supply, so every supply still held
     counts (R19 adds up what remains of each). The same encounter sent again (scene 2 then 7, a
     settlement after the orders, NHSA history re-sent) updates its own row: the days it covers
@@ -410,7 +424,7 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any]) -> None:
         ledger = state["L"] = []
     ench = cx.ench
     inst, event_id = cx.inst, cx.event_id
-    for ing, code, start, ds, qty, _ in request_supplies(lines):
+    for ing, code, start, ds, qty, _ in (drug_supplies(cx) if lines is None else request_supplies(lines)):
         for old in ledger:
             if old[L_ING] == ing and old[L_ENC] == ench:
                 end = max(old[L_START] + old[L_DAYS], start + ds)
@@ -432,6 +446,20 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any]) -> None:
             ledger.append([ing, code, start, ds, qty, inst, event_id, ench, month_of_day(start), [ench]])
 
 
+def ledger_by_ingredient(cx: Any) -> dict[str, list[Any]]:
+    """The PRIOR state's ledger rows grouped by ingredient (in ledger order), built once per event."""
+    groups = cx._ledger
+    if groups is None:
+        groups = cx._ledger = {}
+        for r in cx.state.get("L", ()):
+            group = groups.get(r[L_ING])
+            if group is None:
+                groups[r[L_ING]] = [r]
+            else:
+                group.append(r)
+    return groups
+
+
 def on_hand(ledger: list[Any], ing: str, day: int, ench: int) -> tuple[float, list[list[Any]]]:
     """Days of ``ing`` the patient still holds on ``day`` from supplies of other encounters started on
     or before it, and the supplies that make it up (oldest first).
@@ -439,7 +467,7 @@ def on_hand(ledger: list[Any], ing: str, day: int, ench: int) -> tuple[float, li
     The supplies are taken one after the other (a refill is used once the earlier supply is
     finished): walking them by start date, the stock is what was left when the next one came plus
     its days. So early refills add up (囤药) instead of each being compared with the last alone."""
-    rows = [r for r in ledger if r[L_ING] == ing and r[L_ENC] != ench and r[L_START] <= day]
+    rows = [r for r in ledger if r[L_ENC] != ench and r[L_START] <= day and r[L_ING] == ing]
     if not rows:
         return 0, []
     if len(rows) == 1:  # the common case: one earlier supply

@@ -21,8 +21,9 @@ from services.rules.state import (
     L_MONTH,
     L_QTY,
     L_START,
+    drug_supplies,
+    ledger_by_ingredient,
     on_hand,
-    request_supplies,
 )
 from services.rules.timeutil import date_of_day, month_of_day
 
@@ -63,9 +64,13 @@ def supply_overlap(cx: Any, p: dict[str, Any]) -> list[Hit]:
     window = p["window_days"]
     frac = p["remaining_fraction"]
     ench = cx.ench
+    by_ing = ledger_by_ingredient(cx)
     hits = []
-    for ing, _, start, _, _, lines in request_supplies([ln for ln in cx.items if ln.kind == "drug"]):
-        stock, chain = on_hand(ledger, ing, start, ench)
+    for ing, _, start, _, _, lines in drug_supplies(cx):
+        group = by_ing.get(ing)
+        if group is None:
+            continue
+        stock, chain = on_hand(group, ing, start, ench)
         if not chain or stock <= 0:
             continue
         prev = chain[-1]
@@ -120,10 +125,12 @@ def same_class(cx: Any, p: dict[str, Any]) -> list[Hit]:
     class_of = cx.kb.class_of
     ench = cx.ench
     earlier: dict[str, list[Any]] = {}
-    for prev in cx.state.get("L", ()):
-        cls = class_of.get(prev[L_ING])
-        if cls in by_class and prev[L_ENC] != ench:
-            earlier.setdefault(cls, []).append(prev)
+    for ing, group in ledger_by_ingredient(cx).items():
+        cls = class_of.get(ing)
+        if cls in by_class:
+            for prev in group:
+                if prev[L_ENC] != ench:
+                    earlier.setdefault(cls, []).append(prev)
     hits = []
     for cls, lines in by_class.items():
         prevs = earlier.get(cls, ())
@@ -223,7 +230,7 @@ def frequent_purchase(cx: Any, p: dict[str, Any]) -> list[Hit]:
     limit = p["max_per_month"]
     ench = cx.ench
     hits = []
-    for ing, _, start, _, _, lines in request_supplies([ln for ln in cx.items if ln.kind == "drug"]):
+    for ing, _, start, _, _, lines in drug_supplies(cx):
         month = month_of_day(start)
         rows = [prev for prev in ledger if prev[L_ING] == ing and prev[L_MONTH] == month]
         if len(rows) < limit and sum(len(r[L_BUYS]) for r in rows) < limit:
