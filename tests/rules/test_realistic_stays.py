@@ -121,3 +121,21 @@ def test_the_same_retired_product_dated_before_it_left_is_judged_normally(engine
          "started_at": at("2025-06-30")}], adm="2025-06-28", dis="2025-07-02")
     alerts, unchecked = run(engine, [adm, settle])
     assert not by_rule(alerts, "R38") and unchecked == []
+
+
+def test_a_consumable_sent_by_its_20_character_base_code_is_in_the_catalogue(engine: Engine) -> None:
+    """Many HIS still send the consumable's 20-character base code; the catalogue holds the 27-character
+    national code (base + 7-digit serial). One product in force has that base: it is that product."""
+    adm = stay_event("P-base", "base-adm", 3, "2026-03-01", [], adm="2026-03-01")
+    line = {"line_id": "1", "code": "C0101000011000000000", "kind": "consumable", "quantity": 2, "unit_price": 3.0,
+            "amount": 6.0, "started_at": at("2026-03-02")}
+    settle = stay_event("P-base", "base-settle", 8, "2026-03-04", [line, bed("2", WARD, "2026-03-01", 3, 50.0)],
+                        adm="2026-03-01", dis="2026-03-04")
+    alerts, unchecked = run(engine, [adm, settle])
+    assert not by_rule(alerts, "R38") and not by_rule(alerts, "R39") and unchecked == []
+    assert engine.kb.item("C0101000011000000000", "consumable", 20513)["code"] == "C01010000110000000000000001"
+    # an unknown base is still 目录外
+    other = dict(line, code="C9901000011000000000")
+    settle2 = stay_event("P-base2", "base2-settle", 8, "2026-03-04", [other], adm="2026-03-01", dis="2026-03-04")
+    alerts, unchecked = run(engine, [stay_event("P-base2", "base2-adm", 3, "2026-03-01", [], adm="2026-03-01"), settle2])
+    assert by_rule(alerts, "R38") and [u["line_id"] for u in unchecked] == ["1"]
