@@ -96,6 +96,8 @@ class MedicationRequest(Lenient):
     authoredOn: Timestamp | None = None
     dispenseRequest: DispenseRequest | None = None
     reasonCode: list[CodeableConcept] = Field(default_factory=list)
+    category: list[CodeableConcept] = Field(default_factory=list, description="medicationrequest-category: "
+                                            "'discharge' (出院带药) maps to take_home")
 
 
 class ServiceRequest(Lenient):
@@ -394,6 +396,7 @@ def plan_hook(req: CdsHookRequest, service_id: str, institution_id: str, now: da
                                                        else None)),
                           "unit": dr.quantity.unit if dr and dr.quantity else None,
                           "days_supply": _days(dr.expectedSupplyDuration if dr else None),
+                          "take_home": any(c.code == "discharge" for cat in mr.category for c in cat.coding),
                           "_where": f"{where}.dispenseRequest.quantity.value"})
             order_reasons, when = mr.reasonCode, mr.authoredOn
         elif kind in ("ServiceRequest", "DeviceRequest"):

@@ -141,7 +141,7 @@ class Ctx:
         "ev", "event_id", "scene", "day", "region", "inst", "enc", "enc_id",
         "ench", "enc_type", "med_type", "dept", "gender", "dx", "main_dx",
         "items", "fmask", "kmask", "state", "adm_day", "dis_day", "kb", "_date",
-        "_patient", "_birth_ord", "_age_y", "_total", "cancel",
+        "_patient", "_birth_ord", "_age_y", "_total", "cancel", "_supplies", "_ledger",
     )
 
     def __init__(self, kb: KB, state: dict[str, Any], ev: dict[str, Any]) -> None:
@@ -174,6 +174,8 @@ class Ctx:
         self._birth_ord: int = day_of_date(patient["birth_date"]) + EPOCH_ORD
         self._age_y: int | None = None
         self._total: float | None = None
+        self._supplies: list[list[Any]] | None = None  # state.drug_supplies, computed on first use
+        self._ledger: dict[str, list[Any]] | None = None  # state.ledger_by_ingredient, on first use
         keys = frozenset(state)
         mask = _STATE_MASKS.get(keys)
         if mask is None:

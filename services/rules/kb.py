@@ -491,7 +491,10 @@ class KB:
     def item(self, code: str, kind: str, day: int) -> dict[str, Any] | None:
         if kind == "drug" or kind == "herb":
             return self.drugs.get(code, day)
-        return self.services.get(code, day)
+        row = self.services.get(code, day)
+        if row is None and len(code) == CONSUMABLE_BASE and code[0] == "C":
+            row = self.snapshot(day).services.get(code)  # a 20-character base code (Snapshot._index)
+        return row
 
     def diagnosis(self, code: str, day: int) -> dict[str, Any] | None:
         """Most specific row in force: exact, 'X00.0', 'X00', then chapter prefix rows."""
@@ -551,6 +554,9 @@ class KB:
         return out
 
 
+CONSUMABLE_CODE, CONSUMABLE_BASE = 27, 20  # national consumable code: 20-character base + 7-digit serial
+
+
 class Snapshot:
     """Item and diagnosis lookups for one date segment, each one dict hit.
 
@@ -574,11 +580,21 @@ class Snapshot:
 
     @staticmethod
     def _index(table: Dated, day: int) -> dict[str, dict[str, Any]]:
+        """Code → row in force. A consumable's national 27-character code is also found by its
+        20-character base (分类 + 通用名 + 特征 + 企业, without the 7-digit serial) when one product in
+        force has that base: a HIS that sends the base code is not told 目录外."""
         out = {}
+        bases: dict[str, dict[str, Any] | None] = {}
         for code in (*table._one, *table._many):
             row = table.get(code, day)
             if row is not None:
                 out[code] = row
+                if len(code) == CONSUMABLE_CODE and code[0] == "C":
+                    base = code[:CONSUMABLE_BASE]
+                    bases[base] = None if base in bases else row  # None: ambiguous
+        for base, row in bases.items():
+            if row is not None and base not in out:
+                out[base] = row
         return out
 
     def kind(self, kind: str) -> tuple[dict[str, dict[str, Any]], int]:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -70,6 +71,7 @@ C_KEY, C_FIRST, C_LAST = range(3)
 # S insured-status periods (S_TO None: open)
 S_STATUS, S_FROM, S_TO, S_UPDATED, S_REASON = range(5)
 
+BY_START = itemgetter(L_START)  # sort key of ledger rows: their service date
 MASK_DAYS = 62  # stay days tracked in the E masks
 # Defaults of the state parameters of the idle_stay (R27) and low_acuity (R30) families, used
 # only when no rule of the family is loaded (Windows.passive / Windows.exam come from the rules).
@@ -174,10 +176,12 @@ def ingredient_of(line: Any) -> str:
     return row["ingredient"] if row is not None else "?" + line.code
 
 
-def evict(state: dict[str, Any], day: int, win: Windows) -> None:
+def evict(state: dict[str, Any], day: int, win: Windows, new_month: bool = True) -> None:
     """Drop rows no active rule window can reach any more (by event time).
 
-    Each section is rebuilt only when one of its rows goes (most days none does)."""
+    Each section is rebuilt only when one of its rows goes (most days none does). Spent supplies
+    (``spent_supplies``) are looked for when event time enters a new month (``new_month``): they
+    can only be dropped once their month is over."""
     rows = state.get("L")
     if rows:
         w = win.ledger
@@ -186,7 +190,7 @@ def evict(state: dict[str, Any], day: int, win: Windows) -> None:
                 rows = [r for r in rows if day - r[L_START] < w or r[L_START] + r[L_DAYS] > day]
                 _put(state, "L", rows)
                 break
-        if len(rows) > 1:
+        if new_month and len(rows) > 1:
             spent = spent_supplies(rows, day)
             if spent:
                 _put(state, "L", [r for r in rows if id(r) not in spent])
@@ -262,24 +266,22 @@ def spent_supplies(rows: list[Any], day: int) -> set[int]:
     purchases of a month, also for a purchase reported up to a month late), and not the newest
     supply of their ingredient (R12's look-back, R19's evidence). What is still held is unchanged by
     dropping them."""
+    if len({r[L_ING] for r in rows}) == len(rows):
+        return set()  # one supply per ingredient: nothing to drop
     by_ing: dict[str, list[Any]] = {}
-    many = False
     for r in rows:
         group = by_ing.get(r[L_ING])
         if group is None:
             by_ing[r[L_ING]] = [r]
         else:
             group.append(r)
-            many = True
-    if not many:
-        return set()
     month = month_of_day(day)
     month = month - 89 if month % 100 == 1 else month - 1  # the month before: kept too
     spent: set[int] = set()
     for group in by_ing.values():
         if len(group) < 2:
             continue
-        group = sorted(group, key=lambda r: r[L_START])
+        group.sort(key=BY_START)
         stock = 0
         last = group[0][L_START]
         chain_from = 0
@@ -314,7 +316,7 @@ def apply_event(state: dict[str, Any], cx: Any, win: Windows) -> dict[str, Any]:
         state["d"] = day
         state["v"] = WRITE_FORMAT
         if newest is not None:
-            evict(state, day, win)
+            evict(state, day, win, month_of_day(day) != month_of_day(newest))
     enc_type = cx.enc_type
     ench = cx.ench
 
@@ -334,9 +336,12 @@ def apply_event(state: dict[str, Any], cx: Any, win: Windows) -> dict[str, Any]:
     if not cx.items:
         return state
     if cx.kmask & DRUG_BIT:
-        supplies = ledger_lines(cx)
-        if supplies:
-            _apply_supply(state, cx, supplies)
+        if enc_type == "inpatient":
+            supplies = ledger_lines(cx)
+            if supplies:
+                _apply_supply(state, cx, supplies)
+        elif cx.scene in SUPPLY_SCENES:
+            _apply_supply(state, cx, None)  # every drug line (ledger_lines)
     fmask = cx.fmask
     if fmask & PERIOD:
         _apply_period(state, cx)
@@ -395,7 +400,16 @@ def request_supplies(lines: list[Any]) -> list[list[Any]]:
     return list(out.values())
 
 
-def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any]) -> None:
+def drug_supplies(cx: Any) -> list[list[Any]]:
+    """``request_supplies`` of all the event's drug lines, computed once per event (the supply
+    families and the ledger update share it)."""
+    sup = cx._supplies
+    if sup is None:
+        sup = cx._supplies = request_supplies([ln for ln in cx.items if ln.kind == "drug"])
+    return sup
+
+
+def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None) -> None:
     """The supply ledger: one row per (ingredient, encounter) supply, so every supply still held
     counts (R19 adds up what remains of each). The same encounter sent again (scene 2 then 7, a
     settlement after the orders, NHSA history re-sent) updates its own row: the days it covers
@@ -410,7 +424,7 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any]) -> None:
         ledger = state["L"] = []
     ench = cx.ench
     inst, event_id = cx.inst, cx.event_id
-    for ing, code, start, ds, qty, _ in request_supplies(lines):
+    for ing, code, start, ds, qty, _ in (drug_supplies(cx) if lines is None else request_supplies(lines)):
         for old in ledger:
             if old[L_ING] == ing and old[L_ENC] == ench:
                 end = max(old[L_START] + old[L_DAYS], start + ds)
@@ -432,6 +446,20 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any]) -> None:
             ledger.append([ing, code, start, ds, qty, inst, event_id, ench, month_of_day(start), [ench]])
 
 
+def ledger_by_ingredient(cx: Any) -> dict[str, list[Any]]:
+    """The PRIOR state's ledger rows grouped by ingredient (in ledger order), built once per event."""
+    groups = cx._ledger
+    if groups is None:
+        groups = cx._ledger = {}
+        for r in cx.state.get("L", ()):
+            group = groups.get(r[L_ING])
+            if group is None:
+                groups[r[L_ING]] = [r]
+            else:
+                group.append(r)
+    return groups
+
+
 def on_hand(ledger: list[Any], ing: str, day: int, ench: int) -> tuple[float, list[list[Any]]]:
     """Days of ``ing`` the patient still holds on ``day`` from supplies of other encounters started on
     or before it, and the supplies that make it up (oldest first).
@@ -439,11 +467,14 @@ def on_hand(ledger: list[Any], ing: str, day: int, ench: int) -> tuple[float, li
     The supplies are taken one after the other (a refill is used once the earlier supply is
     finished): walking them by start date, the stock is what was left when the next one came plus
     its days. So early refills add up (囤药) instead of each being compared with the last alone."""
-    rows = [r for r in ledger if r[L_ING] == ing and r[L_ENC] != ench and r[L_START] <= day]
+    rows = [r for r in ledger if r[L_ENC] != ench and r[L_START] <= day and r[L_ING] == ing]
     if not rows:
         return 0, []
-    if len(rows) > 1:
-        rows.sort(key=lambda r: r[L_START])
+    if len(rows) == 1:  # the common case: one earlier supply
+        r = rows[0]
+        stock = r[L_DAYS] - (day - r[L_START])
+        return (stock, rows) if stock > 0 else (0, rows)
+    rows.sort(key=BY_START)
     stock = 0
     last = rows[0][L_START]
     chain: list[list[Any]] = []

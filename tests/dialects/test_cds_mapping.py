@@ -44,6 +44,15 @@ def test_order_sign_maps_patient_encounter_orders_and_conditions() -> None:
         ("mr-1", "XC10AAA067A001010104321", "drug", 30, 30)
 
 
+def test_a_discharge_medication_request_is_take_home() -> None:
+    """medicationrequest-category 'discharge' (出院带药) → take_home: it enters the supply ledger."""
+    body = example(SIGN)
+    assert plan(copy.deepcopy(body)).event.items[0].take_home is False
+    body["context"]["draftOrders"]["entry"][0]["resource"]["category"] = [{"coding": [{
+        "system": "http://terminology.hl7.org/CodeSystem/medicationrequest-category", "code": "discharge"}]}]
+    assert plan(body).event.items[0].take_home is True
+
+
 def test_order_select_reads_contained_medication_services_and_ignores_other_resources() -> None:
     ev = plan(example(SELECT), "presettle-order-select").event
     assert [(i.line_id, i.code, i.kind.value, i.quantity, i.days_supply) for i in ev.items] == [

@@ -200,7 +200,7 @@ def test_a_consumable_edition_from_xlsx(tmp_path: pathlib.Path) -> None:
     for r in rows[:-1]:
         table.append([r["code"], "一级", "二级", "三级", r["name"], "", "", "国械注准20193000000", r["name"],
                       "某企业", 3, "某注册人"])
-    table.append(["C0101000011000000000" + "0000001", "一级", "二级", "三级", "一次性使用精密输液器", "", "", "", "",
+    table.append(["C0101000011000000000" + "0000002", "一级", "二级", "三级", "一次性使用精密输液器", "", "", "", "",
                   "某企业", 2, ""])
     sample = tmp_path / "耗材.xlsx"
     write_xlsx(sample, table)
@@ -210,7 +210,7 @@ def test_a_consumable_edition_from_xlsx(tmp_path: pathlib.Path) -> None:
     assert report["counts"] == {"added": 1, "relisted": 0, "changed": 0, "retired": 1,
                                 "unchanged": len(rows) - 1}
     assert report["retired"] == [{"code": dropped, "name": rows[-1]["name"]}]
-    assert report["made_up_for_new_codes"]["unit_default"] == ["C01010000110000000000000001"]
+    assert report["made_up_for_new_codes"]["unit_default"] == ["C01010000110000000000000002"]
     new_rows = json.loads((out / "kb" / "services.json").read_text(encoding="utf-8"))["rows"]
     services_before = [r for r in current("services") if r["kind"] == "service"]
     assert [r for r in new_rows if r["kind"] == "service"] == services_before  # the other scope of the file

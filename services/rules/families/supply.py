@@ -8,6 +8,7 @@ from services.rules.context import DRUG
 from services.rules.families import Hit, ev_item, family, kb_ev
 from services.rules.kb import tag_bit
 from services.rules.state import (
+    BY_START,
     E_CLASSES,
     E_ENC,
     L_BUYS,
@@ -20,8 +21,9 @@ from services.rules.state import (
     L_MONTH,
     L_QTY,
     L_START,
+    drug_supplies,
+    ledger_by_ingredient,
     on_hand,
-    request_supplies,
 )
 from services.rules.timeutil import date_of_day, month_of_day
 
@@ -62,9 +64,13 @@ def supply_overlap(cx: Any, p: dict[str, Any]) -> list[Hit]:
     window = p["window_days"]
     frac = p["remaining_fraction"]
     ench = cx.ench
+    by_ing = ledger_by_ingredient(cx)
     hits = []
-    for ing, _, start, _, _, lines in request_supplies([ln for ln in cx.items if ln.kind == "drug"]):
-        stock, chain = on_hand(ledger, ing, start, ench)
+    for ing, _, start, _, _, lines in drug_supplies(cx):
+        group = by_ing.get(ing)
+        if group is None:
+            continue
+        stock, chain = on_hand(group, ing, start, ench)
         if not chain or stock <= 0:
             continue
         prev = chain[-1]
@@ -119,10 +125,12 @@ def same_class(cx: Any, p: dict[str, Any]) -> list[Hit]:
     class_of = cx.kb.class_of
     ench = cx.ench
     earlier: dict[str, list[Any]] = {}
-    for prev in cx.state.get("L", ()):
-        cls = class_of.get(prev[L_ING])
-        if cls in by_class and prev[L_ENC] != ench:
-            earlier.setdefault(cls, []).append(prev)
+    for ing, group in ledger_by_ingredient(cx).items():
+        cls = class_of.get(ing)
+        if cls in by_class:
+            for prev in group:
+                if prev[L_ENC] != ench:
+                    earlier.setdefault(cls, []).append(prev)
     hits = []
     for cls, lines in by_class.items():
         prevs = earlier.get(cls, ())
@@ -131,14 +139,15 @@ def same_class(cx: Any, p: dict[str, Any]) -> list[Hit]:
         ings = {ln.row["ingredient"] for ln in lines}
         others = []
         named: set[str] = set()
-        for prev in sorted(prevs, key=lambda r: -r[L_START]):  # the newest supply of each other ingredient
+        for prev in (sorted(prevs, key=BY_START, reverse=True) if len(prevs) > 1 else prevs):  # newest first
             if prev[L_ING] in ings or prev[L_ING] in named:
                 continue
             prow = cx.kb_drug(prev[L_CODE], prev[L_START])
             if prow is not None and _active(prev, lines[0].start, p["remaining_fraction"]) is not None:
                 others.append((prev, prow))
                 named.add(prev[L_ING])
-        others.sort(key=lambda o: o[0][L_START])
+        if len(others) > 1:
+            others.sort(key=lambda o: o[0][L_START])
         if len(ings) < 2 and not others:
             continue
         row = lines[0].row
@@ -221,22 +230,22 @@ def frequent_purchase(cx: Any, p: dict[str, Any]) -> list[Hit]:
     limit = p["max_per_month"]
     ench = cx.ench
     hits = []
-    for ing, _, start, _, _, lines in request_supplies([ln for ln in cx.items if ln.kind == "drug"]):
+    for ing, _, start, _, _, lines in drug_supplies(cx):
         month = month_of_day(start)
+        rows = [prev for prev in ledger if prev[L_ING] == ing and prev[L_MONTH] == month]
+        if len(rows) < limit and sum(len(r[L_BUYS]) for r in rows) < limit:
+            continue  # fewer than the limit before this one: cannot exceed it
         buys: set[int] = set()
-        rows = []
-        for prev in ledger:
-            if prev[L_ING] == ing and prev[L_MONTH] == month:
-                buys.add(prev[L_ENC])
-                buys.update(prev[L_BUYS])
-                rows.append(prev)
+        for prev in rows:
+            buys.add(prev[L_ENC])
+            buys.update(prev[L_BUYS])
         if ench in buys or len(buys) + 1 <= limit:
             continue  # the same purchase sent again is already counted
         line = lines[0]
         count = len(buys) + 1
         fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "count": count, "limit": limit,
                   "month": f"{month // 100}-{month % 100:02d}"}
-        rows.sort(key=lambda r: r[L_START])
+        rows.sort(key=BY_START)
         evidence = [ledger_evidence(cx, r) for r in rows] + [ev_item(cx, ln) for ln in lines]
         evidence.append(kb_ev("drugs", line.code, f"ingredient={ing}; purchases this month before this one={len(buys)}"))
         hits.append((fields, [ln.lid for ln in lines], sum(ln.amt for ln in lines), evidence))

@@ -1,0 +1,125 @@
+"""Corrections to a patient's history through the running service (issue 10): real broker, worker, HTTP.
+
+* accepted feedback (返回修改) withdraws the alert's lines from the patient's state;
+* a cancellation event takes an order back;
+* a death recorded after claims were made writes retrospective findings (事后) to the audit topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from services.contracts.decision import AuditRecord
+from services.stack import Stack
+from tests.conftest import start_stack
+from tests.factories import drug, event, uid
+
+pytestmark = pytest.mark.e2e
+
+KEY, ADMIN = "corr-key-h1-0123456789", "corr-admin-key-0123456789"
+ATOR = "XC10AAA067A001010104321"
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    s = start_stack("corrections", PRESETTLE_API_KEYS=f"{KEY}:H1", PRESETTLE_ADMIN_KEYS=ADMIN)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def http(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.url, timeout=30, headers={"X-API-Key": KEY}) as c:
+        yield c
+
+
+def post(http: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
+    r = http.post("/v1/events", json=body, params={"budget_ms": 10_000})
+    assert r.status_code == 200, r.text
+    assert r.json()["engine_status"] == "evaluated", r.json()
+    return r.json()
+
+
+def r19(answer: dict[str, Any]) -> dict[str, Any] | None:
+    hits = [a for a in answer["alerts"] if a["rule_id"] == "R19"]
+    return hits[0] if hits else None
+
+
+def wait_for(check: Any, timeout_s: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = check()
+        if got or time.monotonic() > deadline:
+            return got
+        time.sleep(0.3)
+
+
+def test_accepted_feedback_withdraws_the_changed_order(http: httpx.Client) -> None:
+    pid = uid("P")
+    post(http, event(patient=pid, event_id=f"{pid}-1", occurred_at="2026-03-01T09:00:00+08:00",
+                     items=[drug(ATOR, 30, 30)]))
+    alert = r19(post(http, event(patient=pid, event_id=f"{pid}-2", occurred_at="2026-03-15T09:00:00+08:00",
+                                 items=[drug(ATOR, 30, 30)])))
+    assert alert is not None
+    r = http.post(f"/v1/alerts/{alert['alert_id']}/feedback", json={"outcome": "accepted"})
+    assert r.status_code == 200, r.text
+
+    def judged_on_first_supply_alone() -> bool:  # the withdrawal is applied asynchronously (as history)
+        answer = post(http, event(patient=pid, event_id=uid(f"{pid}-probe-"), occurred_at="2026-03-17T09:00:00+08:00",
+                                  items=[drug(ATOR, 30, 30)]))
+        again = r19(answer)
+        return again is not None and [e["event_id"] for e in again["evidence"] if e["kind"] == "event"] == [f"{pid}-1"]
+
+    assert wait_for(judged_on_first_supply_alone)
+
+
+def test_a_cancelled_purchase_no_longer_counts(http: httpx.Client) -> None:
+    pid = uid("P")
+    bought = event(patient=pid, event_id=f"{pid}-1", occurred_at="2026-03-01T09:00:00+08:00", items=[drug(ATOR, 30, 30)])
+    post(http, bought)
+    cancel = {**bought, "event_id": f"{pid}-1-cx", "event_type": "cancellation", "cancels": f"{pid}-1", "items": []}
+    assert post(http, cancel)["alerts"] == []
+    assert r19(post(http, event(patient=pid, event_id=f"{pid}-2", occurred_at="2026-03-10T09:00:00+08:00",
+                                items=[drug(ATOR, 30, 30)]))) is None
+
+
+async def _retrospective(bootstrap: str, topic: str, patient: str, settle_s: float = 3.0) -> list[dict[str, Any]]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    found: list[dict[str, Any]] = []
+    try:
+        quiet_until = time.monotonic() + settle_s
+        while time.monotonic() < quiet_until:
+            batches = await consumer.getmany(timeout_ms=300)
+            if batches:
+                quiet_until = time.monotonic() + settle_s
+            for records in batches.values():
+                found += [v for v in (orjson.loads(r.value) for r in records)
+                          if v["patient_id"] == patient and v.get("retrospective")]
+    finally:
+        await consumer.stop()
+    return found
+
+
+def test_a_death_recorded_late_writes_retrospective_findings(stack: Stack, http: httpx.Client) -> None:
+    pid = uid("P")
+    post(http, event(patient=pid, event_id=f"{pid}-before", occurred_at="2026-03-01T09:00:00+08:00",
+                     items=[drug(ATOR, 30, 30)]))
+    post(http, event(patient=pid, event_id=f"{pid}-after", occurred_at="2026-04-02T09:00:00+08:00",
+                     items=[drug(ATOR, 30, 30)]))
+    status = {"patient_id": pid, "status": "deceased", "effective_from": "2026-03-20",
+              "updated_at": "2026-04-10T08:00:00+08:00", "reason": "户籍注销"}
+    r = http.post("/v1/patient-status", json=status, headers={"X-API-Key": ADMIN})
+    assert r.status_code == 200 and r.json()["applied"] is True, r.text
+    records = asyncio.run(_retrospective(stack.bootstrap, stack.settings.decisions_topic, pid))
+    assert [rec["event_id"] for rec in records] == [f"{pid}-after"]
+    audit = AuditRecord.model_validate(records[0])
+    assert audit.retrospective and audit.scene is None and [a.rule_id for a in audit.alerts] == ["R31"]
