@@ -121,6 +121,20 @@ async def start_rulebase() -> None:
             await asyncio.sleep(1.0)
 
 
+def loop_names() -> dict[str, str]:
+    """The event loop classes of the main loop and of faust's consumer thread (uvloop expected on both)."""
+    thread = getattr(app.consumer, "_thread", None)
+    thread_loop = getattr(thread, "thread_loop", None)
+    return {"main": type(asyncio.get_running_loop()).__module__.split(".")[0],
+            "consumer_thread": type(thread_loop).__module__.split(".")[0] if thread_loop else "-"}
+
+
+@app.task
+async def report_loops() -> None:
+    await asyncio.sleep(0)
+    log.info("event loops: %s", loop_names())
+
+
 Completion = Coroutine[Any, Any, None] | None
 
 
