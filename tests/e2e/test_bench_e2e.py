@@ -86,3 +86,15 @@ def test_repeat_reports_each_phase(stack: Stack) -> None:
     result = json.loads(lines[-1])
     assert [p["sent"] for p in result["phases"]] == [20, 20] and result["last_to_first_p99"] > 0
     assert result["cpu_ms_per_event_net"] is None  # --idle 0: no idle figures to take out
+
+
+def test_bench_worker_drains_a_prefilled_topic() -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PRESETTLE_")}
+    proc = subprocess.run([sys.executable, "-m", "loadtest.bench_worker", "--events", "60", "--partitions", "2",
+                           "--timeout", "90"], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=180)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "bench-worker.txt").write_text(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["decided"] == 60 and result["records_per_partition"] == 30  # every event has its audit record
+    assert "error" not in result and {"events_per_s", "worker_cpu_ms_per_event", "broker_cpu_ms_per_event"} <= set(result)
