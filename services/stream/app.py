@@ -378,16 +378,22 @@ async def _on_event(message: Any, key: bytes, event: dict[str, Any], headers: di
         state_written = _write_state(key, new_bytes, partition)  # the one changelog write
         decision = _decision(event, outcome, False, engine_s, served.revision)
         body = orjson.dumps(decision)
-        if outcome["alerts"]:
-            # The alert index (feedback ownership) acknowledged before the HIS can see, and answer, an alert.
-            await issue_alerts(decision)
         # The reply at once: the decision id is deterministic and, should this worker die
         # before the records below are acknowledged, the event is read and decided again.
         # Shadow alerts are for the audit record only: never in the reply to the HIS.
-        reply = orjson.dumps({**decision, "shadow_alerts": []}) if decision["shadow_alerts"] else body
-        await _reply(headers, env.decision_reply(reply))
+        reply = env.decision_reply(orjson.dumps({**decision, "shadow_alerts": []}) if decision["shadow_alerts"] else body)
+        issued: asyncio.Task[None] | None = None
+        if outcome["alerts"]:
+            # The alert index (feedback ownership) acknowledged before the HIS can see, and answer, an
+            # alert — in a task of its own, so the agent goes on with the next record meanwhile instead
+            # of waiting one broker round trip per alerting event (the state is already written).
+            issued = asyncio.get_running_loop().create_task(_issue_then_reply(decision, headers, reply))
+        else:
+            await _reply(headers, reply)
 
         async def complete() -> None:
+            if issued is not None:
+                await issued  # an alert index record not acknowledged: not finished, read again
             await _durable(state_written)  # the state (with its marker) before the audit record
             await _send_audit(partition, key, body, decision_id)
         return complete()
@@ -408,6 +414,11 @@ async def _on_event(message: Any, key: bytes, event: dict[str, Any], headers: di
         await issue_alerts(decision)  # idempotent: repairs an index record lost with a crash
     await _reply(headers, env.decision_reply(orjson.dumps(decision)))
     return None
+
+
+async def _issue_then_reply(decision: dict[str, Any], headers: dict[str, bytes], reply: bytes) -> None:
+    await issue_alerts(decision)
+    await _reply(headers, reply)
 
 
 async def _on_history(message: Any, key: bytes, event: dict[str, Any]) -> Completion:
