@@ -51,7 +51,23 @@ class CannedEngine:
                                      "unchecked_lines": [], "replayed": False, "rulebase_revision": "rb-bench"})
 
 
-async def run(requests: int, alerts: int) -> dict[str, Any]:
+class GcClock:
+    """Time spent in the cyclic garbage collector, per generation (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.counts = [0, 0, 0]
+        self._t0 = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.seconds[info["generation"]] += time.perf_counter() - self._t0
+            self.counts[info["generation"]] += 1
+
+
+async def run(requests: int, alerts: int, freeze: bool = False) -> dict[str, Any]:
     from services.common.settings import load_settings
     from services.ingress.app import create_app
 
@@ -91,6 +107,13 @@ async def run(requests: int, alerts: int) -> dict[str, Any]:
     for body in bodies[:200]:  # warm-up: imports, caches, first-call paths
         await call(body)
     statuses.clear()
+    import gc
+
+    if freeze:  # what a gc.freeze() after start-up would save
+        gc.collect()
+        gc.freeze()
+    clock = GcClock()
+    gc.callbacks.append(clock)
     walls: list[float] = []
     cpu0 = time.process_time()
     for body in bodies:
@@ -98,12 +121,15 @@ async def run(requests: int, alerts: int) -> dict[str, Any]:
         answer = await call(body)
         walls.append(time.perf_counter() - t0)
     cpu = time.process_time() - cpu0
+    gc.callbacks.remove(clock)
     last = orjson.loads(answer)
     return {
         "requests": requests, "alerts_per_answer": alerts,
         "statuses": sorted(set(statuses)), "answer_alerts": len(last.get("alerts", [])),
         "cpu_us_per_request": round(cpu * 1e6 / requests, 1),
         "wall_p50_us": round(statistics.median(walls) * 1e6, 1),
+        "gc_frozen": freeze, "gc_us_per_request": round(sum(clock.seconds) * 1e6 / requests, 1),
+        "gc_collections": clock.counts, "gc_ms_by_generation": [round(x * 1000, 1) for x in clock.seconds],
         "load_avg": [round(x, 2) for x in os.getloadavg()],
     }
 
@@ -113,13 +139,14 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000, help="measured requests (3000)")
     parser.add_argument("--alerts", type=int, default=2, help="alerts in each answer (2, as bench_e2e's traffic)")
+    parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after the warm-up (what freezing the start-up objects would save)")
     args = parser.parse_args(argv)
     if args.requests < 1 or args.alerts < 0:
         parser.error("--requests must be at least 1 and --alerts not negative")
     import logging
 
     logging.getLogger("presettle").setLevel(logging.WARNING)
-    result = asyncio.run(run(args.requests, args.alerts))
+    result = asyncio.run(run(args.requests, args.alerts, args.gc_freeze))
     print(orjson.dumps(result).decode(), flush=True)
     return 0 if result["statuses"] == [200] else 1
 
