@@ -19,6 +19,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 import orjson
@@ -90,7 +91,7 @@ async def run(requests: int, alerts: int, freeze: bool = False) -> dict[str, Any
             await asyncio.sleep(3600)
             return {"type": "http.disconnect"}
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 statuses.append(message["status"])
             elif message["type"] == "http.response.body":
