@@ -327,19 +327,19 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     warm: dict[str, Any] = {"latencies": [], "errors": 0}
     print(f"bench_e2e: key {args.key[:4]}… of institution {args.institution} ({KEY_ENV}=KEY:INSTITUTION)",
           file=sys.stderr, flush=True)
+    pids = args.pids or procstat.stack_pids(parts.port or 80, args.bootstrap)
+    print(f"bench_e2e: processes {pids}", file=sys.stderr, flush=True)
+    idle_rate: dict[str, float | None] | None = None
+    if args.idle > 0:  # before any load: right after a phase the stack is still working off its backlog
+        before = procstat.cpu_of(pids)
+        await asyncio.sleep(args.idle)
+        after = procstat.cpu_of(pids)
+        idle_rate = procstat.rate(before, after, args.idle)
     if args.warmup > 0:
         # Opens the connection pool and wakes every partition; reported apart, not hidden.
         print(f"bench_e2e: warm-up {args.rate} req/s for {args.warmup} s (not counted)", file=sys.stderr, flush=True)
         warm = await drive_http(args.url, args.key, args.institution, args.rate, args.warmup, args.budget_ms,
                                 pool, traffic, label="warm-up")
-    pids = args.pids or procstat.stack_pids(parts.port or 80, args.bootstrap)
-    print(f"bench_e2e: processes {pids}", file=sys.stderr, flush=True)
-    idle_rate: dict[str, float | None] | None = None
-    if args.idle > 0:
-        before = procstat.cpu_of(pids)
-        await asyncio.sleep(args.idle)
-        after = procstat.cpu_of(pids)
-        idle_rate = procstat.rate(before, after, args.idle)
     phases: list[dict[str, Any]] = []
     for index in range(args.repeat):
         label = "http" if args.repeat == 1 else f"phase {index + 1}/{args.repeat}"
