@@ -37,6 +37,7 @@ import contextlib
 import logging
 import os
 import random
+import signal
 import statistics
 import sys
 import time
@@ -489,6 +490,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     for warning in retired_variables(dict(os.environ)):
         print(f"bench_e2e: {warning}", file=sys.stderr)
+    # A SIGTERM (e.g. `timeout`) must still stop the stack this run started: its children run in
+    # sessions of their own and would outlive it.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     args.pids = None
     stack = None
     if args.start_stack:

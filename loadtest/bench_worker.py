@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 import time
 import uuid
@@ -162,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.events < 1 or args.partitions < 1:
         parser.error("--events and --partitions must be at least 1")
+    # A SIGTERM (e.g. `timeout`) must still stop the stack this run started: its children run in
+    # sessions of their own and would outlive it.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     result = run(args)
     print(orjson.dumps(result).decode(), flush=True)
     return 1 if "error" in result else 0
