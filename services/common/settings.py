@@ -154,7 +154,7 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = None  # None: start the embedded broker
     embedded_broker_port: int = Field(19092, ge=1, le=65535)
     # Set by the stack (make run) for its children when it started the embedded broker: the ingress
-    # then watches its partition lengths (services/ingress/broker_watch.py).
+    # then watches its partition lengths (services/ingress/embedded_watch.py).
     embedded_broker: bool = False
     # Records in one partition past which the embedded broker is reported degraded (0: not watched).
     embedded_partition_limit: int = Field(1000, ge=0, le=100_000_000)

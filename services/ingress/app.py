@@ -22,7 +22,7 @@ from services.common.settings import Settings, get_settings
 from services.contracts.errors import error_body
 from services.dialects.common import field_path, first_error
 from services.ingress import catalog, cds, dashboard, feedback, metrics, nhsa, openapi, rulebase
-from services.ingress.broker_watch import BrokerWatch
+from services.ingress.embedded_watch import EmbeddedBrokerWatch
 from services.ingress.engine_client import EngineClient
 from services.ingress.limits import BodyLimitMiddleware
 from services.ingress.native import router as native_router
@@ -92,15 +92,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The active published rule-base revision (packaged until one is published), followed live.
         await app.state.rulebase.start()
         await dashboard.start(app, settings)  # the live page's audit-topic consumer
-        app.state.broker_watch = BrokerWatch(settings, {client.reply_topic: settings.partitions})
-        app.state.broker_watch.start()  # the embedded broker only: its partition lengths
+        app.state.embedded_watch = EmbeddedBrokerWatch(settings, {client.reply_topic: settings.partitions})
+        app.state.embedded_watch.start()  # the embedded broker only: its partition lengths
         log.warning("PreSettle ingress ready on %s:%s (broker %s, reply topic %s)",
                     settings.http_host, settings.http_port, settings.bootstrap, client.reply_topic)
         try:
             yield
         finally:
             try:
-                await app.state.broker_watch.stop()
+                await app.state.embedded_watch.stop()
                 await dashboard.stop(app)
             finally:
                 await app.state.rulebase.stop()
@@ -152,7 +152,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ``PRESETTLE_EMBEDDED_PARTITION_LIMIT`` records: restart it, or use Apache Kafka); degraded
         alone does not make it 503."""
         result = await request.app.state.engine_client.probe()
-        watch = getattr(request.app.state, "broker_watch", None)
+        watch = getattr(request.app.state, "embedded_watch", None)
         if watch is not None:
             result.update(watch.health())
         return JSONResponse(status_code=200 if result["ok"] else 503, content=result)

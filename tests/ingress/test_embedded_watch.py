@@ -1,4 +1,4 @@
-"""The embedded broker watch (services/ingress/broker_watch.py): its reading of partition lengths."""
+"""The embedded broker watch (services/ingress/embedded_watch.py): its reading of partition lengths."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import pytest
 
 from services.common.settings import load_settings
 from services.ingress import metrics
-from services.ingress.broker_watch import BrokerWatch, Longest, longest
+from services.ingress.embedded_watch import EmbeddedBrokerWatch, Longest, longest
 
 
-def watch(**env: str) -> BrokerWatch:
-    return BrokerWatch(load_settings({"PRESETTLE_TOPIC_PREFIX": "w", **env}))
+def watch(**env: str) -> EmbeddedBrokerWatch:
+    return EmbeddedBrokerWatch(load_settings({"PRESETTLE_TOPIC_PREFIX": "w", **env}))
 
 
 def test_longest_partition() -> None:

@@ -50,7 +50,7 @@ def longest(ends: dict[tuple[str, int], int]) -> Longest | None:
     return Longest(topic, partition, records)
 
 
-class BrokerWatch:
+class EmbeddedBrokerWatch:
     def __init__(self, settings: Settings, extra_topics: dict[str, int] | None = None) -> None:
         self.settings = settings
         self.topics = service_topics(settings) | (extra_topics or {})

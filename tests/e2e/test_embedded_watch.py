@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def small_limit() -> Iterator[Stack]:
-    s = start_stack("broker-watch", PRESETTLE_EMBEDDED_PARTITION_LIMIT="30")
+    s = start_stack("embedded-watch", PRESETTLE_EMBEDDED_PARTITION_LIMIT="30")
     yield s
     s.stop()
 
@@ -47,7 +47,7 @@ def test_a_long_partition_makes_the_embedded_broker_degraded(small_limit: Stack)
         assert isinstance(longest, dict) and longest["records"] > 30 and longest["limit"] == 30
         exposition = http.get("/metrics").text
     assert "presettle_embedded_broker_degraded 1.0" in exposition
-    lines = [json.loads(line) for line in (ARTIFACTS / "logs" / "broker-watch" / "ingress.log").read_text().splitlines()
+    lines = [json.loads(line) for line in (ARTIFACTS / "logs" / "embedded-watch" / "ingress.log").read_text().splitlines()
              if line.startswith("{")]
     warnings = [e["message"] for e in lines if "embedded broker degraded" in e["message"]]
     assert len(warnings) == 1 and "PRESETTLE_KAFKA_BOOTSTRAP" in warnings[0], warnings
