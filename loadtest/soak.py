@@ -5,10 +5,11 @@
 (``make soak``; SOAK_MINUTES, SOAK_RATE, SOAK_WORKERS override.) Starts its own
 stack (embedded broker unless PRESETTLE_KAFKA_BOOTSTRAP is set), posts events at
 ``rate`` per second (open loop, loadtest/chaos.py), and prints one line per
-minute: answers by status, p50/p99 latency of that minute's answers, and the
-resident memory (VmRSS) of the broker, each worker and the ingress. At the end it
-checks the audit topic (every accepted event exactly one decision) and prints
-one JSON object. A benchmark, not a test: nothing is asserted.
+minute: answers by status, p50/p99 latency of that minute's ``evaluated``
+answers, the resident memory (VmRSS) of the broker, each worker and the ingress,
+and the machine's 1-minute load average. At the end it checks the audit topic
+(every accepted event exactly one decision, none twice) and prints one JSON
+object. A benchmark, not a test: nothing is asserted.
 """
 
 from __future__ import annotations
@@ -43,6 +44,20 @@ def pct(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))] * 1000, 1)
 
 
+def minute_row(minute: int, batch: list[Any], rss: dict[str, float | None], load_1m: float) -> dict[str, Any]:
+    """One minute's line: answers by status, p50/p99 of the ``evaluated`` answers (ms), RSS (MB)
+    per process and the machine's 1-minute load average (figures measured under load say so)."""
+    lat = [a.latency_s for a in batch if a.status == "evaluated"]
+    return {
+        "minute": minute,
+        "answers": dict(collections.Counter(a.status for a in batch)),
+        "p50_ms": pct(lat, 50),
+        "p99_ms": pct(lat, 99),
+        "rss_mb": rss,
+        "load_1m": round(load_1m, 2),
+    }
+
+
 def processes(stack: Any) -> dict[str, int]:
     out = {}
     if stack.broker is not None and stack.broker.proc is not None:
@@ -72,16 +87,10 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         seen = 0
         for minute in range(1, int(args.minutes) + 1):
             await asyncio.sleep(60)
-            batch = [a for a in load.answers[seen:]]
+            batch = list(load.answers[seen:])
             seen += len(batch)
-            lat = [a.latency_s for a in batch if a.status == "evaluated"]
-            row = {
-                "minute": minute,
-                "answers": dict(collections.Counter(a.status for a in batch)),
-                "p50_ms": pct(lat, 50),
-                "p99_ms": pct(lat, 99),
-                "rss_mb": {name: rss_mb(pid) for name, pid in processes(stack).items()},
-            }
+            row = minute_row(minute, batch, {name: rss_mb(pid) for name, pid in processes(stack).items()},
+                             os.getloadavg()[0])
             minutes.append(row)
             print(json.dumps(row), flush=True)
         await runner

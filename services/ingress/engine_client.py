@@ -10,8 +10,10 @@ partitions round-robin: a broker whose append cost grows with partition length
 correlation ids to futures; each request waits up to its budget.
 
 Broker loss is detected two ways: a produce that does not complete within the
-budget, and a watcher that checks the bootstrap servers every 0.25 s. While the
-broker is known to be down, requests answer ``unavailable`` at once.
+budget, and a watcher that checks the bootstrap servers every 0.25 s (a refused
+connection: down at once; slow probes: down after four in a row, see
+broker_watch.py). While the broker is known to be down, requests answer
+``unavailable`` at once.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from services.contracts import envelope as env
 from services.contracts.gateway import Outcome
 from services.contracts.topics import REPLY_TOPIC_CONFIG, service_topics, topic_configs
 from services.ingress import metrics
+from services.ingress.broker_watch import BrokerWatch, probe
 
 log = logging.getLogger("presettle.ingress")
 
@@ -169,24 +172,21 @@ class EngineClient:
                         log.warning("unreadable reply at %s[%s]@%s: %s", record.topic, record.partition,
                                     record.offset, type(exc).__name__)
 
-    async def _reachable(self) -> bool:
-        for host, port in _bootstrap_hosts(self.settings.bootstrap):
-            try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 0.3)
-            except (OSError, asyncio.TimeoutError):
-                continue
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-            return True
-        return False
-
     async def _watch(self) -> None:
+        """Probe the bootstrap servers every 0.25 s (services/ingress/broker_watch.py)."""
+        hosts = _bootstrap_hosts(self.settings.bootstrap)
+        watch = BrokerWatch()
         while True:
             await asyncio.sleep(0.25)
-            up = await self._reachable()
+            result = await probe(hosts)
+            if result == "slow":
+                metrics.BROKER_SLOW_PROBES.inc()
+            up = watch.observe(result)
             if up != self.available:
-                log.warning("broker %s", "reachable again" if up else "unreachable: answering 'unavailable'")
+                if up:
+                    log.warning("broker reachable again")
+                else:
+                    log.warning("broker unavailable (%s): answering 'unavailable'", watch.reason())
             self.available = up
             metrics.BROKER_UP.set(1 if up else 0)
 

@@ -40,6 +40,10 @@ EMBEDDED_DEGRADED = Gauge(
     "presettle_embedded_broker_degraded",
     "1 while a partition of the embedded broker holds more than PRESETTLE_EMBEDDED_PARTITION_LIMIT records.",
 )
+BROKER_SLOW_PROBES = Counter(
+    "presettle_broker_slow_probes_total",
+    "Broker probes that took 1 s or more (four in a row make the ingress answer 'unavailable').",
+)
 FEEDBACK = Counter(
     "presettle_feedback_total", "Doctor feedback on alerts, per rule and outcome (accepted/overridden).",
     ["rule_id", "outcome"],

@@ -52,6 +52,11 @@ REWINDS = Counter(
     "presettle_worker_rewinds_total",
     "Partitions read again from an offset passed over unfinished (skipped in a rebalance, or a failed produce).",
 )
+OFFSET_JUMPS = Counter(
+    "presettle_worker_offset_jumps_total",
+    "Offset gaps faust would have committed over unprocessed (records passed over after a seek in a "
+    "rebalance); not committed over, read again.",
+)
 DEAD_LETTERS = Counter(
     "presettle_worker_dead_letters_total",
     "Records sent to the dead-letter topic instead of being processed, per reason.",

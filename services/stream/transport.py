@@ -38,6 +38,26 @@ partition is being revoked at the same moment ("exception performing seek when
 flow not active: IllegalStateError: No current assignment", seen in the
 workers' logs of the reproduction), and then the consumer goes on after them.
 
+**Commits over gaps (the loss that remained).** faust's ``_drain_messages`` keeps
+a read offset per partition and, when a message arrives more than one offset
+after it, records the offsets in between as a *gap* (``Consumer._add_gap``);
+``_new_offset`` then adds every gapped offset below the highest acked one to the
+acked offsets — as if it had been processed — so the commit jumps over them.
+Gaps are meant for compacted topics and transaction markers, but a rebalance
+makes them from records that exist: ``seek`` / ``perform_seek`` set the read
+offset back to the committed one while records fetched before the seek are
+still on their way; the first of those (offset ``X``) opens a gap from the
+committed offset to ``X``, moves the read offset to ``X``, and the records the
+seek then delivers below ``X`` are dropped as "already read". Once the offset
+at the head was processed the gap-filled commit passes over the dropped ones;
+the partition's next owner starts after them and their decisions are lost.
+This transport records no gap (``_add_gap`` only counts it, in
+``presettle_worker_offset_jumps_total``) and ``_new_offset`` fills none: the
+committed offset is the end of the run of processed offsets that starts at the
+head, the dropped records are a hole, and a hole is read again (below). The
+worker's input topics (events, patient status, alert index) are neither
+compacted nor written in transactions, so their offsets have no real gaps.
+
 The fix, kept in this transport: a message counts as acked for the commit only
 when the agent marked it finished (:func:`mark_finished`, after its decision
 reached the audit topic); a skipped message is released (so a rebalance does
@@ -197,22 +217,26 @@ class Consumer(faust_aiokafka.Consumer):
         committed = self._committed_offset[tp]
         return committed if committed is not None else self._fetch_head.get(tp)
 
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """faust records the offsets a stream passed over as done (see the module docstring);
+        here they are only counted: left unprocessed, they stop the commit and are read again."""
+        committed = self._committed_offset[tp]
+        if committed is not None:
+            offset_from = max(offset_from, committed)
+        # faust's gap runs to the arriving offset itself, which is processed.
+        if offset_from < offset_to:
+            metrics.OFFSET_JUMPS.inc()
+            log.warning("%s[%s]: offsets %s..%s were passed over (a seek during a rebalance); not committed "
+                        "over, read again", tp.topic, tp.partition, offset_from, offset_to - 1)
+
     def _new_offset(self, tp: TP) -> int | None:
-        """faust's ``_new_offset`` with a head check that lets no hole through."""
+        """The offset to commit: the end of the run of processed offsets starting at the head.
+
+        faust's ``_new_offset`` without its gap filling and with a head check that lets no
+        hole through (see the module docstring)."""
         acked = self._acked[tp]
         if not acked:
             return None
-        max_offset = max(acked)
-        gap_for_tp = self._gap[tp]
-        if gap_for_tp:
-            candidates = sorted(gap_for_tp.overlap(0, max_offset), key=lambda x: x.begin)
-            if candidates:
-                stuff_to_add: list[int] = []
-                for entry in candidates:
-                    stuff_to_add.extend(range(entry.begin, entry.end))
-                new_max_offset = max(stuff_to_add[-1], max_offset + 1)
-                acked.extend(stuff_to_add)
-                gap_for_tp.chop(0, new_max_offset)
         acked.sort()
         head = self._commit_head(tp)
         if head is None or acked[0] > head:

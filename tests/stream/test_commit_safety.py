@@ -1,16 +1,20 @@
-"""The cause of the rebalance loss (issue 9), shown on faust's own commit code, and the fix.
+"""The causes of the rebalance loss (issue 9), shown on faust's own commit code, and the fix.
 
 faust-streaming 0.15.3 acks a message its stream *skipped* during a rebalance
 (flow control suspended, or fetched in an older consumer generation), and its
 ``Consumer._new_offset`` commits past a hole at the head of the acked offsets.
 Together: a worker that had fetched events when a rebalance began commits their
-offsets without processing them. No broker here: the commit arithmetic is
+offsets without processing them. And its ``_drain_messages`` records offsets a
+stream passed over (after a seek, records fetched before it arrive first) as a
+gap that ``_new_offset`` commits over, while the records the seek delivers below
+them are dropped as already read. No broker here: the commit arithmetic is
 exercised directly, on faust's class and on ours (services/stream/transport.py).
 The end-to-end proof is tests/e2e/test_chaos.py (two workers, kill -9, rebalance).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections import defaultdict
 from types import SimpleNamespace
@@ -21,7 +25,7 @@ from faust.transport import consumer as faust_consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from services.stream import transport
+from services.stream import metrics, transport
 
 TP0 = TP("t.events", 0)
 
@@ -102,3 +106,85 @@ def test_only_finished_messages_count_for_the_commit() -> None:
         faust_consumer.Consumer.ack = original  # type: ignore[method-assign]
     assert acks == [7]  # the skipped message never reaches faust's acked offsets ...
     assert skipped.acked is True and released == [skipped]  # ... but a rebalance does not wait for it
+
+
+def test_faust_commits_over_a_gap_ours_stops_at_it() -> None:
+    # Offsets 10 and 11 processed, 12..14 recorded as a gap, 15 processed: faust commits 16.
+    c = fake_consumer(committed=10, acked=[10, 11, 15])
+    c._gap[TP0].addi(12, 16)
+    assert faust_consumer.Consumer._new_offset(c, TP0) == 16
+    # Ours commits the processed run from the head only, then finds the hole and reads it again.
+    c = fake_consumer(committed=10, acked=[10, 11, 15])
+    c._gap[TP0].addi(12, 16)
+    assert transport.Consumer._new_offset(c, TP0) == 12
+    c._committed_offset[TP0] = 12
+    assert transport.Consumer._new_offset(c, TP0) is None
+    assert c._rewind == {TP0: 12}
+    assert c._acked[TP0] == [15]  # kept: counted once 12..14 are processed
+    c._acked[TP0].extend([12, 13, 14])
+    c._acked_index[TP0].update([12, 13, 14])
+    assert transport.Consumer._new_offset(c, TP0) == 16
+
+
+def drain(consumer_cls: Any, read_offset: int, batch: list[int]) -> tuple[Any, list[int]]:
+    """Run faust's own ``Consumer._drain_messages`` over one fetched batch of TP0 records.
+
+    The callback stands for the stream: every record it is handed is processed and acked."""
+    processed: list[int] = []
+    stopped = asyncio.Event()
+    c = fake_consumer(committed=read_offset, acked=[])
+
+    async def getmany(timeout: float) -> Any:
+        for offset in batch:
+            yield TP0, SimpleNamespace(topic=TP0.topic, partition=0, offset=offset, key=None, value=None)
+        stopped.set()
+
+    async def callback(message: Any) -> None:
+        processed.append(message.offset)
+        c._acked[TP0].append(message.offset)
+        c._acked_index[TP0].add(message.offset)
+
+    async def wait_first(first: Any, second: Any) -> None:
+        second.close()
+        await first
+
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    c.callback = callback
+    c.getmany = getmany
+    c._stopped = stopped
+    c._read_offset = defaultdict(lambda: None, {TP0: read_offset})
+    c.diag = SimpleNamespace(set_flag=lambda flag: None, unset_flag=lambda flag: None)
+    c._commit_every = None
+    c.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: True))
+    c.sleep = sleep
+    c.should_stop = False
+    c.wait_first = wait_first
+    c.suspend_flow = asyncio.Event()
+    c.consumer_stopped_errors = ()
+    c.log = SimpleNamespace(dev=lambda *a: None)
+    c._add_gap = lambda tp, start, end: consumer_cls._add_gap(c, tp, start, end)
+    asyncio.run(faust_consumer.Consumer._drain_messages(c, SimpleNamespace(_stopped=stopped)))
+    return c, processed
+
+
+def test_after_a_seek_faust_drops_records_and_commits_over_them() -> None:
+    # Sought back to the committed offset 10 while a record fetched before the seek (14) is
+    # still on its way: 10 arrives, then 14 opens a gap 11..14, then the seek's 11..13 are
+    # dropped as already read, then 15.
+    batch = [10, 14, 11, 12, 13, 15]
+    c, processed = drain(faust_consumer.Consumer, 10, batch)
+    assert processed == [10, 14, 15]  # 11..13 never reached the stream
+    # ... and are committed over (15: 14 is in the acked list twice, once from the gap): lost.
+    assert faust_consumer.Consumer._new_offset(c, TP0) == 15
+
+    jumps = metrics.OFFSET_JUMPS._value.get()
+    c, processed = drain(transport.Consumer, 10, batch)
+    assert processed == [10, 14, 15]
+    assert metrics.OFFSET_JUMPS._value.get() == jumps + 1  # the gap is counted, not recorded
+    assert not c._gap[TP0]
+    assert transport.Consumer._new_offset(c, TP0) == 11  # the commit stops at the first dropped record
+    c._committed_offset[TP0] = 11
+    assert transport.Consumer._new_offset(c, TP0) is None
+    assert c._rewind == {TP0: 11}  # ... which is read again
