@@ -27,7 +27,10 @@ unconfirmed marker, the audit partition is read from the marker's offset: the
 decision is re-sent only when its record is not there. A marker is confirmed
 once this process saw the audit record acknowledged, or once the event's offset
 is below the partition's committed offset; confirmed markers are dropped on the
-patient's next state write.
+patient's next state write. A record read again by the *same* process (the
+transport seeks back over an unfinished offset) while its audit record is still
+being written waits for that write instead of looking for the record (which is
+not on the topic yet) and writing it a second time.
 
 Records the worker cannot process (malformed, a Kafka key that is not the
 record's patient, an unknown kind, an engine failure) go to the dead-letter
@@ -220,6 +223,10 @@ _audit_next: dict[int, tuple[int, int]] = {}
 _audit_reader: Any = None
 
 
+# Decisions of this process whose audit record is being written: the future says whether it was.
+_audit_in_flight: dict[str, asyncio.Future[bool]] = {}
+
+
 def _confirm(decision_id: str) -> None:
     _confirmed[decision_id] = None
     if len(_confirmed) > CONFIRMED_MAX:
@@ -391,14 +398,29 @@ async def _on_event(message: Any, key: bytes, event: dict[str, Any], headers: di
         else:
             await _reply(headers, reply)
 
+        written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        _audit_in_flight[decision_id] = written
+
         async def complete() -> None:
-            if issued is not None:
-                await issued  # an alert index record not acknowledged: not finished, read again
-            await _durable(state_written)  # the state (with its marker) before the audit record
-            await _send_audit(partition, key, body, decision_id)
+            ok = False
+            try:
+                if issued is not None:
+                    await issued  # an alert index record not acknowledged: not finished, read again
+                await _durable(state_written)  # the state (with its marker) before the audit record
+                await _send_audit(partition, key, body, decision_id)
+                ok = True
+            finally:
+                written.set_result(ok)
+                if _audit_in_flight.get(decision_id) is written:
+                    del _audit_in_flight[decision_id]
         return complete()
     pending = outcome["pending"]
-    if pending is not None and not confirmed(decision_id, pending):
+    in_flight = _audit_in_flight.get(decision_id)
+    if pending is not None and in_flight is not None and await asyncio.wait_for(asyncio.shield(in_flight), PRODUCE_TIMEOUT_S * 3):
+        # Read again (a seek back over an unfinished offset) while this process is still writing its
+        # audit record: not lost, do not write it twice.
+        metrics.AUDIT_RECOVERED.labels("found").inc()
+    elif pending is not None and not confirmed(decision_id, pending):
         # The state records this event but its audit record may be missing (a crash between
         # the state write and the audit acknowledgement): look, and re-send it if absent.
         original = orjson.dumps(_decision(event, outcome, False, 0.0, served.revision))
