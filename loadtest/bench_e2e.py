@@ -311,7 +311,9 @@ def http_summary(http: dict[str, Any]) -> dict[str, Any]:
 
 def phase_summary(http: dict[str, Any], cpu_before: dict[str, float | None], cpu_after: dict[str, float | None],
                   seconds: float, idle_rate: dict[str, float | None] | None) -> dict[str, Any]:
-    answered = len(http["latencies"])
+    # Events that reached the broker (evaluated or timeout): an 'unavailable' answer never did,
+    # so counting it would make the worker's and the broker's CPU per event look smaller.
+    answered = len(http["latencies"]) - http["unavailable"]
     return {
         **http_summary(http),
         "cpu_ms_per_event": procstat.per_event_ms(cpu_before, cpu_after, answered),
