@@ -1,12 +1,20 @@
-"""End-to-end benchmark: POST /v1/events at a fixed rate, and the bare broker floor.
+"""End-to-end benchmark: POST /v1/events at a fixed rate, the broker floors, CPU per event.
 
     python -m loadtest.bench_e2e --rate 200 --duration 30 [--url URL] [--api-key KEY:INSTITUTION]
+    python -m loadtest.bench_e2e --start-stack --rate 200 --duration 20 --repeat 5
 
-Against a running service (``make run``). The load is open-loop: request i is
-due at ``start + i/rate`` and its latency is measured from that due time, so a
-stalled server cannot hide its queueing (no coordinated omission). Then, in the
-same run, it measures the floor: an aiokafka produce → consume echo through the
-same broker at the same rate, one hop, with the same fetch wait the service uses.
+Against a running service (``make run``), or a fresh stack of its own (``--start-stack``:
+embedded broker unless PRESETTLE_KAFKA_BOOTSTRAP, free ports, stopped afterwards). The load
+is open-loop: request i is due at ``start + i/rate`` and its latency is measured from that due
+time, so a stalled server cannot hide its queueing (no coordinated omission). ``--repeat N``
+runs N back-to-back phases on the same stack and reports each (the embedded broker's drift
+shows there). Each phase reads the CPU time of the broker, the workers and the ingress from
+/proc (found by their ports and command lines: loadtest/procstat.py) and reports CPU ms per
+answered event, also net of their idle CPU (measured for ``--idle`` s before the load), with
+the load average. Then, in the same run, it measures the floors at the same rate with the
+service's fetch wait: a one-hop aiokafka produce → consume echo, and the two-hop echo
+(producer → consumer → producer → consumer, separate processes, the service's partition
+count: loadtest/floor.py) — the physical floor of a request through the worker.
 
 The key and its institution: ``PRESETTLE_API_KEY=KEY:INSTITUTION`` (or ``--api-key``;
 a plain development key knows its institution, see loadtest/apikey.py). A 401 or 403
@@ -29,6 +37,7 @@ import contextlib
 import logging
 import os
 import random
+import signal
 import statistics
 import sys
 import time
@@ -39,8 +48,10 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from loadtest import procstat
 from loadtest.apikey import ENV as KEY_ENV
 from loadtest.apikey import KeyFormatError, parse_api_keys, rejection_message, retired_variables
+from loadtest.floor import two_hop
 
 CST = timezone(timedelta(hours=8))
 
@@ -298,6 +309,20 @@ def http_summary(http: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def phase_summary(http: dict[str, Any], cpu_before: dict[str, float | None], cpu_after: dict[str, float | None],
+                  seconds: float, idle_rate: dict[str, float | None] | None) -> dict[str, Any]:
+    # Events that reached the broker (evaluated or timeout): an 'unavailable' answer never did,
+    # so counting it would make the worker's and the broker's CPU per event look smaller.
+    answered = len(http["latencies"]) - http["unavailable"]
+    return {
+        **http_summary(http),
+        "cpu_ms_per_event": procstat.per_event_ms(cpu_before, cpu_after, answered),
+        "cpu_ms_per_event_net": (procstat.per_event_ms(cpu_before, cpu_after, answered, idle_rate, seconds)
+                                 if idle_rate is not None else None),
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     parts = urlsplit(args.url)
     pool = Pool(parts.hostname or "127.0.0.1", parts.port or 80)
@@ -305,41 +330,75 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     warm: dict[str, Any] = {"latencies": [], "errors": 0}
     print(f"bench_e2e: key {args.key[:4]}… of institution {args.institution} ({KEY_ENV}=KEY:INSTITUTION)",
           file=sys.stderr, flush=True)
+    pids = args.pids or procstat.stack_pids(parts.port or 80, args.bootstrap)
+    print(f"bench_e2e: processes {pids}", file=sys.stderr, flush=True)
+    idle_rate: dict[str, float | None] | None = None
+    if args.idle > 0:  # before any load: right after a phase the stack is still working off its backlog
+        before = procstat.cpu_of(pids)
+        await asyncio.sleep(args.idle)
+        after = procstat.cpu_of(pids)
+        idle_rate = procstat.rate(before, after, args.idle)
     if args.warmup > 0:
         # Opens the connection pool and wakes every partition; reported apart, not hidden.
         print(f"bench_e2e: warm-up {args.rate} req/s for {args.warmup} s (not counted)", file=sys.stderr, flush=True)
         warm = await drive_http(args.url, args.key, args.institution, args.rate, args.warmup, args.budget_ms,
                                 pool, traffic, label="warm-up")
-    print(f"bench_e2e: {args.rate} req/s for {args.duration} s against {args.url}", file=sys.stderr, flush=True)
-    http = await drive_http(args.url, args.key, args.institution, args.rate, args.duration, args.budget_ms,
-                            pool, traffic)
+    phases: list[dict[str, Any]] = []
+    for index in range(args.repeat):
+        label = "http" if args.repeat == 1 else f"phase {index + 1}/{args.repeat}"
+        print(f"bench_e2e: {label}: {args.rate} req/s for {args.duration} s against {args.url}", file=sys.stderr,
+              flush=True)
+        cpu_before, t0 = procstat.cpu_of(pids), time.perf_counter()
+        http = await drive_http(args.url, args.key, args.institution, args.rate, args.duration, args.budget_ms,
+                                pool, traffic, label=label)
+        summary = phase_summary(http, cpu_before, procstat.cpu_of(pids), time.perf_counter() - t0, idle_rate)
+        phases.append(summary)
+        if args.repeat > 1:
+            print(f"phase {index + 1}: " + orjson.dumps(summary).decode(), flush=True)
     for conn in pool.idle:
         conn.writer.close()
+    first = phases[0]
     result: dict[str, Any] = {
         "rate": args.rate,
         "duration_s": args.duration,
-        **http_summary(http),
+        **{k: v for k, v in first.items() if k not in ("cpu_ms_per_event", "cpu_ms_per_event_net", "load_avg")},
         "warmup_s": args.warmup,
         "warmup_p99_ms": round(pct(warm["latencies"], 99), 2) if warm["latencies"] else None,
         "warmup_errors": warm["errors"],
     }
     # The HTTP figures first: a floor phase that fails must not lose them.
     print("http: " + " ".join(f"{k}={v}" for k, v in result.items()), flush=True)
+    result.update(cpu_ms_per_event=first["cpu_ms_per_event"], cpu_ms_per_event_net=first["cpu_ms_per_event_net"],
+                  idle_cpu_ms_per_s={k: None if v is None else round(v * 1000, 2) for k, v in (idle_rate or {}).items()},
+                  load_avg=first["load_avg"], processes={k: len(v) for k, v in pids.items()})
+    if args.repeat > 1:
+        result["phases"] = phases
+        result["last_to_first_p99"] = round(phases[-1]["p99_ms"] / phases[0]["p99_ms"], 2) if phases[0]["p99_ms"] else None
     floor_duration = min(args.duration, args.floor_duration)
-    result.update(floor_p50_ms=None, floor_p99_ms=None)
+    result.update(floor_p50_ms=None, floor_p99_ms=None, floor2_p50_ms=None, floor2_p99_ms=None)
     if floor_duration <= 0:
         return result
-    print(f"bench_e2e: broker floor at {args.rate} msg/s for {floor_duration} s on {args.bootstrap}",
+    from services.common.kafka_security import aiokafka_kwargs
+    from services.common.settings import load_settings
+
+    security = aiokafka_kwargs(load_settings())  # PRESETTLE_KAFKA_TLS / _SASL_*, as the service
+    print(f"bench_e2e: broker floors at {args.rate} msg/s for {floor_duration} s each on {args.bootstrap}",
           file=sys.stderr, flush=True)
     try:
         floor = await broker_floor(args.bootstrap, args.rate, floor_duration, args.fetch_wait_ms)
+        result.update(floor_p50_ms=round(pct(floor, 50), 2), floor_p99_ms=round(pct(floor, 99), 2))
+        floor2 = await two_hop(args.bootstrap, args.rate, floor_duration, args.fetch_wait_ms, args.floor_partitions,
+                               security)
     except Exception as exc:  # no broker there, or it refused the echo topic
         result["floor_error"] = f"{type(exc).__name__}: {exc}"[:300]
         print(f"bench_e2e: floor phase failed: cannot use the broker at {args.bootstrap} ({result['floor_error']}); "
               "the HTTP results above stand. Set PRESETTLE_KAFKA_BOOTSTRAP or PRESETTLE_EMBEDDED_BROKER_PORT "
               "as for the stack, --bootstrap, or --floor-duration 0 to skip the floor", file=sys.stderr, flush=True)
         return result
-    result.update(floor_p50_ms=round(pct(floor, 50), 2), floor_p99_ms=round(pct(floor, 99), 2))
+    result.update(floor2_p50_ms=round(pct(floor2, 50), 2), floor2_p99_ms=round(pct(floor2, 99), 2),
+                  floor2_lost=int(args.rate * floor_duration) - len(floor2))
+    if result["floor2_p50_ms"] and first["p50_ms"] == first["p50_ms"]:
+        result["p50_over_floor2"] = round(first["p50_ms"] / result["floor2_p50_ms"], 2)
     return result
 
 
@@ -361,12 +420,51 @@ def build_parser(defaults: Any) -> argparse.ArgumentParser:
                         help="consumer fetch wait of the floor phase (default PRESETTLE_FETCH_MAX_WAIT_MS: "
                         f"{defaults.fetch_max_wait_ms})")
     parser.add_argument("--floor-duration", type=float, default=10,
-                        help="seconds of the broker floor phase, at most --duration (default 10; 0 = skip)")
+                        help="seconds of each broker floor phase (one hop, two hops), at most --duration "
+                        "(default 10; 0 = skip)")
+    parser.add_argument("--floor-partitions", type=int, default=defaults.partitions,
+                        help="partitions of the two-hop floor's topics (default PRESETTLE_PARTITIONS: "
+                        f"{defaults.partitions})")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="back-to-back measured phases on the same stack, each reported (default 1)")
+    parser.add_argument("--idle", type=float, default=3,
+                        help="seconds the stack's idle CPU is measured before the load, taken out of the "
+                        "*_net figures (default 3; 0 = none)")
+    parser.add_argument("--start-stack", action="store_true",
+                        help="start a fresh stack of its own (free ports, PRESETTLE_* as set), stop it afterwards; "
+                        "--url and --bootstrap are then the new stack's")
     parser.add_argument("--warmup", type=float, default=2,
                         help="seconds of load before the measured run, reported apart (default 2; 0 = none)")
     parser.add_argument("--budget-ms", type=int, default=None,
                         help="?budget_ms= on every request (default: the service's PRESETTLE_BUDGET_MS)")
     return parser
+
+
+def start_own_stack() -> Any:
+    """A fresh stack on free ports with a unique topic prefix (PRESETTLE_* from the environment otherwise)."""
+    from pathlib import Path
+
+    from services.common.broker import free_port
+    from services.common.settings import load_settings
+    from services.stack import Stack
+
+    env = dict(os.environ)
+    env.update(PRESETTLE_HTTP_PORT=str(free_port()), PRESETTLE_WORKER_METRICS_PORT=str(free_port()),
+               PRESETTLE_TOPIC_PREFIX=f"bench{uuid.uuid4().hex[:6]}", PRESETTLE_INSTANCE_ID=f"bench-{os.getpid()}")
+    if not env.get("PRESETTLE_KAFKA_BOOTSTRAP"):
+        env["PRESETTLE_EMBEDDED_BROKER_PORT"] = str(free_port())
+    logs = Path(".artifacts") / "logs" / f"bench-{time.strftime('%Y%m%dT%H%M%S')}"
+    stack = Stack(load_settings(env), env=env, log_dir=logs)
+    print(f"bench_e2e: starting a fresh stack (logs in {logs})", file=sys.stderr, flush=True)
+    try:
+        stack.start()
+        took = stack.wait_healthy(120)
+    except BaseException:
+        stack.stop()
+        raise
+    print(f"bench_e2e: stack ready in {took:.1f} s at {stack.url}, broker {stack.bootstrap}", file=sys.stderr,
+          flush=True)
+    return stack
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -379,8 +477,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     parser = build_parser(defaults)
     args = parser.parse_args(argv)
-    if args.rate <= 0 or args.duration <= 0 or args.warmup < 0 or args.floor_duration < 0:
-        parser.error("--rate and --duration must be positive, --warmup and --floor-duration not negative")
+    if args.rate <= 0 or args.duration <= 0 or args.warmup < 0 or args.floor_duration < 0 or args.idle < 0:
+        parser.error("--rate and --duration must be positive, --warmup, --idle and --floor-duration not negative")
+    if args.repeat < 1 or args.floor_partitions < 1:
+        parser.error("--repeat and --floor-partitions must be at least 1")
     try:
         keys = parse_api_keys(args.api_key, "--api-key" if argv and "--api-key" in argv else KEY_ENV)
     except KeyFormatError as exc:
@@ -392,11 +492,29 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     for warning in retired_variables(dict(os.environ)):
         print(f"bench_e2e: {warning}", file=sys.stderr)
+    # A SIGTERM (e.g. `timeout`) must still stop the stack this run started: its children run in
+    # sessions of their own and would outlive it.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    args.pids = None
+    stack = None
+    if args.start_stack:
+        try:
+            stack = start_own_stack()
+        except Exception as exc:
+            print(f"bench_e2e: the stack did not start: {exc}", file=sys.stderr)
+            return 2
+        args.url, args.bootstrap = stack.url, stack.bootstrap
+        args.pids = {"broker": [stack.broker.proc.pid] if stack.broker and stack.broker.proc else [],
+                     "worker": [p.pid for p in stack.workers.values()],
+                     "ingress": [stack.ingress.pid] if stack.ingress else []}
     try:
         result = asyncio.run(main_async(args))
     except Stop as exc:
         print(str(exc), file=sys.stderr, flush=True)
         return 2
+    finally:
+        if stack is not None:
+            stack.stop()
     print(orjson.dumps(result).decode(), flush=True)
     return 1 if "floor_error" in result else 0
 

@@ -75,6 +75,8 @@ class Stack:
     def _child_env(self, **extra: str) -> dict[str, str]:
         env = dict(self.env)
         env["PRESETTLE_KAFKA_BOOTSTRAP"] = self.bootstrap
+        if self.broker is not None:  # the ingress watches the embedded broker's partition lengths
+            env["PRESETTLE_EMBEDDED_BROKER"] = "true"
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.update(extra)
         return env

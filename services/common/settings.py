@@ -215,6 +215,11 @@ class Settings(BaseSettings):
     env: Literal["development", "test", "production"] = "development"
     kafka_bootstrap: str | None = None  # None: start the embedded broker
     embedded_broker_port: int = Field(19092, ge=1, le=65535)
+    # Set by the stack (make run) for its children when it started the embedded broker: the ingress
+    # then watches its partition lengths (services/ingress/embedded_watch.py).
+    embedded_broker: bool = False
+    # Records in one partition past which the embedded broker is reported degraded (0: not watched).
+    embedded_partition_limit: int = Field(1000, ge=0, le=100_000_000)
     # Kafka connection security (services/common/kafka_security.py; docs/operations.md).
     kafka_tls: bool = False  # TLS to the brokers (implied by a CA or client certificate)
     kafka_ssl_cafile: str | None = None  # CA bundle (PEM) to verify the brokers; unset: the system CAs

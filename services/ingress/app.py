@@ -34,6 +34,7 @@ from services.ingress import (
     reports,
     rulebase,
 )
+from services.ingress.embedded_watch import EmbeddedBrokerWatch
 from services.ingress.engine_client import EngineClient
 from services.ingress.limits import BodyLimitMiddleware
 from services.ingress.native import router as native_router
@@ -103,12 +104,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The active published rule-base revision (packaged until one is published), followed live.
         await app.state.rulebase.start()
         await dashboard.start(app, settings)  # the live page's audit-topic consumer
+        app.state.embedded_watch = EmbeddedBrokerWatch(settings, {client.reply_topic: settings.partitions})
+        app.state.embedded_watch.start()  # the embedded broker only: its partition lengths
         log.warning("PreSettle ingress ready on %s:%s (broker %s, reply topic %s)",
                     settings.http_host, settings.http_port, settings.bootstrap, client.reply_topic)
         try:
             yield
         finally:
             try:
+                await app.state.embedded_watch.stop()
                 await dashboard.stop(app)
             finally:
                 await app.state.rulebase.stop()
@@ -160,8 +164,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/healthz", tags=["ops"])
     async def healthz(request: Request) -> JSONResponse:
-        """200 only when a real round trip through a worker succeeds on every partition."""
+        """200 only when a real round trip through a worker succeeds on every partition.
+
+        With the embedded broker it also says ``"broker": "ok"`` or ``"degraded"`` (a partition past
+        ``PRESETTLE_EMBEDDED_PARTITION_LIMIT`` records: restart it, or use Apache Kafka); degraded
+        alone does not make it 503."""
         result = await request.app.state.engine_client.probe()
+        watch = getattr(request.app.state, "embedded_watch", None)
+        if watch is not None:
+            result.update(watch.health())
         return JSONResponse(status_code=200 if result["ok"] else 503, content=result)
 
     @app.get("/metrics", tags=["ops"], include_in_schema=True)

@@ -32,6 +32,14 @@ EVENTS_IN = Counter("presettle_ingress_events_total", "Events accepted by the in
 REPLY_BACKLOG = Gauge("presettle_reply_backlog", "Records in this instance's reply topic not yet read.")
 PENDING = Gauge("presettle_pending_requests", "Requests waiting for a worker reply.")
 BROKER_UP = Gauge("presettle_broker_up", "1 while the Kafka bootstrap servers are reachable.")
+EMBEDDED_PARTITION_RECORDS = Gauge(
+    "presettle_embedded_broker_partition_records",
+    "Records in the embedded broker's longest service partition (only with the embedded broker).",
+)
+EMBEDDED_DEGRADED = Gauge(
+    "presettle_embedded_broker_degraded",
+    "1 while a partition of the embedded broker holds more than PRESETTLE_EMBEDDED_PARTITION_LIMIT records.",
+)
 BROKER_SLOW_PROBES = Counter(
     "presettle_broker_slow_probes_total",
     "Broker probes that took 1 s or more (four in a row make the ingress answer 'unavailable').",

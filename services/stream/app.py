@@ -27,7 +27,10 @@ unconfirmed marker, the audit partition is read from the marker's offset: the
 decision is re-sent only when its record is not there. A marker is confirmed
 once this process saw the audit record acknowledged, or once the event's offset
 is below the partition's committed offset; confirmed markers are dropped on the
-patient's next state write.
+patient's next state write. A record read again by the *same* process (the
+transport seeks back over an unfinished offset) while its audit record is still
+being written waits for that write instead of looking for the record (which is
+not on the topic yet) and writing it a second time.
 
 Records the worker cannot process (malformed, a Kafka key that is not the
 record's patient, an unknown kind, an engine failure) go to the dead-letter
@@ -128,6 +131,20 @@ async def start_rulebase() -> None:
             await asyncio.sleep(1.0)
 
 
+def loop_names() -> dict[str, str]:
+    """The event loop classes of the main loop and of faust's consumer thread (uvloop expected on both)."""
+    thread = getattr(app.consumer, "_thread", None)
+    thread_loop = getattr(thread, "thread_loop", None)
+    return {"main": type(asyncio.get_running_loop()).__module__.split(".")[0],
+            "consumer_thread": type(thread_loop).__module__.split(".")[0] if thread_loop else "-"}
+
+
+@app.task
+async def report_loops() -> None:
+    await asyncio.sleep(0)
+    log.info("event loops: %s", loop_names())
+
+
 Completion = Coroutine[Any, Any, None] | None
 
 
@@ -211,6 +228,10 @@ CONFIRMED_MAX = 200_000
 # Per audit partition: (consumer generation, the lowest offset the next audit record can get).
 _audit_next: dict[int, tuple[int, int]] = {}
 _audit_reader: Any = None
+
+
+# Decisions of this process whose audit record is being written: the future says whether it was.
+_audit_in_flight: dict[str, asyncio.Future[bool]] = {}
 
 
 def _confirm(decision_id: str) -> None:
@@ -371,21 +392,42 @@ async def _on_event(message: Any, key: bytes, event: dict[str, Any], headers: di
         state_written = _write_state(key, new_bytes, partition)  # the one changelog write
         decision = _decision(event, outcome, False, engine_s, served.revision)
         body = orjson.dumps(decision)
-        if outcome["alerts"]:
-            # The alert index (feedback ownership) acknowledged before the HIS can see, and answer, an alert.
-            await issue_alerts(decision, event)
         # The reply at once: the decision id is deterministic and, should this worker die
         # before the records below are acknowledged, the event is read and decided again.
         # Shadow alerts are for the audit record only: never in the reply to the HIS.
-        reply = orjson.dumps({**decision, "shadow_alerts": []}) if decision["shadow_alerts"] else body
-        await _reply(headers, env.decision_reply(reply))
+        reply = env.decision_reply(orjson.dumps({**decision, "shadow_alerts": []}) if decision["shadow_alerts"] else body)
+        issued: asyncio.Task[None] | None = None
+        if outcome["alerts"]:
+            # The alert index (feedback ownership) acknowledged before the HIS can see, and answer, an
+            # alert — in a task of its own, so the agent goes on with the next record meanwhile instead
+            # of waiting one broker round trip per alerting event (the state is already written).
+            issued = asyncio.get_running_loop().create_task(_issue_then_reply(decision, event, headers, reply))
+        else:
+            await _reply(headers, reply)
+
+        written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        _audit_in_flight[decision_id] = written
 
         async def complete() -> None:
-            await _durable(state_written)  # the state (with its marker) before the audit record
-            await _send_audit(partition, key, body, decision_id)
+            ok = False
+            try:
+                if issued is not None:
+                    await issued  # an alert index record not acknowledged: not finished, read again
+                await _durable(state_written)  # the state (with its marker) before the audit record
+                await _send_audit(partition, key, body, decision_id)
+                ok = True
+            finally:
+                written.set_result(ok)
+                if _audit_in_flight.get(decision_id) is written:
+                    del _audit_in_flight[decision_id]
         return complete()
     pending = outcome["pending"]
-    if pending is not None and not confirmed(decision_id, pending):
+    in_flight = _audit_in_flight.get(decision_id)
+    if pending is not None and in_flight is not None and await asyncio.wait_for(asyncio.shield(in_flight), PRODUCE_TIMEOUT_S * 3):
+        # Read again (a seek back over an unfinished offset) while this process is still writing its
+        # audit record: not lost, do not write it twice.
+        metrics.AUDIT_RECOVERED.labels("found").inc()
+    elif pending is not None and not confirmed(decision_id, pending):
         # The state records this event but its audit record may be missing (a crash between
         # the state write and the audit acknowledgement): look, and re-send it if absent.
         original = orjson.dumps(_decision(event, outcome, False, 0.0, served.revision))
@@ -401,6 +443,12 @@ async def _on_event(message: Any, key: bytes, event: dict[str, Any], headers: di
         await issue_alerts(decision, event)  # idempotent: repairs an index record lost with a crash
     await _reply(headers, env.decision_reply(orjson.dumps(decision)))
     return None
+
+
+async def _issue_then_reply(decision: dict[str, Any], event: dict[str, Any], headers: dict[str, bytes],
+                            reply: bytes) -> None:
+    await issue_alerts(decision, event)
+    await _reply(headers, reply)
 
 
 async def _on_history(message: Any, key: bytes, event: dict[str, Any]) -> Completion:

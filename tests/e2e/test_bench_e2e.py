@@ -70,3 +70,31 @@ def test_a_short_run_measures_http_and_the_floor(stack: Stack) -> None:
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["sent"] == 20 and result["errors"] == 0 and result["floor_p50_ms"] > 0
+    assert result["floor2_p50_ms"] > 0 and result["floor2_lost"] == 0  # the two-hop echo answered every record
+    assert result["floor2_p50_ms"] >= result["floor_p50_ms"] * 0.5  # a real second hop, not the first re-read
+    # The stack's processes were found and their CPU read from /proc.
+    assert result["processes"] == {"broker": 1, "worker": 1, "ingress": 1}, result["processes"]
+    assert all(v is not None and v > 0 for v in result["cpu_ms_per_event"].values()), result["cpu_ms_per_event"]
+
+
+def test_repeat_reports_each_phase(stack: Stack) -> None:
+    proc = bench("repeat", "--url", stack.url, "--rate", "20", "--duration", "1", "--warmup", "0", "--idle", "0",
+                 "--repeat", "2", "--floor-duration", "0", PRESETTLE_API_KEY="dev-key-h1:H1")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert [line.split(":")[0] for line in lines if line.startswith("phase ")] == ["phase 1", "phase 2"]
+    result = json.loads(lines[-1])
+    assert [p["sent"] for p in result["phases"]] == [20, 20] and result["last_to_first_p99"] > 0
+    assert result["cpu_ms_per_event_net"] is None  # --idle 0: no idle figures to take out
+
+
+def test_bench_worker_drains_a_prefilled_topic() -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PRESETTLE_")}
+    proc = subprocess.run([sys.executable, "-m", "loadtest.bench_worker", "--events", "60", "--partitions", "2",
+                           "--timeout", "90"], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=180)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "bench-worker.txt").write_text(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["decided"] == 60 and result["records_per_partition"] == 30  # every event has its audit record
+    assert "error" not in result and {"events_per_s", "worker_cpu_ms_per_event", "broker_cpu_ms_per_event"} <= set(result)

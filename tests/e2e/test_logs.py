@@ -98,3 +98,6 @@ def test_request_id_travels_to_the_worker_log_and_the_audit_record(debug_stack: 
                  and e["level"] in ("DEBUG", "INFO")]
         assert not noisy, noisy[:3]
     assert any(e["component"] == "ingress" and "ready" in e["message"] for e in json_lines(LOG_DIR / "ingress.log"))
+    # uvloop runs both of the worker's loops: the main one and faust's consumer thread's.
+    loops = [e["message"] for e in json_lines(worker_log) if e["message"].startswith("event loops:")]
+    assert loops == ["event loops: {'main': 'uvloop', 'consumer_thread': 'uvloop'}"], loops

@@ -1,0 +1,142 @@
+"""The two-hop echo floor: the physical floor of PreSettle's design on a given broker.
+
+A request crosses the broker twice (ingress → events topic → worker → reply topic → ingress),
+so the floor is a two-hop aiokafka echo through the same broker, in separate processes:
+this process produces to topic A at the rate, an echo process (``python -m loadtest.floor``)
+consumes A and produces each record to topic B on the same partition, and this process
+consumes B. Consumers have no group, the fetch wait is the service's, producers linger 0, acks 1,
+and the topics have the service's partition count. Latency is measured from each record's due
+time (no coordinated omission), as bench_e2e's HTTP figures are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+import uuid
+from typing import Any
+
+
+async def _clients(bootstrap: str, fetch_wait_ms: int, security: dict[str, Any]) -> tuple[Any, Any]:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks=1, **security)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, fetch_max_wait_ms=fetch_wait_ms,
+                                enable_auto_commit=False, **security)
+    await producer.start()
+    await consumer.start()
+    return producer, consumer
+
+
+async def _assign_at_end(consumer: Any, topic: str, partitions: int) -> None:
+    from aiokafka import TopicPartition
+
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    consumer.assign(tps)
+    await consumer.seek_to_end(*tps)
+    for tp in tps:  # resolve the positions now, not on the first fetch
+        await consumer.position(tp)
+
+
+async def echo(bootstrap: str, source: str, target: str, partitions: int, fetch_wait_ms: int,
+               security: dict[str, Any]) -> None:
+    """The middle hop: every record of ``source`` to ``target``, same partition and key; runs until killed."""
+    producer, consumer = await _clients(bootstrap, fetch_wait_ms, security)
+    await _assign_at_end(consumer, source, partitions)
+    print("ready", flush=True)
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=200)
+            for tp, records in batches.items():
+                for r in records:
+                    await producer.send(target, r.value, key=r.key, partition=tp.partition)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+async def two_hop(bootstrap: str, rate: float, duration: float, fetch_wait_ms: int, partitions: int,
+                  security: dict[str, Any]) -> list[float]:
+    """Latencies (ms) of a two-hop echo at ``rate`` for ``duration`` s; topics deleted afterwards."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from services.common.broker import ensure_topics
+
+    run = uuid.uuid4().hex[:6]
+    source, target = f"presettle.bench-floor2-a.{run}", f"presettle.bench-floor2-b.{run}"
+    await ensure_topics(bootstrap, {source: partitions, target: partitions}, timeout=10, security=security)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "loadtest.floor", bootstrap, source, target, str(partitions), str(fetch_wait_ms),
+        stdout=asyncio.subprocess.PIPE)
+    producer = consumer = None
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"the echo process did not start (exit {proc.returncode})")
+        producer, consumer = await _clients(bootstrap, fetch_wait_ms, security)
+        await _assign_at_end(consumer, target, partitions)
+        sent: dict[bytes, float] = {}
+        latencies: list[float] = []
+        total = int(rate * duration)
+        done = asyncio.Event()
+
+        async def receive() -> None:
+            while len(latencies) < total:
+                batches = await consumer.getmany(timeout_ms=200)
+                now = time.perf_counter()
+                for records in batches.values():
+                    for r in records:
+                        due = sent.pop(r.key, None)
+                        if due is not None:
+                            latencies.append((now - due) * 1000)
+            done.set()
+
+        receiver = asyncio.create_task(receive())
+        start = time.perf_counter()
+        for n in range(total):
+            due = start + n / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            key = f"{run}-{n}".encode()
+            sent[key] = due
+            await producer.send(source, b"x" * 600, key=key, partition=n % partitions)
+        try:
+            await asyncio.wait_for(done.wait(), 15)
+        except TimeoutError:
+            receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiver
+        return latencies
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+        for client in (producer, consumer):
+            if client is not None:
+                await client.stop()
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security)
+        try:  # leave nothing behind (on the embedded broker only deleting a topic frees its memory)
+            await admin.start()
+            await admin.delete_topics([source, target])
+        except Exception as exc:
+            print(f"  could not delete the floor topics: {type(exc).__name__}", file=sys.stderr)
+        finally:
+            await admin.close()
+
+
+def main(argv: list[str]) -> None:
+    from services.common.kafka_security import aiokafka_kwargs
+    from services.common.settings import load_settings
+
+    bootstrap, source, target, partitions, fetch_wait_ms = argv
+    security = aiokafka_kwargs(load_settings())
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(echo(bootstrap, source, target, int(partitions), int(fetch_wait_ms), security))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
