@@ -39,6 +39,9 @@ def cst_day(value: str) -> str:
     return at.astimezone(CST).date().isoformat()
 
 
+RETROSPECTIVE_SCENE = 0  # the decision log's scene for audit records with ``retrospective: true`` (scene null)
+
+
 def dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -58,7 +61,8 @@ def decision_rows(record: dict[str, Any], pseudonym: Pseudonym) -> tuple[dict[st
         "institution_id": record["institution_id"],
         "region": region,
         "patient_ref": patient_ref,
-        "scene": int(record["scene"]),
+        # A retrospective finding (事后: a death recorded after the claim) has no scene: stored as 0.
+        "scene": RETROSPECTIVE_SCENE if record.get("scene") is None else int(record["scene"]),
         "occurred_at": occurred,
         "day": day,
         "decided_at": utc_iso(record["decided_at"]),

@@ -27,7 +27,7 @@ from services.decisionlog.records import dumps
 
 # Scenes whose alerts open a review case by themselves (事中: at settlement): 6 门诊结算,
 # 8 住院结算, 10 购药划卡. Any other decision can be opened by a reviewer (POST /v1/cases).
-CASE_SCENES = frozenset({6, 8, 10})
+CASE_SCENES = frozenset({6, 8, 10, 0})  # settlement scenes (事中) and retrospective findings (scene 0, 事后)
 PG_LOCK = 7_346_201  # advisory lock of the migrations
 
 
@@ -224,7 +224,8 @@ class Store:
                     case = self._case_row(row, alerts, deadline_days)
                     cases.append(case)
                     history.append(self._history_row(case["case_id"], 0, "open", None, "open", "system", "system",
-                                                     "alert at settlement (事中)", case["amount"], [], case["opened_at"]))
+                                                     "found retrospectively (事后)" if row["scene"] == 0 else "alert at settlement (事中)",
+                                                     case["amount"], [], case["opened_at"]))
                 self._many(conn, "cases", cases, "case_id")
                 self._many(conn, "case_history", history, "case_id, seq")
                 counts["cases"] = len(cases)

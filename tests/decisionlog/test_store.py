@@ -61,6 +61,16 @@ def test_decisions_are_stored_once_and_read_back_with_feedback(store: Store) -> 
     assert store.counts()["alerts"] == 2
 
 
+def test_a_retrospective_finding_is_stored_and_opens_a_case(store: Store) -> None:
+    """A death recorded after a claim yields an audit record with scene null (retrospective: true)."""
+    rec = {**audit(7), "scene": None, "retrospective": True}
+    assert put(store, rec) == {"decisions": 1, "feedback": 0, "statuses": 0, "revisions": 0, "cases": 1}
+    got = store.decision(rec["decision_id"])
+    assert got is not None and got["scene"] is None and got["retrospective"] is True  # the record as sent
+    assert got["case"]["state"] == "open"
+    assert records.decision_rows(rec, fake_pseudonym)[0]["scene"] == records.RETROSPECTIVE_SCENE  # filterable
+
+
 def test_history_tables_refuse_update_and_delete(store: Store) -> None:
     put(store, audit(1))
     for sql in ("UPDATE decisions SET amount = 0", "DELETE FROM decisions", "DELETE FROM alerts",
