@@ -47,6 +47,10 @@ async def prefill(settings: Any, events: int, security: dict[str, Any]) -> float
 
     traffic = Traffic("H1", patients=max(100, events // 4))
     reply_topic = settings.reply_topic(settings.instance_id)
+    # The reply topic exists, as the ingress would have created it: a worker replying to a missing
+    # topic waits for its metadata on every reply, and the bench would measure that instead.
+    from services.common.broker import ensure_topics
+    await ensure_topics(settings.bootstrap, {reply_topic: settings.partitions}, security=security)
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=5, acks=1, **security)
     await producer.start()
     t0 = time.perf_counter()
