@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import random
+import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -21,6 +23,20 @@ ARTIFACTS = ROOT / ".artifacts"
 E2E_PAASID, E2E_PAASID_SECRET = "his-e2e", "e2e-gateway-secret-0123456789"
 
 
+def free_port_block(count: int) -> int:
+    """The first of ``count`` consecutive free ports in 20000–32767 (below Linux's ephemeral range)."""
+    for _ in range(200):
+        base = random.randrange(20000, 32768 - count)
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError(f"no block of {count} free ports found")
+
+
 def stack_env(**overrides: str) -> dict[str, str]:
     """Environment for a test stack: free ports, a unique topic prefix, dev keys."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRESETTLE_")}
@@ -30,7 +46,9 @@ def stack_env(**overrides: str) -> dict[str, str]:
         PRESETTLE_ENV="test",
         PRESETTLE_EMBEDDED_BROKER_PORT=str(free_port()),
         PRESETTLE_HTTP_PORT=str(free_port()),
-        PRESETTLE_WORKER_METRICS_PORT=str(free_port()),
+        # Worker i serves metrics on this port + i: a block of free ports below the ephemeral range,
+        # so no client connection's local port can take one of them between now and the bind.
+        PRESETTLE_WORKER_METRICS_PORT=str(free_port_block(4)),
         PRESETTLE_SINK_METRICS_PORT=str(free_port()),
         # Each stack its own data directory: the workers' RocksDB state files (never another stack's)
         # and the decision log's SQLite file.
