@@ -65,7 +65,11 @@ def stack_env(**overrides: str) -> dict[str, str]:
 
 
 def start_stack(name: str, **overrides: str) -> Stack:
-    env = stack_env(**overrides)
+    return start_stack_env(stack_env(**overrides), name)
+
+
+def start_stack_env(env: dict[str, str], name: str) -> Stack:
+    """Start a stack with exactly this environment (e.g. to restart one on the same data directory)."""
     stack = Stack(load_settings(env), env=env, log_dir=ARTIFACTS / "logs" / name)
     try:
         stack.start()

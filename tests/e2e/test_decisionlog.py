@@ -13,7 +13,7 @@ import pytest
 from services.common.settings import load_settings
 from services.decisionlog.store import Store
 from services.stack import Stack
-from tests.conftest import ARTIFACTS, stack_env
+from tests.conftest import stack_env, start_stack_env
 from tests.factories import dx, event, uid
 
 pytestmark = pytest.mark.e2e
@@ -31,21 +31,10 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
         time.sleep(0.2)
 
 
-def start(env: dict[str, str], name: str) -> Stack:
-    stack = Stack(load_settings(env), env=env, log_dir=ARTIFACTS / "logs" / name)
-    try:
-        stack.start()
-        stack.wait_healthy(90)
-    except Exception:
-        stack.stop()
-        raise
-    return stack
-
-
 def test_sink_stores_decisions_and_they_survive_a_full_restart() -> None:
     env = stack_env()
     settings = load_settings(env)
-    stack = start(env, "decisionlog-restart")
+    stack = start_stack_env(env, "decisionlog-restart")
     patient = uid("P")
     try:
         with httpx.Client(base_url=stack.url, headers={"X-API-Key": "dev-key-h1"}, timeout=30) as c:
@@ -73,7 +62,7 @@ def test_sink_stores_decisions_and_they_survive_a_full_restart() -> None:
         store.close()
     finally:
         stack.stop()
-    again = start(env, "decisionlog-restart-2")  # a new, empty embedded broker; the same data directory
+    again = start_stack_env(env, "decisionlog-restart-2")  # a new, empty embedded broker; the same data directory
     try:
         with httpx.Client(base_url=again.url, headers={"X-API-Key": "dev-key-h1"}, timeout=30) as c:
             for decision_id in ids:
