@@ -72,6 +72,7 @@ C_KEY, C_FIRST, C_LAST = range(3)
 S_STATUS, S_FROM, S_TO, S_UPDATED, S_REASON = range(5)
 
 BY_START = itemgetter(L_START)  # sort key of ledger rows: their service date
+BY_ING_START = itemgetter(L_ING, L_START)
 MASK_DAYS = 62  # stay days tracked in the E masks
 # Defaults of the state parameters of the idle_stay (R27) and low_acuity (R30) families, used
 # only when no rule of the family is loaded (Windows.passive / Windows.exam come from the rules).
@@ -268,36 +269,38 @@ def spent_supplies(rows: list[Any], day: int) -> set[int]:
     dropping them."""
     if len({r[L_ING] for r in rows}) == len(rows):
         return set()  # one supply per ingredient: nothing to drop
-    by_ing: dict[str, list[Any]] = {}
-    for r in rows:
-        group = by_ing.get(r[L_ING])
-        if group is None:
-            by_ing[r[L_ING]] = [r]
-        else:
-            group.append(r)
     month = month_of_day(day)
     month = month - 89 if month % 100 == 1 else month - 1  # the month before: kept too
     spent: set[int] = set()
-    for group in by_ing.values():
-        if len(group) < 2:
-            continue
-        group.sort(key=BY_START)
-        stock = 0
-        last = group[0][L_START]
-        chain_from = 0
-        for i, r in enumerate(group):
-            stock -= r[L_START] - last
-            if stock <= 0:
-                stock = 0
-                chain_from = i
-            stock += r[L_DAYS]
-            last = r[L_START]
-        if stock - (day - last) <= 0:
-            chain_from = len(group) - 1  # all used up: only the newest is kept
-        for r in group[:chain_from]:
-            if r[L_MONTH] < month:
-                spent.add(id(r))
+    group: list[Any] = []
+    for r in sorted(rows, key=BY_ING_START):
+        if group and r[L_ING] != group[0][L_ING]:
+            _spent_of(group, day, month, spent)
+            group = []
+        group.append(r)
+    _spent_of(group, day, month, spent)
     return spent
+
+
+def _spent_of(group: list[Any], day: int, month: int, spent: set[int]) -> None:
+    """``spent_supplies`` of one ingredient's rows (sorted by start)."""
+    if len(group) < 2:
+        return
+    stock = 0
+    last = group[0][L_START]
+    chain_from = 0
+    for i, r in enumerate(group):
+        stock -= r[L_START] - last
+        if stock <= 0:
+            stock = 0
+            chain_from = i
+        stock += r[L_DAYS]
+        last = r[L_START]
+    if stock - (day - last) <= 0:
+        chain_from = len(group) - 1  # all used up: only the newest is kept
+    for r in group[:chain_from]:
+        if r[L_MONTH] < month:
+            spent.add(id(r))
 
 
 def _put(state: dict[str, Any], key: str, rows: list[Any]) -> None:
@@ -381,9 +384,11 @@ def ledger_lines(cx: Any) -> list[Any]:
 def request_supplies(lines: list[Any]) -> list[list[Any]]:
     """The request's supplies, one per ingredient: lines of one ingredient (分解处方: one drug split
     over several lines) add up — quantity and days of supply summed, from the earliest service
-    date. Each: [ingredient, code, start, days, qty, lines]."""
+    date. Each: [ingredient, code, start, days, qty, lines]. Lines other than drugs are skipped."""
     out: dict[str, list[Any]] = {}
     for line in lines:
+        if line.kind != "drug":
+            continue
         kb_row = line.row
         ing = kb_row["ingredient"] if kb_row is not None else "?" + line.code  # ingredient_of(line)
         ds = line.ds
@@ -393,7 +398,8 @@ def request_supplies(lines: list[Any]) -> list[list[Any]]:
         if got is None:
             out[ing] = [ing, line.code, line.start, ds, line.qty, [line]]
         else:
-            got[2] = min(got[2], line.start)
+            if line.start < got[2]:
+                got[2] = line.start
             got[3] += ds
             got[4] += line.qty
             got[5].append(line)
@@ -406,9 +412,13 @@ def drug_supplies(cx: Any) -> list[list[Any]]:
     ingredient (in ledger order; one scan of the ledger for all of them)."""
     sup = cx._supplies
     if sup is None:
-        sup = cx._supplies = request_supplies([ln for ln in cx.items if ln.kind == "drug"])
+        sup = cx._supplies = request_supplies(cx.items)
         ledger = cx._ledger = cx.state.get("L")
         if ledger:
+            if len(sup) == 1:
+                ing = sup[0][0]
+                sup[0].append([r for r in ledger if r[L_ING] == ing])
+                return sup
             by_ing: dict[str, list[Any]] = {}
             for s in sup:
                 rows: list[Any] = []
