@@ -141,7 +141,7 @@ class Ctx:
         "ev", "event_id", "scene", "day", "region", "inst", "enc", "enc_id",
         "ench", "enc_type", "med_type", "dept", "gender", "dx", "main_dx",
         "items", "fmask", "kmask", "state", "adm_day", "dis_day", "kb", "_date",
-        "_patient", "_birth_ord", "_age_y", "_total", "cancel", "_supplies", "_ledger",
+        "_patient", "_birth_ord", "_age_y", "_total", "cancel", "_supplies", "_ledger", "dated",
     )
 
     def __init__(self, kb: KB, state: dict[str, Any], ev: dict[str, Any]) -> None:
@@ -194,6 +194,7 @@ class Ctx:
         by_kind = snap.by_kind
         kmask = 0
         lines = []
+        dated = False  # some line's service date is not the event's date
         for raw in ev.get("items") or ():
             kind = raw["kind"]
             started = raw.get("started_at")
@@ -205,6 +206,7 @@ class Ctx:
                     index, kbit = snap.kind(kind)
             else:  # a line is judged against the catalogue in force on its own service date
                 index, kbit = kb.snapshot(start).kind(kind)
+                dated = True
             code = raw["code"]
             row = index.get(code)
             if row is None and "-" in code:  # "<national code>-<local code>", as some HIS send it
@@ -217,6 +219,7 @@ class Ctx:
             else:
                 mask |= line.m
         self.items: list[Line] = lines
+        self.dated: bool = dated
         if kmask & RX_KINDS:
             mask |= RX
         self.kmask = kmask
