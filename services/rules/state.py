@@ -425,8 +425,7 @@ def drug_supplies(cx: Any) -> list[list[Any]]:
             ds = supply_days(line)
         got = by_ing.get(ing)
         if got is None:
-            got = [ing, line.code, line.start, ds, line.qty, [line], []]
-            by_ing[ing] = got[6]
+            got = by_ing[ing] = [ing, line.code, line.start, ds, line.qty, [line], []]
             sup.append(got)
         else:
             if line.start < got[2]:
@@ -437,9 +436,9 @@ def drug_supplies(cx: Any) -> list[list[Any]]:
     ledger = cx._ledger = cx.state.get("L")
     if ledger and sup:
         for r in ledger:
-            rows = by_ing.get(r[L_ING])
-            if rows is not None:
-                rows.append(r)
+            got = by_ing.get(r[L_ING])
+            if got is not None:
+                got[6].append(r)
     return sup
 
 
