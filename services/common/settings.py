@@ -246,6 +246,13 @@ class Settings(BaseSettings):
     # The workers' table store (services/stream/store.py): RocksDB files under data_dir, or memory
     # (rebuilt from the changelog on every start).
     store: Literal["rocksdict://", "memory://"] = "rocksdict://"
+    # RocksDB memory of one worker (services/stream/store.py): one block cache for every table partition,
+    # the memtables charged to it.
+    rocksdb_memory_mb: int = Field(64, ge=8, le=65536)
+    # Debug only (services/stream/memtrace.py): the worker traces its allocations (tracemalloc, slow)
+    # and appends a report of what grew to this file every tracemalloc_interval_s seconds.
+    tracemalloc_file: str = ""
+    tracemalloc_interval_s: float = Field(60.0, ge=1.0, le=3600.0)
     standby_replicas: int = Field(1, ge=0, le=7)  # warm copies of each state partition on other workers
     audit_retention_days: int = Field(365, ge=1, le=36500)
     pseudonym_key: SecretStr = SecretStr(DEV_PSEUDONYM_KEY)

@@ -101,6 +101,12 @@ STATE_RESEEDED = Counter(
     "them (an embedded broker restarted empty), per table.",
     ["table"],
 )
+ROCKSDB_MEMORY = Gauge(
+    "presettle_worker_rocksdb_memory_bytes",
+    "RocksDB memory of the worker's table stores: the shared block cache (memtables charged to it) and the "
+    "memtables alone; capped by PRESETTLE_ROCKSDB_MEMORY_MB.",
+    ["part"],
+)
 LAG = Gauge("presettle_worker_consumer_lag", "Records behind the partition's high watermark.", ["topic", "partition"])
 
 
