@@ -27,13 +27,18 @@ def _period(p: Any) -> tuple[str, str]:
     return f"{since}至{until}", f"from {since} to {until}"
 
 
-@family("provider_status", params={"subject": str, "statuses": list},
+@family("provider_status", params={"subject": str, "statuses": list, "exempt_med_types": list,
+                                   "exempt_departments": list},
         fields=("provider", "status_zh", "status_en", "period_zh", "period_en", "reason", "document_no"))
 def provider_status(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """定点协议 / 医保支付资格: lines dated inside a period of a status in ``statuses`` of the
-    treating institution (``subject: institution``) or of the line's doctor (``subject: doctor``)."""
+    treating institution (``subject: institution``) or of the line's doctor (``subject: doctor``).
+    Events of a ``med_type`` in ``exempt_med_types`` or a department starting with one of
+    ``exempt_departments`` are not judged (R43: emergencies and rescue, 急诊、抢救)."""
     prov = cx.prov
     if prov is None:
+        return []
+    if cx.med_type in p["exempt_med_types"] or (cx.dept and cx.dept.startswith(tuple(p["exempt_departments"]))):
         return []
     subject = p["subject"]
     wanted = p["statuses"]
