@@ -79,6 +79,8 @@ class ProviderFeed:
         tp = TopicPartition(s.provider_status_topic, 0)
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)
+        # Tansu 0.6 lists the first offset of the last record batch + 1: reading up to it fetches
+        # that whole batch, so every record written before start() is applied.
         end = (await consumer.end_offsets([tp]))[tp]
         t0 = time.monotonic()
         while self.position < end:
@@ -87,8 +89,9 @@ class ProviderFeed:
                 self._take(record.offset, record.value)
             self.position = max(self.position, await consumer.position(tp))
         counts = self.providers.counts()
-        log.warning("provider status: %d institution(s), %d doctor(s) from %d record(s) of %s in %.2f s",
-                    counts["institution"], counts["doctor"], end, s.provider_status_topic, time.monotonic() - t0)
+        log.warning("provider status: %d institution(s), %d doctor(s), read %s to offset %d in %.2f s",
+                    counts["institution"], counts["doctor"], s.provider_status_topic, self.position,
+                    time.monotonic() - t0)
         self.ready.set()
         self._task = asyncio.get_running_loop().create_task(self._follow(tp))
 
