@@ -33,6 +33,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import Counter, Gauge
 
+from services.common import partition_ends
 from services.common.broker import ensure_topics
 from services.common.kafka_security import aiokafka_kwargs
 from services.common.settings import Settings
@@ -78,10 +79,8 @@ class ProviderFeed:
         self._consumer = consumer
         tp = TopicPartition(s.provider_status_topic, 0)
         consumer.assign([tp])
+        end = (await partition_ends.end_offsets(consumer, [tp]))[tp]  # Tansu: not just ListOffsets
         await consumer.seek_to_beginning(tp)
-        # Tansu 0.6 lists the first offset of the last record batch + 1: reading up to it fetches
-        # that whole batch, so every record written before start() is applied.
-        end = (await consumer.end_offsets([tp]))[tp]
         t0 = time.monotonic()
         while self.position < end:
             batches = await consumer.getmany(tp, timeout_ms=1000)
