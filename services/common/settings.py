@@ -467,6 +467,10 @@ class Settings(BaseSettings):
         return topics.rulebase_topic(self.topic_prefix)
 
     @property
+    def provider_status_topic(self) -> str:
+        return topics.provider_status_topic(self.topic_prefix)
+
+    @property
     def worker_app_id(self) -> str:
         return topics.worker_app_id(self.topic_prefix)
 

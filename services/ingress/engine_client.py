@@ -301,6 +301,21 @@ class EngineClient:
 
         await asyncio.wait_for(send_all(), timeout=max(0.0, timeout_s))
 
+    async def providers_applied(self, offset: int, timeout_s: float) -> bool:
+        """Whether the worker of every events partition has read the provider-status topic past
+        ``offset`` (probes, repeated until ``timeout_s``): an event sent afterwards, to any partition,
+        is judged with that record."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            result = await self.probe(max(0.05, deadline - loop.time()))
+            reached = result.get("providers_offset")
+            if result["ok"] and reached is not None and reached > offset:
+                return True
+            if loop.time() + 0.02 >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+
     async def probe(self, timeout_s: float = 3.0) -> dict[str, Any]:
         """A real round trip through the worker on every partition of the events topic."""
         if self._producer is None or not self.available:
@@ -336,11 +351,15 @@ class EngineClient:
                 self._pending.pop(corr, None)
         missing = [p for p, f in futures.items() if f not in done]
         workers = sorted({f.result().get("worker", "?") for f in done})
+        positions: list[int | None] = [f.result().get("providers_offset") for f in done]
         result = {
             "ok": not missing,
             "partitions": len(partitions),
             "workers": workers,
             "round_trip_ms": round((loop.time() - t0) * 1000, 1),
+            # The lowest provider-status position among the workers that answered (None: one did not say).
+            "providers_offset": min(p for p in positions if p is not None)
+            if positions and None not in positions else None,
         }
         if missing:
             result["reason"] = f"no worker answered for partitions {missing}"

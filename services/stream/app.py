@@ -59,6 +59,7 @@ import orjson
 from services.common import logs, partition_ends
 from services.common.kafka_security import aiokafka_kwargs, faust_credentials
 from services.common.privacy import pseudonym
+from services.common.provider_feed import ProviderFeed
 from services.common.rulebase_feed import RulebaseFeed
 from services.common.settings import get_settings
 from services.contracts import envelope as env
@@ -124,6 +125,9 @@ patient_state = app.Table(
 # first event), then whichever revision is active there, switched without a restart
 # (services/common/rulebase_feed.py). Read once per event: one decision, one revision.
 rulebase = RulebaseFeed(settings, WORKER_ID)
+# Institution and doctor status timelines (every worker holds all of them: events are partitioned by
+# patient), read to the topic's end before the first event, then followed (services/common/provider_feed.py).
+providers = ProviderFeed(settings, WORKER_ID)
 
 
 @app.task
@@ -149,6 +153,17 @@ if settings.tracemalloc_file:
     @app.task
     async def trace_memory() -> None:
         await _tracer.run(settings.tracemalloc_interval_s)
+
+
+@app.task
+async def start_providers() -> None:
+    while True:
+        try:
+            await providers.start()
+            return
+        except Exception as exc:  # broker not reachable yet: the agent waits for providers.ready
+            log.warning("provider-status topic not readable yet (%r); retrying", exc)
+            await asyncio.sleep(1.0)
 
 
 @app.task
@@ -458,7 +473,7 @@ async def _on_event(message: Any, key: bytes, event: dict[str, Any], headers: di
     served = rulebase.current  # no await from here to the decision: one decision, one revision
     try:
         new_bytes, outcome = dec.handle_event(served.engine, patient_state.get(key), event,
-                                              pending=marker, confirmed=confirmed)
+                                              pending=marker, confirmed=confirmed, providers=providers.providers)
     except Exception as exc:
         raise Poison("engine-error", type(exc).__name__) from exc
     engine_s = time.perf_counter() - t0
@@ -602,14 +617,14 @@ async def refresh_readiness() -> None:
     except Exception:
         assigned = False
     readiness.set_ready(assigned and not app.rebalancing and app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]  # faust.tables.Manager
-                        and rulebase.ready.is_set())
+                        and rulebase.ready.is_set() and providers.ready.is_set())
 
 
 async def _process(message: Any, key: bytes | None, value: bytes | None, headers: dict[str, bytes]) -> Completion:
     """Handle one record in order; return what must still complete before it is finished."""
     kind = _kind(message, headers)
     if kind == env.Kind.probe.value:
-        await _reply(headers, orjson.dumps(env.probe_reply(message.partition, WORKER_ID)))
+        await _reply(headers, orjson.dumps(env.probe_reply(message.partition, WORKER_ID, providers.position)))
         return None
     record = _parse(key, value, kind)
     assert key is not None
@@ -651,6 +666,7 @@ async def _finish(ev: Any, completion: Completion) -> None:
 async def process(stream: Any) -> None:
     # noack: a record is acked by _finish once its effects are acknowledged by the broker.
     await rulebase.ready.wait()  # the active published revision, not the packaged one, decides the first event
+    await providers.ready.wait()  # every provider status recorded so far, before the first event
     async for ev in stream.noack().events():
         message = ev.message
         headers = env.header_map(message.headers)

@@ -6,10 +6,11 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-# The rule-base revision served and the switches (defined with the feed: the ingress has them too).
+# The rule-base revision served and the switches, the provider-status records (defined with the feeds).
+from services.common.provider_feed import PROVIDERS, RECORDS
 from services.common.rulebase_feed import REVISION_INFO, SWITCHES
 
-__all__ = ["REVISION_INFO", "SWITCHES"]
+__all__ = ["PROVIDERS", "RECORDS", "REVISION_INFO", "SWITCHES"]
 
 _FAST = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
