@@ -229,6 +229,37 @@ def _producer_client() -> Any:
     return getattr(producer, "client", None)
 
 
+# Reply topics replied to, with when (monotonic): an ingress replaces its reply topic on the
+# embedded broker (services/ingress/engine_client.py, *Reply topic rotation*) and ingress instances
+# come and go, so the producer's metadata must not track every reply topic it ever saw — the
+# embedded broker would even re-create a deleted topic named in a metadata request.
+# An ingress deletes a replaced reply topic PRESETTLE_REPLY_TOPIC_DELETE_AFTER_S after its last reply;
+# the worker stops tracking it well before.
+_reply_used: dict[str, float] = {}
+REPLY_TOPIC_IDLE_S = settings.reply_topic_delete_after_s / 2
+
+
+def idle_reply_topics(tracked: set[str], used: dict[str, float], now: float) -> set[str]:
+    """Reply topics the producer tracks that nobody was replied to on for REPLY_TOPIC_IDLE_S (pure)."""
+    return {t for t in tracked if REPLY_TOPIC.fullmatch(t) and now - used.get(t, -1e18) > REPLY_TOPIC_IDLE_S}
+
+
+@app.timer(interval=5.0)
+async def forget_idle_reply_topics() -> None:
+    client = _producer_client()
+    if client is None:
+        return
+    now = time.monotonic()
+    tracked = set(getattr(client, "_topics", ()))
+    idle = idle_reply_topics(tracked, _reply_used, now)
+    for topic in [t for t, at in _reply_used.items() if now - at > REPLY_TOPIC_IDLE_S]:
+        del _reply_used[topic]
+    keep = tracked - idle
+    if idle and keep:  # never an empty set: aiokafka would then track every topic of the cluster
+        client.set_topics(sorted(keep))
+        metrics.REPLY_TOPICS_FORGOTTEN.inc(len(idle))
+
+
 def topic_missing(topic: str, now: float) -> bool:
     expires = _missing_topics.get(topic)
     if expires is None:
@@ -294,6 +325,7 @@ async def _send_reply(topic: str, partition: int, corr: bytes, body: bytes, look
             app.producer.send(topic, None, body, partition, None, [(env.CORRELATION_ID, corr)]),
             REPLY_SEND_TIMEOUT_S,
         )
+        _reply_used[topic] = time.monotonic()
     except Exception as exc:  # bad headers, a reply topic gone, a full buffer
         client = _producer_client()
         if lookup and (client is None or client.cluster.partitions_for_topic(topic) is None):

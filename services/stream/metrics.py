@@ -39,6 +39,10 @@ QUEUE_SECONDS = Histogram(
     "Time from the ingress producing an event to the worker starting on it (broker hop + queueing).",
     buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0, 2.5),
 )
+REPLY_TOPICS_FORGOTTEN = Counter(
+    "presettle_worker_reply_topics_forgotten_total",
+    "Reply topics dropped from the producer's metadata after a quiet spell (replaced or gone ingress reply topics).",
+)
 REPLIES_SKIPPED = Counter(
     "presettle_worker_replies_skipped_total",
     "Replies not sent: stale (nobody waits any more) or failed (the error type); decisions are still recorded.",
