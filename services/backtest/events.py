@@ -19,6 +19,7 @@ from typing import IO, Any
 from pydantic import ValidationError
 
 from services.backtest.replay import History
+from services.common import partition_ends
 from services.contracts.event import Event
 
 #: Bad lines kept (with their messages) in the report; the count covers all of them.
@@ -138,7 +139,7 @@ async def read_topic(settings: Any, since: datetime, bad: BadLines, strict: bool
             raise EventsError(f"topic {topic!r} not found at {settings.bootstrap}")
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
+        ends = await partition_ends.end_offsets(consumer, tps)  # Tansu: not just ListOffsets
         # From the start of what is retained, filtered by record time: the broker's time index
         # (ListOffsets by timestamp) would skip ahead, but it is unreliable on some brokers
         # (Tansu 0.6), and a backtest that silently misses events would mislead.

@@ -32,6 +32,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import Counter, Gauge
 
+from services.common import partition_ends
 from services.common.broker import ensure_topics
 from services.common.kafka_security import aiokafka_kwargs
 from services.common.settings import Settings
@@ -110,8 +111,8 @@ class RulebaseFeed:
         self._consumer = consumer
         tp = TopicPartition(s.rulebase_topic, 0)
         consumer.assign([tp])
+        end = (await partition_ends.end_offsets(consumer, [tp]))[tp]  # Tansu: not just ListOffsets
         await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
         t0 = time.monotonic()
         while await consumer.position(tp) < end:
             batches = await consumer.getmany(tp, timeout_ms=1000)

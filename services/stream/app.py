@@ -56,7 +56,7 @@ from typing import Any
 import faust
 import orjson
 
-from services.common import logs
+from services.common import logs, partition_ends
 from services.common.kafka_security import aiokafka_kwargs, faust_credentials
 from services.common.privacy import pseudonym
 from services.common.rulebase_feed import RulebaseFeed
@@ -362,10 +362,12 @@ async def _audit_has(partition: int, start: int, decision_id: str) -> bool:
 
     reader = await _reader()
     tp = TopicPartition(settings.decisions_topic, partition)
-    end = (await reader.end_offsets([tp]))[tp]
+    reader.assign([tp])
+    # The offset after the last record (on Tansu, ListOffsets stops at the last batch's first
+    # record: an audit record later in that batch would be missed and written twice).
+    end = (await partition_ends.end_offsets(reader, [tp], PRODUCE_TIMEOUT_S))[tp]
     if end <= start:
         return False
-    reader.assign([tp])
     reader.seek(tp, start)
     wanted = decision_id.encode()
     deadline = time.monotonic() + PRODUCE_TIMEOUT_S

@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from services.common import partition_ends
 from services.common.settings import Settings
 from services.stream import metrics
 
@@ -133,8 +134,8 @@ async def _read_all(settings: Settings, security: dict[str, Any], settle_s: floa
         if not tps:
             return []
         consumer.assign(tps)
+        ends = await partition_ends.end_offsets(consumer, tps)  # Tansu: not just ListOffsets
         await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
         records: list[Any] = []
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:

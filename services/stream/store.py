@@ -45,7 +45,6 @@ recovery still does with the reported end.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import logging
@@ -118,6 +117,8 @@ async def true_end_offsets(bootstrap: str, tps: Iterable[TP], security: dict[str
     """The offset after each partition's last record (read from its last batch, not just ListOffsets)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from services.common import partition_ends
+
     wanted = [TopicPartition(tp.topic, tp.partition) for tp in tps]
     if not wanted:
         return {}
@@ -125,22 +126,11 @@ async def true_end_offsets(bootstrap: str, tps: Iterable[TP], security: dict[str
                                 fetch_max_wait_ms=20, **(security or {}))
     await consumer.start()
     try:
-        ends = {ktp: int(end) for ktp, end in (await asyncio.wait_for(consumer.end_offsets(wanted), timeout)).items()}
-        last = {ktp: end - 1 for ktp, end in ends.items()}
-        unread = {ktp for ktp, end in ends.items() if end > 0}
-        if unread:
-            consumer.assign(sorted(unread))
-            for ktp in unread:
-                consumer.seek(ktp, ends[ktp] - 1)  # the last batch starts there (or the last record is there)
-            deadline = asyncio.get_running_loop().time() + timeout
-            while unread and asyncio.get_running_loop().time() < deadline:
-                for ktp, records in (await consumer.getmany(*unread, timeout_ms=200)).items():
-                    if records:
-                        last[ktp] = max(last[ktp], max(r.offset for r in records))
-                        unread.discard(ktp)
+        consumer.assign(wanted)
+        ends = await partition_ends.end_offsets(consumer, wanted, timeout)
     finally:
         await consumer.stop()
-    return {TP(ktp.topic, ktp.partition): max(ends[ktp], last[ktp] + 1) for ktp in wanted}
+    return {TP(ktp.topic, ktp.partition): end for ktp, end in ends.items()}
 
 
 # Per database: the write buffer (memtable) size and how many may be kept; the write-buffer

@@ -88,9 +88,6 @@ def test_repeat_reports_each_phase(stack: Stack) -> None:
     assert result["cpu_ms_per_event_net"] is None  # --idle 0: no idle figures to take out
 
 
-@pytest.mark.xfail(strict=False, reason="known, issue 13 open: a fresh worker draining a pre-filled backlog on "
-                   "2 partitions sometimes leaves a few events (4 of 60 in CI) undecided for over 85 s, then "
-                   "decides them; passes in most runs. Reported, not hidden: XPASS when it drains")
 def test_bench_worker_drains_a_prefilled_topic() -> None:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PRESETTLE_")}
     proc = subprocess.run([sys.executable, "-m", "loadtest.bench_worker", "--events", "60", "--partitions", "2",
