@@ -73,7 +73,7 @@ def test_a_short_run_measures_http_and_the_floor(stack: Stack) -> None:
     assert result["floor2_p50_ms"] > 0 and result["floor2_lost"] == 0  # the two-hop echo answered every record
     assert result["floor2_p50_ms"] >= result["floor_p50_ms"] * 0.5  # a real second hop, not the first re-read
     # The stack's processes were found and their CPU read from /proc.
-    assert result["processes"] == {"broker": 1, "worker": 1, "ingress": 1}, result["processes"]
+    assert result["processes"] == {"broker": 1, "worker": 1, "ingress": 1, "sink": 1}, result["processes"]
     assert all(v is not None and v > 0 for v in result["cpu_ms_per_event"].values()), result["cpu_ms_per_event"]
 
 
