@@ -22,6 +22,7 @@ from services.contracts.decision import AuditRecord, Decision
 from services.contracts.errors import ErrorBody
 from services.contracts.event import Event
 from services.contracts.feedback import FeedbackRecord
+from services.contracts.provider_status import DoctorStatus, InstitutionStatus
 from services.contracts.rulebase import Active, Manifest, PublishResult, Revisions
 from services.contracts.status import PatientStatus
 from services.dialects import cds, feedback, nhsa
@@ -39,6 +40,8 @@ def models() -> dict[str, type[BaseModel]]:
         "native-decision.response": Decision,
         "native-error.response": ErrorBody,
         "native-patient-status.request": PatientStatus,
+        "native-institution-status.request": InstitutionStatus,
+        "native-doctor-status.request": DoctorStatus,
         "native-feedback.request": feedback.FeedbackIn,
         "native-feedback.response": feedback.FeedbackPublic,
         "feedback-record": FeedbackRecord,

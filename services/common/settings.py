@@ -220,6 +220,11 @@ class Settings(BaseSettings):
     embedded_broker: bool = False
     # Records in one partition past which the embedded broker is reported degraded (0: not watched).
     embedded_partition_limit: int = Field(1000, ge=0, le=100_000_000)
+    # Seconds between two readings of the embedded broker's partition lengths.
+    embedded_watch_s: float = Field(10.0, gt=0, le=3600)
+    # A replaced reply topic is deleted this long after its last waiting request was answered
+    # (workers stop tracking a reply topic after half of it without a reply).
+    reply_topic_delete_after_s: float = Field(180.0, ge=20, le=86_400)
     # Kafka connection security (services/common/kafka_security.py; docs/operations.md).
     kafka_tls: bool = False  # TLS to the brokers (implied by a CA or client certificate)
     kafka_ssl_cafile: str | None = None  # CA bundle (PEM) to verify the brokers; unset: the system CAs
@@ -465,6 +470,10 @@ class Settings(BaseSettings):
     @property
     def rulebase_topic(self) -> str:
         return topics.rulebase_topic(self.topic_prefix)
+
+    @property
+    def provider_status_topic(self) -> str:
+        return topics.provider_status_topic(self.topic_prefix)
 
     @property
     def worker_app_id(self) -> str:

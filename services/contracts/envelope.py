@@ -91,6 +91,7 @@ class ProbeReply(BaseModel):
     probe: Literal[True]
     partition: int
     worker: str
+    providers_offset: int | None = None  # the worker's position on the provider-status topic (records before it applied)
 
 
 class ErrorReply(BaseModel):
@@ -113,8 +114,8 @@ def status_reply(worker: str) -> dict[str, Any]:
     return {"applied": True, "worker": worker}
 
 
-def probe_reply(partition: int, worker: str) -> dict[str, Any]:
-    return {"probe": True, "partition": partition, "worker": worker}
+def probe_reply(partition: int, worker: str, providers_offset: int | None = None) -> dict[str, Any]:
+    return {"probe": True, "partition": partition, "worker": worker, "providers_offset": providers_offset}
 
 
 def error_reply(message: str) -> dict[str, Any]:

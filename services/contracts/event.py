@@ -113,6 +113,8 @@ class Item(_Model):
     amount: float | None = Field(default=None, ge=0)
     days_supply: int | None = Field(default=None, ge=0, le=3650)
     started_at: datetime | None = None
+    doctor_id: Code | None = Field(default=None, description="the line's ordering doctor (医保医师代码; NHSA "
+                                   "drord_dr_codg); encounter.doctor_id when absent")
     take_home: bool = Field(default=False, description="出院带药: a drug an inpatient takes home at discharge; it "
                             "enters the supply ledger like an outpatient supply (R19, R20, R21)")
 

@@ -15,7 +15,11 @@ Configs:
 * a reply topic keeps an hour: a reply is useless seconds after it was written;
 * the rule-base topic (published rule-base revisions, services/contracts/rulebase.py) has one
   partition and is compacted: every process reads it from the start at start-up, so it holds
-  few records (a bundle is a handful of ≤ 512 KiB chunks) and a revision is kept until deleted.
+  few records (a bundle is a handful of ≤ 512 KiB chunks) and a revision is kept until deleted;
+* the provider-status topic (institution 定点协议 and doctor 医保医师 status records,
+  services/contracts/provider_status.py) has one partition and is compacted: every worker reads
+  all of it (events are partitioned by patient, any worker may see any provider), one record per
+  update (key ``<subject>/<id>/<effective_from>/<updated_at>``), kept until deleted.
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ class TopicSettings(Protocol):
     def audit_retention_days(self) -> int: ...
     @property
     def rulebase_topic(self) -> str: ...
+    @property
+    def provider_status_topic(self) -> str: ...
 
 
 # -- names -------------------------------------------------------------------------
@@ -81,6 +87,10 @@ def deadletter_topic(prefix: str) -> str:
 
 def rulebase_topic(prefix: str) -> str:
     return f"{prefix}.rulebase"
+
+
+def provider_status_topic(prefix: str) -> str:
+    return f"{prefix}.provider-status"
 
 
 def worker_app_id(prefix: str) -> str:
@@ -182,6 +192,10 @@ def service_topic_defs(settings: TopicSettings, audit_retention_days: int | None
         Topic(settings.rulebase_topic, 1,
               {"cleanup.policy": "compact", **isr},
               key="bundle.<revision>.<n> | manifest.<revision> | active", value="rulebase.Manifest / Active / chunk"),
+        # institution and doctor status timelines, read whole by every worker (services/common/provider_feed.py)
+        Topic(settings.provider_status_topic, 1, {"cleanup.policy": "compact", **isr},
+              key="<subject>/<id>/<effective_from>/<updated_at>",
+              value="InstitutionStatus / DoctorStatus .to_wire() (with subject)"),
     ]
 
 

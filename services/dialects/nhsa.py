@@ -163,7 +163,10 @@ class OrderDto(Lenient):
                                               "in calendar days")
     drord_dept_codg: str | None = None
     drord_dept_name: str | None = None
-    drord_dr_codg: str | None = None
+    drord_dr_codg: str | None = Field(default=None, description="开医嘱医师代码 → items[].doctor_id (its 医保医师 "
+                                      "payment qualification is checked on the line's date: R43)")
+    bilg_dr_codg: str | None = Field(default=None, description="开单医师代码 (the 2204 fee-detail field): "
+                                     "items[].doctor_id when drord_dr_codg is absent")
     drord_dr_name: str | None = None
     drord_dr_profttl: str | None = None
     curr_drord_flag: Code | None = Field(default=None, description="1 本次处方/医嘱: when any order of the current "
@@ -581,6 +584,9 @@ def items(
             "started_at": order.drord_begn_date.isoformat() if order.drord_begn_date else None,
             "take_home": order.drord_bhvr == "1",
         }
+        doctor = order.drord_dr_codg or order.bilg_dr_codg
+        if doctor and len(doctor) <= 32:
+            item["doctor_id"] = doctor
         out.append(item)
         refs[line_id] = LineRef(order.rx_id, order.hilist_type,
                                 amount if amount is not None else (round(price * order.cnt, 2) if price is not None

@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.common import logs
+from services.common.provider_feed import ProviderFeed
 from services.common.rulebase_feed import RulebaseFeed, Served
 from services.common.settings import Settings, get_settings
 from services.contracts.errors import error_body
@@ -103,8 +104,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine_client = client
         # The active published rule-base revision (packaged until one is published), followed live.
         await app.state.rulebase.start()
+        await app.state.providers.start()  # provider status: written by the admin routes, read for look-ups
         await dashboard.start(app, settings)  # the live page's audit-topic consumer
-        app.state.embedded_watch = EmbeddedBrokerWatch(settings, {client.reply_topic: settings.partitions})
+        app.state.embedded_watch = EmbeddedBrokerWatch(settings, replies=client)
         app.state.embedded_watch.start()  # the embedded broker only: its partition lengths
         log.warning("PreSettle ingress ready on %s:%s (broker %s, reply topic %s)",
                     settings.http_host, settings.http_port, settings.bootstrap, client.reply_topic)
@@ -116,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await dashboard.stop(app)
             finally:
                 await app.state.rulebase.stop()
+                await app.state.providers.stop()
                 await client.stop()
                 store = getattr(app.state, "store", None)
                 if store is not None:
@@ -133,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     feed = RulebaseFeed(settings, f"presettle-ingress-{settings.instance_id}")
     app.state.rulebase = feed
+    app.state.providers = ProviderFeed(settings, f"presettle-ingress-{settings.instance_id}")
     app.state.engine = feed.current.engine  # pure: KB and rule lookups for the catalog routes
     app.state.known_rules = frozenset(feed.known_rule_ids)
 

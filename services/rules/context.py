@@ -72,6 +72,11 @@ class Line:
         return self._raw.get("unit_price")
 
     @property
+    def doctor_id(self) -> str | None:
+        """The line's ordering doctor (医保医师代码), when the HIS names one per line."""
+        return self._raw.get("doctor_id")
+
+    @property
     def take_home(self) -> bool:
         """出院带药: discharge medication (an inpatient line the patient takes home)."""
         return bool(self._raw.get("take_home"))
@@ -142,10 +147,12 @@ class Ctx:
         "ench", "enc_type", "med_type", "dept", "gender", "dx", "main_dx",
         "items", "fmask", "kmask", "state", "adm_day", "dis_day", "kb", "_date",
         "_patient", "_birth_ord", "_age_y", "_total", "cancel", "_supplies", "_ledger",
+        "prov",
     )
 
-    def __init__(self, kb: KB, state: dict[str, Any], ev: dict[str, Any]) -> None:
+    def __init__(self, kb: KB, state: dict[str, Any], ev: dict[str, Any], prov: Any = None) -> None:
         self.ev = ev
+        self.prov = prov  # provider status timelines (services.rules.providers.Providers), None: unknown
         self.kb = kb
         self.state = state
         self.event_id: str = ev["event_id"]

@@ -122,6 +122,7 @@ def rule_file_schema() -> dict[str, Any]:
         "properties": {
             "name": {"type": "string"}, "fires": {"type": "boolean"},
             "status": {"type": "array", "items": {"$ref": "#/$defs/status"}},
+            "providers": {"type": "array", "items": {"$ref": "#/$defs/provider"}},
             "history": {"type": "array", "items": {"$ref": "#/$defs/event"}},
             "event": {"$ref": "#/$defs/event"},
             "expect": {"type": "object", "properties": {
@@ -139,5 +140,10 @@ def rule_file_schema() -> dict[str, Any]:
         "properties": {"rule": rule, "cases": {"type": "array", "items": case}},
         "$defs": {"event": {"type": "object", "description": "a native event: native-event.request.schema.json"},
                   "status": {"type": "object",
-                             "description": "a status update: native-patient-status.request.schema.json"}},
+                             "description": "a status update: native-patient-status.request.schema.json"},
+                  "provider": {"type": "object", "required": ["subject"],
+                               "properties": {"subject": {"enum": ["institution", "doctor"]}},
+                               "description": "an institution or doctor status update with its subject: "
+                                              "native-institution-status.request.schema.json or "
+                                              "native-doctor-status.request.schema.json"}},
     }

@@ -127,7 +127,7 @@ class _Engine(Protocol):
     ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]: ...
 
     def decide_all(
-        self, state: dict[str, Any], event: dict[str, Any]
+        self, state: dict[str, Any], event: dict[str, Any], providers: Any = None
     ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]: ...
 
     def unchecked_lines(self, event: dict[str, Any]) -> list[dict[str, Any]]: ...
@@ -139,7 +139,7 @@ class _Engine(Protocol):
 
 def handle_event(
     engine: _Engine, state_bytes: bytes | None, event: dict[str, Any], evaluate: bool = True,
-    pending: Pending | None = None, confirmed: Confirmed | None = None,
+    pending: Pending | None = None, confirmed: Confirmed | None = None, providers: Any = None,
 ) -> tuple[bytes | None, dict[str, Any]]:
     """One event against one patient's serialized state: what the worker does per event.
 
@@ -151,7 +151,8 @@ def handle_event(
     it and not applied again. ``evaluate=False`` merges an earlier encounter
     into the history (the NHSA dialects' history encounters): applied once, no
     rules, no alerts. ``pending``/``confirmed``: see :func:`remember`; a replay's outcome
-    carries its event's marker (``pending``: None once confirmed or never set).
+    carries its event's marker (``pending``: None once confirmed or never set). ``providers``: the
+    institution and doctor status timelines the rules read (services.rules.providers; None: none).
     """
     state = state_codec.loads(state_bytes)
     key = event_key(event)
@@ -165,7 +166,7 @@ def handle_event(
                       "replayed": True, "pending": find_pending(state, key), "shadow_alerts": []}
     shadow: list[dict[str, Any]] = []
     if evaluate:
-        new_state, alerts, unchecked, shadow = engine.decide_all(state, event)
+        new_state, alerts, unchecked, shadow = engine.decide_all(state, event, providers)
     else:
         new_state, alerts, unchecked = engine.apply(state, event), [], []
     number_alerts(decision_id, alerts)

@@ -138,8 +138,8 @@ class Engine:
         return default
 
     # -- per event -------------------------------------------------------------
-    def context(self, state: dict[str, Any] | None, event: dict[str, Any]) -> Ctx:
-        return Ctx(self.kb, state if state is not None else {}, event)
+    def context(self, state: dict[str, Any] | None, event: dict[str, Any], providers: Any = None) -> Ctx:
+        return Ctx(self.kb, state if state is not None else {}, event, providers)
 
     def _plan(self, scene: int, region: str) -> tuple[tuple[Any, ...], ...]:
         """Rules to run at a scene for a region, with their parameters resolved (cached)."""
@@ -235,19 +235,22 @@ class Engine:
         shadow = self._shadow
         return [a for a in alerts if a["rule_id"] not in shadow], [a for a in alerts if a["rule_id"] in shadow]
 
-    def evaluate(self, state: dict[str, Any] | None, event: dict[str, Any]) -> list[dict[str, Any]]:
-        return self._split(self._evaluate(self.context(state, event)))[0]
+    def evaluate(self, state: dict[str, Any] | None, event: dict[str, Any],
+                 providers: Any = None) -> list[dict[str, Any]]:
+        return self._split(self._evaluate(self.context(state, event, providers)))[0]
 
     def apply(self, state: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any]:
         if state is None:
             state = {}
         return st.apply_event(state, Ctx(self.kb, state, event), self.windows)
 
-    def process(self, state: dict[str, Any] | None, event: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Evaluate rules against the PRIOR state, then apply the event. May mutate ``state``."""
+    def process(self, state: dict[str, Any] | None, event: dict[str, Any],
+                providers: Any = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Evaluate rules against the PRIOR state, then apply the event. May mutate ``state``.
+        ``providers``: the institution and doctor status timelines (services.rules.providers)."""
         if state is None:
             state = {}
-        cx = Ctx(self.kb, state, event)
+        cx = Ctx(self.kb, state, event, providers)
         alerts = self._split(self._evaluate(cx))[0]
         return st.apply_event(state, cx, self.windows), alerts
 
@@ -268,12 +271,12 @@ class Engine:
         return new_state, alerts, unchecked
 
     def decide_all(
-        self, state: dict[str, Any] | None, event: dict[str, Any]
+        self, state: dict[str, Any] | None, event: dict[str, Any], providers: Any = None
     ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
         """``decide`` plus the shadow alerts (rules in mode ``shadow``: evaluated, never shown to the HIS)."""
         if state is None:
             state = {}
-        cx = Ctx(self.kb, state, event)
+        cx = Ctx(self.kb, state, event, providers)
         alerts, shadow = self._split(self._evaluate(cx))
         unchecked = self._unchecked(cx) if cx.fmask & UNCOVERED and cx.cancel is None else []
         return st.apply_event(state, cx, self.windows), alerts, unchecked, shadow

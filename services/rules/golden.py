@@ -19,10 +19,12 @@ from typing import Any
 import orjson
 
 from services.contracts.event import Event
+from services.contracts.provider_status import parse as parse_provider
 from services.contracts.status import PatientStatus
 from services.rules import state as state_codec
 from services.rules.engine import Engine
 from services.rules.exceptions import DataError
+from services.rules.providers import Providers
 
 Case = tuple[str, int, dict[str, Any]]
 
@@ -44,15 +46,19 @@ def wire(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def replay(engine: Engine, case: dict[str, Any]) -> tuple[list[dict[str, Any]], bytes]:
-    """Status updates, then history, then the event; returns (alerts for the event, final state bytes)."""
+    """Status updates, then history, then the event; returns (alerts for the event, final state bytes).
+    ``providers`` (institution and doctor status updates) are known to every event of the case."""
+    providers = Providers()
+    for record in case.get("providers", []):
+        providers.apply(parse_provider(record).to_wire())
     blob = state_codec.dumps({})
     for status in case.get("status", []):
         s = PatientStatus.model_validate(status).to_wire()
         blob = state_codec.dumps(engine.apply_status(state_codec.loads(blob), s))
     for event in case["history"]:
-        new_state, _ = engine.process(state_codec.loads(blob), wire(event))
+        new_state, _ = engine.process(state_codec.loads(blob), wire(event), providers)
         blob = state_codec.dumps(new_state)
-    new_state, alerts = engine.process(state_codec.loads(blob), wire(case["event"]))
+    new_state, alerts = engine.process(state_codec.loads(blob), wire(case["event"]), providers)
     return alerts, state_codec.dumps(new_state)
 
 

@@ -59,6 +59,7 @@ import orjson
 from services.common import logs, partition_ends
 from services.common.kafka_security import aiokafka_kwargs, faust_credentials
 from services.common.privacy import pseudonym
+from services.common.provider_feed import ProviderFeed
 from services.common.rulebase_feed import RulebaseFeed
 from services.common.settings import get_settings
 from services.contracts import envelope as env
@@ -124,6 +125,9 @@ patient_state = app.Table(
 # first event), then whichever revision is active there, switched without a restart
 # (services/common/rulebase_feed.py). Read once per event: one decision, one revision.
 rulebase = RulebaseFeed(settings, WORKER_ID)
+# Institution and doctor status timelines (every worker holds all of them: events are partitioned by
+# patient), read to the topic's end before the first event, then followed (services/common/provider_feed.py).
+providers = ProviderFeed(settings, WORKER_ID)
 
 
 @app.task
@@ -149,6 +153,17 @@ if settings.tracemalloc_file:
     @app.task
     async def trace_memory() -> None:
         await _tracer.run(settings.tracemalloc_interval_s)
+
+
+@app.task
+async def start_providers() -> None:
+    while True:
+        try:
+            await providers.start()
+            return
+        except Exception as exc:  # broker not reachable yet: the agent waits for providers.ready
+            log.warning("provider-status topic not readable yet (%r); retrying", exc)
+            await asyncio.sleep(1.0)
 
 
 @app.task
@@ -212,6 +227,37 @@ def _producer_client() -> Any:
     """The worker producer's aiokafka client (its cluster metadata), or None before it started."""
     producer = getattr(app.producer, "_producer", None)
     return getattr(producer, "client", None)
+
+
+# Reply topics replied to, with when (monotonic): an ingress replaces its reply topic on the
+# embedded broker (services/ingress/engine_client.py, *Reply topic rotation*) and ingress instances
+# come and go, so the producer's metadata must not track every reply topic it ever saw — the
+# embedded broker would even re-create a deleted topic named in a metadata request.
+# An ingress deletes a replaced reply topic PRESETTLE_REPLY_TOPIC_DELETE_AFTER_S after its last reply;
+# the worker stops tracking it well before.
+_reply_used: dict[str, float] = {}
+REPLY_TOPIC_IDLE_S = settings.reply_topic_delete_after_s / 2
+
+
+def idle_reply_topics(tracked: set[str], used: dict[str, float], now: float) -> set[str]:
+    """Reply topics the producer tracks that nobody was replied to on for REPLY_TOPIC_IDLE_S (pure)."""
+    return {t for t in tracked if REPLY_TOPIC.fullmatch(t) and now - used.get(t, -1e18) > REPLY_TOPIC_IDLE_S}
+
+
+@app.timer(interval=5.0)
+async def forget_idle_reply_topics() -> None:
+    client = _producer_client()
+    if client is None:
+        return
+    now = time.monotonic()
+    tracked = set(getattr(client, "_topics", ()))
+    idle = idle_reply_topics(tracked, _reply_used, now)
+    for topic in [t for t, at in _reply_used.items() if now - at > REPLY_TOPIC_IDLE_S]:
+        del _reply_used[topic]
+    keep = tracked - idle
+    if idle and keep:  # never an empty set: aiokafka would then track every topic of the cluster
+        client.set_topics(sorted(keep))
+        metrics.REPLY_TOPICS_FORGOTTEN.inc(len(idle))
 
 
 def topic_missing(topic: str, now: float) -> bool:
@@ -279,6 +325,7 @@ async def _send_reply(topic: str, partition: int, corr: bytes, body: bytes, look
             app.producer.send(topic, None, body, partition, None, [(env.CORRELATION_ID, corr)]),
             REPLY_SEND_TIMEOUT_S,
         )
+        _reply_used[topic] = time.monotonic()
     except Exception as exc:  # bad headers, a reply topic gone, a full buffer
         client = _producer_client()
         if lookup and (client is None or client.cluster.partitions_for_topic(topic) is None):
@@ -458,7 +505,7 @@ async def _on_event(message: Any, key: bytes, event: dict[str, Any], headers: di
     served = rulebase.current  # no await from here to the decision: one decision, one revision
     try:
         new_bytes, outcome = dec.handle_event(served.engine, patient_state.get(key), event,
-                                              pending=marker, confirmed=confirmed)
+                                              pending=marker, confirmed=confirmed, providers=providers.providers)
     except Exception as exc:
         raise Poison("engine-error", type(exc).__name__) from exc
     engine_s = time.perf_counter() - t0
@@ -602,14 +649,14 @@ async def refresh_readiness() -> None:
     except Exception:
         assigned = False
     readiness.set_ready(assigned and not app.rebalancing and app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]  # faust.tables.Manager
-                        and rulebase.ready.is_set())
+                        and rulebase.ready.is_set() and providers.ready.is_set())
 
 
 async def _process(message: Any, key: bytes | None, value: bytes | None, headers: dict[str, bytes]) -> Completion:
     """Handle one record in order; return what must still complete before it is finished."""
     kind = _kind(message, headers)
     if kind == env.Kind.probe.value:
-        await _reply(headers, orjson.dumps(env.probe_reply(message.partition, WORKER_ID)))
+        await _reply(headers, orjson.dumps(env.probe_reply(message.partition, WORKER_ID, providers.position)))
         return None
     record = _parse(key, value, kind)
     assert key is not None
@@ -651,6 +698,7 @@ async def _finish(ev: Any, completion: Completion) -> None:
 async def process(stream: Any) -> None:
     # noack: a record is acked by _finish once its effects are acknowledged by the broker.
     await rulebase.ready.wait()  # the active published revision, not the packaged one, decides the first event
+    await providers.ready.wait()  # every provider status recorded so far, before the first event
     async for ev in stream.noack().events():
         message = ev.message
         headers = env.header_map(message.headers)

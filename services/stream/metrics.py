@@ -6,10 +6,11 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-# The rule-base revision served and the switches (defined with the feed: the ingress has them too).
+# The rule-base revision served and the switches, the provider-status records (defined with the feeds).
+from services.common.provider_feed import PROVIDERS, RECORDS
 from services.common.rulebase_feed import REVISION_INFO, SWITCHES
 
-__all__ = ["REVISION_INFO", "SWITCHES"]
+__all__ = ["PROVIDERS", "RECORDS", "REVISION_INFO", "SWITCHES"]
 
 _FAST = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
@@ -37,6 +38,10 @@ QUEUE_SECONDS = Histogram(
     "presettle_worker_queue_seconds",
     "Time from the ingress producing an event to the worker starting on it (broker hop + queueing).",
     buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0, 2.5),
+)
+REPLY_TOPICS_FORGOTTEN = Counter(
+    "presettle_worker_reply_topics_forgotten_total",
+    "Reply topics dropped from the producer's metadata after a quiet spell (replaced or gone ingress reply topics).",
 )
 REPLIES_SKIPPED = Counter(
     "presettle_worker_replies_skipped_total",

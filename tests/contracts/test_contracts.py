@@ -107,6 +107,7 @@ class _S:
     feedback_topic, state_changelog_topic = "p.feedback", "p-worker-patient_state-changelog"
     alert_index_topic, alert_index_changelog_topic = "p.alert-index", "p-worker-alert_index-changelog"
     deadletter_topic, rulebase_topic = "p.deadletter", "p.rulebase"
+    provider_status_topic = "p.provider-status"
     partitions, replication_factor, audit_retention_days = 4, 3, 365
 
 
@@ -116,10 +117,14 @@ def test_topic_definitions() -> None:
     assert defs["p-worker-patient_state-changelog"].config["cleanup.policy"] == "compact"
     assert defs["p.decisions"].config["retention.ms"] == str(365 * topics.DAY_MS)
     assert all(t.partitions == 4 and t.config["min.insync.replicas"] == "2"
-               for name, t in defs.items() if name != "p.rulebase")
+               for name, t in defs.items() if name not in ("p.rulebase", "p.provider-status"))
     # The rule-base topic: one partition (one order of publishes and activations), compacted.
     assert defs["p.rulebase"].partitions == 1 and defs["p.rulebase"].config["cleanup.policy"] == "compact"
     assert topics.rulebase_topic("p") == _S.rulebase_topic
+    # Provider status: one partition read whole by every worker, compacted (one record per update).
+    assert defs["p.provider-status"].partitions == 1
+    assert defs["p.provider-status"].config["cleanup.policy"] == "compact"
+    assert topics.provider_status_topic("p") == _S.provider_status_topic
     assert topics.state_changelog_topic("p") == _S.state_changelog_topic
     assert topics.reply_topic("p", "host:1/a") == "p.replies.host-1-a"
     assert topics.alert_index_topic("p") == _S.alert_index_topic
@@ -136,5 +141,6 @@ def test_settings_name_the_topics_as_the_contracts_do() -> None:
             s.reply_topic("i-1")) == (
         topics.events_topic(prefix), topics.status_topic(prefix), topics.decisions_topic(prefix),
         topics.feedback_topic(prefix), topics.state_changelog_topic(prefix), topics.reply_topic(prefix, "i-1"))
+    assert s.provider_status_topic == topics.provider_status_topic(prefix)
     assert (s.alert_index_topic, s.alert_index_changelog_topic) == (
         topics.alert_index_topic(prefix), topics.alert_index_changelog_topic(prefix))

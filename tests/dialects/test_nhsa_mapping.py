@@ -407,3 +407,19 @@ def test_curr_mdtrt_id_may_be_left_out_with_one_encounter() -> None:
 ])
 def test_err_msg_names_the_field_in_chinese_and_english(field: str, message: str, expected: str) -> None:
     assert nhsa.describe(field, message) == expected
+
+
+def test_the_ordering_doctor_of_each_order_becomes_the_line_doctor() -> None:
+    body = example(OUTPATIENT)
+    enc = patient(body)["fsi_encounter_dtos"][0]
+    enc["dr_codg"] = "D330100009"
+    order = enc["fsi_order_dtos"][0]
+    order["drord_dr_codg"] = "D330100001"
+    ev = plan(body).current.to_wire()
+    assert ev["encounter"]["doctor_id"] == "D330100009"
+    assert ev["items"][0]["doctor_id"] == "D330100001"  # R43 checks the line's own doctor
+    del order["drord_dr_codg"]
+    order["bilg_dr_codg"] = "D330100002"  # the fee-detail field, when the order has no drord_dr_codg
+    assert plan(body).current.to_wire()["items"][0]["doctor_id"] == "D330100002"
+    del order["bilg_dr_codg"]
+    assert plan(body).current.to_wire()["items"][0]["doctor_id"] is None  # the encounter's doctor then

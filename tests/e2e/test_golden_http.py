@@ -2,7 +2,8 @@
 
 The same files the pure runner (tests/rules/test_golden.py) replays through the
 engine in-process go here through the running service: insured-status updates
-through POST /v1/patient-status (admin key), history and the event through
+through POST /v1/patient-status (admin key), institution and doctor status through
+POST /v1/institution-status and /v1/doctor-status, history and the event through
 POST /v1/events with the key of each event's institution.
 """
 
@@ -55,6 +56,10 @@ def _post_event(http: httpx.Client, body: dict) -> dict:
 def test_case_over_http(http: httpx.Client, rule_id: str, index: int, case: dict) -> None:
     for status in case.get("status", []):
         r = http.post("/v1/patient-status", json=status, headers={"X-API-Key": ADMIN_KEY})
+        assert r.status_code == 200 and r.json()["applied"] is True, r.text
+    for record in case.get("providers", []):  # institution / doctor status: every worker holds it
+        body = {k: v for k, v in record.items() if k != "subject"}
+        r = http.post(f"/v1/{record['subject']}-status", json=body, headers={"X-API-Key": ADMIN_KEY})
         assert r.status_code == 200 and r.json()["applied"] is True, r.text
     for body in case["history"]:
         _post_event(http, body)

@@ -89,6 +89,7 @@ def load_all() -> None:
         charges,
         coverage,
         diagnosis,
+        provider,
         status,
         supply,
         visits,

@@ -1,0 +1,118 @@
+"""Institution and doctor status timelines end to end: HTTP → provider-status topic → every worker.
+
+A real embedded broker, real worker processes and a real ingress: the bureau posts a 定点协议
+suspension (POST /v1/institution-status) or a doctor's suspension (POST /v1/doctor-status);
+once it is acknowledged (200 applied), an event dated inside the period gets R42 / R43, one
+dated outside does not; a revocation withdraws it; a worker started afterwards (kill -9, a new
+worker takes the partitions) holds the timelines before it decides its first event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from services.stack import Stack
+from tests.conftest import start_stack
+
+pytestmark = pytest.mark.e2e
+
+ADMIN = {"X-API-Key": "dev-admin-key"}
+H1 = {"X-API-Key": "dev-key-h1"}
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    s = start_stack("providers", PRESETTLE_PARTITIONS="2")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def http(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.url, timeout=30) as c:
+        yield c
+
+
+def event(eid: str, day: str, patient: str, doctor: str | None = None, line_doctor: str | None = None) -> dict[str, Any]:
+    item: dict[str, Any] = {"line_id": "1", "code": "001102000010000", "name": "普通门诊诊查费", "kind": "service",
+                            "quantity": 1, "unit_price": 10, "amount": 10}
+    if line_doctor:
+        item["doctor_id"] = line_doctor
+    return {"event_id": eid, "scene": 2, "occurred_at": f"{day}T09:30:00+08:00",
+            "institution": {"id": "H1", "level": 3, "region": "330100"},
+            "patient": {"id": patient, "gender": "F", "birth_date": "1970-01-01", "region": "330100"},
+            "encounter": {"id": f"{eid}-enc", "type": "outpatient", "doctor_id": doctor},
+            "diagnoses": [], "items": [item]}
+
+
+def rules_of(http: httpx.Client, body: dict[str, Any]) -> list[str]:
+    r = http.post("/v1/events", json=body, params={"budget_ms": 10_000}, headers=H1)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["engine_status"] == "evaluated", answer
+    return [a["rule_id"] for a in answer["alerts"]]
+
+
+def post(http: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    r = http.post(path, json=body, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["applied"] is True, answer
+    return answer
+
+
+SUSPENSION = {"institution_id": "H1", "status": "suspended", "effective_from": "2026-05-01",
+              "effective_to": "2026-05-31", "reason": "违规结算", "document_no": "浙医保稽〔2026〕30号",
+              "updated_at": "2026-04-30T09:00:00+08:00"}
+
+
+def test_an_institution_suspension_affects_events_dated_inside_it_only(http: httpx.Client) -> None:
+    # Patients of other test modules share H1: the period (May 2026) is one no other test uses.
+    answer = post(http, "/v1/institution-status", SUSPENSION)
+    assert answer["institution_id"] == "H1" and answer["status"] == "suspended"
+    r = http.post("/v1/events", json=event("ps-in", "2026-05-10", "P-ps-1"), params={"budget_ms": 10_000}, headers=H1)
+    [alert] = [a for a in r.json()["alerts"] if a["rule_id"] == "R42"]
+    assert alert["indicator"] == "critical" and alert["line_ids"] == ["1"]
+    [ev] = [e for e in alert["evidence"] if e.get("table") == "institution_status"]
+    assert ev["subject_id"] == "H1" and ev["effective_from"] == "2026-05-01" and ev["effective_to"] == "2026-05-31"
+    assert ev["document_no"] == "浙医保稽〔2026〕30号"
+    assert "R42" not in rules_of(http, event("ps-before", "2026-04-30", "P-ps-2"))
+    assert "R42" not in rules_of(http, event("ps-after", "2026-06-01", "P-ps-3"))
+    # The look-up shows the timeline every worker holds.
+    r = http.get("/v1/institution-status/H1", params={"on": "2026-05-02"}, headers=ADMIN)
+    assert r.status_code == 200 and r.json()["on"] == {"date": "2026-05-02", "status": "suspended", "recorded": True}
+    assert http.get("/v1/institution-status/H1", headers=H1).status_code == 403
+
+
+def test_a_doctor_suspension_and_its_revocation(http: httpx.Client) -> None:
+    body = {"doctor_id": "D-e2e-1", "status": "suspended", "effective_from": "2026-05-01",
+            "updated_at": "2026-04-30T09:00:00+08:00"}
+    post(http, "/v1/doctor-status", body)
+    assert "R43" in rules_of(http, event("pd-in", "2026-05-03", "P-pd-1", doctor="D-e2e-1"))
+    assert "R43" in rules_of(http, event("pd-line", "2026-05-03", "P-pd-2", doctor="D-e2e-9", line_doctor="D-e2e-1"))
+    assert "R43" not in rules_of(http, event("pd-other", "2026-05-03", "P-pd-3", doctor="D-e2e-2"))
+    post(http, "/v1/doctor-status", {**body, "revoked": True, "updated_at": "2026-05-04T09:00:00+08:00"})
+    assert "R43" not in rules_of(http, event("pd-revoked", "2026-05-03", "P-pd-4", doctor="D-e2e-1"))
+
+
+def test_bad_provider_status_is_refused_naming_the_field(http: httpx.Client) -> None:
+    r = http.post("/v1/institution-status", json={**SUSPENSION, "status": "closed"}, headers=ADMIN)
+    assert r.status_code == 422 and r.json()["field"] == "status"
+    r = http.post("/v1/doctor-status", json={"status": "suspended", "effective_from": "2026-05-01",
+                                             "updated_at": "2026-04-30T09:00:00"}, headers=ADMIN)
+    assert r.status_code == 422 and r.json()["field"] == "doctor_id"
+    assert http.post("/v1/institution-status", json=SUSPENSION, headers=H1).status_code == 401
+
+
+def test_a_worker_started_later_holds_the_timelines_before_its_first_event(stack: Stack, http: httpx.Client) -> None:
+    post(http, "/v1/institution-status", {**SUSPENSION, "effective_from": "2026-07-01", "effective_to": None,
+                                          "status": "terminated", "updated_at": "2026-06-30T09:00:00+08:00"})
+    stack.kill_worker(0)  # kill -9; a new worker (its own, empty data directory) takes the partitions
+    stack.start_worker(1)
+    stack.wait_healthy(90)
+    assert "R42" in rules_of(http, event("ps-late", "2026-07-02", "P-ps-late"))
+    assert "R42" not in rules_of(http, event("ps-late-before", "2026-06-30", "P-ps-late-2"))
