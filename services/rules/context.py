@@ -146,7 +146,7 @@ class Ctx:
         "ev", "event_id", "scene", "day", "region", "inst", "enc", "enc_id",
         "ench", "enc_type", "med_type", "dept", "gender", "dx", "main_dx",
         "items", "fmask", "kmask", "state", "adm_day", "dis_day", "kb", "_date",
-        "_patient", "_birth_ord", "_age_y", "_total", "cancel", "_supplies", "_ledger",
+        "_patient", "_birth_ord", "_age_y", "_total", "cancel", "_supplies", "_ledger", "dated",
         "prov",
     )
 
@@ -182,7 +182,7 @@ class Ctx:
         self._age_y: int | None = None
         self._total: float | None = None
         self._supplies: list[list[Any]] | None = None  # state.drug_supplies, computed on first use
-        self._ledger: dict[str, list[Any]] | None = None  # state.ledger_by_ingredient, on first use
+        self._ledger: list[Any] | None = None  # the ledger drug_supplies read its prior rows from
         keys = frozenset(state)
         mask = _STATE_MASKS.get(keys)
         if mask is None:
@@ -201,6 +201,7 @@ class Ctx:
         by_kind = snap.by_kind
         kmask = 0
         lines = []
+        dated = False  # some line's service date is not the event's date
         for raw in ev.get("items") or ():
             kind = raw["kind"]
             started = raw.get("started_at")
@@ -212,6 +213,7 @@ class Ctx:
                     index, kbit = snap.kind(kind)
             else:  # a line is judged against the catalogue in force on its own service date
                 index, kbit = kb.snapshot(start).kind(kind)
+                dated = True
             code = raw["code"]
             row = index.get(code)
             if row is None and "-" in code:  # "<national code>-<local code>", as some HIS send it
@@ -224,6 +226,7 @@ class Ctx:
             else:
                 mask |= line.m
         self.items: list[Line] = lines
+        self.dated: bool = dated
         if kmask & RX_KINDS:
             mask |= RX
         self.kmask = kmask

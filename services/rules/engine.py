@@ -182,11 +182,12 @@ class Engine:
         run = self._runs.get(key)
         if run is None:
             run = self._run(key, day)
-        for line in cx.items:
-            if line.start != day and bisect_right(breaks, line.start) != seg:
-                # Some line's service date falls under other rule dates (a rule began or ended
-                # between it and the event): each line is judged by the rules in force on its date.
-                return self._evaluate_dated(cx)
+        if cx.dated:
+            for line in cx.items:
+                if line.start != day and bisect_right(breaks, line.start) != seg:
+                    # Some line's service date falls under other rule dates (a rule began or ended
+                    # between it and the event): each line is judged by the rules in force on its date.
+                    return self._evaluate_dated(cx)
         for fn, params, rule, label in run:
             hits = fn(cx, params)
             if hits:

@@ -411,26 +411,34 @@ def drug_supplies(cx: Any) -> list[list[Any]]:
     families and the ledger update share it), each with a 7th field: the PRIOR ledger's rows of its
     ingredient (in ledger order; one scan of the ledger for all of them)."""
     sup = cx._supplies
-    if sup is None:
-        sup = cx._supplies = request_supplies(cx.items)
-        ledger = cx._ledger = cx.state.get("L")
-        if ledger:
-            if len(sup) == 1:
-                ing = sup[0][0]
-                sup[0].append([r for r in ledger if r[L_ING] == ing])
-                return sup
-            by_ing: dict[str, list[Any]] = {}
-            for s in sup:
-                rows: list[Any] = []
-                s.append(rows)
-                by_ing[s[0]] = rows
-            for r in ledger:
-                got = by_ing.get(r[L_ING])
-                if got is not None:
-                    got.append(r)
+    if sup is not None:
+        return sup
+    by_ing: dict[str, list[Any]] = {}
+    sup = cx._supplies = []
+    for line in cx.items:  # request_supplies(cx.items), inline
+        if line.kind != "drug":
+            continue
+        kb_row = line.row
+        ing = kb_row["ingredient"] if kb_row is not None else "?" + line.code  # ingredient_of(line)
+        ds = line.ds
+        if ds is None:
+            ds = supply_days(line)
+        got = by_ing.get(ing)
+        if got is None:
+            got = by_ing[ing] = [ing, line.code, line.start, ds, line.qty, [line], []]
+            sup.append(got)
         else:
-            for s in sup:
-                s.append([])
+            if line.start < got[2]:
+                got[2] = line.start
+            got[3] += ds
+            got[4] += line.qty
+            got[5].append(line)
+    ledger = cx._ledger = cx.state.get("L")
+    if ledger and sup:
+        for r in ledger:
+            got = by_ing.get(r[L_ING])
+            if got is not None:
+                got[6].append(r)
     return sup
 
 

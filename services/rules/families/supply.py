@@ -230,8 +230,12 @@ def frequent_purchase(cx: Any, p: dict[str, Any]) -> list[Hit]:
     ench = cx.ench
     hits = []
     for ing, _, start, _, _, lines, prior in drug_supplies(cx):
-        if len(prior) < limit and sum(len(r[L_BUYS]) for r in prior) < limit:
-            continue  # fewer than the limit recorded in all: cannot exceed it
+        if len(prior) < limit:
+            recorded = 0
+            for r in prior:
+                recorded += len(r[L_BUYS])
+            if recorded < limit:
+                continue  # fewer than the limit recorded in all: cannot exceed it
         month = month_of_day(start)
         rows = [prev for prev in prior if prev[L_MONTH] == month]
         if len(rows) < limit and sum(len(r[L_BUYS]) for r in rows) < limit:
