@@ -33,15 +33,16 @@ def _record(i: int) -> dict[str, Any]:
 async def run(bootstrap: str, records: int) -> dict[str, Any]:
     from aiokafka import AIOKafkaProducer
 
+    from services.common.kafka_security import aiokafka_kwargs
     from services.common.provider_feed import ProviderFeed
     from services.common.settings import load_settings
     from services.contracts.provider_status import record_key
 
-    settings = load_settings({"PRESETTLE_KAFKA_BOOTSTRAP": bootstrap,
+    settings = load_settings({**os.environ, "PRESETTLE_KAFKA_BOOTSTRAP": bootstrap,
                               "PRESETTLE_TOPIC_PREFIX": f"bench-{uuid.uuid4().hex[:8]}"})
     writer = ProviderFeed(settings, "bench-writer")
     await writer.start(follow=False)  # creates the topic
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=50)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, **aiokafka_kwargs(settings))
     await producer.start()
     try:
         for i in range(records):

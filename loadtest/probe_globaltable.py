@@ -78,15 +78,19 @@ async def _produce(bootstrap: str, start: int, count: int, create: bool) -> None
     from aiokafka import AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+    from services.common.kafka_security import aiokafka_kwargs
+    from services.common.settings import load_settings
+
+    security = aiokafka_kwargs(load_settings({"PRESETTLE_KAFKA_BOOTSTRAP": bootstrap}))  # the embedded broker: none
     if create:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security)
         await admin.start()
         try:
             await admin.create_topics([NewTopic("gt-in", 1, 1)])
         finally:
             await admin.close()
         return
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, **security)
     await producer.start()
     try:
         for i in range(start, start + count):

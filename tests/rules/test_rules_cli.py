@@ -24,7 +24,7 @@ def test_validate_prints_the_revision(tmp_path: pathlib.Path, capsys: pytest.Cap
     root = copy(tmp_path)
     assert cli.main(["rules", "validate", str(root)]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["revision"] == revision_of(root) == revision_of(DEFAULT_DATA) and out["rules"] == 41
+    assert out["revision"] == revision_of(root) == revision_of(DEFAULT_DATA) and out["rules"] == 43
     assert out["cases"] >= 4 * 41 and out["modes"]["active"][0] == "R01"
 
 
