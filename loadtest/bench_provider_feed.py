@@ -38,6 +38,7 @@ async def run(bootstrap: str, records: int) -> dict[str, Any]:
     from services.common.settings import load_settings
     from services.contracts.provider_status import record_key
 
+    # The environment's Kafka security settings (TLS / SASL) apply to a --bootstrap broker.
     settings = load_settings({**os.environ, "PRESETTLE_KAFKA_BOOTSTRAP": bootstrap,
                               "PRESETTLE_TOPIC_PREFIX": f"bench-{uuid.uuid4().hex[:8]}"})
     writer = ProviderFeed(settings, "bench-writer")

@@ -28,6 +28,11 @@ from typing import Any
 EXTRA = 200
 
 
+def embedded_security() -> dict[str, Any]:
+    """The probe always runs on an embedded broker of its own (plaintext on loopback): no TLS / SASL."""
+    return {}
+
+
 def worker_main() -> None:
     """One faust worker (run as ``python -m loadtest.probe_globaltable worker``)."""
     import faust
@@ -78,19 +83,15 @@ async def _produce(bootstrap: str, start: int, count: int, create: bool) -> None
     from aiokafka import AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    from services.common.kafka_security import aiokafka_kwargs
-    from services.common.settings import load_settings
-
-    security = aiokafka_kwargs(load_settings({"PRESETTLE_KAFKA_BOOTSTRAP": bootstrap}))  # the embedded broker: none
     if create:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **embedded_security())
         await admin.start()
         try:
             await admin.create_topics([NewTopic("gt-in", 1, 1)])
         finally:
             await admin.close()
         return
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, **security)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, **embedded_security())
     await producer.start()
     try:
         for i in range(start, start + count):

@@ -10,6 +10,12 @@ answers, the resident memory (VmRSS) of the broker, each worker and the ingress,
 and the machine's 1-minute load average. At the end it checks the audit topic
 (every accepted event exactly one decision, none twice) and prints one JSON
 object. A benchmark, not a test: nothing is asserted.
+
+SIGTERM or SIGINT (Ctrl-C) ends it early: the load stops, the audit check runs on
+what was sent, the summary prints (``"interrupted": true``) and the stack it
+started (broker, workers, sink, ingress) is stopped. A second signal skips the
+check and only stops the stack. (SIGKILL cannot be caught: its stack is left
+running.)
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import asyncio
 import collections
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -67,42 +74,86 @@ def processes(stack: Any) -> dict[str, int]:
     return out
 
 
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds``; True when ``stop`` was set first."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except asyncio.TimeoutError:
+        return False
+    return True
+
+
+def _on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event, task: asyncio.Task[Any]) -> None:
+    """First SIGTERM/SIGINT: stop the load, check and summarise; a second one: cancel (the stack still stops)."""
+    def handler(signum: int) -> None:
+        if stop.is_set():
+            task.cancel()
+            return
+        print(f"soak: {signal.Signals(signum).name}: stopping the load; checking the audit topic, then stopping "
+              f"the stack (again to skip the check)", file=sys.stderr, flush=True)
+        stop.set()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, handler, signum)
+
+
 async def soak(args: argparse.Namespace) -> dict[str, Any]:
     from services.common.broker import free_port
     from services.common.settings import load_settings
     from services.stack import Stack
 
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    current = asyncio.current_task()
+    assert current is not None
+    _on_signals(loop, stop, current)
     env = dict(os.environ)
     env.setdefault("PRESETTLE_ENV", "test")
     env.update(PRESETTLE_WORKERS=str(args.workers), PRESETTLE_PARTITIONS=str(args.partitions),
                PRESETTLE_HTTP_PORT=str(free_port()), PRESETTLE_EMBEDDED_BROKER_PORT=str(free_port()),
                PRESETTLE_WORKER_METRICS_PORT=str(free_port()), PRESETTLE_TOPIC_PREFIX=f"soak{int(time.time())}")
     stack = Stack(load_settings(env), env=env, log_dir=Path(".artifacts/logs/soak"))
-    await asyncio.to_thread(stack.start)
     minutes: list[dict[str, Any]] = []
+    result: dict[str, Any] = {"rate": args.rate, "minutes": args.minutes, "workers": args.workers,
+                              "partitions": args.partitions, "interrupted": False}
     try:
-        await asyncio.to_thread(stack.wait_healthy, 90)
+        # Started on a thread; a signal meanwhile is acted on once it is up (so every part is stopped).
+        await asyncio.shield(asyncio.to_thread(stack.start))
+        try:
+            await asyncio.to_thread(stack.wait_healthy, 90, stop.is_set)
+        except InterruptedError:
+            result.update(interrupted=True, per_minute=minutes, audit="not checked (stopped during start-up)")
+            return result
         load = Load(stack.url, rate=args.rate, budget_ms=args.budget_ms, patients=args.patients)
-        runner = asyncio.get_running_loop().create_task(load.run(args.minutes * 60))
+        runner = loop.create_task(load.run(args.minutes * 60))
         seen = 0
-        for minute in range(1, int(args.minutes) + 1):
-            await asyncio.sleep(60)
+        rows = int(args.minutes * 60 / args.row_seconds)
+        for minute in range(1, rows + 1):
+            if stop.is_set() or await _sleep_unless(stop, args.row_seconds):
+                break
             batch = list(load.answers[seen:])
             seen += len(batch)
             row = minute_row(minute, batch, {name: rss_mb(pid) for name, pid in processes(stack).items()},
                              os.getloadavg()[0])
             minutes.append(row)
             print(json.dumps(row), flush=True)
+        if stop.is_set():
+            load.stop()
         await runner
-        await asyncio.sleep(3)
-        audit = await read_audit(stack.bootstrap, stack.settings.decisions_topic, timeout_s=600)
+        result["interrupted"] = stop.is_set()
+        if not stop.is_set():
+            await asyncio.sleep(3)
+        audit = await read_audit(stack.bootstrap, stack.settings.decisions_topic,
+                                 timeout_s=60 if stop.is_set() else 600)
         verdict = verify(load.answers, audit, {a.event["event_id"]: {"engine_status": "evaluated", "replayed": True,
                                                                     "decision_id": a.decision_id}
                                                for a in load.accepted()})
-        return {"rate": args.rate, "minutes": args.minutes, "workers": args.workers, "partitions": args.partitions,
-                "answers": load.counts(), "audit": verdict.summary(), "per_minute": minutes}
+        result.update(answers=load.counts(), audit=verdict.summary(), per_minute=minutes)
+        return result
+    except asyncio.CancelledError:
+        result.update(interrupted=True, per_minute=minutes, audit="not checked (a second signal)")
+        return result
     finally:
-        await asyncio.to_thread(stack.stop)
+        await asyncio.shield(asyncio.to_thread(stack.stop))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--patients", type=int, default=5000)
+    parser.add_argument("--row-seconds", type=float, default=60.0, help="seconds per reported row (tests: a few)")
     args = parser.parse_args(argv)
     result = asyncio.run(soak(args))
     print(json.dumps(result, ensure_ascii=False))

@@ -220,6 +220,11 @@ class Settings(BaseSettings):
     embedded_broker: bool = False
     # Records in one partition past which the embedded broker is reported degraded (0: not watched).
     embedded_partition_limit: int = Field(1000, ge=0, le=100_000_000)
+    # Seconds between two readings of the embedded broker's partition lengths.
+    embedded_watch_s: float = Field(10.0, gt=0, le=3600)
+    # A replaced reply topic is deleted this long after its last waiting request was answered
+    # (workers stop tracking a reply topic after half of it without a reply).
+    reply_topic_delete_after_s: float = Field(180.0, ge=20, le=86_400)
     # Kafka connection security (services/common/kafka_security.py; docs/operations.md).
     kafka_tls: bool = False  # TLS to the brokers (implied by a CA or client certificate)
     kafka_ssl_cafile: str | None = None  # CA bundle (PEM) to verify the brokers; unset: the system CAs
@@ -246,6 +251,13 @@ class Settings(BaseSettings):
     # The workers' table store (services/stream/store.py): RocksDB files under data_dir, or memory
     # (rebuilt from the changelog on every start).
     store: Literal["rocksdict://", "memory://"] = "rocksdict://"
+    # RocksDB memory of one worker (services/stream/store.py): one block cache for every table partition,
+    # the memtables charged to it.
+    rocksdb_memory_mb: int = Field(64, ge=8, le=65536)
+    # Debug only (services/stream/memtrace.py): the worker traces its allocations (tracemalloc, slow)
+    # and appends a report of what grew to this file every tracemalloc_interval_s seconds.
+    tracemalloc_file: str = ""
+    tracemalloc_interval_s: float = Field(60.0, ge=1.0, le=3600.0)
     standby_replicas: int = Field(1, ge=0, le=7)  # warm copies of each state partition on other workers
     audit_retention_days: int = Field(365, ge=1, le=36500)
     pseudonym_key: SecretStr = SecretStr(DEV_PSEUDONYM_KEY)

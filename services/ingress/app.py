@@ -106,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await app.state.rulebase.start()
         await app.state.providers.start()  # provider status: written by the admin routes, read for look-ups
         await dashboard.start(app, settings)  # the live page's audit-topic consumer
-        app.state.embedded_watch = EmbeddedBrokerWatch(settings, {client.reply_topic: settings.partitions})
+        app.state.embedded_watch = EmbeddedBrokerWatch(settings, replies=client)
         app.state.embedded_watch.start()  # the embedded broker only: its partition lengths
         log.warning("PreSettle ingress ready on %s:%s (broker %s, reply topic %s)",
                     settings.http_host, settings.http_port, settings.bootstrap, client.reply_topic)

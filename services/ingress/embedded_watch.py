@@ -13,6 +13,12 @@ nothing is trimmed). Past ``PRESETTLE_EMBEDDED_PARTITION_LIMIT`` records in one 
 logs a warning once (and once more when it is back under), reports ``"broker": "degraded"`` in
 ``/healthz`` (whose status code still follows the worker round trip: a degraded broker still
 answers) and sets ``presettle_embedded_broker_degraded``.
+
+The reply topic is ours to recreate: when one of its partitions passes the limit, the watch asks
+the engine client to rotate it (services/ingress/engine_client.py, *Reply topic rotation*) — new
+requests get an empty reply topic, the old one is read until its last waiting request is
+answered, then deleted. The other topics hold the events, the state and the audit trail: they
+are never recreated; only a restart of the stack (or Apache Kafka) helps there.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -32,7 +38,6 @@ from services.ingress import metrics
 
 log = logging.getLogger("presettle.ingress")
 
-WATCH_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -50,10 +55,21 @@ def longest(ends: dict[tuple[str, int], int]) -> Longest | None:
     return Longest(topic, partition, records)
 
 
+class ReplyTopicOwner(Protocol):
+    """What the watch needs of the engine client: its current reply topic, and a way to replace it."""
+
+    reply_topic: str
+
+    async def rotate_reply_topic(self) -> str | None: ...
+
+
 class EmbeddedBrokerWatch:
-    def __init__(self, settings: Settings, extra_topics: dict[str, int] | None = None) -> None:
+    def __init__(self, settings: Settings, extra_topics: dict[str, int] | None = None,
+                 replies: ReplyTopicOwner | None = None) -> None:
         self.settings = settings
         self.topics = service_topics(settings) | (extra_topics or {})
+        self.replies = replies
+        self.interval_s = settings.embedded_watch_s
         self.limit = settings.embedded_partition_limit
         self.enabled = settings.embedded_broker and self.limit > 0
         self.longest: Longest | None = None
@@ -102,6 +118,13 @@ class EmbeddedBrokerWatch:
         self.degraded = degraded
         metrics.EMBEDDED_DEGRADED.set(1 if degraded else 0)
 
+    def reply_topic_full(self, ends: dict[tuple[str, int], int]) -> bool:
+        """Whether a partition of the current reply topic holds more than the limit (pure)."""
+        if self.replies is None:
+            return False
+        topic = self.replies.reply_topic
+        return any(records > self.limit for (t, _), records in ends.items() if t == topic)
+
     async def read(self) -> dict[tuple[str, int], int]:
         if self._consumer is None:
             s = self.settings
@@ -109,18 +132,26 @@ class EmbeddedBrokerWatch:
                                               client_id=f"presettle-ingress-{s.instance_id}-watch",
                                               **aiokafka_kwargs(s))
             await self._consumer.start()
+        topics = dict(self.topics)
+        if self.replies is not None:
+            topics[self.replies.reply_topic] = self.settings.partitions
         tps = [TopicPartition(topic, p)
-               for topic in self.topics
-               for p in sorted(self._consumer.partitions_for_topic(topic) or range(self.topics[topic]))]
+               for topic in topics
+               for p in sorted(self._consumer.partitions_for_topic(topic) or range(topics[topic]))]
         ends = await self._consumer.end_offsets(tps)
         return {(tp.topic, tp.partition): int(offset) for tp, offset in ends.items()}
 
     async def _run(self) -> None:
         while True:
             try:
-                self.observe(await asyncio.wait_for(self.read(), WATCH_S))
+                ends = await asyncio.wait_for(self.read(), self.interval_s)
+                if self.replies is not None and self.reply_topic_full(ends):
+                    old = self.replies.reply_topic
+                    if await self.replies.rotate_reply_topic() is not None:
+                        ends = {tp: n for tp, n in ends.items() if tp[0] != old}
+                self.observe(ends)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker restarting, a topic not there yet: try again next round
                 log.debug("embedded broker watch: %r", exc)
-            await asyncio.sleep(WATCH_S)
+            await asyncio.sleep(self.interval_s)

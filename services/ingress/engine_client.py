@@ -9,6 +9,17 @@ partitions round-robin: a broker whose append cost grows with partition length
 (the embedded Tansu) then degrades as slowly as it does for the events topic. A dict maps
 correlation ids to futures; each request waits up to its budget.
 
+**Reply topic rotation (embedded broker only).** The embedded broker's fetch cost grows with
+partition length and it never trims, so when the embedded-broker watch finds a reply-topic
+partition past ``PRESETTLE_EMBEDDED_PARTITION_LIMIT`` records it calls
+:meth:`EngineClient.rotate_reply_topic`: a new, empty reply topic (``<reply topic>-r<n>``) is
+created and new requests name it; the consumer keeps reading the old one (at its position)
+until no request sent with it is still waiting, then stops reading it, and deletes it
+``PRESETTLE_REPLY_TOPIC_DELETE_AFTER_S`` later — no in-flight reply is lost. (Not at once: a
+worker's producer asks for the metadata of every topic it replied to, and the embedded broker
+creates a topic named in a metadata request; workers stop tracking a reply topic after half that
+time without a reply.) Topics left by a process that died mid-rotation are deleted at start.
+
 Broker loss is detected two ways: a produce that does not complete within the
 budget, and a watcher that checks the bootstrap servers every 0.25 s (a refused
 connection: down at once; slow probes: down after four in a row, see
@@ -21,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 import uuid
 from typing import Any
@@ -74,7 +86,15 @@ class EngineClient:
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._base_reply_topic = self.reply_topic
         self._reply_partitions: list[int] = [0]
+        # Reply topics replaced by a newer one, read until no request sent with them waits:
+        # (topic, its partitions, the correlation-id prefix its requests used).
+        self._retiring: list[tuple[str, list[int], bytes]] = []
+        self._to_delete: dict[str, float] = {}  # retired topic -> when to delete it (loop time)
+        self._rotating = False
+        self._generation = 0
+        self._assigning = asyncio.Lock()  # one reassignment of the reply consumer at a time
         # Per partition, the reply headers every request carries (encoded once).
         self._reply_routes: list[tuple[tuple[str, bytes], ...]] = []
         self._next_reply = 0
@@ -90,6 +110,8 @@ class EngineClient:
         configs = topic_configs(s) | {self.reply_topic: REPLY_TOPIC_CONFIG}
         security = aiokafka_kwargs(s)  # TLS / SASL from the settings
         await ensure_topics(s.bootstrap, topics, s.replication_factor, configs=configs, security=security)
+        if s.embedded_broker:
+            await self._delete_stale_reply_topics()
         self._producer = AIOKafkaProducer(
             bootstrap_servers=s.bootstrap, linger_ms=0, acks=1, request_timeout_ms=10_000, **security,
             client_id=f"presettle-ingress-{s.instance_id}",
@@ -103,17 +125,125 @@ class EngineClient:
         await self._consumer.start()
         # The topic may predate this process with another partition count: use what it has.
         self._reply_partitions = sorted(await self._producer.partitions_for(self.reply_topic))
-        self._reply_routes = [
-            ((env.REPLY_TO, self.reply_topic.encode()), (env.REPLY_PARTITION, str(p).encode()))
-            for p in self._reply_partitions
-        ]
+        self._reply_routes = self._routes(self.reply_topic, self._reply_partitions)
         tps = [TopicPartition(self.reply_topic, p) for p in self._reply_partitions]
         self._consumer.assign(tps)
         await self._consumer.seek_to_end(*tps)
         self.available = True
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._drain()), loop.create_task(self._watch()),
-                       loop.create_task(self._gauge_backlog())]
+                       loop.create_task(self._gauge_backlog()), loop.create_task(self._retire())]
+
+    @staticmethod
+    def _routes(topic: str, partitions: list[int]) -> list[tuple[tuple[str, bytes], ...]]:
+        return [((env.REPLY_TO, topic.encode()), (env.REPLY_PARTITION, str(p).encode())) for p in partitions]
+
+    # -- reply topic rotation (embedded broker) ------------------------------
+    def _rotated_name(self, generation: int) -> str:
+        return f"{self._base_reply_topic}-r{generation}"
+
+    async def _delete_topics(self, names: list[str]) -> None:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap, **aiokafka_kwargs(self.settings))
+        await admin.start()
+        try:
+            await admin.delete_topics(names)
+        finally:
+            await quietly(admin.close())
+
+    async def _delete_stale_reply_topics(self) -> None:
+        """Rotated reply topics of this instance left by an earlier process: nobody reads them."""
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        pattern = re.compile(re.escape(self._base_reply_topic) + r"-r\d+")
+        try:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap, **aiokafka_kwargs(self.settings))
+            await admin.start()
+            try:
+                stale = [t for t in await admin.list_topics() if pattern.fullmatch(t)]
+            finally:
+                await quietly(admin.close())
+            if stale:
+                await self._delete_topics(stale)
+                log.warning("deleted %d reply topic(s) left by an earlier process of this instance", len(stale))
+        except Exception as exc:  # noqa: BLE001 - housekeeping: never stops the start
+            log.warning("could not look for stale reply topics: %r", exc)
+
+    async def rotate_reply_topic(self) -> str | None:
+        """Send new requests' replies to a new, empty reply topic; retire the old one once drained.
+
+        Returns the new topic (None when a rotation is already under way)."""
+        if self._rotating or self._producer is None or self._consumer is None:
+            return None
+        self._rotating = True
+        try:
+            s = self.settings
+            self._generation += 1
+            new = self._rotated_name(self._generation)
+            await ensure_topics(s.bootstrap, {new: s.partitions}, s.replication_factor,
+                                configs={new: REPLY_TOPIC_CONFIG}, security=aiokafka_kwargs(s))
+            partitions = sorted(await self._producer.partitions_for(new))
+            await self._reassign({new: partitions})
+            old, old_partitions, old_prefix = self.reply_topic, self._reply_partitions, self._corr_prefix
+            # From here on new requests name the new topic (and a new correlation prefix, so the
+            # requests still waiting on the old topic can be told apart).
+            self._corr_prefix = uuid.uuid4().hex[:12].encode()
+            self.reply_topic, self._reply_partitions = new, partitions
+            self._reply_routes = self._routes(new, partitions)
+            self._retiring.append((old, old_partitions, old_prefix))
+            metrics.REPLY_TOPIC_ROTATIONS.inc()
+            log.warning("reply topic %s rotated to %s (the embedded broker slows down as partitions grow); "
+                        "the old one is read until its last waiting request is answered, then deleted", old, new)
+            return new
+        finally:
+            self._rotating = False
+
+    async def _reassign(self, add: dict[str, list[int]], drop: str | None = None) -> None:
+        """Assign the reply consumer to its current partitions plus ``add`` minus ``drop``, keeping positions."""
+        assert self._consumer is not None
+        consumer = self._consumer
+        async with self._assigning:  # a rotation and a retirement must not undo each other's assignment
+            current = [tp for tp in consumer.assignment() if tp.topic != drop]
+            positions = {tp: await consumer.position(tp) for tp in current}
+            added = [TopicPartition(topic, p) for topic, parts in add.items() for p in parts]
+            # No await from here: the drain task cannot read between the assignment and the seeks.
+            consumer.assign([*positions, *added])
+            for tp, offset in positions.items():
+                consumer.seek(tp, offset)
+            for tp in added:
+                consumer.seek(tp, 0)  # a new topic: from its start
+
+    async def _retire(self) -> None:
+        """Once a second: stop reading replaced reply topics nobody waits on any more; delete them later."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(1.0)
+            for entry in list(self._retiring):
+                topic, _, prefix = entry
+                if any(corr.startswith(prefix) for corr in self._pending):
+                    continue
+                try:
+                    await self._reassign({}, drop=topic)
+                    self._retiring.remove(entry)
+                    self._to_delete[topic] = loop.time() + self.settings.reply_topic_delete_after_s
+                    log.info("reply topic %s retired: no longer read, deleted in %.0f s", topic,
+                             self.settings.reply_topic_delete_after_s)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - tried again next round
+                    log.warning("could not retire reply topic %s: %r", topic, exc)
+            due = [topic for topic, at in self._to_delete.items() if at <= loop.time()]
+            if due:
+                try:
+                    await self._delete_topics(due)
+                    log.info("deleted replaced reply topic(s) %s", ", ".join(due))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the next start deletes what is left
+                    log.warning("could not delete reply topic(s) %s: %r", due, exc)
+                for topic in due:
+                    del self._to_delete[topic]
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
@@ -138,12 +268,11 @@ class EngineClient:
     async def _gauge_backlog(self) -> None:
         """Reply-topic backlog and pending requests, once a second (off the hot path)."""
         assert self._consumer is not None
-        tps = [TopicPartition(self.reply_topic, p) for p in self._reply_partitions]
         while True:
             await asyncio.sleep(1.0)
             with contextlib.suppress(Exception):
                 backlog = 0
-                for tp in tps:
+                for tp in self._consumer.assignment():
                     highwater = self._consumer.highwater(tp)
                     if highwater is not None:
                         backlog += max(0, highwater - await self._consumer.position(tp))

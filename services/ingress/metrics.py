@@ -29,6 +29,10 @@ PRODUCE_FAILURES = Counter(
 )
 BUDGET_TIMEOUTS = Counter("presettle_budget_timeouts_total", "Requests whose decision missed the budget.")
 EVENTS_IN = Counter("presettle_ingress_events_total", "Events accepted by the ingress, per trigger scene.", ["scene"])
+REPLY_TOPIC_ROTATIONS = Counter(
+    "presettle_reply_topic_rotations_total",
+    "Reply topics replaced by a new, empty one (embedded broker: a reply partition past PRESETTLE_EMBEDDED_PARTITION_LIMIT).",
+)
 REPLY_BACKLOG = Gauge("presettle_reply_backlog", "Records in this instance's reply topic not yet read.")
 PENDING = Gauge("presettle_pending_requests", "Requests waiting for a worker reply.")
 BROKER_UP = Gauge("presettle_broker_up", "1 while the Kafka bootstrap servers are reachable.")

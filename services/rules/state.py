@@ -72,6 +72,7 @@ C_KEY, C_FIRST, C_LAST = range(3)
 S_STATUS, S_FROM, S_TO, S_UPDATED, S_REASON = range(5)
 
 BY_START = itemgetter(L_START)  # sort key of ledger rows: their service date
+BY_ING_START = itemgetter(L_ING, L_START)
 MASK_DAYS = 62  # stay days tracked in the E masks
 # Defaults of the state parameters of the idle_stay (R27) and low_acuity (R30) families, used
 # only when no rule of the family is loaded (Windows.passive / Windows.exam come from the rules).
@@ -268,36 +269,38 @@ def spent_supplies(rows: list[Any], day: int) -> set[int]:
     dropping them."""
     if len({r[L_ING] for r in rows}) == len(rows):
         return set()  # one supply per ingredient: nothing to drop
-    by_ing: dict[str, list[Any]] = {}
-    for r in rows:
-        group = by_ing.get(r[L_ING])
-        if group is None:
-            by_ing[r[L_ING]] = [r]
-        else:
-            group.append(r)
     month = month_of_day(day)
     month = month - 89 if month % 100 == 1 else month - 1  # the month before: kept too
     spent: set[int] = set()
-    for group in by_ing.values():
-        if len(group) < 2:
-            continue
-        group.sort(key=BY_START)
-        stock = 0
-        last = group[0][L_START]
-        chain_from = 0
-        for i, r in enumerate(group):
-            stock -= r[L_START] - last
-            if stock <= 0:
-                stock = 0
-                chain_from = i
-            stock += r[L_DAYS]
-            last = r[L_START]
-        if stock - (day - last) <= 0:
-            chain_from = len(group) - 1  # all used up: only the newest is kept
-        for r in group[:chain_from]:
-            if r[L_MONTH] < month:
-                spent.add(id(r))
+    group: list[Any] = []
+    for r in sorted(rows, key=BY_ING_START):
+        if group and r[L_ING] != group[0][L_ING]:
+            _spent_of(group, day, month, spent)
+            group = []
+        group.append(r)
+    _spent_of(group, day, month, spent)
     return spent
+
+
+def _spent_of(group: list[Any], day: int, month: int, spent: set[int]) -> None:
+    """``spent_supplies`` of one ingredient's rows (sorted by start)."""
+    if len(group) < 2:
+        return
+    stock = 0
+    last = group[0][L_START]
+    chain_from = 0
+    for i, r in enumerate(group):
+        stock -= r[L_START] - last
+        if stock <= 0:
+            stock = 0
+            chain_from = i
+        stock += r[L_DAYS]
+        last = r[L_START]
+    if stock - (day - last) <= 0:
+        chain_from = len(group) - 1  # all used up: only the newest is kept
+    for r in group[:chain_from]:
+        if r[L_MONTH] < month:
+            spent.add(id(r))
 
 
 def _put(state: dict[str, Any], key: str, rows: list[Any]) -> None:
@@ -381,9 +384,11 @@ def ledger_lines(cx: Any) -> list[Any]:
 def request_supplies(lines: list[Any]) -> list[list[Any]]:
     """The request's supplies, one per ingredient: lines of one ingredient (分解处方: one drug split
     over several lines) add up — quantity and days of supply summed, from the earliest service
-    date. Each: [ingredient, code, start, days, qty, lines]."""
+    date. Each: [ingredient, code, start, days, qty, lines]. Lines other than drugs are skipped."""
     out: dict[str, list[Any]] = {}
     for line in lines:
+        if line.kind != "drug":
+            continue
         kb_row = line.row
         ing = kb_row["ingredient"] if kb_row is not None else "?" + line.code  # ingredient_of(line)
         ds = line.ds
@@ -393,7 +398,8 @@ def request_supplies(lines: list[Any]) -> list[list[Any]]:
         if got is None:
             out[ing] = [ing, line.code, line.start, ds, line.qty, [line]]
         else:
-            got[2] = min(got[2], line.start)
+            if line.start < got[2]:
+                got[2] = line.start
             got[3] += ds
             got[4] += line.qty
             got[5].append(line)
@@ -402,10 +408,29 @@ def request_supplies(lines: list[Any]) -> list[list[Any]]:
 
 def drug_supplies(cx: Any) -> list[list[Any]]:
     """``request_supplies`` of all the event's drug lines, computed once per event (the supply
-    families and the ledger update share it)."""
+    families and the ledger update share it), each with a 7th field: the PRIOR ledger's rows of its
+    ingredient (in ledger order; one scan of the ledger for all of them)."""
     sup = cx._supplies
     if sup is None:
-        sup = cx._supplies = request_supplies([ln for ln in cx.items if ln.kind == "drug"])
+        sup = cx._supplies = request_supplies(cx.items)
+        ledger = cx._ledger = cx.state.get("L")
+        if ledger:
+            if len(sup) == 1:
+                ing = sup[0][0]
+                sup[0].append([r for r in ledger if r[L_ING] == ing])
+                return sup
+            by_ing: dict[str, list[Any]] = {}
+            for s in sup:
+                rows: list[Any] = []
+                s.append(rows)
+                by_ing[s[0]] = rows
+            for r in ledger:
+                got = by_ing.get(r[L_ING])
+                if got is not None:
+                    got.append(r)
+        else:
+            for s in sup:
+                s.append([])
     return sup
 
 
@@ -420,13 +445,20 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None) -> No
     written before supplies were kept per encounter list there the month's earlier purchases too,
     still counted; a release before this one reads the first row as it did)."""
     ledger = state.get("L")
+    if lines is None:
+        supplies = drug_supplies(cx)
+        fresh = cx._ledger is ledger  # each supply's prior rows (drug_supplies) are this ledger's
+    else:
+        supplies, fresh = request_supplies(lines), False
     if ledger is None:
         ledger = state["L"] = []
     ench = cx.ench
     inst, event_id = cx.inst, cx.event_id
-    for ing, code, start, ds, qty, _ in (drug_supplies(cx) if lines is None else request_supplies(lines)):
-        for old in ledger:
-            if old[L_ING] == ing and old[L_ENC] == ench:
+    for sup in supplies:
+        ing, code, start, ds, qty = sup[0], sup[1], sup[2], sup[3], sup[4]
+        same = sup[6] if fresh else [r for r in ledger if r[L_ING] == ing]
+        for old in same:
+            if old[L_ENC] == ench:
                 end = max(old[L_START] + old[L_DAYS], start + ds)
                 if start < old[L_START]:
                     old[L_START] = start
@@ -437,43 +469,31 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None) -> No
                 old[L_QTY] = max(old[L_QTY], qty)
                 break
         else:
-            same = [r for r in ledger if r[L_ING] == ing]
             if len(same) >= LEDGER_ROWS_PER_INGREDIENT:
-                oldest = min(same, key=lambda r: r[L_START])
+                oldest = min(same, key=BY_START)
                 if oldest[L_START] > start:
                     continue  # older than every supply kept: it could not change a judgement
                 ledger.remove(oldest)
             ledger.append([ing, code, start, ds, qty, inst, event_id, ench, month_of_day(start), [ench]])
 
 
-def ledger_by_ingredient(cx: Any) -> dict[str, list[Any]]:
-    """The PRIOR state's ledger rows grouped by ingredient (in ledger order), built once per event."""
-    groups = cx._ledger
-    if groups is None:
-        groups = cx._ledger = {}
-        for r in cx.state.get("L", ()):
-            group = groups.get(r[L_ING])
-            if group is None:
-                groups[r[L_ING]] = [r]
-            else:
-                group.append(r)
-    return groups
-
-
-def on_hand(ledger: list[Any], ing: str, day: int, ench: int) -> tuple[float, list[list[Any]]]:
-    """Days of ``ing`` the patient still holds on ``day`` from supplies of other encounters started on
-    or before it, and the supplies that make it up (oldest first).
+def on_hand(prior: list[Any], day: int, ench: int) -> tuple[float, list[list[Any]]]:
+    """Days of an ingredient the patient still holds on ``day`` from supplies of other encounters
+    started on or before it, and the supplies that make it up (oldest first). ``prior``: the ledger's
+    rows of the ingredient (``drug_supplies``).
 
     The supplies are taken one after the other (a refill is used once the earlier supply is
     finished): walking them by start date, the stock is what was left when the next one came plus
     its days. So early refills add up (囤药) instead of each being compared with the last alone."""
-    rows = [r for r in ledger if r[L_ENC] != ench and r[L_START] <= day and r[L_ING] == ing]
+    if len(prior) == 1:  # the common case: one earlier supply
+        r = prior[0]
+        if r[L_ENC] == ench or r[L_START] > day:
+            return 0, []
+        stock = r[L_DAYS] - (day - r[L_START])
+        return (stock if stock > 0 else 0), prior
+    rows = [r for r in prior if r[L_ENC] != ench and r[L_START] <= day]
     if not rows:
         return 0, []
-    if len(rows) == 1:  # the common case: one earlier supply
-        r = rows[0]
-        stock = r[L_DAYS] - (day - r[L_START])
-        return (stock, rows) if stock > 0 else (0, rows)
     rows.sort(key=BY_START)
     stock = 0
     last = rows[0][L_START]

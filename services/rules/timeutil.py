@@ -20,6 +20,7 @@ _MEMO_MAX = 50_000  # distinct dates remembered per memo (a memo is cleared when
 _DATE_DAY: dict[str, int] = {}  # a date string (as given) → epoch day
 _DATE_OF: dict[int, str] = {}   # epoch day → 'YYYY-MM-DD'
 _MONTH_OF: dict[int, int] = {}  # epoch day → yyyymm
+_TIME_DAY: dict[str, int] = {}  # a timestamp (as given) → epoch day of its date in China time
 
 
 def day_of_date(text: str) -> int:
@@ -35,12 +36,18 @@ def day_of_date(text: str) -> int:
 
 def day_of_time(text: str) -> int:
     """ISO-8601 timestamp → epoch day of its date in China time (UTC+08:00)."""
+    day = _TIME_DAY.get(text)
+    if day is not None:
+        return day
     if text.endswith("+08:00") or len(text) <= 10:
-        return day_of_date(text[:10])
-    dt = datetime.fromisoformat(text)
-    if dt.tzinfo is None:
-        return dt.toordinal() - EPOCH_ORD
-    return dt.astimezone(CST).toordinal() - EPOCH_ORD
+        day = day_of_date(text[:10])
+    else:
+        dt = datetime.fromisoformat(text)
+        day = dt.toordinal() - EPOCH_ORD if dt.tzinfo is None else dt.astimezone(CST).toordinal() - EPOCH_ORD
+    if len(_TIME_DAY) >= _MEMO_MAX:
+        _TIME_DAY.clear()
+    _TIME_DAY[text] = day
+    return day
 
 
 def date_of_day(day: int) -> str:

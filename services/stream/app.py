@@ -77,6 +77,12 @@ WORKER_ID = settings.worker_name or f"worker-{os.getpid()}"
 
 store.register()  # rocksdict:// → services/stream/store.py
 
+if settings.tracemalloc_file:  # debug only: allocation reports (services/stream/memtrace.py)
+    from services.stream import memtrace
+
+    _tracer = memtrace.Tracer(settings.tracemalloc_file, sizes=lambda: bookkeeping_sizes())
+    _tracer.start()
+
 app = faust.App(
     settings.worker_app_id,
     broker=f"presettle://{settings.bootstrap}",
@@ -143,6 +149,12 @@ def loop_names() -> dict[str, str]:
             "consumer_thread": type(thread_loop).__module__.split(".")[0] if thread_loop else "-"}
 
 
+if settings.tracemalloc_file:
+    @app.task
+    async def trace_memory() -> None:
+        await _tracer.run(settings.tracemalloc_interval_s)
+
+
 @app.task
 async def start_providers() -> None:
     while True:
@@ -200,6 +212,74 @@ def sent_at(headers: dict[str, bytes]) -> float | None:
     return value
 
 
+# Reply topics found missing: replies to them are dropped at once (counted, reason "missing-topic")
+# until the entry expires, instead of each waiting for the topic's metadata (aiokafka asks again
+# and again until the send times out: the agent then decided about one event per second).
+MISSING_TOPIC_TTL_S = 10.0
+MISSING_TOPICS_MAX = 1024
+_missing_topics: collections.OrderedDict[str, float] = collections.OrderedDict()
+# Replies to topics the producer has no metadata for yet, sent off the agent's path; bounded.
+REPLY_LOOKUPS_MAX = 256
+_reply_lookups: set[asyncio.Task[None]] = set()
+
+
+def _producer_client() -> Any:
+    """The worker producer's aiokafka client (its cluster metadata), or None before it started."""
+    producer = getattr(app.producer, "_producer", None)
+    return getattr(producer, "client", None)
+
+
+# Reply topics replied to, with when (monotonic): an ingress replaces its reply topic on the
+# embedded broker (services/ingress/engine_client.py, *Reply topic rotation*) and ingress instances
+# come and go, so the producer's metadata must not track every reply topic it ever saw — the
+# embedded broker would even re-create a deleted topic named in a metadata request.
+# An ingress deletes a replaced reply topic PRESETTLE_REPLY_TOPIC_DELETE_AFTER_S after its last reply;
+# the worker stops tracking it well before.
+_reply_used: dict[str, float] = {}
+REPLY_TOPIC_IDLE_S = settings.reply_topic_delete_after_s / 2
+
+
+def idle_reply_topics(tracked: set[str], used: dict[str, float], now: float) -> set[str]:
+    """Reply topics the producer tracks that nobody was replied to on for REPLY_TOPIC_IDLE_S (pure)."""
+    return {t for t in tracked if REPLY_TOPIC.fullmatch(t) and now - used.get(t, -1e18) > REPLY_TOPIC_IDLE_S}
+
+
+@app.timer(interval=5.0)
+async def forget_idle_reply_topics() -> None:
+    client = _producer_client()
+    if client is None:
+        return
+    now = time.monotonic()
+    tracked = set(getattr(client, "_topics", ()))
+    idle = idle_reply_topics(tracked, _reply_used, now)
+    for topic in [t for t, at in _reply_used.items() if now - at > REPLY_TOPIC_IDLE_S]:
+        del _reply_used[topic]
+    keep = tracked - idle
+    if idle and keep:  # never an empty set: aiokafka would then track every topic of the cluster
+        client.set_topics(sorted(keep))
+        metrics.REPLY_TOPICS_FORGOTTEN.inc(len(idle))
+
+
+def topic_missing(topic: str, now: float) -> bool:
+    expires = _missing_topics.get(topic)
+    if expires is None:
+        return False
+    if expires <= now:
+        del _missing_topics[topic]
+        return False
+    return True
+
+
+def remember_missing(topic: str, now: float) -> None:
+    _missing_topics[topic] = now + MISSING_TOPIC_TTL_S
+    _missing_topics.move_to_end(topic)
+    while len(_missing_topics) > MISSING_TOPICS_MAX:
+        _missing_topics.popitem(last=False)
+    client = _producer_client()
+    if client is not None:  # aiokafka keeps asking the broker about every topic it was asked to send to
+        client._topics.discard(topic)
+
+
 async def _reply(headers: dict[str, bytes], body: bytes) -> None:
     """Best effort: a reply that cannot be sent is counted, never holds up the partition."""
     reply_to = headers.get(env.REPLY_TO)
@@ -214,17 +294,47 @@ async def _reply(headers: dict[str, bytes], body: bytes) -> None:
         metrics.REPLIES_REFUSED.inc()
         return
     at = sent_at(headers)
+    if at is not None and time.time() - at > REPLY_MAX_AGE_S:
+        metrics.REPLIES_SKIPPED.labels("stale").inc()
+        return
+    if topic_missing(topic, time.monotonic()):
+        metrics.REPLIES_SKIPPED.labels("missing-topic").inc()
+        return
     try:
-        if at is not None and time.time() - at > REPLY_MAX_AGE_S:
-            metrics.REPLIES_SKIPPED.labels("stale").inc()
-            return
         partition = int(headers.get(env.REPLY_PARTITION) or 0)
+    except ValueError:
+        metrics.REPLIES_SKIPPED.labels("ValueError").inc()
+        return
+    client = _producer_client()
+    if client is not None and client.cluster.partitions_for_topic(topic) is None:
+        # No metadata for this topic yet (a new ingress, or a topic that does not exist): look it up
+        # off the agent's path, so a missing topic never slows the events behind this one.
+        if len(_reply_lookups) >= REPLY_LOOKUPS_MAX:
+            metrics.REPLIES_SKIPPED.labels("missing-topic").inc()
+            return
+        task = asyncio.get_running_loop().create_task(_send_reply(topic, partition, corr, body, lookup=True))
+        _reply_lookups.add(task)
+        task.add_done_callback(_reply_lookups.discard)
+        return
+    await _send_reply(topic, partition, corr, body)
+
+
+async def _send_reply(topic: str, partition: int, corr: bytes, body: bytes, lookup: bool = False) -> None:
+    try:
         await asyncio.wait_for(
             app.producer.send(topic, None, body, partition, None, [(env.CORRELATION_ID, corr)]),
             REPLY_SEND_TIMEOUT_S,
         )
+        _reply_used[topic] = time.monotonic()
     except Exception as exc:  # bad headers, a reply topic gone, a full buffer
-        metrics.REPLIES_SKIPPED.labels(type(exc).__name__).inc()
+        client = _producer_client()
+        if lookup and (client is None or client.cluster.partitions_for_topic(topic) is None):
+            remember_missing(topic, time.monotonic())
+            metrics.REPLIES_SKIPPED.labels("missing-topic").inc()
+            log.warning("reply topic %s does not exist: replies to it are dropped for %.0f s (decisions "
+                        "are still recorded)", topic, MISSING_TOPIC_TTL_S)
+        else:
+            metrics.REPLIES_SKIPPED.labels(type(exc).__name__).inc()
 
 
 async def _produce(topic: str, key: bytes | None, value: bytes, partition: int | None,
@@ -239,7 +349,9 @@ async def _produce(topic: str, key: bytes | None, value: bytes, partition: int |
 # -- audit bookkeeping ----------------------------------------------------------------
 # Decisions whose audit record this process saw acknowledged (bounded, oldest dropped).
 _confirmed: collections.OrderedDict[str, None] = collections.OrderedDict()
-CONFIRMED_MAX = 200_000
+# Only needed until the commit passes an event (every few seconds; then the commit head confirms it),
+# and a miss only costs a look at the audit topic: 20,000 ids is ~4 MB.
+CONFIRMED_MAX = 20_000
 # Per audit partition: (consumer generation, the lowest offset the next audit record can get).
 _audit_next: dict[int, tuple[int, int]] = {}
 _audit_reader: Any = None
@@ -514,6 +626,8 @@ _positions: dict[tuple[str, int], int] = {}
 
 @app.timer(interval=2.0)
 async def refresh_lag() -> None:
+    for part, used in store.rocksdb_usage().items():
+        metrics.ROCKSDB_MEMORY.labels(part).set(used)
     consumer = app.consumer
     for (topic, partition), offset in list(_positions.items()):
         try:
@@ -612,3 +726,20 @@ async def process(stream: Any) -> None:
 
 async def _failed(exc: Exception) -> None:
     raise exc
+
+
+def bookkeeping_sizes() -> dict[str, Any]:
+    """Sizes of the worker's own in-memory bookkeeping (memtrace reports them)."""
+    from services.stream import transport
+
+    consumer: Any = app.consumer
+    by_topic: collections.Counter[str] = collections.Counter()
+    for (topic, _), offsets in list(transport._finished.items()):
+        by_topic[topic] += len(offsets)
+    return {"rocksdb": store.rocksdb_usage(), "confirmed": len(_confirmed), "audit_next": len(_audit_next),
+            "audit_in_flight": len(_audit_in_flight), "tasks": len(_tasks), "reply_lookups": len(_reply_lookups),
+            "missing_topics": len(_missing_topics), "positions": len(_positions),
+            "finished": transport.finished_count(), "finished_by_topic": dict(by_topic),
+            "started": len(transport._started), "acked": sum(len(v) for v in consumer._acked.values()),
+            "unacked_messages": len(consumer._unacked_messages),
+            "gaps": sum(len(v) for v in getattr(consumer, "_gap", {}).values())}

@@ -39,6 +39,10 @@ QUEUE_SECONDS = Histogram(
     "Time from the ingress producing an event to the worker starting on it (broker hop + queueing).",
     buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0, 2.5),
 )
+REPLY_TOPICS_FORGOTTEN = Counter(
+    "presettle_worker_reply_topics_forgotten_total",
+    "Reply topics dropped from the producer's metadata after a quiet spell (replaced or gone ingress reply topics).",
+)
 REPLIES_SKIPPED = Counter(
     "presettle_worker_replies_skipped_total",
     "Replies not sent: stale (nobody waits any more) or failed (the error type); decisions are still recorded.",
@@ -101,6 +105,12 @@ STATE_RESEEDED = Counter(
     "Records written back to a table's changelog from the worker's local store, because the changelog had lost "
     "them (an embedded broker restarted empty), per table.",
     ["table"],
+)
+ROCKSDB_MEMORY = Gauge(
+    "presettle_worker_rocksdb_memory_bytes",
+    "RocksDB memory of the worker's table stores: the shared block cache (memtables charged to it) and the "
+    "memtables alone; capped by PRESETTLE_ROCKSDB_MEMORY_MB.",
+    ["part"],
 )
 LAG = Gauge("presettle_worker_consumer_lag", "Records behind the partition's high watermark.", ["topic", "partition"])
 

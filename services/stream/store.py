@@ -25,6 +25,17 @@ partition's last offset. faust's own recovery check (persisted offset above the 
 check replaces it. Standby copies of such a partition forget their offset and read the new
 changelog from its start.
 
+**Memory (bounded).** faust's RocksDB options give every table partition its own database with
+a 64 MiB write buffer (up to three) and its own 2 GiB block cache. A memtable keeps every
+version written to it until it is flushed, so with dozens of partition databases (two tables,
+standbys) each state write stayed in memory until its partition had written 64 MiB: the worker's
+resident memory grew by about the size of each state written (issue 9's soak: 78 → 229 MB in
+30 min at 10 events/s). :class:`BoundedOptions` gives every database of the process one shared
+block cache of ``PRESETTLE_ROCKSDB_MEMORY_MB`` (default 64) and one write-buffer manager
+that charges the memtables to that cache (flushing the largest once they pass half of it),
+with 4 MiB write buffers and index and filter blocks in the cache: RocksDB's memory is capped
+by that one figure however many partitions the worker holds (docs/operations.md, *Worker memory*).
+
 **The end of a partition.** The embedded broker (Tansu 0.6) answers ListOffsets with the
 first offset of the partition's last record *batch* + 1, not the offset after its last record.
 :func:`true_end_offsets` reads the last batch to find the real end; it is what the re-seed
@@ -122,12 +133,70 @@ async def true_end_offsets(bootstrap: str, tps: Iterable[TP], security: dict[str
     return {TP(ktp.topic, ktp.partition): end for ktp, end in ends.items()}
 
 
+# Per database: the write buffer (memtable) size and how many may be kept; the write-buffer
+# manager flushes earlier once all memtables together pass half the memory budget.
+WRITE_BUFFER_BYTES = 4 << 20
+MAX_WRITE_BUFFERS = 2
+
+
+class BoundedOptions(faust_rocksdb.RocksDBOptions):
+    """faust's RocksDB options with every database's memory under one process-wide budget."""
+
+    _shared: tuple[int, Any, Any] | None = None  # (budget, Cache, WriteBufferManager), one per process
+
+    def __init__(self, memory_bytes: int, **kwargs: Any) -> None:
+        super().__init__(use_rocksdict=True, **kwargs)
+        self.memory_bytes = memory_bytes
+
+    @classmethod
+    def shared(cls, memory_bytes: int) -> tuple[Any, Any]:
+        """The process's block cache and write-buffer manager (created once; the budget is the first asked)."""
+        import rocksdict
+
+        if cls._shared is None:
+            cache = rocksdict.Cache(memory_bytes)
+            manager = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(memory_bytes // 2, False, cache)
+            cls._shared = (memory_bytes, cache, manager)
+        return cls._shared[1], cls._shared[2]
+
+    def as_options(self) -> Any:
+        import rocksdict
+
+        cache, manager = self.shared(self.memory_bytes)
+        options = rocksdict.Options(raw_mode=True)
+        options.create_if_missing(True)
+        if self.max_open_files is not None:
+            options.set_max_open_files(self.max_open_files)
+        options.set_write_buffer_size(WRITE_BUFFER_BYTES)
+        options.set_max_write_buffer_number(MAX_WRITE_BUFFERS)
+        options.set_target_file_size_base(self.target_file_size_base)
+        options.set_write_buffer_manager(manager)
+        table = rocksdict.BlockBasedOptions()
+        table.set_bloom_filter(self.bloom_filter_size, True)
+        table.set_block_cache(cache)
+        table.set_cache_index_and_filter_blocks(True)
+        table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+        options.set_block_based_table_factory(table)
+        return options
+
+
+def rocksdb_usage() -> dict[str, int]:
+    """Bytes in the shared block cache (memtables included) and in the memtables (0 before any store opened)."""
+    if BoundedOptions._shared is None:
+        return {"cache": 0, "memtables": 0}
+    _, cache, manager = BoundedOptions._shared
+    return {"cache": int(cache.get_usage()), "memtables": int(manager.get_usage())}
+
+
 class Store(faust_rocksdb.Store):
-    """faust's RocksDB store on rocksdict, re-seeding a changelog that fell behind it."""
+    """faust's RocksDB store on rocksdict, under one memory budget, re-seeding a changelog that fell behind it."""
 
     def __init__(self, url: Any, app: Any, table: Any, **kwargs: Any) -> None:
         kwargs.setdefault("driver", "rocksdict")
         super().__init__(url, app, table, **kwargs)
+        from services.common.settings import get_settings
+
+        self.rocksdb_options = BoundedOptions(get_settings().rocksdb_memory_mb << 20, **(self.options or {}))
 
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
                            generation_id: int = 0) -> None:

@@ -98,8 +98,9 @@ def fetch_max_wait_ms() -> int:
     return get_settings().fetch_max_wait_ms
 
 
-# (topic, partition, offset) of messages the agent finished; consumed by Consumer.ack.
-_finished: set[tuple[str, int, int]] = set()
+# Per (topic, partition): offsets of messages the agent finished, taken out by Consumer.ack (and any
+# left below the committed offset dropped when the commit moves on: never unbounded).
+_finished: dict[tuple[str, int], set[int]] = {}
 # A partition sought back to an unfinished offset is sought back again only if that offset
 # is still unfinished this much later (the records queued ahead of it take time).
 REWIND_AGAIN_S = 30.0
@@ -118,8 +119,33 @@ def mark_done(message: Any) -> None:
 
 
 def mark_finished(message: Any) -> None:
-    """The agent is done with this message (its effects are durable): it may be committed."""
-    _finished.add((message.topic, message.partition, message.offset))
+    """The agent is done with this message (its effects are durable): it may be committed.
+
+    A message already acked needs nothing more: the alert-index agent's stream acks each message
+    itself (``stream.events()`` with acks), so its ack may come first; an entry made then
+    would never be taken out (issue 9's soak: one per alert-index record, never freed)."""
+    if getattr(message, "acked", False):
+        return
+    _finished.setdefault((message.topic, message.partition), set()).add(message.offset)
+
+
+def finished_count() -> int:
+    return sum(len(offsets) for offsets in list(_finished.values()))
+
+
+def _take_finished(topic: str, partition: int, offset: int) -> bool:
+    offsets = _finished.get((topic, partition))
+    if offsets is None or offset not in offsets:
+        return False
+    offsets.discard(offset)
+    return True
+
+
+def _drop_finished_below(topic: str, partition: int, offset: int) -> None:
+    offsets = _finished.get((topic, partition))
+    if offsets:
+        stale = [o for o in offsets if o < offset]
+        offsets.difference_update(stale)
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -148,9 +174,8 @@ class Consumer(faust_aiokafka.Consumer):
 
     # -- which messages count as done ------------------------------------------
     def ack(self, message: Any) -> bool:
-        done = (message.topic, message.partition, message.offset)
-        if done in _finished or not self.app.topics.acks_enabled_for(message.topic):
-            _finished.discard(done)
+        finished = _take_finished(message.topic, message.partition, message.offset)
+        if finished or not self.app.topics.acks_enabled_for(message.topic):
             return faust_aiokafka.Consumer.ack(self, message)
         # Skipped by the stream (rebalance, stale generation): not processed. Release it so
         # a rebalance does not wait for it, but never count it for the commit.
@@ -255,6 +280,7 @@ class Consumer(faust_aiokafka.Consumer):
         batch = next(consecutive_numbers(acked))
         acked[: len(batch)] = []
         self._acked_index[tp].difference_update(batch)
+        _drop_finished_below(tp.topic, tp.partition, batch[-1] + 1)
         return batch[-1] + 1
 
     def _passed_over(self, tp: TP, head: int) -> None:

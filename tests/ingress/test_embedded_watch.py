@@ -47,3 +47,18 @@ def test_degraded_past_the_limit_logged_once_and_back(caplog: pytest.LogCaptureF
     w.observe({("w.events", 0): 3})  # a restarted (empty) broker
     assert w.health()["broker"] == "ok" and metrics.EMBEDDED_DEGRADED._value.get() == 0
     assert "no longer degraded" in caplog.records[-1].getMessage()
+
+
+def test_a_full_reply_partition_asks_for_a_new_reply_topic() -> None:
+    class Replies:
+        reply_topic = "w.replies.vm-1-r3"
+
+        async def rotate_reply_topic(self) -> str | None:
+            return None
+
+    w = EmbeddedBrokerWatch(load_settings({"PRESETTLE_TOPIC_PREFIX": "w", "PRESETTLE_EMBEDDED_BROKER": "true",
+                                           "PRESETTLE_EMBEDDED_PARTITION_LIMIT": "10"}), replies=Replies())
+    assert not w.reply_topic_full({("w.replies.vm-1-r3", 0): 10, ("w.events", 0): 500})  # at the limit; others ignored
+    assert w.reply_topic_full({("w.replies.vm-1-r3", 1): 11})
+    assert not w.reply_topic_full({("w.replies.vm-1-r2", 1): 11})  # an older, retiring one: not ours to rotate
+    assert not watch().reply_topic_full({("w.replies.vm-1", 0): 10**6})  # no engine client attached

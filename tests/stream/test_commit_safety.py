@@ -188,3 +188,24 @@ def test_after_a_seek_faust_drops_records_and_commits_over_them() -> None:
     c._committed_offset[TP0] = 11
     assert transport.Consumer._new_offset(c, TP0) is None
     assert c._rewind == {TP0: 11}  # ... which is read again
+
+
+def test_finished_offsets_never_accumulate() -> None:
+    """The bookkeeping of finished offsets stays bounded (issue 9's soak: one entry per alert-index
+    record was never freed — that agent's stream acks a message before the agent marks it finished)."""
+    topic = "t.bounded"
+    # Acked already (a stream that acks itself): nothing is recorded.
+    transport.mark_finished(SimpleNamespace(topic=topic, partition=0, offset=1, acked=True))
+    assert transport._finished.get((topic, 0), set()) == set()
+    # Finished, then acked: taken out by the ack.
+    transport.mark_finished(SimpleNamespace(topic=topic, partition=0, offset=2, acked=False))
+    assert transport._take_finished(topic, 0, 2) and not transport._take_finished(topic, 0, 2)
+    # Left behind for whatever reason: dropped once the commit passes them.
+    for offset in (3, 4, 9):
+        transport.mark_finished(SimpleNamespace(topic=topic, partition=0, offset=offset, acked=False))
+    c = fake_consumer(committed=3, acked=[3, 4, 5])
+    tp = TP(topic, 0)
+    c._acked, c._acked_index = defaultdict(list, {tp: [3, 4, 5]}), defaultdict(set, {tp: {3, 4, 5}})
+    c._committed_offset = defaultdict(lambda: None, {tp: 3})
+    assert transport.Consumer._new_offset(c, tp) == 6
+    assert transport._finished[(topic, 0)] == {9}

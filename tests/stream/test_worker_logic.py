@@ -112,3 +112,16 @@ def test_cli_parses_replay_options() -> None:
     deadletter.add_parser(sub)
     args = parser.parse_args(["deadletter", "replay", "--since", "2026-12-01", "--dry-run"])
     assert args.dry_run is True and args.since == "2026-12-01" and args.func is deadletter.run
+
+
+def test_idle_reply_topics_are_forgotten_and_nothing_else() -> None:
+    from services.stream import app
+
+    quiet = app.REPLY_TOPIC_IDLE_S + 1
+    tracked = {app.settings.events_topic, app.settings.decisions_topic,
+               app.settings.reply_topic("vm-1"), app.settings.reply_topic("vm-1") + "-r2",
+               app.settings.reply_topic("vm-2")}
+    used = {app.settings.reply_topic("vm-1") + "-r2": 1000.0, app.settings.reply_topic("vm-1"): 1000.0 - quiet}
+    assert app.idle_reply_topics(tracked, used, 1000.0) == {app.settings.reply_topic("vm-1"),
+                                                            app.settings.reply_topic("vm-2")}  # never used: idle
+    assert app.REPLY_TOPIC_IDLE_S == app.settings.reply_topic_delete_after_s / 2

@@ -22,7 +22,6 @@ from services.rules.state import (
     L_QTY,
     L_START,
     drug_supplies,
-    ledger_by_ingredient,
     on_hand,
 )
 from services.rules.timeutil import date_of_day, month_of_day
@@ -64,14 +63,12 @@ def supply_overlap(cx: Any, p: dict[str, Any]) -> list[Hit]:
     window = p["window_days"]
     frac = p["remaining_fraction"]
     ench = cx.ench
-    by_ing = ledger_by_ingredient(cx)
     hits = []
-    for ing, _, start, _, _, lines in drug_supplies(cx):
-        group = by_ing.get(ing)
-        if group is None:
+    for ing, _, start, _, _, lines, prior in drug_supplies(cx):
+        if not prior:
             continue
-        stock, chain = on_hand(group, ing, start, ench)
-        if not chain or stock <= 0:
+        stock, chain = on_hand(prior, start, ench)
+        if stock <= 0:
             continue
         prev = chain[-1]
         if not (start - prev[L_START] < window and stock > round(prev[L_DAYS] * frac, 2)):
@@ -125,12 +122,14 @@ def same_class(cx: Any, p: dict[str, Any]) -> list[Hit]:
     class_of = cx.kb.class_of
     ench = cx.ench
     earlier: dict[str, list[Any]] = {}
-    for ing, group in ledger_by_ingredient(cx).items():
-        cls = class_of.get(ing)
-        if cls in by_class:
-            for prev in group:
-                if prev[L_ENC] != ench:
-                    earlier.setdefault(cls, []).append(prev)
+    for prev in cx.state.get("L", ()):
+        cls = class_of.get(prev[L_ING])
+        if cls in by_class and prev[L_ENC] != ench:
+            group = earlier.get(cls)
+            if group is None:
+                earlier[cls] = [prev]
+            else:
+                group.append(prev)
     hits = []
     for cls, lines in by_class.items():
         prevs = earlier.get(cls, ())
@@ -230,9 +229,11 @@ def frequent_purchase(cx: Any, p: dict[str, Any]) -> list[Hit]:
     limit = p["max_per_month"]
     ench = cx.ench
     hits = []
-    for ing, _, start, _, _, lines in drug_supplies(cx):
+    for ing, _, start, _, _, lines, prior in drug_supplies(cx):
+        if len(prior) < limit and sum(len(r[L_BUYS]) for r in prior) < limit:
+            continue  # fewer than the limit recorded in all: cannot exceed it
         month = month_of_day(start)
-        rows = [prev for prev in ledger if prev[L_ING] == ing and prev[L_MONTH] == month]
+        rows = [prev for prev in prior if prev[L_MONTH] == month]
         if len(rows) < limit and sum(len(r[L_BUYS]) for r in rows) < limit:
             continue  # fewer than the limit before this one: cannot exceed it
         buys: set[int] = set()
