@@ -506,7 +506,8 @@ def main(argv: list[str] | None = None) -> int:
         args.url, args.bootstrap = stack.url, stack.bootstrap
         args.pids = {"broker": [stack.broker.proc.pid] if stack.broker and stack.broker.proc else [],
                      "worker": [p.pid for p in stack.workers.values()],
-                     "ingress": [stack.ingress.pid] if stack.ingress else []}
+                     "ingress": [stack.ingress.pid] if stack.ingress else [],
+                     "sink": [stack.sink.pid] if stack.sink else []}
     try:
         result = asyncio.run(main_async(args))
     except Stop as exc:

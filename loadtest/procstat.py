@@ -74,14 +74,14 @@ def _environ(pid: int) -> dict[str, str]:
     return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
 
 
-def worker_pids(bootstrap: str) -> list[int]:
-    """Worker processes (``python -m services.stream``) started against ``bootstrap``."""
+def worker_pids(bootstrap: str, module: str = "services.stream") -> list[int]:
+    """Worker processes (``python -m services.stream``, or ``module``) started against ``bootstrap``."""
     found = []
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
             continue
         argv = _cmdline(int(entry.name))
-        if "services.stream" not in argv or "-m" not in argv:
+        if module not in argv or "-m" not in argv:
             continue
         if _environ(int(entry.name)).get("PRESETTLE_KAFKA_BOOTSTRAP") == bootstrap:
             found.append(int(entry.name))
@@ -89,7 +89,10 @@ def worker_pids(bootstrap: str) -> list[int]:
 
 
 def stack_pids(http_port: int, bootstrap: str) -> dict[str, list[int]]:
-    """{"broker": [...], "worker": [...], "ingress": [...]} for the stack at these addresses.
+    """{"broker": [...], "worker": [...], "ingress": [...], "sink": [...]} for the stack at these addresses.
+
+    The decision-log sink (``python -m services.decisionlog.sink``) is off the request path but
+    shares the machine: its CPU per event belongs in the picture (``[]`` when it is not running).
 
     The broker is looked up only on a loopback bootstrap (an embedded broker on this machine).
     """
@@ -97,7 +100,7 @@ def stack_pids(http_port: int, bootstrap: str) -> dict[str, list[int]]:
     broker = pid_listening(int(port)) if host in ("127.0.0.1", "localhost") and port.isdigit() else None
     ingress = pid_listening(http_port)
     return {"broker": [broker] if broker else [], "worker": worker_pids(bootstrap),
-            "ingress": [ingress] if ingress else []}
+            "ingress": [ingress] if ingress else [], "sink": worker_pids(bootstrap, "services.decisionlog.sink")}
 
 
 def cpu_of(pids: dict[str, list[int]]) -> dict[str, float | None]:

@@ -113,7 +113,7 @@ class ProviderFeed:
             outcome = "unreadable"
             log.error("provider-status topic: unreadable record at offset %d (%s)", offset, type(exc).__name__)
         RECORDS.labels(outcome).inc()
-        self.position = max(self.position, offset + 1)
+        self.position = offset + 1  # records come in offset order (a topic re-created empty starts again at 0)
 
     async def _follow(self, tp: TopicPartition) -> None:
         assert self._consumer is not None

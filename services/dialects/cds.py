@@ -167,6 +167,15 @@ class OrderContext(Lenient):
     draftOrders: Bundle
 
 
+def practitioner_id(user_id: str | None) -> str | None:
+    """``context.userId`` ``Practitioner/<id>`` → the doctor's code (``encounter.doctor_id``); None for
+    another resource type (PractitionerRole, Patient, RelatedPerson) or an id longer than 32."""
+    if not user_id or not user_id.startswith("Practitioner/"):
+        return None
+    doctor = user_id.split("/", 1)[1]
+    return doctor if 0 < len(doctor) <= 32 else None
+
+
 class CdsHookRequest(Lenient):
     """A CDS Hooks 2.0 service call (order-select / order-sign)."""
 
@@ -474,6 +483,9 @@ def plan_hook(req: CdsHookRequest, service_id: str, institution_id: str, now: da
     facts = {k: v for k, v in body.items() if k != "occurred_at"}
     facts["day"] = body["occurred_at"][:10]
     body["event_id"] = f"cds-{scene}-{digest(facts, 8)}"
+    doctor = practitioner_id(req.context.userId)
+    if doctor is not None:  # the ordering doctor, whose 医保支付资格 R43 checks (not part of the event id)
+        body["encounter"]["doctor_id"] = doctor
     try:
         event = Event.model_validate(body)
     except ValidationError as exc:

@@ -29,8 +29,8 @@ changelog from its start.
 a 64 MiB write buffer (up to three) and its own 2 GiB block cache. A memtable keeps every
 version written to it until it is flushed, so with dozens of partition databases (two tables,
 standbys) each state write stayed in memory until its partition had written 64 MiB: the worker's
-resident memory grew by about the size of each state written (issue 9's soak: 78 → 229 MB in
-30 min at 10 events/s). :class:`BoundedOptions` gives every database of the process one shared
+resident memory grew by about the size of each state written (most of issue 9's soak growth,
+78 → 229 MB in 30 min at 10 events/s; docs/operations.md, *Worker memory*, has the figures). :class:`BoundedOptions` gives every database of the process one shared
 block cache of ``PRESETTLE_ROCKSDB_MEMORY_MB`` (default 64) and one write-buffer manager
 that charges the memtables to that cache (flushing the largest once they pass half of it),
 with 4 MiB write buffers and index and filter blocks in the cache: RocksDB's memory is capped

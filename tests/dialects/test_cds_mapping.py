@@ -36,12 +36,22 @@ def test_order_sign_maps_patient_encounter_orders_and_conditions() -> None:
     assert ev["patient"]["id"] == "P330100000003" and ev["patient"]["gender"] == "F"
     assert ev["patient"]["birth_date"] == "1958-04-12"
     assert ev["encounter"] == {"id": "MD20260311009", "type": "outpatient", "med_type": None, "admitted_at": None,
-                               "discharged_at": None, "department": None, "doctor_id": None}
+                               "discharged_at": None, "department": None, "doctor_id": "D0012"}  # Practitioner/D0012
     # the active condition first (main), then the order's reasonCode; the resolved J18.9 is left out
     assert [(d["code"], d["main"]) for d in ev["diagnoses"]] == [("N40", True), ("E78.500", False)]
     [item] = ev["items"]
     assert (item["line_id"], item["code"], item["kind"], item["quantity"], item["days_supply"]) == \
         ("mr-1", "XC10AAA067A001010104321", "drug", 30, 30)
+
+
+def test_the_ordering_practitioner_is_the_encounter_doctor_and_not_part_of_the_event_id() -> None:
+    body = example(SIGN)
+    signed = plan(copy.deepcopy(body)).event
+    assert signed.encounter.doctor_id == "D0012"  # R43 checks its 医保支付资格
+    body["context"]["userId"] = "PractitionerRole/123"  # not a practitioner's own id: no doctor
+    other = plan(body).event
+    assert other.encounter.doctor_id is None
+    assert other.event_id == signed.event_id  # the same order: a retry, whoever signs it
 
 
 def test_a_discharge_medication_request_is_take_home() -> None:

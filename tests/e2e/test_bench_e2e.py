@@ -73,7 +73,7 @@ def test_a_short_run_measures_http_and_the_floor(stack: Stack) -> None:
     assert result["floor2_p50_ms"] > 0 and result["floor2_lost"] == 0  # the two-hop echo answered every record
     assert result["floor2_p50_ms"] >= result["floor_p50_ms"] * 0.5  # a real second hop, not the first re-read
     # The stack's processes were found and their CPU read from /proc.
-    assert result["processes"] == {"broker": 1, "worker": 1, "ingress": 1}, result["processes"]
+    assert result["processes"] == {"broker": 1, "worker": 1, "ingress": 1, "sink": 1}, result["processes"]
     assert all(v is not None and v > 0 for v in result["cpu_ms_per_event"].values()), result["cpu_ms_per_event"]
 
 
@@ -98,3 +98,15 @@ def test_bench_worker_drains_a_prefilled_topic() -> None:
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["decided"] == 60 and result["records_per_partition"] == 30  # every event has its audit record
     assert "error" not in result and {"events_per_s", "worker_cpu_ms_per_event", "broker_cpu_ms_per_event"} <= set(result)
+
+
+def test_probe_fetch_wait_reports_each_wait() -> None:
+    proc = subprocess.run([sys.executable, "-m", "loadtest.probe_fetch_wait", "--waits", "5,40", "--samples", "3"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout.strip().splitlines()[-1])["waits"]
+    assert [r["fetch_wait_ms"] for r in rows] == [5, 40]
+    assert all(r["hop_p50_ms"] > 0 and r["idle_broker_cpu_ms_per_s"] >= 0 for r in rows), rows
+    bad = subprocess.run([sys.executable, "-m", "loadtest.probe_fetch_wait", "--waits", "x"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--waits" in bad.stderr

@@ -116,3 +116,23 @@ def test_a_worker_started_later_holds_the_timelines_before_its_first_event(stack
     stack.wait_healthy(90)
     assert "R42" in rules_of(http, event("ps-late", "2026-07-02", "P-ps-late"))
     assert "R42" not in rules_of(http, event("ps-late-before", "2026-06-30", "P-ps-late-2"))
+
+
+def test_with_two_workers_every_event_after_the_acknowledgement_is_judged_with_it() -> None:
+    """The 200 means every worker holds the record: events of patients on every partition, sent
+    right after it, all get R42 whichever worker decides them."""
+    two = start_stack("providers-two", PRESETTLE_WORKERS="2", PRESETTLE_PARTITIONS="4")
+    try:
+        with httpx.Client(base_url=two.url, timeout=30) as c:
+            health = c.get("/healthz").json()
+            assert len(health["workers"]) == 2, health  # both workers serve partitions
+            post(c, "/v1/institution-status", {**SUSPENSION, "institution_id": "H2", "effective_from": "2026-08-01",
+                                               "effective_to": "2026-08-31", "updated_at": "2026-07-31T09:00:00"})
+            for n in range(12):  # patients hash to every partition
+                body = event(f"two-{n}", "2026-08-15", f"P-two-{n}")
+                body["institution"]["id"] = "H2"
+                r = c.post("/v1/events", json=body, params={"budget_ms": 10_000}, headers={"X-API-Key": "dev-key-h2"})
+                assert r.status_code == 200 and r.json()["engine_status"] == "evaluated", r.text
+                assert "R42" in [a["rule_id"] for a in r.json()["alerts"]], (n, r.json()["alerts"])
+    finally:
+        two.stop()
