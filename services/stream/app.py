@@ -130,15 +130,20 @@ rulebase = RulebaseFeed(settings, WORKER_ID)
 providers = ProviderFeed(settings, WORKER_ID)
 
 
-@app.task
-async def start_rulebase() -> None:
+async def _start_feed(feed: Any, topic: str) -> None:
+    """Start a broadcast feed, retrying while its topic is not readable (the agent waits for ``feed.ready``)."""
     while True:
         try:
-            await rulebase.start()
+            await feed.start()
             return
-        except Exception as exc:  # broker not reachable yet: the agent waits for rulebase.ready
-            log.warning("rule-base topic not readable yet (%r); retrying", exc)
+        except Exception as exc:  # broker not reachable yet
+            log.warning("%s topic not readable yet (%r); retrying", topic, exc)
             await asyncio.sleep(1.0)
+
+
+@app.task
+async def start_rulebase() -> None:
+    await _start_feed(rulebase, "rule-base")
 
 
 def loop_names() -> dict[str, str]:
@@ -157,13 +162,7 @@ if settings.tracemalloc_file:
 
 @app.task
 async def start_providers() -> None:
-    while True:
-        try:
-            await providers.start()
-            return
-        except Exception as exc:  # broker not reachable yet: the agent waits for providers.ready
-            log.warning("provider-status topic not readable yet (%r); retrying", exc)
-            await asyncio.sleep(1.0)
+    await _start_feed(providers, "provider-status")
 
 
 @app.task
