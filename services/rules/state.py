@@ -78,7 +78,7 @@ K_CODE, K_QTY, K_LAST_DAY, K_LAST_QTY = range(4)
 # E_LOG line items; F_* their flags
 I_CODE, I_START, I_SPAN, I_QTY, I_AMT, I_FLAGS, I_CLASS = range(7)
 F_ACTIVE, F_EXAM, F_TRACKED = 1, 2, 4
-E_LOG_LINES = 48  # lines kept per stay in E_LOG (older events fold into E_BASE: no longer reversible)
+E_LOG_LINES = 24  # lines kept per stay in E_LOG (older events fold into E_BASE: no longer reversible)
 # P period counters (P_EVENT: optional trailing field, absent in rows written before issue 10)
 P_CODE, P_DAY, P_QTY, P_ENC, P_INST, P_EVENT = range(6)
 # C courses (C_LOG, C_BASE: optional trailing fields); CL_* the fields of a C_LOG entry
