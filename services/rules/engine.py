@@ -410,6 +410,17 @@ class Engine:
                         "alerts": [_alert(rule, label, fields, [], amount, ev)]})
         return out
 
+    def alert_of(self, rule_id: str, region: str | None, day: int, fields: dict[str, Any],
+                 evidence: list[dict[str, Any]], amount: float = 0.0) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """One alert of a rule composed outside an event (a retrospective finding the decision log
+        writes: services.decisionlog.retro) and the parameters it was judged with (the region's), or
+        None when the rule is absent, off, or not in force on ``day``."""
+        rule = self.by_id.get(rule_id)
+        if rule is None or rule_id in self._off or not rule.frm <= day <= rule.to:
+            return None
+        params, label = rule.resolve(region or "default")
+        return _alert(rule, label, fields, [], amount, evidence), params
+
     # -- catalogue and search ----------------------------------------------------
     def rules_catalog(self) -> list[dict[str, Any]]:
         return [r.catalog() for r in self.rules]
