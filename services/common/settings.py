@@ -254,6 +254,9 @@ class Settings(BaseSettings):
     # RocksDB memory of one worker (services/stream/store.py): one block cache for every table partition,
     # the memtables charged to it.
     rocksdb_memory_mb: int = Field(64, ge=8, le=65536)
+    rocksdb_write_buffer_kb: int = Field(4096, ge=64, le=262_144)  # one memtable of one table partition
+    # Table-store reads/writes failing in a row before the worker exits (code 75) to be restarted.
+    store_failure_limit: int = Field(3, ge=1, le=10_000)
     # Debug only (services/stream/memtrace.py): the worker traces its allocations (tracemalloc, slow)
     # and appends a report of what grew to this file every tracemalloc_interval_s seconds.
     tracemalloc_file: str = ""
