@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -31,7 +30,7 @@ from services.common import logs
 from services.common.kafka_security import aiokafka_kwargs
 from services.common.privacy import pseudonym
 from services.common.provider_feed import ProviderFeed
-from services.common.settings import Settings, SettingsError, load_settings
+from services.common.settings import Settings, settings_or_exit
 from services.decisionlog import metrics, records, retro
 from services.decisionlog.store import Store, now_iso
 from services.rules.engine import Engine
@@ -228,11 +227,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def main() -> int:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"[presettle] configuration error: {exc}", file=sys.stderr)
-        return 2
+    settings = settings_or_exit()
     logs.setup("sink", settings.log_format, settings.log_level)
     if settings.sink_metrics_port:
         from prometheus_client import start_http_server
