@@ -108,7 +108,11 @@ def test_a_refunded_consultation_no_longer_makes_the_next_one_a_second_on_the_da
 
 
 def test_without_the_refund_the_second_consultation_of_the_day_fires(engine: Engine) -> None:
-    assert _consult_twice(engine, "P-rv-freq0", refund=False) is not None
+    hit = _consult_twice(engine, "P-rv-freq0", refund=False)
+    assert hit is not None
+    # 可追溯: the earlier charge is named by its event (from the open-stay log), with its quantity and amount
+    earlier = [e for e in hit["evidence"] if e["kind"] == "event" and e["event_id"] != "P-rv-freq0-2"]
+    assert [(e["event_id"], e["quantity"], e["amount"]) for e in earlier] == [("P-rv-freq0-1", 1.0, 10.0)]
 
 
 def _infusion(engine: Engine, patient: str, refund: bool) -> dict[str, Any] | None:
@@ -127,6 +131,7 @@ def test_a_refunded_infusion_is_no_longer_charged_twice_by_the_first_group(engin
 def test_without_the_refund_the_first_group_duplicates_the_infusion(engine: Engine) -> None:
     hit = _infusion(engine, "P-rv-dup0", refund=False)
     assert hit is not None and hit["line_ids"] == ["1"]
+    assert [e["event_id"] for e in hit["evidence"] if e["kind"] == "event"] == ["P-rv-dup0-2", "P-rv-dup0-1"]
 
 
 # -- R27 idle stay: the charged and active day masks --------------------------------------------------
