@@ -295,3 +295,16 @@ def test_a_long_stay_folds_its_oldest_events_and_still_adds_up(engine: Engine) -
 
 def _sums(w: list[Any]) -> tuple[Any, ...]:
     return (sorted(w[st.E_COUNTERS]), w[st.E_CHARGED], w[st.E_ACTIVE], w[st.E_AMOUNT], w[st.E_EXAM], sorted(w[st.E_CLASSES]))
+
+
+def test_a_second_bed_fee_of_the_day_names_the_earlier_one_and_not_once_refunded(engine: Engine) -> None:
+    """R40 at scene 5: the ward bed posted in the morning, the ICU bed in the evening of the same day."""
+    icu = "001109000050000"
+    s = Stay(engine, "P-rv-bed")
+    s.send(s.order("P-rv-bed-ward", 5, 2, [svc("1", BED, 2, price=50.0)]))
+    hit = s.fired(s.order("P-rv-bed-icu", 5, 2, [svc("1", icu, 2, price=200.0)]), "R40")
+    assert hit is not None
+    assert [(e["event_id"], e["item_code"]) for e in hit["evidence"] if e["kind"] == "event"] == [
+        ("P-rv-bed-icu", icu), ("P-rv-bed-ward", BED)]
+    s.cancel("P-rv-bed-ward-cx", 2, cancels="P-rv-bed-ward")
+    assert s.fired(s.order("P-rv-bed-icu2", 5, 2, [svc("1", icu, 2, price=200.0)]), "R40") is None  # the ward bed no longer counts

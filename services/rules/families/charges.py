@@ -77,7 +77,7 @@ def _counter(work: list[Any] | None, code: str) -> list[Any] | None:
     return None
 
 
-def _earlier(cx: Any, code: str, day: int, qty: float, work: list[Any] | None = None) -> list[dict[str, Any]]:
+def earlier_charges(cx: Any, code: str, day: int, qty: float, work: list[Any] | None = None) -> list[dict[str, Any]]:
     """Evidence of the stay's earlier charges of ``code`` on ``day`` (``qty`` of them, the counter's):
     one entry per event of the open-stay log with its quantity and amount (可追溯); what the log no
     longer holds (folded into its base, or a row written before the log) as one entry without event id."""
@@ -136,7 +136,7 @@ def bundled(cx: Any, p: dict[str, Any]) -> list[Hit]:
                 c = _counter(work, code)
                 if c is not None and c[K_LAST_DAY] == ln.start:
                     _bundled_hit(cx, hits, ln, ln.name, ln.code, code,
-                                 [ev_item(cx, ln), *_earlier(cx, code, c[K_LAST_DAY], c[K_LAST_QTY], work)])
+                                 [ev_item(cx, ln), *earlier_charges(cx, code, c[K_LAST_DAY], c[K_LAST_QTY], work)])
         if work is None:
             continue
         for parent in included_by.get(ln.code, ()):  # ln is included in an earlier bundle
@@ -144,7 +144,7 @@ def bundled(cx: Any, p: dict[str, Any]) -> list[Hit]:
                 continue
             c = _counter(work, parent)
             if c is not None and c[K_LAST_DAY] == ln.start:
-                earlier = _earlier(cx, parent, c[K_LAST_DAY], c[K_LAST_QTY], work)
+                earlier = earlier_charges(cx, parent, c[K_LAST_DAY], c[K_LAST_QTY], work)
                 _bundled_hit(cx, hits, ln, earlier[0]["item_name"], parent, ln.code, [ev_item(cx, ln), *earlier])
     return hits
 
@@ -215,7 +215,7 @@ def frequency(cx: Any, p: dict[str, Any]) -> list[Hit]:
         if limit and total > limit:
             evidence = [ev_item(cx, ln, date=date_of_day(day))]
             if c is not None and c[K_LAST_DAY] == day:
-                evidence += _earlier(cx, code, day, c[K_LAST_QTY], work)
+                evidence += earlier_charges(cx, code, day, c[K_LAST_QTY], work)
             evidence.append(kb_ev("services", row["code"], f"max_per_day={limit:g}"))
             fields = {"item": ln.name, "item_en": ln.name_en, "item_code": code, "qty": f"{total:g}", "limit": f"{limit:g}",
                       "per_zh": f"{date_of_day(day)}当日", "per_en": f"on {date_of_day(day)}"}
