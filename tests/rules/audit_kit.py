@@ -104,6 +104,8 @@ class Story:
         self.blob = st.dumps(state)
         self.unchecked = unchecked
         self.texts.extend(alerts)
+        # every alert of every situation: Chinese text fully Chinese, English fully English
+        assert [f for a in alerts for f in language_faults(a)] == []
         return alerts
 
     def feed(self, *events: dict[str, Any]) -> Story:
