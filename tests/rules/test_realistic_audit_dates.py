@@ -229,3 +229,54 @@ def test_a_suspended_doctor_is_judged_per_line_and_emergencies_are_exempt(engine
     assert Story(engine).provider(DOCTOR).one(ev("P-d16b", "d16-2", "2026-03-10", scene=6, med_type="13",
                                                  doctor_id="D-AUD-43", dx=[("R07.400", "胸痛")],
                                                  items=[line("1", CONSULT, "service", 1, 10.0)]), "R43") is None
+
+
+def test_a_death_outranks_later_records_of_other_statuses(engine: Engine) -> None:
+    """R31: death on 03-01; a 失信 suspension from 03-10 and an `uninsured` period over February recorded
+    later. After the death the message says deceased; before it, the uninsured period applies."""
+    s = Story(engine).status(status("P-d17", "deceased", "2026-03-01", "2026-03-02"))
+    s.status(status("P-d17", "suspended", "2026-03-10", "2026-03-12", reason="失信"))
+    s.status(status("P-d17", "uninsured", "2026-02-01", "2026-03-12", reason="断缴", until="2026-03-31"))
+    visit = [line("1", CONSULT, "service", 1, 10.0)]
+    a = s.one(ev("P-d17", "d17-1", "2026-03-15", scene=6, dx=HTN, items=visit), "R31")
+    assert a is not None and "已死亡" in a["message_zh"] and "2026-03-01" in a["message_zh"]
+    b = s.one(ev("P-d17", "d17-2", "2026-02-15", scene=6, dx=HTN, items=visit), "R31")
+    assert b is not None and "已死亡" not in b["message_zh"]
+
+
+def test_patient_status_records_arriving_out_of_order(engine: Engine) -> None:
+    """R31: the bureau's 恢复 (active from 03-10, updated 03-10) reaches the worker before the suspension
+    it ends (from 03-01, updated 02-27): a visit on 03-05 is flagged, one on 03-12 is not."""
+    s = Story(engine).status(status("P-d18", "active", "2026-03-10", "2026-03-10", reason="恢复"))
+    s.status(status("P-d18", "suspended", "2026-03-01", "2026-02-27", reason="失信"))
+    visit = [line("1", CONSULT, "service", 1, 10.0)]
+    assert s.one(ev("P-d18", "d18-1", "2026-03-05", scene=6, dx=HTN, items=visit), "R31")
+    assert s.one(ev("P-d18", "d18-2", "2026-03-12", scene=6, dx=HTN, items=visit), "R31") is None
+
+
+def test_institution_status_shortened_restored_and_out_of_order(engine: Engine) -> None:
+    """R42: a suspension from 03-01 is shortened to end 03-15 by a newer record (which arrives first);
+    another institution's open suspension is ended by an `active` period from 03-15 (恢复)."""
+    base = {**SUSPENSION, "institution_id": "H-AUD-43"}
+    s = Story(engine).provider({**base, "effective_to": "2026-03-15", "updated_at": "2026-03-05T10:00:00+08:00"})
+    s.provider(base)  # the older record, to 03-31, arrives second
+    visit = [line("1", CONSULT, "service", 1, 10.0)]
+    assert s.one(ev("P-d19", "d19-1", "2026-03-14", inst="H-AUD-43", scene=6, dx=HTN, items=visit), "R42")
+    assert s.one(ev("P-d19", "d19-2", "2026-03-20", inst="H-AUD-43", scene=6, dx=HTN, items=visit), "R42") is None
+    open_ended = {k: v for k, v in SUSPENSION.items() if k != "effective_to"} | {"institution_id": "H-AUD-44"}
+    t = Story(engine).provider(open_ended).provider({
+        "subject": "institution", "institution_id": "H-AUD-44", "status": "active", "effective_from": "2026-03-15",
+        "updated_at": "2026-03-14T10:00:00+08:00", "reason": "整改到位，恢复协议"})
+    assert t.one(ev("P-d20", "d20-1", "2026-03-10", inst="H-AUD-44", scene=6, dx=HTN, items=visit), "R42")
+    assert t.one(ev("P-d20", "d20-2", "2026-03-16", inst="H-AUD-44", scene=6, dx=HTN, items=visit), "R42") is None
+
+
+def test_a_suspended_doctors_stay_lines_before_the_suspension(engine: Engine) -> None:
+    """R43 near miss: the suspended doctor's inpatient line dated 02-26 (before 03-01), settled 03-03, is
+    payable; a line the doctor orders on 03-02 is not."""
+    s = Story(engine).provider(DOCTOR)
+    alerts = s.send(stay("P-d21", "d21-set", 8, "2026-03-03", [
+        line("1", INPT_CONSULT, "service", 1, 20.0, start="2026-02-26", unit="日"),
+        line("2", INPT_CONSULT, "service", 1, 20.0, start="2026-03-02", unit="日")], adm="2026-02-25",
+        dis="2026-03-03", doctor_id="D-AUD-43"))
+    assert lines_of(alerts, "R43") == ["2"]
