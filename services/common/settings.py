@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import socket
+import sys
 from collections.abc import Mapping
 from contextvars import ContextVar
 from functools import lru_cache
@@ -560,3 +561,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return load_settings()
+
+
+def settings_or_exit(prog: str = "presettle") -> Settings:
+    """The settings of a command's process; a bad value ends the process with one line naming the
+    variable (``[prog] configuration error: PRESETTLE_…``) and exit code 2, not a traceback."""
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        print(f"[{prog}] configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

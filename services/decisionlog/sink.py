@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +26,7 @@ from aiokafka import AIOKafkaConsumer
 from services.common import logs
 from services.common.kafka_security import aiokafka_kwargs
 from services.common.privacy import pseudonym
-from services.common.settings import Settings, SettingsError, load_settings
+from services.common.settings import Settings, settings_or_exit
 from services.decisionlog import metrics, records
 from services.decisionlog.store import Store, now_iso
 
@@ -177,11 +176,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def main() -> int:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"[presettle] configuration error: {exc}", file=sys.stderr)
-        return 2
+    settings = settings_or_exit()
     logs.setup("sink", settings.log_format, settings.log_level)
     if settings.sink_metrics_port:
         from prometheus_client import start_http_server

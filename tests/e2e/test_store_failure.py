@@ -16,10 +16,9 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
 
+from loadtest.chaos import read_audit
 from services.stack import Stack
 from tests.conftest import start_stack
 from tests.e2e.test_chaos import Supervisor
@@ -31,21 +30,8 @@ pytestmark = pytest.mark.e2e
 MAX_EVENTS = 600
 
 
-async def _audit_event_ids(bootstrap: str, topic: str, settle_s: float = 2.0) -> Counter[str]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
-    await consumer.start()
-    seen: Counter[str] = Counter()
-    try:
-        quiet_until = time.monotonic() + settle_s
-        while time.monotonic() < quiet_until:
-            batches = await consumer.getmany(timeout_ms=300)
-            if batches:
-                quiet_until = time.monotonic() + settle_s
-            for records in batches.values():
-                seen.update(orjson.loads(r.value)["event_id"] for r in records)
-    finally:
-        await consumer.stop()
-    return seen
+async def _audit_event_ids(bootstrap: str, topic: str) -> Counter[str]:
+    return Counter(r["event_id"] for r in await read_audit(bootstrap, topic, settle_s=2.0))
 
 
 def test_a_worker_whose_store_fails_exits_and_its_restart_decides_every_event() -> None:
