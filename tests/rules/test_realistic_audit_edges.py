@@ -242,3 +242,20 @@ def test_interaction_with_discharge_medication_from_another_hospital(engine: Eng
     assert a is not None and any(e["event_id"] == "P-e29-set" for e in evidence_events(a))
     assert story("P-e30").one(ev("P-e30", "e30-c", "2026-04-20", inst="C1", dx=[("I25.100", "冠心病")],
                                  items=[line("1", aspirin, qty=30, price=0.2, days=30)]), "R21") is None
+
+
+def test_a_visit_reported_late_counts_with_the_visits_after_it(engine: Engine) -> None:
+    """R24: a clinic uploads its April batch late: ten visits 04-10..04-28 are recorded, then the visit of
+    04-05 arrives — 04-05..05-04 holds 11 visits. A visit of 03-20 arriving the same way (6 in its
+    busiest window) does not fire."""
+    def late(pid: str, day: str) -> dict[str, Any] | None:
+        s = Story(engine)
+        for n in range(10):
+            s.send(ev(pid, f"{pid}-{n}", f"2026-04-{10 + 2 * n:02d}", scene=6, dx=HTN,
+                      items=[line("1", CONSULT, "service", 1, 10.0)]))
+        return s.one(ev(pid, f"{pid}-late", day, scene=6, inst="C9", dx=HTN,
+                        items=[line("1", CONSULT, "service", 1, 10.0)]), "R24")
+    a = late("P-e31", "2026-04-05")
+    assert a is not None and "11次" in a["message_zh"]
+    assert {e["event_id"] for e in evidence_events(a)} == {f"P-e31-{n}" for n in range(10)}
+    assert late("P-e32", "2026-03-20") is None
