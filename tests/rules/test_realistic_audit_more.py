@@ -243,3 +243,87 @@ def test_a_coronary_stent_price_and_level(engine: Engine) -> None:
     assert r32 and r32[0]["amount"] == 52.0 and "R08" in rule_ids(bad)
     good = settle("P-m23", 3, 798.0)
     assert not {"R32", "R08", "R38", "R39"} & rule_ids(good)
+
+
+# ---------------------------------------------------------------- third batch: look-backs, fallbacks, plain limits
+
+LIRAGLUTIDE = "XA10BJL035C001010101173"
+ALBUMIN = "XB05AAI094C001010102801"
+PAED_COLD = "XN02BEB067D001010102061"
+DM2 = [("E11.900", "2型糖尿病")]
+
+
+def test_second_line_look_back_is_90_days(engine: Engine) -> None:
+    """R12: metformin last bought 100 days before liraglutide fires; 69 days before does not."""
+    def story(pid: str, first: str) -> dict[str, Any] | None:
+        s = Story(engine)
+        s.send(ev(pid, f"{pid}-1", first, dx=DM2, items=[line("1", METFORMIN, qty=90, price=0.1, days=30)]))
+        return s.one(ev(pid, f"{pid}-2", "2026-04-11", dx=DM2, items=[line("1", LIRAGLUTIDE, qty=1, price=280.0, days=30)]),
+                     "R12")
+    assert story("P-m24", "2026-01-01") is not None
+    assert story("P-m25", "2026-02-01") is None
+
+
+def test_an_open_stay_counts_for_sixty_days(engine: Engine) -> None:
+    """R35: a stay at H1 never discharged in the data: a visit elsewhere 50 days in fires; 65 days in it
+    no longer counts as open (max_open_days 60)."""
+    def visit(pid: str, day: str) -> dict[str, Any] | None:
+        s = Story(engine)
+        s.send(stay(pid, f"{pid}-adm", 3, "2026-01-01", adm="2026-01-01"))
+        return s.one(ev(pid, f"{pid}-op", day, scene=6, inst="H2", dx=HTN, items=[line("1", CONSULT, "service", 1, 10.0)]),
+                     "R35")
+    assert visit("P-m26", "2026-02-20") is not None
+    assert visit("P-m27", "2026-03-07") is None
+
+
+def test_region_overrides_fall_back_to_the_patients_region(engine: Engine) -> None:
+    """When the institution sends no region, the patient's poolarea's parameters apply: R05 in Shanghai
+    (children under 14) fires for a 15-year-old; R21 in Beijing (no moderate pairs) stays silent."""
+    assert Story(engine).one(ev("P-m28", "m28-1", "2026-04-01", birth="2010-09-01", region=None, pregion="310100",
+                                dx=[("J06.900", "急性上呼吸道感染")], items=[line("1", PAED_COLD, qty=6, price=1.2, days=2)]),
+                             "R05")
+    assert Story(engine).one(ev("P-m29", "m29-1", "2026-04-01", region=None, pregion="110100", dx=[("I48.000", "房颤")],
+                                items=[line("1", "XB01AAH031A001010101887", qty=30, price=0.3, days=30),
+                                       line("2", "XJ01MAH053A001010100137", qty=7, price=1.0, days=7)]), "R21") is None
+
+
+def test_albumin_setting_and_indication(engine: Engine) -> None:
+    """R09/R11: human albumin at an outpatient visit fires R09; on the ward for liver cancer it is within
+    its indication, for plain hypertension it is not (R11)."""
+    assert Story(engine).one(ev("P-m30", "m30-1", "2026-04-01", scene=6, dx=[("K74.600", "肝硬化")],
+                                items=[line("1", ALBUMIN, qty=1, price=400.0)]), "R09")
+    def ward(pid: str, dx: list[tuple[str, str]]) -> dict[str, Any] | None:
+        return Story(engine).one(stay(pid, f"{pid}-set", 8, "2026-03-05", [line("1", ALBUMIN, qty=1, price=400.0,
+                                                                                start="2026-03-02")],
+                                      adm="2026-03-01", dis="2026-03-05", dx=dx), "R11")
+    assert ward("P-m31", [("C22.000", "肝细胞癌")]) is None
+    assert ward("P-m32", HTN) is not None
+
+
+def test_low_acuity_stay_length_edge(engine: Engine) -> None:
+    """R30: a 2-night stay with 80 % of its charges for a liver panel fires; the same share over 3 nights does not."""
+    def settle(pid: str, nights: int) -> dict[str, Any] | None:
+        dis = f"2026-03-{1 + nights:02d}"
+        return Story(engine).one(stay(pid, f"{pid}-set", 8, dis, [
+            line("1", "002503059000000", "service", 1, 300.0, start="2026-03-01"),
+            line("2", WARD, "service", nights, 75.0 / nights, start="2026-03-01", unit="日")],
+            adm="2026-03-01", dis=dis), "R30")
+    assert settle("P-m33", 2) is not None
+    assert settle("P-m34", 3) is None
+
+
+def test_never_paid_piece_alone_and_two_ppis(engine: Engine) -> None:
+    """R10: 冬虫夏草 alone is never paid. R20: omeprazole with pantoprazole (both A02BC) on one prescription."""
+    assert Story(engine).one(ev("P-m35", "m35-1", "2026-04-01", dx=[("R53.x00", "乏力")],
+                                items=[line("1", "T000030390", "herb", 2, 200.0)]), "R10")
+    a = Story(engine).one(ev("P-m36", "m36-1", "2026-04-01", dx=[("K21.000", "反流性食管炎")], items=[
+        line("1", "XA02BCS036B002010101210", qty=14, price=0.5, days=14),
+        line("2", "XA02BCZ037A003010101099", qty=14, price=1.0, days=14)]), "R20")
+    assert a is not None and "A02BC" in a["message_zh"]
+
+
+def test_registration_while_suspended(engine: Engine) -> None:
+    """R31 at scene 1 (挂号, no lines): a 失信-suspended patient registering fires; before the suspension not."""
+    s = Story(engine).status(status("P-m37", "suspended", "2026-03-01", "2026-02-27", reason="失信"))
+    assert s.one(ev("P-m37", "m37-1", "2026-03-10", scene=1, dx=HTN), "R31")
+    assert s.one(ev("P-m37", "m37-0", "2026-02-20", scene=1, dx=HTN), "R31") is None
