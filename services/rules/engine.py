@@ -330,7 +330,7 @@ class Engine:
             got = wanted.setdefault(event_id, (inst, day, []))
             got[2].append(evidence)
 
-        for r in state.get("L", ()):
+        for r in [row for held in state.get("L", ()) for row in (held, *st.past_rows(held))]:
             kb_row = self.kb.drugs.get(r[st.L_CODE], r[st.L_START])
             claim(r[st.L_EVENT], r[st.L_INST], r[st.L_START], {
                 "kind": "event", "event_id": r[st.L_EVENT], "institution_id": r[st.L_INST],
