@@ -16,7 +16,8 @@ L     supply ledger, one row per supply (ingredient × encounter):
       enc_hash, yyyymm (of start_day), purchases_in_month ([enc_hash] and the
       same-month encounters folded into the row; rows written before supplies
       were kept per encounter also list the month's earlier purchases),
-      folded (optional, L_PAST: spent supplies of the ingredient, F_* entries)]
+      folded (optional, L_PAST: spent supplies of the ingredient, F_* entries),
+      parts (optional, L_PARTS: each contributing event while more than one)]
 V     outpatient visits: [day, institution, enc_hash, event_id] (event_id: the
       event that recorded the visit; absent in rows written before issue 10)
 A     inpatient stays: [admission_day, institution, enc_hash, event_id,
@@ -57,11 +58,15 @@ FORMAT = WRITE_FORMAT  # (name kept for callers)
 # Row layouts: each section's rows are JSON lists; these names are their field indexes
 # (module constants: reading one costs a cached global lookup, no attribute access).
 # L supply ledger, one row per supply (ingredient × encounter)
-L_ING, L_CODE, L_START, L_DAYS, L_QTY, L_INST, L_EVENT, L_ENC, L_MONTH, L_BUYS, L_PAST = range(11)
+L_ING, L_CODE, L_START, L_DAYS, L_QTY, L_INST, L_EVENT, L_ENC, L_MONTH, L_BUYS, L_PAST, L_PARTS = range(12)
+# L_PARTS (optional, after L_PAST — then [] when nothing is folded): while more than one event of the
+# encounter made the row, each one's own contribution, so a withdrawal (accepted feedback) takes out
+# exactly its event's: a bare event id when it is the row itself (its start, days, qty and code are
+# the row's), else [event_id, start, days, qty, code]
 # L_PAST (optional trailing field, present while non-empty): the ingredient's spent supplies folded
 # into this row (its newest), one compact entry each, so R25 still counts them and every alert still
 # names them; F_* are an entry's field indexes
-F_EVENT, F_INST, F_START, F_QTY, F_ENC, F_CODE, F_DAYS = range(7)
+F_EVENT, F_INST, F_START, F_QTY, F_ENC, F_DAYS, F_CODE = range(7)  # F_CODE absent: the row's code
 PAST_MONTHS = 2  # folded purchases kept for their natural month and this many months after it
 PAST_MAX = 24  # folded purchases kept per ingredient (the oldest go first)
 # V outpatient visits (V_EVENT: optional trailing field, absent in rows written before issue 10)
@@ -301,9 +306,13 @@ def _fold(ledger: list[Any], rows: list[Any], day: int) -> None:
     buys = host[L_BUYS]
     month = host[L_MONTH]
     for r in group:
+        code = r[L_CODE]
         if len(r) > L_PAST:
+            if code != host[L_CODE]:
+                _pin_codes(r)
             past.extend(r[L_PAST])
-        past.append([r[L_EVENT], r[L_INST], r[L_START], r[L_QTY], r[L_ENC], r[L_CODE], r[L_DAYS]])
+        past.append([r[L_EVENT], r[L_INST], r[L_START], r[L_QTY], r[L_ENC], r[L_DAYS]] if code == host[L_CODE]
+                    else [r[L_EVENT], r[L_INST], r[L_START], r[L_QTY], r[L_ENC], r[L_DAYS], code])
         if r[L_MONTH] == month:
             for b in r[L_BUYS]:
                 if b not in buys:
@@ -321,12 +330,23 @@ def _fold(ledger: list[Any], rows: list[Any], day: int) -> None:
     _set_past(host, past)
 
 
+def _pin_codes(row: list[Any]) -> None:
+    """Give each supply folded into ``row`` that has no code of its own the row's (before it changes)."""
+    if len(row) > L_PAST:
+        code = row[L_CODE]
+        for e in row[L_PAST]:
+            if len(e) <= F_CODE:
+                e.append(code)
+
+
 def _set_past(row: list[Any], past: list[Any]) -> None:
     if past:
         if len(row) > L_PAST:
             row[L_PAST] = past
         else:
             row.append(past)
+    elif len(row) > L_PARTS:
+        row[L_PAST] = []  # L_PARTS follows
     elif len(row) > L_PAST:
         del row[L_PAST:]
 
@@ -342,7 +362,8 @@ def _unfold(ledger: list[Any], rows: list[Any]) -> list[Any]:
         for e in r[L_PAST]:
             enc = e[F_ENC]
             back.add(enc)
-            row = [r[L_ING], e[F_CODE], e[F_START], e[F_DAYS], e[F_QTY], e[F_INST], e[F_EVENT], enc,
+            row = [r[L_ING], e[F_CODE] if len(e) > F_CODE else r[L_CODE], e[F_START], e[F_DAYS], e[F_QTY],
+                   e[F_INST], e[F_EVENT], enc,
                    month_of_day(e[F_START]), [enc]]
             ledger.append(row)
             out.append(row)
@@ -355,8 +376,8 @@ def past_rows(row: list[Any]) -> list[list[Any]]:
     """The supplies folded into a ledger row, as ledger rows (for evidence and counting)."""
     if len(row) <= L_PAST:
         return []
-    ing = row[L_ING]
-    return [[ing, e[F_CODE], e[F_START], e[F_DAYS], e[F_QTY], e[F_INST], e[F_EVENT], e[F_ENC],
+    ing, code = row[L_ING], row[L_CODE]
+    return [[ing, e[F_CODE] if len(e) > F_CODE else code, e[F_START], e[F_DAYS], e[F_QTY], e[F_INST], e[F_EVENT], e[F_ENC],
              month_of_day(e[F_START]), [e[F_ENC]]] for e in row[L_PAST]]
 
 
@@ -533,16 +554,22 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None) -> No
                         break
         for old in same:
             if old[L_ENC] == ench:
+                if len(old) > L_PARTS or old[L_EVENT] != event_id:
+                    _contribute(old, event_id, start, ds, qty, code)
                 end = max(old[L_START] + old[L_DAYS], start + ds)
                 if start < old[L_START]:
                     old[L_START] = start
                     old[L_MONTH] = month_of_day(start)
                 elif end - old[L_START] <= old[L_DAYS]:
                     if qty > old[L_QTY]:
+                        if code != old[L_CODE]:
+                            _pin_codes(old)
                         old[L_CODE], old[L_EVENT], old[L_QTY] = code, event_id, qty
                     same = ()  # covers no day it did not: the walk is unchanged, nothing to fold
                     break
                 if end - old[L_START] > old[L_DAYS] or qty > old[L_QTY]:
+                    if code != old[L_CODE]:
+                        _pin_codes(old)
                     old[L_CODE], old[L_EVENT] = code, event_id
                 old[L_DAYS] = end - old[L_START]
                 old[L_QTY] = max(old[L_QTY], qty)
@@ -559,6 +586,78 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None) -> No
             same = [*same, row]
         if len(same) > 1:
             _fold(ledger, same, cx.day)
+
+
+def _contribute(row: list[Any], event_id: str, start: int, ds: int, qty: float, code: str) -> None:
+    """Record in ``row``'s ``L_PARTS`` one more event's contribution (before the row is updated with it)."""
+    if start == row[L_START] and ds == row[L_DAYS] and qty == row[L_QTY]:  # it is the row (a settlement of the order)
+        if len(row) <= L_PARTS:
+            if len(row) == L_PAST:
+                row.append([])
+            row.append([row[L_EVENT], event_id])
+            return
+        if event_id in row[L_PARTS]:
+            return
+    if len(row) > L_PARTS:
+        parts = row[L_PARTS]
+    else:  # a second event: the row so far is its first event's alone
+        parts = [row[L_EVENT]]
+        if len(row) == L_PAST:
+            row.append([])
+        row.append(parts)
+    end = max(row[L_START] + row[L_DAYS], start + ds)
+    if start < row[L_START] or end - row[L_START] > row[L_DAYS] or qty > row[L_QTY]:  # the row changes:
+        own = [row[L_START], row[L_DAYS], row[L_QTY], row[L_CODE]]  # bare parts are the row as it was
+        parts[:] = [[p, *own] if isinstance(p, str) else p for p in parts]
+    mine = [event_id, start, ds, qty, code]
+    new_row = [min(start, row[L_START]), end - min(start, row[L_START]), max(qty, row[L_QTY])]
+    for i, p in enumerate(parts):
+        if (p if isinstance(p, str) else p[0]) == event_id:  # the same event again: the union of its sendings
+            if isinstance(p, str):
+                return  # it is the row already, and covers this sending
+            lo = min(p[1], start)
+            mine = [event_id, lo, max(p[1] + p[2], start + ds) - lo, max(p[3], qty), code]
+            del parts[i]
+            break
+    if [mine[1], mine[2], mine[3]] == new_row:
+        parts.append(event_id)  # it is the row as updated
+    else:
+        parts.append(mine)
+
+
+def _withdraw(row: list[Any], event_id: str) -> bool:
+    """Take one event's contribution out of a row (a withdrawal: 返回修改); False when nothing is left."""
+    if len(row) <= L_PARTS:
+        return row[L_EVENT] != event_id
+    parts = [p for p in row[L_PARTS] if (p if isinstance(p, str) else p[0]) != event_id]
+    if len(parts) == len(row[L_PARTS]):
+        return True
+    if not parts:
+        return False
+    bare = [p for p in parts if isinstance(p, str)]
+    if bare:  # a remaining event is the row itself: the row stands, named by it
+        if row[L_EVENT] == event_id:
+            row[L_EVENT] = bare[0]
+    else:  # the row again from what remains, in the order the events came
+        _pin_codes(row)
+        first = parts[0]
+        row[L_START], row[L_DAYS], row[L_QTY], row[L_CODE], row[L_EVENT] = first[1], first[2], first[3], first[4], first[0]
+        for p in parts[1:]:
+            end = max(row[L_START] + row[L_DAYS], p[1] + p[2])
+            if p[1] < row[L_START]:
+                row[L_START] = p[1]
+            if end - row[L_START] > row[L_DAYS] or p[3] > row[L_QTY]:
+                row[L_CODE], row[L_EVENT] = p[4], p[0]
+            row[L_DAYS] = end - row[L_START]
+            row[L_QTY] = max(row[L_QTY], p[3])
+        row[L_MONTH] = month_of_day(row[L_START])
+    if len(parts) == 1:
+        del row[L_PARTS:]
+        if not row[L_PAST]:
+            del row[L_PAST:]
+    else:
+        row[L_PARTS] = parts
+    return True
 
 
 def on_hand(prior: list[Any], day: int, ench: int) -> tuple[float, list[list[Any]]]:
@@ -601,13 +700,26 @@ def apply_cancellation(state: dict[str, Any], cx: Any) -> dict[str, Any]:
     event ``cx.cancel``) and its period counters; with items, only those of the items' ingredients
     (drugs) and codes; without items, also the encounter's outpatient visit, and the stay when the
     cancelled event is the one that admitted it. Time does not move (``d`` unchanged): a
-    cancellation is not care. Per-stay accumulators (``E``) and course rows (``C``) are not
+    cancellation is not care. A withdrawal (``withdrawal: true``, accepted feedback 返回修改) takes
+    out only the supplies the withdrawn event ``cx.cancel`` made (``L_PARTS``): a changed order of
+    the same encounter that came before it stays. Per-stay accumulators (``E``) and course rows (``C``) are not
     reversed (they keep no event ids)."""
     ench = cx.ench
     cancels = cx.cancel
     ings = {ingredient_of(ln) for ln in cx.items if ln.kind == "drug"} if cx.items else None
     codes = {ln.code for ln in cx.items} if cx.items else None
     rows = state.get("L")
+    if rows and cancels and cx.ev.get("withdrawal") is True:
+        # 返回修改 (services.rules.alert_index.withdrawal_event): exactly the withdrawn event's supplies go,
+        # not those of the encounter's changed order, whichever came first
+        _put(state, "L", [r for r in rows if not (r[L_ENC] == ench and (ings is None or r[L_ING] in ings))
+                          or _withdraw(r, cancels)])
+        for r in state.get("L", ()):
+            if len(r) > L_PAST and r[L_PAST] and (ings is None or r[L_ING] in ings):
+                keep = [e for e in r[L_PAST] if not (e[F_ENC] == ench and e[F_EVENT] == cancels)]
+                if len(keep) != len(r[L_PAST]):
+                    _set_past(r, keep)
+        rows = None
     if rows:
         for r in rows:  # folded supplies (L_PAST) of the encounter go too
             if len(r) > L_PAST and (ings is None or r[L_ING] in ings):

@@ -34,8 +34,9 @@ def test_a_spent_supply_folds_into_the_newest_row_with_its_fields(engine: Engine
     rows = p.state["L"]
     assert len(rows) == 1 and rows[0][st.L_EVENT] == "fold-2"
     (entry,) = rows[0][st.L_PAST]
-    assert entry[st.F_EVENT] == "fold-1" and entry[st.F_INST] == "H7" and entry[st.F_CODE] == ATOR
+    assert entry[st.F_EVENT] == "fold-1" and entry[st.F_INST] == "H7" and len(entry) == st.F_CODE  # the row's code
     assert entry[st.F_START] == day_of_date(DAY0.isoformat()) and entry[st.F_QTY] == 30 and entry[st.F_DAYS] == 30
+    assert st.past_rows(rows[0])[0][st.L_CODE] == ATOR
 
 
 def test_a_supply_still_held_is_not_folded(engine: Engine) -> None:
