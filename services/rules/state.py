@@ -320,11 +320,12 @@ def _fold(ledger: list[Any], rows: list[Any], day: int) -> None:
         ledger.remove(r)
     if len(past) > 1:
         past.sort(key=BY_F_START)
-        oldest = month_of_day(day) - PAST_MONTHS
-        if not 1 <= oldest % 100 <= 12:  # into the year before: 202601 - 3 → 202598 → 202510
-            oldest -= 88
-        while past and month_of_day(past[0][F_START]) < oldest:
-            del past[0]
+        if past[0][F_START] <= day - 28 * PAST_MONTHS:  # else every entry is of the last PAST_MONTHS months
+            oldest = month_of_day(day) - PAST_MONTHS
+            if not 1 <= oldest % 100 <= 12:  # into the year before: 202601 - 3 → 202598 → 202510
+                oldest -= 88
+            while past and month_of_day(past[0][F_START]) < oldest:
+                del past[0]
         if len(past) > PAST_MAX:
             del past[:-PAST_MAX]
     _set_past(host, past)
@@ -543,8 +544,11 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None) -> No
     ench = cx.ench
     inst, event_id = cx.inst, cx.event_id
     for sup in supplies:
-        ing, code, start, ds, qty = sup[0], sup[1], sup[2], sup[3], sup[4]
-        same = sup[6] if fresh else [r for r in ledger if r[L_ING] == ing]
+        if fresh:
+            ing, code, start, ds, qty, _, same = sup
+        else:
+            ing, code, start, ds, qty, *_ = sup
+            same = [r for r in ledger if r[L_ING] == ing]
         if same:
             top = same[0][L_START] if len(same) == 1 else max(map(BY_START, same))
             if start <= top:  # not after every supply held: rows again what is folded, if this could change the walk
