@@ -280,3 +280,21 @@ def test_a_suspended_doctors_stay_lines_before_the_suspension(engine: Engine) ->
         line("2", INPT_CONSULT, "service", 1, 20.0, start="2026-03-02", unit="日")], adm="2026-02-25",
         dis="2026-03-03", doctor_id="D-AUD-43"))
     assert lines_of(alerts, "R43") == ["2"]
+
+
+def test_policy_citations_of_the_insured_persons_duties(engine: Engine) -> None:
+    """The alert's policy basis is what a supervisor quotes: 条例第十七条 (own card, no double benefits), not
+    第十九条 (resale of drugs). R31 for a suspended patient, R34 for two hospitals a day, R41 for a second
+    admission."""
+    s = Story(engine).status(status("P-d22", "suspended", "2026-03-01", "2026-02-27", reason="失信"))
+    r31 = s.one(ev("P-d22", "d22-1", "2026-03-10", scene=1, dx=HTN), "R31")
+    t = Story(engine)
+    t.send(ev("P-d23", "d23-1", "2026-04-01T08:00:00+08:00", scene=6, dx=HTN, items=[line("1", CONSULT, "service", 1, 10.0)]))
+    r34 = t.one(ev("P-d23", "d23-2", "2026-04-01T15:00:00+08:00", scene=6, inst="H2", dx=HTN,
+                   items=[line("1", CONSULT, "service", 1, 10.0)]), "R34")
+    u = Story(engine)
+    u.send(stay("P-d24", "d24-adm", 3, "2026-03-01", [], adm="2026-03-01"))
+    r41 = u.one(stay("P-d24", "d24-adm2", 3, "2026-03-05", [], adm="2026-03-05", inst="H2"), "R41")
+    for alert in (r31, r34, r41):
+        assert alert is not None
+        assert "第十七条" in alert["policy_basis"] and "第十九条" not in alert["policy_basis"], alert["policy_basis"]
