@@ -298,3 +298,15 @@ def test_policy_citations_of_the_insured_persons_duties(engine: Engine) -> None:
     for alert in (r31, r34, r41):
         assert alert is not None
         assert "第十七条" in alert["policy_basis"] and "第十九条" not in alert["policy_basis"], alert["policy_basis"]
+
+
+def test_service_dates_are_china_dates_whatever_the_offset(engine: Engine) -> None:
+    """R31 after a death on 03-04: a sale stamped 2026-03-04T17:00Z is 03-05 01:00 in China (after the death);
+    one stamped 15:00Z (23:00 in China) or 23:30 without an offset (read as China time) is on the day of death."""
+    def sale(pid: str, start: str) -> dict[str, Any] | None:
+        s = Story(engine).status(status(pid, "deceased", "2026-03-04", "2026-03-05"))
+        return s.one(ev(pid, f"{pid}-1", "2026-03-06T10:00:00+08:00", scene=10, inst="PH1", etype="pharmacy",
+                        items=[line("1", METFORMIN, qty=90, price=0.1, days=30, start=start)]), "R31")
+    assert sale("P-d25", "2026-03-04T17:00:00Z") is not None
+    assert sale("P-d26", "2026-03-04T15:00:00Z") is None
+    assert sale("P-d27", "2026-03-04T23:30:00") is None
