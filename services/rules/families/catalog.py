@@ -180,12 +180,19 @@ def herb_pay(cx: Any, p: dict[str, Any]) -> list[Hit]:
         evidence = [ev_item(cx, ln) for ln in never] + [kb_ev("drugs", ln.code, "herb_never_paid") for ln in never]
         hits.append((fields, [ln.lid for ln in never], sum(ln.amt for ln in never), evidence))
     rest = [ln for ln in herbs if ln not in never]
-    if rest and all(ln.row is not None and ln.row.get("herb_single_unpaid") for ln in rest):
-        fields = {"items": "、".join(ln.name for ln in rest), "items_en": ", ".join(ln.name_en for ln in rest),
+    # One prescription (剂) is one service date: an inpatient settlement carries every day's pieces, so a
+    # day whose pieces are all on the 单方不予支付 list is judged apart from the formulas of other days.
+    by_day: dict[int, list[Any]] = {}
+    for ln in rest:
+        by_day.setdefault(ln.start, []).append(ln)
+    for _, group in sorted(by_day.items()):
+        if not all(ln.row is not None and ln.row.get("herb_single_unpaid") for ln in group):
+            continue
+        fields = {"items": "、".join(ln.name for ln in group), "items_en": ", ".join(ln.name_en for ln in group),
                   "why_zh": "单味使用或全部由单方不予支付饮片组成的处方不予支付",
                   "why_en": "not paid when used alone or only with other pieces of that list"}
-        evidence = [ev_item(cx, ln) for ln in rest] + [kb_ev("drugs", ln.code, "herb_single_unpaid") for ln in rest]
-        hits.append((fields, [ln.lid for ln in rest], sum(ln.amt for ln in rest), evidence))
+        evidence = [ev_item(cx, ln) for ln in group] + [kb_ev("drugs", ln.code, "herb_single_unpaid") for ln in group]
+        hits.append((fields, [ln.lid for ln in group], sum(ln.amt for ln in group), evidence))
     return hits
 
 
