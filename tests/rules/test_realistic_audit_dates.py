@@ -310,3 +310,23 @@ def test_service_dates_are_china_dates_whatever_the_offset(engine: Engine) -> No
     assert sale("P-d25", "2026-03-04T17:00:00Z") is not None
     assert sale("P-d26", "2026-03-04T15:00:00Z") is None
     assert sale("P-d27", "2026-03-04T23:30:00") is None
+
+
+def test_a_multi_day_bed_line_across_a_death_or_a_suspension_counts_only_the_days_inside(engine: Engine) -> None:
+    """R31/R42: a ward bed billed as one line of 5 days (03-01..03-05). The patient died on 03-03: 03-04
+    and 03-05 are not payable (100, not 250). The hospital's agreement is suspended from 03-04: the same 2
+    days. A 3-day line (to 03-03) is payable in both."""
+    def settle(s: Story, pid: str, inst: str, days: int) -> list[dict[str, Any]]:
+        return s.send(stay(pid, f"{pid}-set", 8, "2026-03-06", [line("1", WARD, "service", days, 50.0,
+                                                                     start="2026-03-01", unit="日")],
+                           adm="2026-03-01", dis="2026-03-06", inst=inst))
+    died = status("P-d28", "deceased", "2026-03-03", "2026-03-10")
+    [r31] = [a for a in settle(Story(engine).status(died), "P-d28", "H1", 5) if a["rule_id"] == "R31"]
+    assert r31["amount"] == 100.0
+    assert lines_of(settle(Story(engine).status(status("P-d29", "deceased", "2026-03-03", "2026-03-10")),
+                           "P-d29", "H1", 3), "R31") == []
+    rec = {**SUSPENSION, "institution_id": "H-AUD-45", "effective_from": "2026-03-04", "effective_to": None}
+    rec = {k: v for k, v in rec.items() if v is not None}
+    [r42] = [a for a in settle(Story(engine).provider(rec), "P-d30", "H-AUD-45", 5) if a["rule_id"] == "R42"]
+    assert r42["amount"] == 100.0
+    assert lines_of(settle(Story(engine).provider(rec), "P-d31", "H-AUD-45", 3), "R42") == []
