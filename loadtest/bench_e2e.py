@@ -37,9 +37,11 @@ import contextlib
 import logging
 import os
 import random
+import shutil
 import signal
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -453,18 +455,31 @@ def start_own_stack() -> Any:
                PRESETTLE_TOPIC_PREFIX=f"bench{uuid.uuid4().hex[:6]}", PRESETTLE_INSTANCE_ID=f"bench-{os.getpid()}")
     if not env.get("PRESETTLE_KAFKA_BOOTSTRAP"):
         env["PRESETTLE_EMBEDDED_BROKER_PORT"] = str(free_port())
+    # A data directory of its own (removed by stop_own_stack): the workers' RocksDB stores and the
+    # sink's SQLite file of `make run` or of an earlier run would be re-seeded into this stack's empty
+    # changelog, or collide with a stack running from the same directory.
+    env.setdefault("PRESETTLE_DATA_DIR", tempfile.mkdtemp(prefix="presettle-bench-e2e-"))
     logs = Path(".artifacts") / "logs" / f"bench-{time.strftime('%Y%m%dT%H%M%S')}"
     stack = Stack(load_settings(env), env=env, log_dir=logs)
+    stack.own_data_dir = env["PRESETTLE_DATA_DIR"] if "PRESETTLE_DATA_DIR" not in os.environ else None
     print(f"bench_e2e: starting a fresh stack (logs in {logs})", file=sys.stderr, flush=True)
     try:
         stack.start()
         took = stack.wait_healthy(120)
     except BaseException:
-        stack.stop()
+        stop_own_stack(stack)
         raise
     print(f"bench_e2e: stack ready in {took:.1f} s at {stack.url}, broker {stack.bootstrap}", file=sys.stderr,
           flush=True)
     return stack
+
+
+def stop_own_stack(stack: Any) -> None:
+    try:
+        stack.stop()
+    finally:
+        if stack.own_data_dir:
+            shutil.rmtree(stack.own_data_dir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -515,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         if stack is not None:
-            stack.stop()
+            stop_own_stack(stack)
     print(orjson.dumps(result).decode(), flush=True)
     return 1 if "floor_error" in result else 0
 

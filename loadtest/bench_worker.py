@@ -25,8 +25,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -144,7 +146,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from services.stack import Stack
 
     env = dict(os.environ)
+    # A data directory of its own: the worker's RocksDB store of an earlier run (or of `make run`) would
+    # be re-seeded into this run's empty changelog and its patients' states carried over.
+    data_dir = tempfile.mkdtemp(prefix="presettle-bench-worker-")
     env.update(PRESETTLE_TOPIC_PREFIX=f"benchw{uuid.uuid4().hex[:6]}", PRESETTLE_PARTITIONS=str(args.partitions),
+               PRESETTLE_DATA_DIR=data_dir,
                PRESETTLE_WORKER_METRICS_PORT="0", PRESETTLE_INSTANCE_ID=f"benchw-{os.getpid()}",
                PRESETTLE_HTTP_PORT=str(free_port()))
     if not env.get("PRESETTLE_KAFKA_BOOTSTRAP"):
@@ -164,6 +170,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result = asyncio.run(drain(stack, args.events, args.timeout, security))
     finally:
         stack.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
     return {"events": args.events, "partitions": args.partitions,
             "records_per_partition": round(args.events / args.partitions), **result,
             "load_avg": [round(x, 2) for x in os.getloadavg()]}

@@ -638,8 +638,8 @@ async def _on_status(message: Any, key: bytes, status: dict[str, Any]) -> Comple
     stored = _read_state(key)
     try:
         prior = state_codec.loads(stored)
-        # 事后: a death recorded after claims were made — findings on those claims, from the state
-        # before the death is folded in (after it, the claims would look already known).
+        # 事后: a death, suspension or uninsured period recorded after claims were made — findings on
+        # those claims, from the state before the status is folded in (after it, they would look known).
         findings = served.engine.retrospective(prior, status)
         state = served.engine.apply_status(prior, status)
     except Exception as exc:
@@ -650,7 +650,7 @@ async def _on_status(message: Any, key: bytes, status: dict[str, Any]) -> Comple
         decided_at = datetime.now(timezone.utc).isoformat()
         for finding in findings:
             record = retrospective_record(status["patient_id"], finding, status["effective_from"], decided_at,
-                                          WORKER_ID, served.revision)
+                                          WORKER_ID, served.revision, status["status"])
             await _send_audit(message.partition, key, orjson.dumps(record), record["decision_id"])
         metrics.RETROSPECTIVE.inc(len(findings))
     metrics.STATUS_UPDATES.inc()

@@ -256,17 +256,23 @@ def period(cx: Any, p: dict[str, Any]) -> list[Hit]:
         seen.add(ln.code)
         days, limit = row["period_limit"]["days"], row["period_limit"]["max"]
         days = min(days, p["window_days"])
-        lo = ln.start - days
         code, start, ench = ln.code, ln.start, cx.ench
-        count = 0.0
-        prior = []
-        for r in rows:
-            if r[P_CODE] == code and lo < r[P_DAY] <= start and not (r[P_ENC] == ench and r[P_DAY] == start):
-                prior.append(r)
-                count += r[P_QTY]
-        for x in cx.items:
-            if x.code == code and lo < x.start <= start:
-                count += x.qty
+        # Every earlier record of the code within a period of the line, before or after it: a line
+        # reported late (an upload, an event that arrives after later ones) counts with what came after.
+        near = [r for r in rows if r[P_CODE] == code and abs(r[P_DAY] - start) < days
+                and not (r[P_ENC] == ench and r[P_DAY] == start)]
+        mine = [(x.start, x.qty) for x in cx.items if x.code == code and abs(x.start - start) < days]
+        # The busiest period that contains the line: [lo, lo + days) with lo from start - days + 1 to
+        # start; a window starting at a record's day (or the earliest possible) is always among the best.
+        count = -1.0
+        prior: list[Any] = []
+        for lo in sorted({start - days + 1, *(r[P_DAY] for r in near if r[P_DAY] <= start),
+                          *(d for d, _ in mine if d <= start)}):
+            hi = lo + days
+            inside = [r for r in near if lo <= r[P_DAY] < hi]
+            total = sum(r[P_QTY] for r in inside) + sum(q for d, q in mine if lo <= d < hi)
+            if total > count:
+                count, prior = total, inside
         if count <= limit:
             continue
         evidence = [{"kind": "event", "event_id": r[P_EVENT] if len(r) > P_EVENT else None,
