@@ -313,16 +313,18 @@ def test_service_dates_are_china_dates_whatever_the_offset(engine: Engine) -> No
 
 
 def test_a_multi_day_bed_line_across_a_death_or_a_suspension_counts_only_the_days_inside(engine: Engine) -> None:
-    """R31/R42: a ward bed billed as one line of 5 days (03-01..03-05). The patient died on 03-03: 03-04
-    and 03-05 are not payable (100, not 250). The hospital's agreement is suspended from 03-04: the same 2
+    """R31/R26/R42: a ward bed billed as one line of 5 days (03-01..03-05). The patient died on 03-03: 03-04
+    and 03-05 are not payable (100, not 250) and are charged after the death. The hospital's agreement is suspended from 03-04: the same 2
     days. A 3-day line (to 03-03) is payable in both."""
     def settle(s: Story, pid: str, inst: str, days: int) -> list[dict[str, Any]]:
         return s.send(stay(pid, f"{pid}-set", 8, "2026-03-06", [line("1", WARD, "service", days, 50.0,
                                                                      start="2026-03-01", unit="日")],
                            adm="2026-03-01", dis="2026-03-06", inst=inst))
     died = status("P-d28", "deceased", "2026-03-03", "2026-03-10")
-    [r31] = [a for a in settle(Story(engine).status(died), "P-d28", "H1", 5) if a["rule_id"] == "R31"]
-    assert r31["amount"] == 100.0
+    alerts = settle(Story(engine).status(died), "P-d28", "H1", 5)
+    [r31] = [a for a in alerts if a["rule_id"] == "R31"]
+    [r26] = [a for a in alerts if a["rule_id"] == "R26"]  # the bed days after the death, dated from 03-04
+    assert r31["amount"] == 100.0 and r26["amount"] == 100.0 and "2026-03-04" in r26["message_zh"]
     assert lines_of(settle(Story(engine).status(status("P-d29", "deceased", "2026-03-03", "2026-03-10")),
                            "P-d29", "H1", 3), "R31") == []
     rec = {**SUSPENSION, "institution_id": "H-AUD-45", "effective_from": "2026-03-04", "effective_to": None}
