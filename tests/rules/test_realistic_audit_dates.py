@@ -332,3 +332,25 @@ def test_a_multi_day_bed_line_across_a_death_or_a_suspension_counts_only_the_day
     [r42] = [a for a in settle(Story(engine).provider(rec), "P-d30", "H-AUD-45", 5) if a["rule_id"] == "R42"]
     assert r42["amount"] == 100.0
     assert lines_of(settle(Story(engine).provider(rec), "P-d31", "H-AUD-45", 3), "R42") == []
+
+
+def test_coverage_of_each_code_format(engine: Engine) -> None:
+    """R38/R39 by code format: a retired national code sent with a local suffix is still 已退出目录; an
+    unlisted 15-digit service, 10-digit (T+9) piece and 27-character consumable are 目录外; a herb sent by its
+    hospital code is 未对照; a listed service with a local suffix is judged normally."""
+    cases = [
+        ("P-d32", "2025-07-05", line("1", f"{PAED_COLD_RETIRED}-HZ01", qty=6, price=1.0, days=2), "R38", "retired"),
+        ("P-d33", "2026-04-01", line("1", "001102000099000", "service", 1, 10.0), "R38", "not_listed"),
+        ("P-d34", "2026-04-01", line("1", "T000099001", "herb", 10, 1.0), "R38", "not_listed"),
+        ("P-d35", "2026-04-01", line("1", "C99010000110000000000000001", "consumable", 1, 10.0), "R38", "not_listed"),
+        ("P-d36", "2026-04-01", line("1", "ZY-0231", "herb", 10, 1.0), "R39", "unmapped"),
+    ]
+    for pid, day, item, rule, reason in cases:
+        s = Story(engine)
+        alerts = s.send(ev(pid, f"{pid}-1", day, scene=6, birth="2020-01-01", dx=[("J06.900", "急性上呼吸道感染")],
+                           items=[item]))
+        assert lines_of(alerts, rule) == ["1"], pid
+        assert [(u["line_id"], u["reason"]) for u in s.unchecked] == [("1", reason)], pid
+    s = Story(engine)
+    alerts = s.send(ev("P-d37", "d37-1", "2026-04-01", scene=6, dx=HTN, items=[line("1", f"{CONSULT}-A1", "service", 1, 10.0)]))
+    assert not {"R38", "R39"} & {a["rule_id"] for a in alerts} and s.unchecked == []
