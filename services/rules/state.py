@@ -96,7 +96,7 @@ P_CODE, P_DAY, P_QTY, P_ENC, P_INST, P_EVENT = range(6)
 # C courses (C_LOG, C_BASE: optional trailing fields); CL_* the fields of a C_LOG entry
 C_KEY, C_FIRST, C_LAST, C_LOG, C_BASE = range(5)
 CL_EVENT, CL_ENC, CL_START, CL_END = range(4)
-C_LOG_ENTRIES = 8  # course entries kept per row (older ones fold into C_BASE)
+C_LOG_ENTRIES = 4  # course entries kept per row (older ones fold into C_BASE)
 # S insured-status periods (S_TO None: open)
 S_STATUS, S_FROM, S_TO, S_UPDATED, S_REASON = range(5)
 
