@@ -44,6 +44,20 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def worker_rocksdb_mb(port: int) -> dict[str, float] | None:
+    """The worker's RocksDB memory gauge (``presettle_worker_rocksdb_memory_bytes``), MB per part."""
+    import re
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    return {m.group(1): round(float(m.group(2)) / 2**20, 1)
+            for m in re.finditer(r'^presettle_worker_rocksdb_memory_bytes\{part="(\w+)"\} (\S+)$', text, re.M)}
+
+
 def pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -134,6 +148,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             seen += len(batch)
             row = minute_row(minute, batch, {name: rss_mb(pid) for name, pid in processes(stack).items()},
                              os.getloadavg()[0])
+            # Beside the worker's RSS: what RocksDB holds of it (block cache, memtables charged to it).
+            row["worker_rocksdb_mb"] = await asyncio.to_thread(worker_rocksdb_mb, stack.settings.worker_metrics_port)
             minutes.append(row)
             print(json.dumps(row), flush=True)
         if stop.is_set():

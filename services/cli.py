@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from services.common.settings import Settings, SettingsError, load_settings
+from services.common.settings import Settings, settings_or_exit
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -32,11 +32,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        print(f"[presettle] configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    return settings_or_exit()
 
 
 # -- run -------------------------------------------------------------------------------------

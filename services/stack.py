@@ -44,7 +44,7 @@ from services.common.broker import (
     topic_configs,
 )
 from services.common.kafka_security import aiokafka_kwargs
-from services.common.settings import Settings, SettingsError, load_settings
+from services.common.settings import Settings, settings_or_exit
 
 log = logging.getLogger("presettle.stack")
 
@@ -273,11 +273,7 @@ class Stack:
 
 
 def main() -> int:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"[presettle] configuration error: {exc}", file=sys.stderr)
-        return 2
+    settings = settings_or_exit()
     logs.setup("stack", settings.log_format, settings.log_level)
     stack = Stack(settings)
     stopping = False

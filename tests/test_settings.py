@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -168,3 +169,18 @@ def test_staff_keys_are_parsed_checked_and_named() -> None:
             load_settings({"PRESETTLE_STAFF_KEYS": bad})
     with pytest.raises(SettingsError, match="PRESETTLE_DATABASE_URL"):
         load_settings({"PRESETTLE_DATABASE_URL": "mysql://x"})
+
+
+@pytest.mark.parametrize("command", [["-m", "services.stream"], ["-m", "services.cli", "sink"],
+                                     ["-m", "services.cli", "deadletter", "replay"]])
+def test_every_process_refuses_a_bad_setting_with_one_line_and_exit_code_2(command: list[str]) -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRESETTLE_")}
+    env["PRESETTLE_BUDGET_MS"] = "abc"
+    done = subprocess.run([sys.executable, *command], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "[presettle] configuration error: PRESETTLE_BUDGET_MS='abc': Input should be a valid integer, unable to "
+        "parse string as an integer"]

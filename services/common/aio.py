@@ -1,10 +1,11 @@
-"""Small asyncio helpers shared by the ingress's background consumers."""
+"""Small asyncio helpers shared by the background consumers (ingress, worker feeds)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Iterable
+from typing import Any
 
 log = logging.getLogger("presettle")
 
@@ -37,3 +38,13 @@ async def quietly(awaitable: Awaitable[object], timeout_s: float = 5.0) -> None:
             raise
     except Exception as exc:
         log.warning("shutdown step failed: %s", type(exc).__name__)
+
+
+async def stop_task_and_clients(task: asyncio.Task[None] | None, clients: Iterable[Any]) -> None:
+    """Stop a feed: cancel its reading task and wait for it, then stop each Kafka client (None: skipped),
+    each step bounded and quiet (:func:`cancel_and_wait`, :func:`quietly`)."""
+    if task is not None:
+        await cancel_and_wait([task])
+    for client in clients:
+        if client is not None:
+            await quietly(client.stop())

@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from services.common import partition_ends
+from services.common.aio import stop_task_and_clients
 from services.common.broker import ensure_topics
 from services.common.kafka_security import aiokafka_kwargs
 from services.common.settings import Settings
@@ -126,14 +127,7 @@ class RulebaseFeed:
         self._task = asyncio.get_running_loop().create_task(self._follow())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-        for client in (self._consumer, self._producer):
-            if client is not None:
-                with contextlib.suppress(Exception):
-                    await client.stop()
+        await stop_task_and_clients(self._task, (self._consumer, self._producer))
 
     # -- reading ---------------------------------------------------------------------------
     def _take(self, key: bytes | None, value: bytes | None) -> bool:

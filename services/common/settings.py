@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import socket
+import sys
 from collections.abc import Mapping
 from contextvars import ContextVar
 from functools import lru_cache
@@ -254,6 +255,9 @@ class Settings(BaseSettings):
     # RocksDB memory of one worker (services/stream/store.py): one block cache for every table partition,
     # the memtables charged to it.
     rocksdb_memory_mb: int = Field(64, ge=8, le=65536)
+    rocksdb_write_buffer_kb: int = Field(4096, ge=64, le=262_144)  # one memtable of one table partition
+    # Table-store reads/writes failing in a row before the worker exits (code 75) to be restarted.
+    store_failure_limit: int = Field(3, ge=1, le=10_000)
     # Debug only (services/stream/memtrace.py): the worker traces its allocations (tracemalloc, slow)
     # and appends a report of what grew to this file every tracemalloc_interval_s seconds.
     tracemalloc_file: str = ""
@@ -557,3 +561,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return load_settings()
+
+
+def settings_or_exit(prog: str = "presettle") -> Settings:
+    """The settings of a command's process; a bad value ends the process with one line naming the
+    variable (``[prog] configuration error: PRESETTLE_…``) and exit code 2, not a traceback."""
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        print(f"[{prog}] configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -127,14 +127,17 @@ class AuditRecord(BaseModel):
     department: str | None = Field(None, description="the event's encounter.department")
     doctor_id: str | None = Field(None, description="the event's encounter.doctor_id (risk lists)")
     retrospective: bool = Field(False, description="事后: a finding on an earlier claim, written when the bureau "
-                                "recorded a death after the claim was made (the claim was not flagged live); "
-                                "decision_id is derived from (institution, event_id, date of death)")
+                                "recorded a death, a suspension (失信) or an uninsured period covering the claim "
+                                "after it was made (the claim was not flagged live); decision_id is derived from "
+                                "(institution, event_id, status, the period's effective_from)")
 
 
-def retrospective_record(patient_id: str, finding: dict[str, Any], death_date: str, decided_at: str,
-                         worker: str, rulebase_revision: str | None) -> dict[str, Any]:
-    """The audit record of one retrospective finding (``Engine.retrospective``): its alerts get ids."""
-    decision_id = decision_id_for_key(f"{finding['institution_id']}:{finding['event_id']}:deceased:{death_date}")
+def retrospective_record(patient_id: str, finding: dict[str, Any], effective_from: str, decided_at: str,
+                         worker: str, rulebase_revision: str | None, status: str = "deceased") -> dict[str, Any]:
+    """The audit record of one retrospective finding (``Engine.retrospective``): its alerts get ids. The
+    decision id is derived from (institution, event id, status, the status period's effective_from): the
+    same record sent again finds the same claims under the same ids."""
+    decision_id = decision_id_for_key(f"{finding['institution_id']}:{finding['event_id']}:{status}:{effective_from}")
     alerts = [{**a, "alert_id": alert_id_for(decision_id, a["rule_id"], n)} for n, a in enumerate(finding["alerts"], 1)]
     return {
         "decision_id": decision_id, "event_id": finding["event_id"], "institution_id": finding["institution_id"],

@@ -16,12 +16,12 @@ day ends a suspension from that day (恢复).
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from typing import Any, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field
 
-from services.contracts.common import CST, Id
+from services.contracts.common import Id
+from services.contracts.status import StatusPeriod
 
 InstitutionStatusKind = Literal["active", "suspended", "terminated"]
 DoctorStatusKind = Literal["active", "suspended"]
@@ -30,29 +30,12 @@ DOCTOR_STATUSES: tuple[str, ...] = get_args(DoctorStatusKind)
 SUBJECTS = ("institution", "doctor")
 
 
-class ProviderStatusBase(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
-
+class ProviderStatusBase(StatusPeriod):
     subject: ClassVar[str]
 
-    effective_from: date = Field(description="first day the status applies")
-    effective_to: date | None = Field(default=None, description="last day it applies (inclusive); open if absent")
-    reason: str | None = Field(default=None, max_length=200, description="why (the bureau's words)")
     document_no: str | None = Field(default=None, max_length=100, description="文号: the decision document's number")
     revoked: bool = Field(default=False, description="withdraws the period recorded for the same effective_from "
                           "(an explicit revocation); the other fields are then ignored by the rules")
-    updated_at: datetime = Field(description="when the bureau recorded it; the latest update wins")
-
-    @field_validator("updated_at")
-    @classmethod
-    def _aware(cls, v: datetime) -> datetime:
-        return v.replace(tzinfo=CST) if v.tzinfo is None else v
-
-    @model_validator(mode="after")
-    def _period(self) -> "ProviderStatusBase":
-        if self.effective_to is not None and self.effective_to < self.effective_from:
-            raise ValueError("effective_to is before effective_from")
-        return self
 
     @property
     def subject_id(self) -> str:

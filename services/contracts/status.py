@@ -19,17 +19,15 @@ StatusKind = Literal["active", "deceased", "suspended", "uninsured"]
 STATUSES: tuple[str, ...] = get_args(StatusKind)
 
 
-class PatientStatus(BaseModel):
-    """One insured-status period for a patient, as the bureau reports it."""
+class StatusPeriod(BaseModel):
+    """What every status record of the bureau has (patient, institution, doctor): a period and when
+    it was recorded. A period is inclusive of both ends; an open period has no ``effective_to``."""
 
     model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
 
-    patient_id: Id
-    status: StatusKind = Field(
-        description="active 正常参保, deceased 死亡, suspended 暂停联网结算(失信), uninsured 未参保/中断")
     effective_from: date = Field(description="first day the status applies")
     effective_to: date | None = Field(default=None, description="last day it applies (inclusive); open if absent")
-    reason: str | None = Field(default=None, max_length=200)
+    reason: str | None = Field(default=None, max_length=200, description="why (the bureau's words)")
     updated_at: datetime = Field(description="when the bureau recorded it; the latest update wins")
 
     @field_validator("updated_at")
@@ -38,9 +36,21 @@ class PatientStatus(BaseModel):
         return v.replace(tzinfo=CST) if v.tzinfo is None else v
 
     @model_validator(mode="after")
-    def _period(self) -> "PatientStatus":
+    def _period(self) -> "StatusPeriod":
         if self.effective_to is not None and self.effective_to < self.effective_from:
             raise ValueError("effective_to is before effective_from")
+        return self
+
+
+class PatientStatus(StatusPeriod):
+    """One insured-status period for a patient, as the bureau reports it."""
+
+    patient_id: Id
+    status: StatusKind = Field(
+        description="active 正常参保, deceased 死亡, suspended 暂停联网结算(失信), uninsured 未参保/中断")
+
+    @model_validator(mode="after")
+    def _death(self) -> "PatientStatus":
         if self.status == "deceased" and self.effective_to is not None:
             raise ValueError("a deceased status has no effective_to")
         return self

@@ -27,3 +27,7 @@ CASES_OPENED = Counter(
     "presettle_sink_cases_opened",
     "Review cases opened by the sink (a decision with alerts at a settlement scene).",
 )
+RETROSPECTIVE = Counter(
+    "presettle_sink_retrospective_findings",
+    "Retrospective findings (事后, R42/R43) the sink wrote for decisions inside a provider suspension recorded late.",
+)

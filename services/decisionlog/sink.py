@@ -1,9 +1,12 @@
 """``presettle sink``: the decision-log consumer — the service's topics into the database.
 
 Reads, in one consumer group (``<prefix>-decisionlog``), the audit topic (every decision), the
-feedback topic, the insured-status topic and the rule-base topic (manifests and activations; the
-bundle chunks are skipped), and stores each batch in one transaction (services.decisionlog.store),
-idempotently: a record read twice (a restart before the offsets were committed, a replay) is
+feedback topic, the insured-status topic, the rule-base topic (manifests and activations; the
+bundle chunks are skipped) and the provider-status topic, and stores each batch in one transaction
+(services.decisionlog.store), idempotently. A provider-status record of a suspension (定点协议
+suspended / terminated, a doctor's 医保支付资格 suspended) whose period covers decisions already
+stored that were not flagged for it writes retrospective findings for them (事后, R42/R43; see
+services.decisionlog.retro) after the batch, before the offsets are committed: a record read twice (a restart before the offsets were committed, a replay) is
 stored once. Offsets are committed only after the batch is stored (at least once). A record the
 sink cannot read is logged (without patient data) and counted, never retried forever.
 
@@ -16,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -27,13 +29,16 @@ from aiokafka import AIOKafkaConsumer
 from services.common import logs
 from services.common.kafka_security import aiokafka_kwargs
 from services.common.privacy import pseudonym
-from services.common.settings import Settings, SettingsError, load_settings
-from services.decisionlog import metrics, records
+from services.common.provider_feed import ProviderFeed
+from services.common.settings import Settings, settings_or_exit
+from services.decisionlog import metrics, records, retro
 from services.decisionlog.store import Store, now_iso
+from services.rules.engine import Engine
 
 log = logging.getLogger("presettle.sink")
 
 FETCH_WAIT_MS = 100  # not on the request path: a relaxed poll
+PROVIDER_POLL_MS = 1000  # the provider timeline's follower: nothing waits on it
 BATCH_MAX = 2000
 
 
@@ -49,6 +54,7 @@ class Batch:
         self.feedback: list[dict[str, Any]] = []
         self.statuses: list[dict[str, Any]] = []
         self.revisions: list[dict[str, Any]] = []
+        self.providers: list[dict[str, Any]] = []  # provider-status records (wire form), in topic order
         self.newest_decided: str | None = None
         self.skipped: dict[str, int] = {}
         self.read: dict[str, int] = {}  # records read per kind (a replay within one batch counts twice)
@@ -75,6 +81,8 @@ class Batch:
             revision = records.rulebase_row((key or b"").decode(), record, now_iso())
             if revision is not None:
                 self.revisions.append(revision)
+        elif kind == "provider":
+            self.providers.append(record)
 
 
 class Sink:
@@ -82,12 +90,21 @@ class Sink:
         self.settings = settings
         self.store = store
         self.kinds = {settings.decisions_topic: "decisions", settings.feedback_topic: "feedback",
-                      settings.status_topic: "status", settings.rulebase_topic: "rulebase"}
+                      settings.status_topic: "status", settings.rulebase_topic: "rulebase",
+                      settings.provider_status_topic: "provider"}
         self.consumer: AIOKafkaConsumer | None = None
         self.stored = 0
+        # Every provider's timeline (read from the start of its topic, then followed), so a record is
+        # judged against the timeline every worker holds; the rule texts of the rule base configured.
+        self.feed = ProviderFeed(settings, f"presettle-sink-{settings.instance_id}", poll_ms=PROVIDER_POLL_MS)
+        self.engine: Engine | None = None
 
     async def start(self) -> None:
         s = self.settings
+        if self.engine is None:
+            self.engine = await asyncio.to_thread(Engine.load, s.rulebase_dir)
+        if not self.feed.ready.is_set():
+            await self.feed.start()  # creates the provider-status topic if missing, reads it to its end
         self.consumer = AIOKafkaConsumer(
             *self.kinds, bootstrap_servers=s.bootstrap, group_id=group_id(s), enable_auto_commit=False,
             auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_WAIT_MS, client_id=f"presettle-sink-{s.instance_id}",
@@ -99,6 +116,36 @@ class Sink:
         if self.consumer is not None:
             await self.consumer.stop()
             self.consumer = None
+
+    async def close(self) -> None:
+        await self.stop()
+        await self.feed.stop()
+
+    async def _retrospective(self, provider_records: list[dict[str, Any]]) -> int:
+        """Retrospective findings of the batch's provider-status records (idempotent: ids derived from
+        the record and the event, so a replayed batch stores nothing twice); the number stored."""
+        assert self.engine is not None
+        stored = 0
+        for record in provider_records:
+            try:
+                self.feed.providers.apply(record)  # (the feed may not have read it yet; applying twice is harmless)
+            except (KeyError, ValueError):
+                continue
+            if not retro.wanted(record):
+                continue
+            subject = record["subject"]
+            candidates = await asyncio.to_thread(
+                self.store.provider_candidates, subject, retro.subject_id(record), record["effective_from"],
+                record.get("effective_to"), records.utc_iso(record["updated_at"]), retro.RULE_OF[subject], retro.SCENES)
+            findings = retro.provider_findings(self.engine, self.feed.providers, record, candidates, now_iso())
+            if findings:
+                counts = await asyncio.to_thread(self.store.write, findings, (), (), (), self.settings.review_deadlines)
+                stored += counts["decisions"]
+                if counts["cases"]:
+                    metrics.CASES_OPENED.inc(counts["cases"])
+        if stored:
+            metrics.RETROSPECTIVE.inc(stored)
+        return stored
 
     async def run_once(self, timeout_ms: int = 1000) -> int:
         """One poll → one transaction → commit; the number of records read."""
@@ -123,7 +170,8 @@ class Sink:
                 self.settings.review_deadlines)
             metrics.WRITE_SECONDS.observe(time.perf_counter() - t0)
             for kind, new in (("decisions", counts["decisions"]), ("feedback", counts["feedback"]),
-                              ("status", counts["statuses"]), ("rulebase", counts["revisions"])):
+                              ("status", counts["statuses"]), ("rulebase", counts["revisions"]),
+                              ("provider", batch.read.get("provider", 0))):
                 read = batch.read.get(kind, 0)
                 if new:
                     metrics.RECORDS.labels(kind, "stored").inc(new)
@@ -133,6 +181,8 @@ class Sink:
                 metrics.RECORDS.labels(kind, "skipped").inc(skipped)
             if counts["cases"]:
                 metrics.CASES_OPENED.inc(counts["cases"])
+            if batch.providers:
+                self.stored += await self._retrospective(batch.providers)
             if batch.newest_decided:
                 decided = datetime.strptime(batch.newest_decided, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
                 metrics.LAG_SECONDS.set(max(0.0, time.time() - decided.timestamp()))
@@ -172,16 +222,12 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                 await asyncio.sleep(2)
                 await sink.start()
     finally:
-        await sink.stop()
+        await sink.close()
         store.close()
 
 
 def main() -> int:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"[presettle] configuration error: {exc}", file=sys.stderr)
-        return 2
+    settings = settings_or_exit()
     logs.setup("sink", settings.log_format, settings.log_level)
     if settings.sink_metrics_port:
         from prometheus_client import start_http_server

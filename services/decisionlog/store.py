@@ -280,6 +280,23 @@ class Store:
         self.execute(conn, "INSERT INTO case_history (case_id, seq, action, from_state, to_state, actor, role, "
                      "reason, amount, attachments, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", list(h.values()))
 
+    def provider_candidates(self, subject: str, sid: str, first_day: str, last_day: str | None, before: str,
+                            rule_id: str, scenes: Sequence[int], limit: int = 10_000) -> list[dict[str, Any]]:
+        """Decisions a provider-status period recorded late may concern (services.decisionlog.retro): at
+        the institution (``subject`` institution) or with the encounter doctor (doctor), at ``scenes``,
+        dated ``first_day``..``last_day`` (China time days, inclusive; open without ``last_day``),
+        decided before ``before`` (UTC, the store's format) and without a ``rule_id`` alert (flagged
+        live). At most ``limit``, oldest first."""
+        column = "institution_id" if subject == "institution" else "doctor_id"
+        marks = ", ".join("?" for _ in scenes)
+        sql = (f"SELECT decision_id, event_id, institution_id, region, patient_ref, scene, occurred_at, day, "
+               f"institution_level, department, doctor_id FROM decisions d WHERE d.{column} = ? AND d.day >= ? "
+               f"{'AND d.day <= ? ' if last_day else ''}AND d.scene IN ({marks}) AND d.decided_at < ? "
+               f"AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.decision_id = d.decision_id AND a.rule_id = ?) "
+               f"ORDER BY d.occurred_at, d.decision_id LIMIT {int(limit)}")
+        params: list[Any] = [sid, first_day, *([last_day] if last_day else []), *scenes, before, rule_id]
+        return self.rows(sql, params)
+
     # -- decisions -------------------------------------------------------------------------------
     def decision(self, decision_id: str, scope: Scope = EVERYTHING) -> dict[str, Any] | None:
         where, params = scope.sql()

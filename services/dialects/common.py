@@ -48,6 +48,19 @@ def first_error(errors: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
     return field, message
 
 
+BODY_PARSE_FAILED = "There was an error parsing the body"  # FastAPI's 400 detail when reading the body failed
+
+
+def unreadable_body(exc: Exception) -> str | None:
+    """The message for FastAPI's 400 "error parsing the body" (raised, without a field, when the body
+    is not UTF-8 text and so cannot be JSON); None for any other HTTP error."""
+    if getattr(exc, "status_code", None) != 400 or getattr(exc, "detail", None) != BODY_PARSE_FAILED:
+        return None
+    if isinstance(exc.__cause__, UnicodeDecodeError):
+        return "the request body is not valid JSON (it is not UTF-8 text)"
+    return "the request body is not valid JSON (it could not be read)"
+
+
 # -- ids ----------------------------------------------------------------------------
 def digest(value: Any, size: int = 10) -> str:
     """A stable hex digest of a JSON-compatible value (key order does not matter)."""

@@ -21,7 +21,7 @@ from services.common.provider_feed import ProviderFeed
 from services.common.rulebase_feed import RulebaseFeed, Served
 from services.common.settings import Settings, get_settings
 from services.contracts.errors import error_body
-from services.dialects.common import field_path, first_error
+from services.dialects.common import field_path, first_error, unreadable_body
 from services.ingress import (
     cases,
     catalog,
@@ -56,6 +56,11 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 
 
 async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    unreadable = unreadable_body(exc)
+    if unreadable is not None:  # like any other body that is not JSON: 422 naming the body
+        return JSONResponse(status_code=422, content=error_body(
+            "invalid_request", f"body: {unreadable}", "body",
+            [{"field": "body", "message": unreadable, "type": "json_invalid"}]))
     detail = exc.detail if isinstance(exc.detail, dict) else error_body("http_error", str(exc.detail))
     return JSONResponse(status_code=exc.status_code, content=detail, headers=getattr(exc, "headers", None))
 

@@ -60,6 +60,15 @@ def invalid(field: str, message: str) -> HTTPException:
                                "errors": [{"field": field, "message": message, "type": "value_error"}]})
 
 
+# How the period bounds are written (documented in the OpenAPI document; ``time_bound`` checks them and
+# names the field at fault): a China date, or an ISO-8601 time with its offset.
+TIME_PATTERN = r"^\s*(\d{4}-\d{2}-\d{2}|\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)\s*$"
+From = Annotated[str | None, Query(alias="from", description="YYYY-MM-DD (China date, from its start) or an "
+                                   "ISO-8601 time", json_schema_extra={"pattern": TIME_PATTERN})]
+To = Annotated[str | None, Query(description="YYYY-MM-DD (China date, inclusive) or an ISO-8601 time (exclusive)",
+                                 json_schema_extra={"pattern": TIME_PATTERN})]
+
+
 def time_bound(value: str | None, field: str, end: bool = False) -> str | None:
     """``YYYY-MM-DD`` (a China date; ``to`` includes that day) or an ISO-8601 time → the stored UTC form."""
     if value is None or not value.strip():
@@ -105,8 +114,8 @@ def filters(
     patient_ref: Annotated[str | None, Query(description="the patient's pseudonym as the log shows it")] = None,
     rule_id: str | None = None,
     scene: Annotated[int | None, Query(ge=1, le=10)] = None,
-    from_: Annotated[str | None, Query(alias="from", description="YYYY-MM-DD (China date) or ISO-8601")] = None,
-    to: Annotated[str | None, Query(description="YYYY-MM-DD (inclusive) or ISO-8601 (exclusive)")] = None,
+    from_: From = None,
+    to: To = None,
     has_alerts: bool | None = None,
 ) -> dict[str, Any]:
     return {"institution": institution, "patient_ref": pseudonym(patient) if patient else patient_ref,
@@ -117,7 +126,13 @@ def filters(
 FiltersDep = Annotated[dict[str, Any], Depends(filters)]
 
 
-@router.get("/v1/decisions", response_model=None)
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@router.get("/v1/decisions", response_model=None, responses={200: {
+    "description": "a page of decisions (format=json), or every matching decision as a download (csv, xlsx)",
+    "content": {"application/json": {}, "text/csv": {"schema": {"type": "string"}},
+                XLSX: {"schema": {"type": "string", "format": "binary"}}}}})
 def list_decisions(
     who: PrincipalDep, store: StoreDep, found: FiltersDep, cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 100,
@@ -132,7 +147,7 @@ def list_decisions(
             media, ext = "text/csv; charset=utf-8", "csv"
         else:
             body = export.xlsx_chunks(rows, export.DECISION_COLUMNS)
-            media, ext = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xlsx"
+            media, ext = XLSX, "xlsx"
         return StreamingResponse(body, media_type=media,
                                  headers={"Content-Disposition": f'attachment; filename="decisions.{ext}"'})
     try:

@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from services.contracts.decision import Decision
 from services.contracts.envelope import history_headers
 from services.dialects import nhsa
-from services.dialects.common import CST, first_error
+from services.dialects.common import CST, first_error, unreadable_body
 from services.dialects.exceptions import MappingError
 from services.ingress import metrics
 from services.ingress.auth import ApiKeyHeader, SettingsDep
@@ -87,6 +87,9 @@ class NhsaRoute(APIRoute):
             except AuthFailure as exc:
                 return error_response(exc.message, exc.status)
             except StarletteHTTPException as exc:  # 401 from the API-key dependency
+                unreadable = unreadable_body(exc)
+                if unreadable is not None:  # not UTF-8: answered like any body that is not JSON
+                    return error_response(nhsa.describe("body", unreadable))
                 detail = exc.detail
                 message = detail.get("message", str(detail)) if isinstance(detail, dict) else str(detail)
                 at = detail.get("field") if isinstance(detail, dict) else None

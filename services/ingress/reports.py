@@ -15,16 +15,15 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
 from services.ingress.auth import PrincipalDep
-from services.ingress.decisions import StoreDep, invalid, time_bound
+from services.ingress.decisions import From, StoreDep, To, invalid, time_bound
 
 router = APIRouter(tags=["risk and reports"])
 
-Period = Annotated[str | None, Query(description="YYYY-MM-DD (China date) or ISO-8601")]
 
 
 @router.get("/v1/risk/{kind}")
 def risk_list(kind: Literal["patients", "doctors", "institutions"], who: PrincipalDep, store: StoreDep,
-              from_: Annotated[str | None, Query(alias="from")] = None, to: Period = None,
+              from_: From = None, to: To = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
     """Entities ranked by alerts, amount at stake, confirmed cases and alert rate against their peers (same
     institution level; same institution and department), each score with its parts (``score_parts``)."""
@@ -36,7 +35,7 @@ def risk_list(kind: Literal["patients", "doctors", "institutions"], who: Princip
 @router.get("/v1/reports/summary")
 def summary(who: PrincipalDep, store: StoreDep,
             group_by: Literal["institution", "rule", "region", "day", "month"] = "institution",
-            from_: Annotated[str | None, Query(alias="from")] = None, to: Period = None) -> dict[str, Any]:
+            from_: From = None, to: To = None) -> dict[str, Any]:
     """Per group: decisions, alert rate, amount at stake, feedback accepted vs overridden, cases by outcome,
     amount recovered."""
     rows = store.summary(group_by, who.scope, time_bound(from_, "from"), time_bound(to, "to", end=True))
@@ -59,7 +58,9 @@ def _table(head: list[str], rows: list[list[Any]]) -> str:
 
 
 @router.get("/v1/reports/monthly", response_class=HTMLResponse)
-def monthly(who: PrincipalDep, store: StoreDep, institution: str, month: str) -> HTMLResponse:
+def monthly(who: PrincipalDep, store: StoreDep, institution: str,
+            month: Annotated[str, Query(description="YYYY-MM", json_schema_extra={"pattern": r"^\d{4}-\d{2}$"})]
+            ) -> HTMLResponse:
     """A printable monthly report of one institution (月度监管报告): totals, per rule, cases, largest alerts."""
     first, nxt = month_bounds(month)
     start, end = time_bound(first, "month"), time_bound(nxt, "month")

@@ -17,6 +17,7 @@ from services.rules import state as st
 from services.rules.context import UNCOVERED, Ctx
 from services.rules.exceptions import DataError
 from services.rules.families.coverage import unchecked_entry
+from services.rules.families.status import STATUS_EN, STATUS_ZH, status_affecting
 from services.rules.kb import KB, tag_mask
 from services.rules.ruleset import Rule, compile_rule_docs, compile_rules, parse_rule_file
 from services.rules.timeutil import date_of_day, day_of_date, day_of_time
@@ -307,61 +308,118 @@ class Engine:
         return st.apply_status(state if state is not None else {}, status)
 
     def retrospective(self, state: dict[str, Any] | None, status: dict[str, Any]) -> list[dict[str, Any]]:
-        """事后 findings of a death recorded late: claims already in the patient's state (the state
-        BEFORE ``status`` is applied) dated after the day of death, which no live decision could
-        flag. Care up to and including the day of death is payable; a claim on a day the state
-        already knew to be after a death was flagged live (R31) and is not repeated. Claims are what
-        the state keeps with their event ids: supplies (the ledger) and admissions (a stay admitted
-        after the death, or open across it). One finding per earlier event:
+        """事后 findings of a status recorded late: a death, a suspension (失信, 暂停联网结算) or an
+        uninsured period whose days cover claims already in the patient's state (the state BEFORE
+        ``status`` is applied) that no live decision could flag. A claim is judged as R31 judges it
+        live (``status_affecting``): after the day of death (care up to and including it is
+        payable), inside a suspended or uninsured period. A claim on a day the state already knew to
+        be so was flagged live and is not repeated; one the new record does not decide (a newer
+        update for the same period already did, a death decides the day) is left alone. Claims are
+        what the state keeps with their event ids: supplies (the ledger), period-limited items,
+        stay orders (the open-stay log), outpatient visits and admissions (a stay admitted inside
+        the period, or open into it). One finding per earlier event:
         ``{event_id, institution_id, service_date, alerts: [R31 alert]}`` (the alert without ids)."""
         rule = self.by_id.get("R31")
-        if not state or rule is None or status.get("status") != "deceased" or "R31" in self._off:
+        kind = status.get("status")
+        if not state or rule is None or kind not in ("deceased", "suspended", "uninsured") or "R31" in self._off:
             return []
-        death = day_of_date(status["effective_from"])
+        params, label = rule.resolve("default")
+        if kind not in params["statuses"]:
+            return []
+        # The timeline with the new record (S is rebuilt, not mutated: the prior state is untouched; without
+        # ``d`` so a period that ended before the newest event is kept: it is exactly the late case).
+        after = st.apply_status({k: v for k, v in state.items() if k != "d"}, status)
+        frm = day_of_date(status["effective_from"])
+        to = day_of_date(status["effective_to"]) if status.get("effective_to") else None
+        first_day = frm + 1 if kind == "deceased" else frm  # the first day the record makes unpayable
+        affecting = status_affecting
         wanted: dict[str, tuple[str, int, list[dict[str, Any]]]] = {}
-        known = st.status_on
 
-        def claim(event_id: str, inst: str, day: int, evidence: dict[str, Any]) -> None:
-            if day <= death or not rule.frm <= day <= rule.to:
+        def claim(event_id: str | None, inst: str, day: int, evidence: dict[str, Any], only_new: bool = False) -> None:
+            if not event_id or day < first_day or (to is not None and day > to) or not rule.frm <= day <= rule.to:
                 return
-            row = known(state, day)
-            if row is not None and row[st.S_STATUS] == "deceased" and row[st.S_FROM] < day:
+            if only_new and event_id in wanted:
+                return
+            now = affecting(after, day)
+            if now is None or now[st.S_STATUS] != kind or now[st.S_FROM] != frm:
+                return  # the new record does not decide this day
+            was = affecting(state, day)
+            if was is not None and was[st.S_STATUS] in params["statuses"]:
                 return  # already known on that day: flagged live
             got = wanted.setdefault(event_id, (inst, day, []))
             got[2].append(evidence)
 
+        def item(event_id: str, inst: str, day: int, code: str, name: str, qty: Any, days: Any, amount: Any) -> dict[str, Any]:
+            return {"kind": "event", "event_id": event_id, "institution_id": inst, "date": date_of_day(day),
+                    "item_code": code, "item_name": name, "quantity": qty, "days_supply": days, "amount": amount}
+
         for r in state.get("L", ()):
             kb_row = self.kb.drugs.get(r[st.L_CODE], r[st.L_START])
-            claim(r[st.L_EVENT], r[st.L_INST], r[st.L_START], {
-                "kind": "event", "event_id": r[st.L_EVENT], "institution_id": r[st.L_INST],
-                "date": date_of_day(r[st.L_START]), "item_code": r[st.L_CODE],
-                "item_name": kb_row["name"] if kb_row else r[st.L_CODE], "quantity": r[st.L_QTY],
-                "days_supply": r[st.L_DAYS], "amount": None})
+            claim(r[st.L_EVENT], r[st.L_INST], r[st.L_START], item(
+                r[st.L_EVENT], r[st.L_INST], r[st.L_START], r[st.L_CODE], kb_row["name"] if kb_row else r[st.L_CODE],
+                r[st.L_QTY], r[st.L_DAYS], None))
+        for r in state.get("P", ()):
+            if len(r) > st.P_EVENT:
+                kb_row = self.kb.services.get(r[st.P_CODE], r[st.P_DAY])
+                claim(r[st.P_EVENT], r[st.P_INST], r[st.P_DAY], item(
+                    r[st.P_EVENT], r[st.P_INST], r[st.P_DAY], r[st.P_CODE], kb_row["name"] if kb_row else r[st.P_CODE],
+                    r[st.P_QTY], None, None))
+        stays = {a[st.A_ENC]: a for a in state.get("A", ())}
+        for w in state.get("E", ()):
+            a = stays.get(w[st.E_ENC])
+            if a is None or len(w) <= st.E_LOG:
+                continue
+            for entry in w[st.E_LOG]:
+                for it in entry[1:]:
+                    code, start = it[st.I_CODE], it[st.I_START]
+                    kb_row = self.kb.services.get(code, start) or self.kb.drugs.get(code, start)
+                    claim(entry[0], a[st.A_INST], start, item(entry[0], a[st.A_INST], start, code,
+                                                              kb_row["name"] if kb_row else code, it[st.I_QTY], None, it[st.I_AMT]))
+        for v in state.get("V", ()):
+            if len(v) > st.V_EVENT:
+                claim(v[st.V_EVENT], v[st.V_INST], v[st.V_DAY], {
+                    "kind": "event", "event_id": v[st.V_EVENT], "institution_id": v[st.V_INST],
+                    "date": date_of_day(v[st.V_DAY]), "visit": "outpatient"}, only_new=True)
+        newest = state.get("d")
         for a in state.get("A", ()):
-            dis = a[st.A_DIS]
-            if a[st.A_ADM] > death or dis is None or dis > death:
-                dx = self.kb.diagnosis(a[st.A_DX], a[st.A_ADM]) if a[st.A_DX] else None
-                claim(a[st.A_EVENT], a[st.A_INST], max(a[st.A_ADM], death + 1), {
-                    "kind": "event", "event_id": a[st.A_EVENT], "institution_id": a[st.A_INST],
-                    "date": date_of_day(a[st.A_ADM]), "admitted_on": date_of_day(a[st.A_ADM]),
-                    "discharged_on": date_of_day(dis) if dis is not None else None,
-                    "diagnosis_code": a[st.A_DX], "diagnosis_name": dx["name"] if dx else a[st.A_DX]})
+            adm, dis = a[st.A_ADM], a[st.A_DIS]
+            day = max(adm, first_day)
+            if day > (dis if dis is not None else (newest if newest is not None else adm)):
+                continue  # discharged before the period, or not yet in it
+            dx = self.kb.diagnosis(a[st.A_DX], adm) if a[st.A_DX] else None
+            claim(a[st.A_EVENT], a[st.A_INST], day, {
+                "kind": "event", "event_id": a[st.A_EVENT], "institution_id": a[st.A_INST],
+                "date": date_of_day(adm), "admitted_on": date_of_day(adm),
+                "discharged_on": date_of_day(dis) if dis is not None else None,
+                "diagnosis_code": a[st.A_DX], "diagnosis_name": dx["name"] if dx else a[st.A_DX]})
         if not wanted:
             return []
-        params, label = rule.resolve("default")
-        if "deceased" not in params["statuses"]:
-            return []
         reason = status.get("reason") or None
-        since = date_of_day(death)
-        fields = {"status_zh": "已死亡", "status_en": "deceased", "since": since, "reason": reason or "-"}
-        detail = (f"deceased from {since}" + (f"; reason: {reason}" if reason else "")
-                  + "; recorded after these claims (retrospective); care up to and including the day of death is payable")
+        since = date_of_day(frm)
+        fields = {"status_zh": STATUS_ZH[kind], "status_en": STATUS_EN[kind], "since": since, "reason": reason or "-"}
+        until = f" to {date_of_day(to)}" if to is not None else ""
+        detail = (f"{kind} from {since}{until}" + (f"; reason: {reason}" if reason else "")
+                  + "; recorded after these claims (retrospective)")
+        if kind == "deceased":
+            detail += "; care up to and including the day of death is payable"
         out = []
         for event_id, (inst, day, evidence) in sorted(wanted.items(), key=lambda kv: (kv[1][1], kv[0])):
-            ev = [*evidence, {"kind": "kb", "table": "patient_status", "code": "deceased", "detail": detail}]
+            ev = [*evidence, {"kind": "kb", "table": "patient_status", "code": kind, "detail": detail}]
+            amount = sum(e["amount"] for e in evidence if e.get("amount"))
             out.append({"event_id": event_id, "institution_id": inst, "service_date": date_of_day(day),
-                        "alerts": [_alert(rule, label, fields, [], 0.0, ev)]})
+                        "alerts": [_alert(rule, label, fields, [], amount, ev)]})
         return out
+
+    def alert_of(self, rule_id: str, region: str | None, day: int, fields: dict[str, Any],
+                 evidence: list[dict[str, Any]], amount: float = 0.0) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """One alert of a rule composed outside an event (a retrospective finding the decision log
+        writes: services.decisionlog.retro) and the parameters it was judged with (the region's), or
+        None when the rule is absent, off, or not in force on ``day``."""
+        rule = self.by_id.get(rule_id)
+        if rule is None or rule_id in self._off or not rule.frm <= day <= rule.to:
+            return None
+        params, label = rule.resolve(region or "default")
+        return _alert(rule, label, fields, [], amount, evidence), params
 
     # -- catalogue and search ----------------------------------------------------
     def rules_catalog(self) -> list[dict[str, Any]]:

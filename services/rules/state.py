@@ -22,10 +22,21 @@ A     inpatient stays: [admission_day, institution, enc_hash, event_id,
       main_dx, discharge_day|None]
 E     open-stay accumulators: [enc_hash, [[code, enc_qty, last_day,
       last_day_qty], ...], charged_days_mask, active_days_mask, amount,
-      exam_amount, [first-line drug classes used]]  (bit i = admission day + i)
+      exam_amount, [first-line drug classes used], log, base]  (bit i =
+      admission day + i). Optional trailing fields (absent in rows written
+      before cancellations reversed them): ``log``, each event's lines
+      [event_id, [code, start_day, span, qty, amount, flags(, class)], ...]
+      (flags: 1 makes the day active, 2 an examination, 4 a tracked code),
+      and ``base``, an accumulator row of what the log no longer holds (a
+      row written before the log, older lines folded in past
+      ``E_LOG_LINES``); the accumulators are always base + log
+      (``refold_stay``), so a cancellation removes lines and refolds
 P     period counters: [code, day, qty, enc_hash, institution, event_id]
       (event_id absent in rows written before issue 10)
-C     courses: [key, first_day, last_day]
+C     courses: [key, first_day, last_day, log, base]; optional trailing
+      fields as in E: ``log`` [[event_id, enc_hash, start_day, end_day], ...]
+      in arrival order, ``base`` [first_day, last_day] of what it no longer
+      holds; first/last are always base + log replayed (``replay_course``)
 S     insured-status periods: [status, from_day, to_day|None, updated_epoch_s,
       reason|None]
 seen  RESERVED for the worker (services.rules.decision: idempotency); only
@@ -62,12 +73,18 @@ V_DAY, V_INST, V_ENC, V_EVENT = range(4)
 # A inpatient stays (A_DIS None while open)
 A_ADM, A_INST, A_ENC, A_EVENT, A_DX, A_DIS = range(6)
 # E open-stay accumulators; E_COUNTERS holds K rows
-E_ENC, E_COUNTERS, E_CHARGED, E_ACTIVE, E_AMOUNT, E_EXAM, E_CLASSES = range(7)
+E_ENC, E_COUNTERS, E_CHARGED, E_ACTIVE, E_AMOUNT, E_EXAM, E_CLASSES, E_LOG, E_BASE = range(9)
 K_CODE, K_QTY, K_LAST_DAY, K_LAST_QTY = range(4)
+# E_LOG line items; F_* their flags
+I_CODE, I_START, I_SPAN, I_QTY, I_AMT, I_FLAGS, I_CLASS = range(7)
+F_ACTIVE, F_EXAM, F_TRACKED = 1, 2, 4
+E_LOG_LINES = 24  # lines kept per stay in E_LOG (older events fold into E_BASE: no longer reversible)
 # P period counters (P_EVENT: optional trailing field, absent in rows written before issue 10)
 P_CODE, P_DAY, P_QTY, P_ENC, P_INST, P_EVENT = range(6)
-# C courses
-C_KEY, C_FIRST, C_LAST = range(3)
+# C courses (C_LOG, C_BASE: optional trailing fields); CL_* the fields of a C_LOG entry
+C_KEY, C_FIRST, C_LAST, C_LOG, C_BASE = range(5)
+CL_EVENT, CL_ENC, CL_START, CL_END = range(4)
+C_LOG_ENTRIES = 8  # course entries kept per row (older ones fold into C_BASE)
 # S insured-status periods (S_TO None: open)
 S_STATUS, S_FROM, S_TO, S_UPDATED, S_REASON = range(5)
 
@@ -312,7 +329,7 @@ def _put(state: dict[str, Any], key: str, rows: list[Any]) -> None:
 
 def apply_event(state: dict[str, Any], cx: Any, win: Windows) -> dict[str, Any]:
     if cx.cancel is not None:
-        return apply_cancellation(state, cx)
+        return apply_cancellation(state, cx, win)
     day = cx.day
     newest = state.get("d")
     if newest is None or day > newest:
@@ -518,15 +535,17 @@ def on_hand(prior: list[Any], day: int, ench: int) -> tuple[float, list[list[Any
     return (stock, chain) if stock > 0 else (0, chain)
 
 
-def apply_cancellation(state: dict[str, Any], cx: Any) -> dict[str, Any]:
+def apply_cancellation(state: dict[str, Any], cx: Any, win: Windows | None = None) -> dict[str, Any]:
     """Take a cancelled (撤销) or refunded (退费) order back out of the state, so it no longer counts.
 
     What goes: the encounter's supplies (ledger rows of ``cx.ench``, or recorded by the cancelled
-    event ``cx.cancel``) and its period counters; with items, only those of the items' ingredients
-    (drugs) and codes; without items, also the encounter's outpatient visit, and the stay when the
-    cancelled event is the one that admitted it. Time does not move (``d`` unchanged): a
-    cancellation is not care. Per-stay accumulators (``E``) and course rows (``C``) are not
-    reversed (they keep no event ids)."""
+    event ``cx.cancel``) and its period counters; the lines the cancelled event added to the
+    encounter's open-stay accumulators (``E``: counters per code, day masks, amounts, first-line
+    classes) and its course entries (``C``) — without ``cancels``, those of every event of the
+    encounter; with items, only those of the items' ingredients (drugs) and codes; without items,
+    also the encounter's outpatient visit, and the stay when the cancelled event is the one that
+    admitted it. Time does not move (``d`` unchanged): a cancellation is not care. ``E`` and ``C``
+    rows written before they kept a log of their events are not reversed."""
     ench = cx.ench
     cancels = cx.cancel
     ings = {ingredient_of(ln) for ln in cx.items if ln.kind == "drug"} if cx.items else None
@@ -538,6 +557,12 @@ def apply_cancellation(state: dict[str, Any], cx: Any) -> dict[str, Any]:
     rows = state.get("P")
     if rows:
         _put(state, "P", [r for r in rows if not (r[P_ENC] == ench and (codes is None or r[P_CODE] in codes))])
+    if "E" in state:
+        _cancel_stay_lines(state, cx, codes)
+    if "C" in state:
+        keys = ({ln.row.get("ingredient", ln.code) if ln.row is not None and ln.kind in ("drug", "herb") else ln.code
+                 for ln in cx.items} if cx.items else None)  # course_key, also for lines without a catalogue row
+        _cancel_course_entries(state, cx, keys, (win or Windows()).course_gap)
     if codes is None:
         rows = state.get("V")
         if rows:
@@ -581,9 +606,12 @@ def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -
         work = state["E"] = []
     for w in work:
         if w[E_ENC] == ench:
+            if len(w) == E_LOG:  # written before the log: what it holds becomes the base
+                w.append([])
+                w.append(_stay_base(w))
             break
     else:
-        w = [ench, [], 0, 0, 0.0, 0.0, []]
+        w = [ench, [], 0, 0, 0.0, 0.0, [], []]
         work.append(w)
     adm = stay[A_ADM]
     counters = w[E_COUNTERS]
@@ -591,11 +619,15 @@ def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -
     first_line = win.first_line
     passive = win.passive
     exam = win.exam
+    logged: list[Any] = [cx.event_id]  # this event's lines, for a later cancellation (E_LOG)
     for line in cx.items:
         row = line.row
+        flags = 0
+        item = [line.code, line.start, line.span, line.qty, line.amt, 0]
         if line.kind == "drug" and row is not None and row["class"] in first_line:
             if row["class"] not in w[E_CLASSES]:
                 w[E_CLASSES].append(row["class"])
+            item.append(row["class"])
         if line.span == 1:  # day_bits(line, adm), inline for the common one-day line
             off = line.start - adm
             bits = 1 << off if 0 <= off < MASK_DAYS else 0
@@ -604,10 +636,13 @@ def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -
         w[E_CHARGED] |= bits
         if line.kind != "service" or row is None or row["category"] not in passive:
             w[E_ACTIVE] |= bits
+            flags = F_ACTIVE
         w[E_AMOUNT] = round(w[E_AMOUNT] + line.amt, 2)
         if line.row is not None and line.kind == "service" and line.row["category"] in exam:
             w[E_EXAM] = round(w[E_EXAM] + line.amt, 2)
+            flags |= F_EXAM
         if line.code in tracked:
+            flags |= F_TRACKED
             last = line.start + line.span - 1
             per_day = line.qty if line.span == 1 else 1.0
             for c in counters:
@@ -620,6 +655,105 @@ def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -
                     break
             else:
                 counters.append([line.code, line.qty, last, per_day])
+        item[I_FLAGS] = flags
+        logged.append(item)
+    log = w[E_LOG]
+    log.append(logged)
+    lines = 0
+    for entry in log:
+        lines += len(entry) - 1
+    if lines > E_LOG_LINES:  # the oldest events fold into the base (no longer reversible)
+        base = w[E_BASE] if len(w) > E_BASE else None
+        if base is None:
+            base = [ench, [], 0, 0, 0.0, 0.0, []]
+            if len(w) > E_BASE:
+                w[E_BASE] = base
+            else:
+                w.append(base)
+        while lines > E_LOG_LINES and len(log) > 1:
+            entry = log.pop(0)
+            lines -= len(entry) - 1
+            for item in entry[1:]:
+                fold_line(base, item, adm)
+
+
+def _stay_base(w: list[Any]) -> list[Any]:
+    """An accumulator row holding what ``w`` holds (a copy)."""
+    return [w[E_ENC], [list(c) for c in w[E_COUNTERS]], w[E_CHARGED], w[E_ACTIVE], w[E_AMOUNT], w[E_EXAM],
+            list(w[E_CLASSES])]
+
+
+def fold_line(w: list[Any], item: list[Any], adm: int) -> None:
+    """Add one logged line (an ``E_LOG`` item) to an accumulator row, as ``_apply_open`` adds a line."""
+    code, start, span, qty = item[I_CODE], item[I_START], item[I_SPAN], item[I_QTY]
+    flags = item[I_FLAGS]
+    if len(item) > I_CLASS and item[I_CLASS] not in w[E_CLASSES]:
+        w[E_CLASSES].append(item[I_CLASS])
+    lo = start - adm
+    hi = lo + span
+    lo, hi = max(lo, 0), min(hi, MASK_DAYS)
+    bits = ((1 << (hi - lo)) - 1) << lo if hi > lo else 0
+    w[E_CHARGED] |= bits
+    if flags & F_ACTIVE:
+        w[E_ACTIVE] |= bits
+    w[E_AMOUNT] = round(w[E_AMOUNT] + item[I_AMT], 2)
+    if flags & F_EXAM:
+        w[E_EXAM] = round(w[E_EXAM] + item[I_AMT], 2)
+    if flags & F_TRACKED:
+        last = start + span - 1
+        per_day = qty if span == 1 else 1.0
+        for c in w[E_COUNTERS]:
+            if c[K_CODE] == code:
+                c[K_QTY] += qty
+                if c[K_LAST_DAY] == last:
+                    c[K_LAST_QTY] += per_day
+                elif last > c[K_LAST_DAY]:
+                    c[K_LAST_DAY], c[K_LAST_QTY] = last, per_day
+                break
+        else:
+            w[E_COUNTERS].append([code, qty, last, per_day])
+
+
+def refold_stay(w: list[Any], adm: int) -> list[Any]:
+    """The accumulators (an ``E`` row without log) that ``w``'s base and log add up to."""
+    base = w[E_BASE] if len(w) > E_BASE else None
+    out = _stay_base(base) if base is not None else [w[E_ENC], [], 0, 0, 0.0, 0.0, []]
+    for entry in w[E_LOG] if len(w) > E_LOG else ():
+        for item in entry[1:]:
+            fold_line(out, item, adm)
+    return out
+
+
+def _same_stay_sums(a: list[Any], b: list[Any]) -> bool:
+    return (a[E_CHARGED] == b[E_CHARGED] and a[E_ACTIVE] == b[E_ACTIVE] and a[E_AMOUNT] == b[E_AMOUNT]
+            and a[E_EXAM] == b[E_EXAM] and sorted(a[E_COUNTERS]) == sorted(b[E_COUNTERS])
+            and set(a[E_CLASSES]) == set(b[E_CLASSES]))
+
+
+def _cancel_stay_lines(state: dict[str, Any], cx: Any, codes: set[str] | None) -> None:
+    """Take the cancelled lines out of the encounter's open-stay accumulators: the logged lines of
+    the cancelled event (``cx.cancel``; every logged event of the encounter when it names only
+    items), only those of ``codes`` when given; then the accumulators are refolded from base + log.
+    Rows without a log, or whose log does not add up to them (an older release added lines
+    without logging them during a rolling upgrade), are left as they are."""
+    ench, cancels = cx.ench, cx.cancel
+    w = next((r for r in state.get("E", ()) if r[E_ENC] == ench), None)
+    adm = next((s[A_ADM] for s in state.get("A", ()) if s[A_ENC] == ench), None)
+    if w is None or adm is None or len(w) <= E_LOG or not _same_stay_sums(refold_stay(w, adm), w):
+        return
+    log, changed = [], False
+    for entry in w[E_LOG]:
+        if cancels and entry[0] != cancels:
+            log.append(entry)
+            continue
+        kept = [it for it in entry[1:] if codes is not None and it[I_CODE] not in codes]
+        if len(kept) < len(entry) - 1:
+            changed = True
+        if kept:
+            log.append([entry[0], *kept])
+    if changed:
+        w[E_LOG] = log
+        w[E_ENC:E_LOG] = refold_stay(w, adm)
 
 
 def day_bits(line: Any, adm: int) -> int:
@@ -662,15 +796,75 @@ def _apply_course(state: dict[str, Any], cx: Any, win: Windows) -> None:
             continue
         key = course_key(line)
         end = line.start + max(1, line.ds or 1) - 1
+        entry = [cx.event_id, cx.ench, line.start, end]
         for r in rows:
             if r[C_KEY] == key:
-                if line.start - r[C_LAST] > win.course_gap:
+                if line.start - r[C_LAST] > win.course_gap:  # a new course: the old one's log goes
                     r[C_FIRST], r[C_LAST] = line.start, end
-                else:
-                    r[C_LAST] = max(r[C_LAST], end)
+                    del r[C_LOG:]
+                    r.append([entry])
+                    break
+                if len(r) == C_LOG:  # written before the log: what it holds becomes the base
+                    r.append([])
+                    r.append([r[C_FIRST], r[C_LAST]])
+                r[C_LAST] = max(r[C_LAST], end)
+                r[C_LOG].append(entry)
+                log = r[C_LOG]
+                if len(log) > C_LOG_ENTRIES:  # the oldest entry folds into the base
+                    old = log.pop(0)
+                    base = r[C_BASE] if len(r) > C_BASE else None
+                    first, last = replay_course(base, [old], win.course_gap)
+                    if len(r) > C_BASE:
+                        r[C_BASE] = [first, last]
+                    else:
+                        r.append([first, last])
                 break
         else:
-            rows.append([key, line.start, end])
+            rows.append([key, line.start, end, [entry]])
+
+
+def replay_course(base: list[Any] | None, entries: list[Any], gap: int) -> tuple[int | None, int | None]:
+    """(first_day, last_day) of a course from its base and its log entries in arrival order, as
+    ``_apply_course`` moves them: a start more than ``gap`` days after the last day begins a new course."""
+    first = last = None
+    if base is not None:
+        first, last = base[0], base[1]
+    for e in entries:
+        start, end = e[CL_START], e[CL_END]
+        if first is None or last is None or start - last > gap:
+            first, last = start, end
+        elif end > last:
+            last = end
+    return first, last
+
+
+def _cancel_course_entries(state: dict[str, Any], cx: Any, keys: set[str] | None, gap: int) -> None:
+    """Take the cancelled event's (``cx.cancel``; without it, the encounter's) entries out of the course
+    rows, only those of ``keys`` when given, and replay each row from base + log; a row left with
+    nothing goes. Rows without a log, or whose log does not give their days, are left as they are."""
+    rows = state.get("C")
+    if not rows:
+        return
+    ench, cancels = cx.ench, cx.cancel
+    out = []
+    for r in rows:
+        if len(r) <= C_LOG or (keys is not None and r[C_KEY] not in keys):
+            out.append(r)
+            continue
+        base = r[C_BASE] if len(r) > C_BASE else None
+        if replay_course(base, r[C_LOG], gap) != (r[C_FIRST], r[C_LAST]):
+            out.append(r)  # an older release moved it without logging
+            continue
+        log = [e for e in r[C_LOG] if not (e[CL_EVENT] == cancels if cancels else e[CL_ENC] == ench)]
+        if len(log) == len(r[C_LOG]):
+            out.append(r)
+            continue
+        first, last = replay_course(base, log, gap)
+        if first is None:
+            continue  # nothing of the course is left
+        r[C_FIRST], r[C_LAST], r[C_LOG] = first, last, log
+        out.append(r)
+    _put(state, "C", out)
 
 
 # -- insured status ------------------------------------------------------------

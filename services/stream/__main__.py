@@ -16,12 +16,12 @@ import logging
 import sys
 
 from services.common import logs
-from services.common.settings import get_settings
+from services.common.settings import settings_or_exit
 from services.stream import readiness
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings = get_settings()
+    settings = settings_or_exit()
     logs.setup("worker", settings.log_format, settings.log_level)
     if settings.worker_metrics_port:
         try:

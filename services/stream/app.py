@@ -455,9 +455,50 @@ async def _send_audit(partition: int, key: bytes, body: bytes, decision_id: str)
     _confirm(decision_id)
 
 
+# -- the table store's health ---------------------------------------------------------
+# A store that fails every read or write (RocksDB's "IO error" once its directory is gone, a full
+# or read-only disk) never heals in place: each record would be left uncommitted while the worker
+# stays up and ready. After ``store_failure_limit`` failures in a row the worker exits with
+# STORE_FAILED_EXIT, so that its supervisor restarts it: the new process opens the store again
+# (rebuilding it from the changelog if its files are gone) and reads the uncommitted records again.
+STORE_FAILED_EXIT = 75  # EX_TEMPFAIL
+_store_streak = store.FailureStreak(settings.store_failure_limit)
+
+
+class StoreFailed(RuntimeError):
+    """The worker's table store could not read or write a patient's state."""
+
+
+def _read_state(key: bytes) -> bytes | None:
+    try:
+        value: bytes | None = patient_state.get(key)
+    except Exception as exc:
+        raise StoreFailed(f"reading a state: {exc}") from exc
+    return value
+
+
+def _store_failed(exc: StoreFailed) -> None:
+    if not _store_streak.failed():
+        log.error("the table store failed (%d of %d in a row before the worker exits): %s",
+                  _store_streak.count, _store_streak.limit, exc)
+        return
+    readiness.set_ready(False)
+    log.critical("the table store failed %d times in a row (last: %s): exiting with code %d so that a restart "
+                 "opens the store again (rebuilt from the changelog if its files are gone) and reads the "
+                 "uncommitted records again", _store_streak.count, exc, STORE_FAILED_EXIT)
+    for handler in logging.getLogger().handlers + log.handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    os._exit(STORE_FAILED_EXIT)  # nothing past the failed records is committed: a crash loses nothing
+
+
 def _write_state(key: bytes, value: bytes, partition: int) -> Any:
     """Set the patient's state; return the delivery of its changelog record (a future)."""
-    patient_state.data[key] = value
+    try:
+        patient_state.data[key] = value
+    except Exception as exc:
+        raise StoreFailed(f"writing a state: {exc}") from exc
+    _store_streak.ok()
     metrics.STATE_BYTES.observe(len(value))
     return patient_state.send_changelog(partition, key, value)
 
@@ -518,8 +559,9 @@ async def _on_event(message: Any, key: bytes, event: dict[str, Any], headers: di
     confirmed = _confirmed_for(partition)
     marker = [message.offset, await _audit_offset(partition)]
     served = rulebase.current  # no await from here to the decision: one decision, one revision
+    prior = _read_state(key)  # a store failure is not the event's fault: never a dead letter
     try:
-        new_bytes, outcome = dec.handle_event(served.engine, patient_state.get(key), event,
+        new_bytes, outcome = dec.handle_event(served.engine, prior, event,
                                               pending=marker, confirmed=confirmed, providers=providers.providers)
     except Exception as exc:
         raise Poison("engine-error", type(exc).__name__) from exc
@@ -596,8 +638,9 @@ async def _issue_then_reply(decision: dict[str, Any], event: dict[str, Any], hea
 
 
 async def _on_history(message: Any, key: bytes, event: dict[str, Any]) -> Completion:
+    prior = _read_state(key)
     try:
-        new_bytes, outcome = dec.handle_event(rulebase.current.engine, patient_state.get(key), event, evaluate=False)
+        new_bytes, outcome = dec.handle_event(rulebase.current.engine, prior, event, evaluate=False)
     except Exception as exc:
         raise Poison("engine-error", type(exc).__name__) from exc
     metrics.HISTORY.labels("replayed" if outcome["replayed"] else "applied").inc()
@@ -608,10 +651,11 @@ async def _on_history(message: Any, key: bytes, event: dict[str, Any]) -> Comple
 
 async def _on_status(message: Any, key: bytes, status: dict[str, Any]) -> Completion:
     served = rulebase.current
+    stored = _read_state(key)
     try:
-        prior = state_codec.loads(patient_state.get(key))
-        # 事后: a death recorded after claims were made — findings on those claims, from the state
-        # before the death is folded in (after it, the claims would look already known).
+        prior = state_codec.loads(stored)
+        # 事后: a death, suspension or uninsured period recorded after claims were made — findings on
+        # those claims, from the state before the status is folded in (after it, they would look known).
         findings = served.engine.retrospective(prior, status)
         state = served.engine.apply_status(prior, status)
     except Exception as exc:
@@ -622,7 +666,7 @@ async def _on_status(message: Any, key: bytes, status: dict[str, Any]) -> Comple
         decided_at = datetime.now(timezone.utc).isoformat()
         for finding in findings:
             record = retrospective_record(status["patient_id"], finding, status["effective_from"], decided_at,
-                                          WORKER_ID, served.revision)
+                                          WORKER_ID, served.revision, status["status"])
             await _send_audit(message.partition, key, orjson.dumps(record), record["decision_id"])
         metrics.RETROSPECTIVE.inc(len(findings))
     metrics.STATUS_UPDATES.inc()
@@ -731,6 +775,9 @@ async def process(stream: Any) -> None:
                         message.offset)
             completion = deadletter.send(app.producer, settings, message, exc.reason, str(exc), PRODUCE_TIMEOUT_S)
             await _reply(headers, orjson.dumps(env.error_reply(f"{exc.reason}: the engine could not evaluate this record")))
+        except StoreFailed as exc:  # not finished (read again after a restart); exits once it persists
+            completion = _failed(exc)
+            _store_failed(exc)
         except Exception as exc:  # e.g. the audit offset could not be read: not finished
             completion = _failed(exc)
         task = asyncio.get_running_loop().create_task(_finish(ev, completion))

@@ -201,12 +201,12 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from services.common.settings import SettingsError, load_settings
+    from services.common.settings import settings_or_exit
 
+    settings = settings_or_exit()
     try:
-        settings = load_settings()
         since = _parse_since(args.since)
-    except (SettingsError, ValueError) as exc:
+    except ValueError as exc:
         print(f"deadletter: {exc}", file=sys.stderr)
         return 2
     summary = asyncio.run(replay(settings, since=since, reason=args.reason, dry_run=args.dry_run))

@@ -33,7 +33,7 @@ resident memory grew by about the size of each state written (most of issue 9's 
 78 → 229 MB in 30 min at 10 events/s; docs/operations.md, *Worker memory*, has the figures). :class:`BoundedOptions` gives every database of the process one shared
 block cache of ``PRESETTLE_ROCKSDB_MEMORY_MB`` (default 64) and one write-buffer manager
 that charges the memtables to that cache (flushing the largest once they pass half of it),
-with 4 MiB write buffers and index and filter blocks in the cache: RocksDB's memory is capped
+with 4 MiB write buffers (``PRESETTLE_ROCKSDB_WRITE_BUFFER_KB``) and index and filter blocks in the cache: RocksDB's memory is capped
 by that one figure however many partitions the worker holds (docs/operations.md, *Worker memory*).
 
 **The end of a partition.** The embedded broker (Tansu 0.6) answers ListOffsets with the
@@ -133,6 +133,21 @@ async def true_end_offsets(bootstrap: str, tps: Iterable[TP], security: dict[str
     return {TP(ktp.topic, ktp.partition): end for ktp, end in ends.items()}
 
 
+class FailureStreak:
+    """Failures in a row (reset by a success); ``failed()`` says whether the limit is reached."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+
+    def ok(self) -> None:
+        self.count = 0
+
+    def failed(self) -> bool:
+        self.count += 1
+        return self.count >= self.limit
+
+
 # Per database: the write buffer (memtable) size and how many may be kept; the write-buffer
 # manager flushes earlier once all memtables together pass half the memory budget.
 WRITE_BUFFER_BYTES = 4 << 20
@@ -144,9 +159,10 @@ class BoundedOptions(faust_rocksdb.RocksDBOptions):
 
     _shared: tuple[int, Any, Any] | None = None  # (budget, Cache, WriteBufferManager), one per process
 
-    def __init__(self, memory_bytes: int, **kwargs: Any) -> None:
+    def __init__(self, memory_bytes: int, write_buffer_bytes: int = WRITE_BUFFER_BYTES, **kwargs: Any) -> None:
         super().__init__(use_rocksdict=True, **kwargs)
         self.memory_bytes = memory_bytes
+        self.write_buffer_bytes = write_buffer_bytes
 
     @classmethod
     def shared(cls, memory_bytes: int) -> tuple[Any, Any]:
@@ -167,7 +183,7 @@ class BoundedOptions(faust_rocksdb.RocksDBOptions):
         options.create_if_missing(True)
         if self.max_open_files is not None:
             options.set_max_open_files(self.max_open_files)
-        options.set_write_buffer_size(WRITE_BUFFER_BYTES)
+        options.set_write_buffer_size(self.write_buffer_bytes)
         options.set_max_write_buffer_number(MAX_WRITE_BUFFERS)
         options.set_target_file_size_base(self.target_file_size_base)
         options.set_write_buffer_manager(manager)
@@ -196,7 +212,9 @@ class Store(faust_rocksdb.Store):
         super().__init__(url, app, table, **kwargs)
         from services.common.settings import get_settings
 
-        self.rocksdb_options = BoundedOptions(get_settings().rocksdb_memory_mb << 20, **(self.options or {}))
+        settings = get_settings()
+        self.rocksdb_options = BoundedOptions(settings.rocksdb_memory_mb << 20, settings.rocksdb_write_buffer_kb << 10,
+                                              **(self.options or {}))
 
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
                            generation_id: int = 0) -> None:

@@ -1,5 +1,6 @@
 """The sink on a real (embedded) broker: audit, feedback, status and rule-base records into the store,
-idempotently; unreadable records counted and skipped; rule-base chunks skipped; lag recorded."""
+idempotently; unreadable records counted and skipped; rule-base chunks skipped; lag recorded; a provider
+suspension recorded late turns the decisions inside it into retrospective findings."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -74,7 +76,7 @@ def test_every_topic_kind_is_stored_once(broker: EmbeddedBroker, tmp_path: Path)
                         and store.counts()["feedback"] == 1 and store.counts()["decisions"] == 1:
                     break
         finally:
-            await sink.stop()
+            await sink.close()
         return store
 
     store = asyncio.run(run())
@@ -91,3 +93,85 @@ def test_every_topic_kind_is_stored_once(broker: EmbeddedBroker, tmp_path: Path)
     assert sample("presettle_sink_records_total", kind="rulebase", result="skipped") >= 1
     assert sample("presettle_sink_lag_records", kind="decisions") == 0
     store.close()
+
+
+def _decision(n: int, institution: str, day: int, scene: int = 6, rule: str | None = None,
+              doctor: str = "D1", department: str = "A03") -> dict[str, Any]:
+    rec = audit(n, institution=institution, patient=f"P{n:04d}", scene=scene, alerts=0, day=day)
+    rec.update(decided_at=f"2026-03-{day:02d}T02:00:00+00:00", doctor_id=doctor, department=department)
+    if rule:
+        rec["alerts"] = [{"rule_id": rule, "rule_version": "1.0.0", "message_zh": "m", "message_en": "m", "line_ids": [],
+                          "amount": 5.0, "evidence": [], "region": "default", "alert_id": f"{rec['decision_id']}.{rule}.1",
+                          "severity": "C"}]
+    return rec
+
+
+def test_a_provider_suspension_recorded_late_finds_the_decisions_inside_it(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """H7's 定点协议 suspended 03-03..03-10, recorded 03-20: its settlements on 03-05 and 03-08 are found
+    (R42, scene 0, a case each); not the one before, the order-entry decision, the one flagged live, or
+    another institution's. Doctor D9 suspended from 03-06, recorded 03-20: the emergency department's
+    settlement is exempt. Read twice (the sink restarted without committing), nothing is stored twice."""
+    env = {"PRESETTLE_KAFKA_BOOTSTRAP": broker.bootstrap, "PRESETTLE_TOPIC_PREFIX": f"r{uuid.uuid4().hex[:8]}",
+           "PRESETTLE_PARTITIONS": "2", "PRESETTLE_DATA_DIR": str(tmp_path)}
+    s = load_settings(env)
+    decisions = [_decision(1, "H7", 2), _decision(2, "H7", 5), _decision(3, "H7", 8, doctor="D9"),
+                 _decision(4, "H7", 6, scene=2), _decision(5, "H7", 9, rule="R42"), _decision(6, "H8", 5),
+                 _decision(7, "H8", 7, doctor="D9"), _decision(8, "H8", 7, doctor="D9", department="A22"),
+                 _decision(9, "H7", 12)]
+    institution = {"subject": "institution", "institution_id": "H7", "status": "suspended", "effective_from": "2026-03-03",
+                   "effective_to": "2026-03-10", "reason": "违规使用基金", "document_no": "医保函〔2026〕7号",
+                   "updated_at": "2026-03-20T09:00:00+08:00"}
+    doctor = {"subject": "doctor", "doctor_id": "D9", "status": "suspended", "effective_from": "2026-03-06",
+              "updated_at": "2026-03-20T10:00:00+08:00", "reason": "记分达到暂停标准"}
+
+    def read_provider() -> float:
+        return sample("presettle_sink_records_total", kind="provider", result="stored")
+
+    async def run(records: list[tuple[str, bytes, bytes]], until: int, providers: float = 0.0) -> Store:
+        await ensure_topics(broker.bootstrap, service_topics(s), configs=topic_configs(s))
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        await producer.start()
+        try:
+            for topic, key, value in records:
+                await producer.send_and_wait(topic, value, key=key)
+        finally:
+            await producer.stop()
+        store = Store.open(s.database)
+        sink = Sink(s, store)
+        await sink.start()
+        try:
+            for _ in range(60):
+                await sink.run_once(timeout_ms=300)
+                if store.counts()["decisions"] >= until and read_provider() >= providers:
+                    break
+        finally:
+            await sink.close()
+        return store
+
+    # the decisions first (stored long before the bureau's record, as in life), then the two records
+    asyncio.run(run([(s.decisions_topic, f"P{n:04d}".encode(), orjson.dumps(d)) for n, d in enumerate(decisions, 1)],
+                    len(decisions))).close()
+    late = [(s.provider_status_topic, b"institution|H7", orjson.dumps(institution)),
+            (s.provider_status_topic, b"doctor|D9", orjson.dumps(doctor))]
+    before = sample("presettle_sink_retrospective_findings_total")
+    store = asyncio.run(run(late, len(decisions) + 4))
+    found = store.rows("SELECT decision_id, event_id, institution_id, day FROM decisions WHERE scene = 0 "
+                       "ORDER BY day, institution_id, decision_id")
+    rules = {r["decision_id"]: [a["rule_id"] for a in store.decision(r["decision_id"])["alerts"]]  # type: ignore[index]
+             for r in found}
+    assert sorted((r["event_id"], r["institution_id"], r["day"], rules[r["decision_id"]][0]) for r in found) == [
+        ("e2", "H7", "2026-03-05", "R42"), ("e3", "H7", "2026-03-08", "R42"), ("e3", "H7", "2026-03-08", "R43"),
+        ("e7", "H8", "2026-03-07", "R43")]
+    assert sample("presettle_sink_retrospective_findings_total") - before == 4
+    r42 = store.decision(next(r["decision_id"] for r in found if r["event_id"] == "e2"))
+    assert r42 is not None and r42["retrospective"] is True and r42["scene"] is None
+    [alert] = r42["alerts"]
+    assert "H7" in alert["message_zh"] and "2026-03-03至2026-03-10暂停" in alert["message_zh"]
+    assert [e.get("decision_id") for e in alert["evidence"]] == [decisions[1]["decision_id"], None]
+    assert alert["evidence"][1]["document_no"] == "医保函〔2026〕7号"
+    assert r42["case"]["state"] == "open" and r42["patient_ref"] == pseudonym("P0002")
+    store.close()
+    # the same records again (the sink's offsets lost, or the bureau re-sent them): nothing new
+    again = asyncio.run(run(late, len(decisions) + 4, providers=read_provider() + 2))
+    assert len(again.rows("SELECT decision_id FROM decisions WHERE scene = 0")) == 4
+    again.close()

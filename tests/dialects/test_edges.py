@@ -153,6 +153,24 @@ def test_malformed_json_answers_422_naming_the_body(api: App) -> None:
     assert "not valid JSON" in r.json()["message"]
 
 
+NOT_UTF8 = {"content": b'{"event_id": "\xff\x15"}', "headers": {"Content-Type": "application/json"}}
+
+
+@pytest.mark.parametrize("path", ["/v1/events", "/cds-services/presettle-order-sign", "/v1/alerts/nope/feedback"])
+def test_a_body_that_is_not_utf8_answers_422_naming_the_body(api: App, path: str) -> None:
+    """FastAPI answers such a body with a bare 400 "There was an error parsing the body"."""
+    r = api.post(path, **NOT_UTF8)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"] == "invalid_request" and r.json()["field"] == "body"
+    assert r.json()["message"] == "body: the request body is not valid JSON (it is not UTF-8 text)"
+
+
+def test_a_body_that_is_not_utf8_gets_the_national_envelope_on_nhsa_routes(api: App) -> None:
+    r = api.post("/nhsa/3101", **NOT_UTF8)
+    assert r.status_code == 200 and r.json()["infcode"] == -1
+    assert r.json()["err_msg"] == "body: 请求报文不是合法的 JSON (the request body is not valid JSON (it is not UTF-8 text))"
+
+
 def test_readme_states_the_status_codes_the_native_api_answers() -> None:
     from tests.ops.helpers import ROOT
 
@@ -178,6 +196,9 @@ def _observed(api: App) -> set[tuple[str, str, int]]:
         ("/v1/alerts/{alert_id}/feedback", "/v1/alerts/nope/feedback", "post", {"json": {"outcome": "accepted"}}),
         ("/v1/alerts/{alert_id}/feedback", "/v1/alerts/nope/feedback", "post", {"json": big}),
         ("/v1/patient-status", "/v1/patient-status", "post", {"json": big}),
+        ("/v1/events", "/v1/events", "post", NOT_UTF8),
+        ("/nhsa/3101", "/nhsa/3101", "post", NOT_UTF8),
+        ("/cds-services/{service_id}", "/cds-services/presettle-order-sign", "post", NOT_UTF8),
         # no key, another institution's key, an alert never issued
         ("/v1/events", "/v1/events", "post", {"json": event(), "headers": {"X-API-Key": ""}}),
         ("/v1/events", "/v1/events", "post", {"json": event(), "headers": {"X-API-Key": "dev-key-h2"}}),

@@ -7,13 +7,11 @@ module; every test uses its own patient ids, so tests do not see each other.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
-import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
 
+from loadtest.chaos import read_audit
 from services.contracts.decision import AuditRecord
 from services.stack import Stack
 from tests.factories import drug, dx, event, uid
@@ -130,20 +128,7 @@ def test_r22_silent_after_gap_or_unrelated_diagnosis(client: httpx.Client) -> No
 # -- idempotency, budget -----------------------------------------------------------
 async def _audit_records(bootstrap: str, topic: str, decision_id: str, settle_s: float = 3.0) -> list[dict]:
     """Every record of the audit topic with this decision id (read from the start, until quiet)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
-    await consumer.start()
-    found: list[dict] = []
-    try:
-        quiet_until = time.monotonic() + settle_s
-        while time.monotonic() < quiet_until:
-            batches = await consumer.getmany(timeout_ms=300)
-            if batches:
-                quiet_until = time.monotonic() + settle_s
-            for records in batches.values():
-                found += [v for v in (orjson.loads(r.value) for r in records) if v["decision_id"] == decision_id]
-    finally:
-        await consumer.stop()
-    return found
+    return [r for r in await read_audit(bootstrap, topic, settle_s) if r["decision_id"] == decision_id]
 
 
 def test_retry_returns_same_decision_and_applies_once(stack: Stack, client: httpx.Client) -> None:

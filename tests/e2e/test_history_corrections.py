@@ -123,3 +123,42 @@ def test_a_death_recorded_late_writes_retrospective_findings(stack: Stack, http:
     assert [rec["event_id"] for rec in records] == [f"{pid}-after"]
     audit = AuditRecord.model_validate(records[0])
     assert audit.retrospective and audit.scene is None and [a.rule_id for a in audit.alerts] == ["R31"]
+
+
+def test_a_suspension_recorded_late_writes_retrospective_findings(stack: Stack, http: httpx.Client) -> None:
+    """失信: suspended 03-10 to 03-20, recorded 04-10. Only the claim inside the period is found, once
+    with R31 naming it; a claim already inside a known period was flagged live and is not repeated."""
+    pid = uid("P")
+    post(http, event(patient=pid, event_id=f"{pid}-before", occurred_at="2026-03-01T09:00:00+08:00",
+                     items=[drug(ATOR, 30, 30)]))
+    post(http, event(patient=pid, event_id=f"{pid}-inside", occurred_at="2026-03-15T09:00:00+08:00",
+                     encounter_id=f"{pid}-e2", items=[drug(ATOR, 30, 30)]))
+    post(http, event(patient=pid, event_id=f"{pid}-after", occurred_at="2026-04-02T09:00:00+08:00",
+                     encounter_id=f"{pid}-e3", items=[drug(ATOR, 30, 30)]))
+    status = {"patient_id": pid, "status": "suspended", "effective_from": "2026-03-10", "effective_to": "2026-03-20",
+              "updated_at": "2026-04-10T08:00:00+08:00", "reason": "失信联合惩戒"}
+    r = http.post("/v1/patient-status", json=status, headers={"X-API-Key": ADMIN})
+    assert r.status_code == 200 and r.json()["applied"] is True, r.text
+    records = asyncio.run(_retrospective(stack.bootstrap, stack.settings.decisions_topic, pid))
+    assert [rec["event_id"] for rec in records] == [f"{pid}-inside"]
+    audit = AuditRecord.model_validate(records[0])
+    assert audit.retrospective and audit.occurred_at.startswith("2026-03-15") and [a.rule_id for a in audit.alerts] == ["R31"]
+    assert [e["event_id"] for e in audit.alerts[0].evidence if e["kind"] == "event"] == [f"{pid}-inside"]
+
+
+def test_a_refunded_stay_charge_no_longer_counts_twice(http: httpx.Client) -> None:
+    """住院诊查费 is payable once a day: refunded, the day's second one is not a duplicate (R15)."""
+    pid = uid("P")
+    enc = {"encounter_type": "inpatient", "encounter_id": f"{pid}-stay", "med_type": "21",
+           "admitted_at": "2026-03-01T08:00:00+08:00"}
+    consult = [{"line_id": "1", "code": "001102000050000", "kind": "service", "quantity": 1, "unit_price": 10.0,
+                "amount": 10.0, "started_at": "2026-03-02T00:00:00+08:00"}]
+    post(http, event(patient=pid, event_id=f"{pid}-adm", scene=3, occurred_at="2026-03-01T08:00:00+08:00", **enc))
+    first = event(patient=pid, event_id=f"{pid}-1", scene=5, occurred_at="2026-03-02T09:00:00+08:00", items=consult, **enc)
+    post(http, first)
+    second = event(patient=pid, event_id=uid(f"{pid}-2-"), scene=5, occurred_at="2026-03-02T10:00:00+08:00", items=consult, **enc)
+    assert any(a["rule_id"] == "R15" for a in post(http, second)["alerts"])  # control: a second of the day
+    for eid in (second["event_id"], f"{pid}-1"):  # both refunded
+        post(http, {**first, "event_id": f"{eid}-cx", "event_type": "cancellation", "cancels": eid, "items": []})
+    third = event(patient=pid, event_id=f"{pid}-3", scene=5, occurred_at="2026-03-02T11:00:00+08:00", items=consult, **enc)
+    assert not any(a["rule_id"] == "R15" for a in post(http, third)["alerts"])

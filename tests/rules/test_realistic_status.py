@@ -1,4 +1,5 @@
-"""Realistic status timelines (issue 10): a death recorded late looks back at the claims made after it.
+"""Realistic status timelines (issue 10): a death, a suspension (失信) or an uninsured period recorded late
+looks back at the claims it covers.
 
 The bureau's death record often arrives weeks after the death (家属未及时销户); pharmacies and
 hospitals kept settling on the card meanwhile. Those claims are found retrospectively (事后) and
@@ -64,10 +65,82 @@ def test_claims_after_a_death_already_known_were_flagged_live_not_again(engine: 
     assert engine.retrospective(p.state, death("P-known", updated=20)) == []
 
 
-def test_only_a_death_looks_back(engine: Engine) -> None:
+def period(patient: str, status: str, frm: int, to: int | None = None, updated: int = 15) -> dict[str, Any]:
+    body: dict[str, Any] = {"patient_id": patient, "status": status, "effective_from": (DAY0 + timedelta(days=frm)).isoformat(),
+                            "updated_at": on(updated), "reason": "失信联合惩戒" if status == "suspended" else "参保中断"}
+    if to is not None:
+        body["effective_to"] = (DAY0 + timedelta(days=to)).isoformat()
+    return PatientStatus.model_validate(body).to_wire()
+
+
+def found(findings: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(f["event_id"], f["service_date"]) for f in findings]
+
+
+def test_a_suspension_recorded_late_finds_the_claims_inside_its_period(engine: Engine) -> None:
+    """失信: suspended from direct settlement 03-05 to 03-09, recorded 03-17. The claim on 03-05 is
+    inside (unlike a death, the first day counts); the one before and the admission after are not."""
     p = Patient(engine)
-    claims_of(p, "P-suspended")
-    assert engine.retrospective(p.state, death("P-suspended", status="suspended")) == []
+    claims_of(p, "P-late-susp")
+    findings = engine.retrospective(p.state, period("P-late-susp", "suspended", 3, 7))
+    assert found(findings) == [("P-late-susp-d3", "2026-03-05"), ("P-late-susp-d6", "2026-03-08")]
+    for f in findings:
+        [alert] = f["alerts"]
+        assert alert["rule_id"] == "R31" and "暂停联网结算(失信)" in alert["message_zh"]
+        assert "suspended from direct settlement since 2026-03-05" in alert["message_en"]
+        assert [e["event_id"] for e in alert["evidence"] if e["kind"] == "event"] == [f["event_id"]]
+        [status_ev] = [e for e in alert["evidence"] if e["kind"] == "kb"]
+        assert status_ev["code"] == "suspended" and "to 2026-03-09" in status_ev["detail"] and "retrospective" in status_ev["detail"]
+        record = retrospective_record("P-late-susp", f, "2026-03-05", "2026-03-17T01:00:00+00:00", "w-1", "rev", "suspended")
+        AuditRecord.model_validate(record)
+        assert record["retrospective"] is True
+        assert record["decision_id"] != retrospective_record("P-late-susp", f, "2026-03-05", "t", "w-1", "rev")["decision_id"]
+
+
+def test_an_uninsured_period_recorded_late_finds_the_claims_and_the_stay(engine: Engine) -> None:
+    """参保中断 from 03-07, open-ended: the pharmacy claim of 03-08 and the admission of 03-11."""
+    p = Patient(engine)
+    claims_of(p, "P-late-unins")
+    findings = engine.retrospective(p.state, period("P-late-unins", "uninsured", 5))
+    assert found(findings) == [("P-late-unins-d6", "2026-03-08"), ("P-late-unins-adm", "2026-03-11")]
+    assert all("未参保或参保中断" in f["alerts"][0]["message_zh"] for f in findings)
+
+
+def test_stay_orders_and_visits_inside_a_late_period_are_found_with_their_lines(engine: Engine) -> None:
+    """A stay admitted before the suspension: its admission is found (open into the period) and each
+    ward order dated inside the period, with its lines and amount; an outpatient visit inside too."""
+    from tests.rules.test_realistic_reversal import Stay, svc, ward_day
+    s = Stay(engine, "P-late-stay")
+    s.send(s.order("P-late-stay-o0", 5, 0, ward_day(0)))
+    s.send(s.order("P-late-stay-o4", 5, 4, ward_day(4)))
+    findings = engine.retrospective(s.state, period("P-late-stay", "suspended", 3, updated=10))
+    assert found(findings) == [("P-late-stay-adm", "2026-03-05"), ("P-late-stay-o4", "2026-03-06")]
+    order = findings[1]["alerts"][0]
+    assert order["amount"] == 70.0 and sorted(e["item_code"] for e in order["evidence"] if e["kind"] == "event") == sorted(
+        ln["code"] for ln in ward_day(4))
+    assert svc  # (the helpers are shared with the reversal tests)
+
+
+def test_claims_inside_a_suspension_already_known_were_flagged_live_not_again(engine: Engine) -> None:
+    p = Patient(engine)
+    p.blob = st.dumps(engine.apply_status(None, period("P-known-s", "suspended", 3, updated=2)))
+    assert p.fired(rx("P-known-s", "P-known-s-d6", 6), "R31") is not None  # live
+    assert engine.retrospective(p.state, period("P-known-s", "suspended", 3, 10, updated=20)) == []
+
+
+def test_a_suspension_after_a_known_death_finds_nothing_more(engine: Engine) -> None:
+    p = Patient(engine)
+    claims_of(p, "P-dead-susp")
+    p.blob = st.dumps(engine.apply_status(p.state, death("P-dead-susp", updated=16)))
+    assert engine.retrospective(p.state, period("P-dead-susp", "suspended", 4, updated=20)) == []
+
+
+def test_an_active_record_or_a_period_before_the_claims_finds_nothing(engine: Engine) -> None:
+    p = Patient(engine)
+    claims_of(p, "P-nothing")
+    assert engine.retrospective(p.state, period("P-nothing", "active", 3)) == []
+    assert found(engine.retrospective(p.state, period("P-nothing", "uninsured", -10, -2))) == []
+    assert found(engine.retrospective(p.state, period("P-nothing", "uninsured", -10, 1))) == [("P-nothing-d1", "2026-03-03")]
 
 
 def test_an_enrolment_record_after_the_death_does_not_revive(engine: Engine) -> None:

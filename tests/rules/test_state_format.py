@@ -48,7 +48,8 @@ def _rule_agnostic(state: dict[str, Any], case: str = "") -> dict[str, Any]:
         del out["L"]
     # Issue 10: visits and period counters carry the event id that recorded them as an optional trailing
     # field (evidence names earlier events); a release before reads the rows as it did.
-    for key, width in (("V", st.V_EVENT), ("P", st.P_EVENT)):
+    # Open-stay accumulators and courses carry the log of their events (reversible by a cancellation) the same way.
+    for key, width in (("V", st.V_EVENT), ("P", st.P_EVENT), ("E", st.E_LOG), ("C", st.C_LOG)):
         if key in out:
             out[key] = [r[:width] for r in out[key]]
     new = NEW_FIRINGS.get(case, set())

@@ -78,14 +78,23 @@ def _earlier(cx: Any, code: str, day: int, qty: float) -> dict[str, Any]:
 
 
 def _bundled_hit(cx: Any, hits: list[Hit], dup: Any, parent_name: str, parent_code: str, child_code: str,
-                 evidence: list[dict[str, Any]]) -> None:
+                 evidence: list[dict[str, Any]], day: int | None = None, amount: float | None = None) -> None:
+    """``day``: the first day both are charged (a multi-day line's own start by default); ``amount``: the
+    charge of the days they overlap (the whole line by default)."""
+    day = dup.start if day is None else day
     evidence.append(kb_ev("services", parent_code, f"includes {child_code}"))
-    child = dup.row if child_code == dup.code else cx.kb.services.get(child_code, dup.start)
-    parent = cx.kb.services.get(parent_code, dup.start)
+    child = dup.row if child_code == dup.code else cx.kb.services.get(child_code, day)
+    parent = cx.kb.services.get(parent_code, day)
     fields = {"item": dup.name if child_code == dup.code else child["name"], "item_en": child["name_en"] if child else child_code,
               "item_code": child_code, "bundle": parent_name, "bundle_en": parent["name_en"] if parent else parent_code,
-              "bundle_code": parent_code, "date": date_of_day(dup.start)}
-    hits.append((fields, [dup.lid], dup.amt, evidence))
+              "bundle_code": parent_code, "date": date_of_day(day)}
+    hits.append((fields, [dup.lid], dup.amt if amount is None else amount, evidence))
+
+
+def _overlap(a: Any, b: Any) -> tuple[int, int]:
+    """First day and number of days two lines both cover (a per-day line of quantity n covers n days)."""
+    lo = max(a.start, b.start)
+    return lo, min(a.start + a.span, b.start + b.span) - lo
 
 
 @family("bundled", needs="bundled", params={}, fields=("item", "item_en", "item_code", "bundle", "bundle_en", "bundle_code", "date"))
@@ -96,26 +105,46 @@ def bundled(cx: Any, p: dict[str, Any]) -> list[Hit]:
     if not lines:
         return []
     work = stay_work(cx)
-    here: dict[tuple[str, int], Any] = {(ln.code, ln.start): ln for ln in lines}
+    # every day a line covers (a per-day item of quantity n, e.g. 3 days of special care, covers n days)
+    here: dict[tuple[str, int], Any] = {}
+    multi = False
+    for ln in lines:
+        if ln.span == 1:
+            here[(ln.code, ln.start)] = ln
+        else:
+            multi = True
+            for day in range(ln.start, ln.start + ln.span):
+                here[(ln.code, day)] = ln
     included_by = cx.kb.included_by
     hits: list[Hit] = []
     for ln in lines:
         for code in ln.row.get("includes") or ():          # ln is the bundle
-            child = here.get((code, ln.start))
-            if child is not None:
-                _bundled_hit(cx, hits, child, ln.name, ln.code, code, [ev_item(cx, child), ev_item(cx, ln)])
-                continue
+            if not multi:
+                child = here.get((code, ln.start))
+                if child is not None:
+                    _bundled_hit(cx, hits, child, ln.name, ln.code, code, [ev_item(cx, child), ev_item(cx, ln)])
+                    continue
+            else:
+                children = {id(c): c for d in range(ln.start, ln.start + ln.span) if (c := here.get((code, d))) is not None}
+                if children:
+                    for child in children.values():
+                        first, days = _overlap(child, ln)
+                        amount = child.amt if child.span == 1 else child.amt * days / child.span
+                        _bundled_hit(cx, hits, child, ln.name, ln.code, code,
+                                     [ev_item(cx, child, date=date_of_day(first)), ev_item(cx, ln, date=date_of_day(first))],
+                                     first, amount)
+                    continue
             if work is not None:
                 c = _counter(work, code)
-                if c is not None and c[K_LAST_DAY] == ln.start:
+                if c is not None and ln.start <= c[K_LAST_DAY] < ln.start + ln.span:
                     _bundled_hit(cx, hits, ln, ln.name, ln.code, code, [ev_item(cx, ln), _earlier(cx, code, c[K_LAST_DAY], c[K_LAST_QTY])])
         if work is None:
             continue
         for parent in included_by.get(ln.code, ()):  # ln is included in an earlier bundle
-            if (parent, ln.start) in here:
+            if any((parent, d) in here for d in range(ln.start, ln.start + ln.span)):
                 continue
             c = _counter(work, parent)
-            if c is not None and c[K_LAST_DAY] == ln.start:
+            if c is not None and ln.start <= c[K_LAST_DAY] < ln.start + ln.span:
                 earlier = _earlier(cx, parent, c[K_LAST_DAY], c[K_LAST_QTY])
                 _bundled_hit(cx, hits, ln, earlier["item_name"], parent, ln.code, [ev_item(cx, ln), earlier])
     return hits
@@ -227,17 +256,23 @@ def period(cx: Any, p: dict[str, Any]) -> list[Hit]:
         seen.add(ln.code)
         days, limit = row["period_limit"]["days"], row["period_limit"]["max"]
         days = min(days, p["window_days"])
-        lo = ln.start - days
         code, start, ench = ln.code, ln.start, cx.ench
-        count = 0.0
-        prior = []
-        for r in rows:
-            if r[P_CODE] == code and lo < r[P_DAY] <= start and not (r[P_ENC] == ench and r[P_DAY] == start):
-                prior.append(r)
-                count += r[P_QTY]
-        for x in cx.items:
-            if x.code == code and lo < x.start <= start:
-                count += x.qty
+        # Every earlier record of the code within a period of the line, before or after it: a line
+        # reported late (an upload, an event that arrives after later ones) counts with what came after.
+        near = [r for r in rows if r[P_CODE] == code and abs(r[P_DAY] - start) < days
+                and not (r[P_ENC] == ench and r[P_DAY] == start)]
+        mine = [(x.start, x.qty) for x in cx.items if x.code == code and abs(x.start - start) < days]
+        # The busiest period that contains the line: [lo, lo + days) with lo from start - days + 1 to
+        # start; a window starting at a record's day (or the earliest possible) is always among the best.
+        count = -1.0
+        prior: list[Any] = []
+        for lo in sorted({start - days + 1, *(r[P_DAY] for r in near if r[P_DAY] <= start),
+                          *(d for d, _ in mine if d <= start)}):
+            hi = lo + days
+            inside = [r for r in near if lo <= r[P_DAY] < hi]
+            total = sum(r[P_QTY] for r in inside) + sum(q for d, q in mine if lo <= d < hi)
+            if total > count:
+                count, prior = total, inside
         if count <= limit:
             continue
         evidence = [{"kind": "event", "event_id": r[P_EVENT] if len(r) > P_EVENT else None,

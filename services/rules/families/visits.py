@@ -36,6 +36,7 @@ def frequent_visits(cx: Any, p: dict[str, Any]) -> list[Hit]:
     day = cx.day
     window = p["window_days"]
     count = same = 1
+    later = False
     for v in visits:
         if v[V_ENC] == ench:
             return []  # this encounter is already counted (a re-sent scene)
@@ -44,13 +45,24 @@ def frequent_visits(cx: Any, p: dict[str, Any]) -> list[Hit]:
             count += 1
             if age == 0:
                 same += 1
+        elif age < 0:
+            later = True
+    lo = day - window + 1  # the window of window_days ending on the visit's day
+    if later:
+        # A visit reported late (an offline clinic's batch): the recorded visits after it count too, so
+        # take the busiest window of window_days that contains it.
+        near = sorted(v[V_DAY] for v in visits if abs(day - v[V_DAY]) < window)
+        for start in sorted({d for d in near if lo <= d <= day} | {day}):
+            n = 1 + sum(1 for d in near if start <= d < start + window)
+            if n > count:
+                count, lo = n, start
     if count <= p["max_visits"] and same < p["same_day_max"]:
         return []
     fields = {"count": count, "days": window, "same_day": same}
     if count <= p["max_visits"]:
         shown = [v for v in visits if v[V_DAY] == day]
     else:
-        shown = [v for v in visits if 0 <= day - v[V_DAY] < window]
+        shown = [v for v in visits if lo <= v[V_DAY] < lo + window]
     return [(fields, [], 0.0, [_visit_evidence(v) for v in sorted(shown, key=lambda v: (v[V_DAY], v[V_INST]))])]
 
 
