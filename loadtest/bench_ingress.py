@@ -52,6 +52,35 @@ class CannedEngine:
                                      "unchecked_lines": [], "replayed": False, "rulebase_revision": "rb-bench"})
 
 
+class LoopbackProducer:
+    """The aiokafka producer as ``EngineClient`` uses it (``--engine-client``): each send acknowledged at
+    once, and the worker's reply — CannedEngine's decision — handed to the client's waiting request on
+    the next turn of the loop, as its reply consumer does with a record (services/ingress/engine_client.py)."""
+
+    def __init__(self, client: Any, canned: CannedEngine) -> None:
+        self.client, self.canned = client, canned
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None,
+                   headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future[None]:
+        from services.contracts import envelope as env
+
+        outcome = await self.canned.submit(key or b"", orjson.loads(value), 0.0)
+        reply = orjson.dumps({env.REPLY_DECISION: outcome.decision})
+        loop = asyncio.get_running_loop()
+        loop.call_soon(self._deliver, headers, reply)
+        delivery: asyncio.Future[None] = loop.create_future()
+        delivery.set_result(None)
+        return delivery
+
+    def _deliver(self, headers: list[tuple[str, bytes]] | None, value: bytes) -> None:
+        from services.contracts import envelope as env
+
+        corr = dict(headers or ()).get(env.CORRELATION_ID)
+        fut = self.client._pending.get(corr) if corr else None
+        if fut is not None and not fut.done():
+            fut.set_result(orjson.loads(value))
+
+
 class GcClock:
     """Time spent in the cyclic garbage collector, per generation (gc.callbacks)."""
 
@@ -68,13 +97,20 @@ class GcClock:
             self.counts[info["generation"]] += 1
 
 
-async def run(requests: int, alerts: int, freeze: bool = False) -> dict[str, Any]:
+async def run(requests: int, alerts: int, freeze: bool = False, engine_client: bool = False) -> dict[str, Any]:
     from services.common.settings import load_settings
     from services.ingress.app import create_app
+    from services.ingress.engine_client import EngineClient
 
     settings = load_settings({"PRESETTLE_TOPIC_PREFIX": "benchi"})
     app = create_app(settings)
     app.state.engine_client = CannedEngine(alerts)
+    if engine_client:  # the real request/reply bookkeeping over a loopback producer
+        client = EngineClient(settings)
+        client._producer = LoopbackProducer(client, CannedEngine(alerts))  # type: ignore[assignment]
+        client._reply_routes = client._routes(client.reply_topic, list(range(settings.partitions)))
+        client.available = True
+        app.state.engine_client = client
     traffic = Traffic("H1", patients=1000)
     bodies = [orjson.dumps(traffic.event()) for _ in range(requests)]
     statuses: list[int] = []
@@ -129,7 +165,7 @@ async def run(requests: int, alerts: int, freeze: bool = False) -> dict[str, Any
         "statuses": sorted(set(statuses)), "answer_alerts": len(last.get("alerts", [])),
         "cpu_us_per_request": round(cpu * 1e6 / requests, 1),
         "wall_p50_us": round(statistics.median(walls) * 1e6, 1),
-        "gc_frozen": freeze, "gc_us_per_request": round(sum(clock.seconds) * 1e6 / requests, 1),
+        "engine_client": engine_client, "gc_frozen": freeze, "gc_us_per_request": round(sum(clock.seconds) * 1e6 / requests, 1),
         "gc_collections": clock.counts, "gc_ms_by_generation": [round(x * 1000, 1) for x in clock.seconds],
         "load_avg": [round(x, 2) for x in os.getloadavg()],
     }
@@ -141,13 +177,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=3000, help="measured requests (3000)")
     parser.add_argument("--alerts", type=int, default=2, help="alerts in each answer (2, as bench_e2e's traffic)")
     parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after the warm-up (what freezing the start-up objects would save)")
+    parser.add_argument("--engine-client", action="store_true",
+                        help="answer through the real EngineClient (correlation, headers, budget waits) over a "
+                        "loopback producer that acknowledges at once and replies on the next loop turn")
     args = parser.parse_args(argv)
     if args.requests < 1 or args.alerts < 0:
         parser.error("--requests must be at least 1 and --alerts not negative")
     import logging
 
     logging.getLogger("presettle").setLevel(logging.WARNING)
-    result = asyncio.run(run(args.requests, args.alerts, args.gc_freeze))
+    result = asyncio.run(run(args.requests, args.alerts, args.gc_freeze, args.engine_client))
     print(orjson.dumps(result).decode(), flush=True)
     return 0 if result["statuses"] == [200] else 1
 

@@ -330,22 +330,23 @@ class EngineClient:
         fut: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._pending[corr] = fut
         headers = _with_request_id([*self._reply_headers(corr), (env.SENT_AT, repr(time.time()).encode())])
+        # The waits below use timeout contexts, not asyncio.wait_for (a task and a waiter per call).
         try:
             try:
                 # send() only enqueues, but may wait for metadata or buffer space.
-                delivery = await asyncio.wait_for(
-                    self._producer.send(topic or self.settings.events_topic, orjson.dumps(event), key=key,
-                                        headers=headers),
-                    timeout=budget_s,
-                )
-            except (asyncio.TimeoutError, KafkaError) as exc:
+                async with asyncio.timeout_at(deadline):
+                    delivery = await self._producer.send(topic or self.settings.events_topic, orjson.dumps(event),
+                                                         key=key, headers=headers)
+            except (TimeoutError, KafkaError) as exc:
                 return self._produce_failed(exc)
             # Wait for the broker's ack within the budget. If the budget runs out
             # first while the broker is reachable, the event stays in flight and
             # the answer is 'timeout' (the decision completes and is recorded);
-            # a later delivery failure is counted, never silent.
-            done, _ = await asyncio.wait({delivery}, timeout=max(0.0, deadline - loop.time()))
-            if not done:
+            # a later delivery failure is counted, never silent. (Not awaited in a
+            # timeout context: a timeout would cancel the delivery itself.)
+            if not delivery.done():
+                await asyncio.wait({delivery}, timeout=max(0.0, deadline - loop.time()))
+            if not delivery.done():
                 value = orjson.dumps(event)
                 delivery.add_done_callback(
                     lambda d: self._late_delivery(d, topic or self.settings.events_topic, key, value))
@@ -355,8 +356,9 @@ class EngineClient:
             if delivery.exception() is not None:
                 return self._produce_failed(delivery.exception())
             try:
-                body = await asyncio.wait_for(fut, timeout=max(0.0, deadline - loop.time()))
-            except asyncio.TimeoutError:
+                async with asyncio.timeout_at(deadline):
+                    body = await fut
+            except TimeoutError:
                 return Outcome("timeout")
         finally:
             self._pending.pop(corr, None)

@@ -125,3 +125,19 @@ def test_idle_reply_topics_are_forgotten_and_nothing_else() -> None:
     assert app.idle_reply_topics(tracked, used, 1000.0) == {app.settings.reply_topic("vm-1"),
                                                             app.settings.reply_topic("vm-2")}  # never used: idle
     assert app.REPLY_TOPIC_IDLE_S == app.settings.reply_topic_delete_after_s / 2
+
+
+def test_the_worker_freezes_start_up_objects_and_collects_young_objects_less_often() -> None:
+    import asyncio
+    import gc
+
+    from services.stream import app
+
+    before = gc.get_threshold()
+    try:
+        asyncio.run(app.tune_gc())
+        assert gc.get_threshold() == (app.GC_GEN0_THRESHOLD, *before[1:])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()

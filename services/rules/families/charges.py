@@ -366,7 +366,11 @@ def charge_dates(cx: Any, p: dict[str, Any]) -> list[Hit]:
     hits = []
     for ln in cx.items:
         d = ln.start
-        if death is not None and d > death:
+        amount = ln.amt
+        if death is not None and d + ln.span - 1 > death:
+            if d <= death:  # a per-day line running past the day of death: its days after it
+                amount = ln.amt * (d + ln.span - 1 - death) / ln.span
+                d = death + 1
             why_zh, why_en = f"晚于参保人死亡日期{date_of_day(death)}", f"after the patient's death on {date_of_day(death)}"
         elif adm is not None and d < adm:
             why_zh, why_en = f"早于入院日期{date_of_day(adm)}", f"before admission on {date_of_day(adm)}"
@@ -375,5 +379,5 @@ def charge_dates(cx: Any, p: dict[str, Any]) -> list[Hit]:
         else:
             continue
         fields = {"item": ln.name, "item_en": ln.name_en, "item_code": ln.code, "date": date_of_day(d), "why_zh": why_zh, "why_en": why_en}
-        hits.append((fields, [ln.lid], ln.amt, [ev_item(cx, ln, date=date_of_day(d))]))
+        hits.append((fields, [ln.lid], amount, [ev_item(cx, ln, date=date_of_day(d))]))
     return hits
