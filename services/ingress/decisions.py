@@ -113,7 +113,8 @@ def filters(
     institution: str | None = None, patient: str | None = None,
     patient_ref: Annotated[str | None, Query(description="the patient's pseudonym as the log shows it")] = None,
     rule_id: str | None = None,
-    scene: Annotated[int | None, Query(ge=1, le=10)] = None,
+    scene: Annotated[int | None, Query(ge=0, le=10, description="the event's scene (1–10); 0: retrospective "
+                                       "findings (事后, `retrospective: true`)")] = None,
     from_: From = None,
     to: To = None,
     has_alerts: bool | None = None,

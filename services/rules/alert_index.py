@@ -75,7 +75,7 @@ def withdrawal_event(entry: dict[str, Any] | None, alert_id: str) -> dict[str, A
     ev = w["ev"]
     return {
         **ev, "event_id": "wd-" + hashlib.blake2b(alert_id.encode(), digest_size=12).hexdigest(),
-        "event_type": "cancellation", "cancels": ev["event_id"], "diagnoses": [],
+        "event_type": "cancellation", "cancels": ev["event_id"], "withdrawal": True, "diagnoses": [],
         "items": [{"line_id": str(n + 1), "code": code, "kind": kind, "quantity": 1.0}
                   for n, (code, kind) in enumerate(named)],
     }

@@ -353,7 +353,7 @@ class Engine:
             return {"kind": "event", "event_id": event_id, "institution_id": inst, "date": date_of_day(day),
                     "item_code": code, "item_name": name, "quantity": qty, "days_supply": days, "amount": amount}
 
-        for r in state.get("L", ()):
+        for r in [row for held in state.get("L", ()) for row in (held, *st.past_rows(held))]:
             kb_row = self.kb.drugs.get(r[st.L_CODE], r[st.L_START])
             claim(r[st.L_EVENT], r[st.L_INST], r[st.L_START], item(
                 r[st.L_EVENT], r[st.L_INST], r[st.L_START], r[st.L_CODE], kb_row["name"] if kb_row else r[st.L_CODE],

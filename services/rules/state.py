@@ -13,9 +13,11 @@ v     state format version (int; absent in a state that never saw an event:
 d     newest event day applied
 L     supply ledger, one row per supply (ingredient × encounter):
       [ingredient, code, start_day, days_supply, qty, institution, event_id,
-      enc_hash, yyyymm (of start_day), purchases_in_month (new rows: [enc_hash];
-      rows written before supplies were kept per encounter also list the
-      month's earlier purchases)]
+      enc_hash, yyyymm (of start_day), purchases_in_month ([enc_hash] and the
+      same-month encounters folded into the row; rows written before supplies
+      were kept per encounter also list the month's earlier purchases),
+      folded (optional, L_PAST: spent supplies of the ingredient, F_* entries),
+      parts (optional, L_PARTS: each contributing event while more than one)]
 V     outpatient visits: [day, institution, enc_hash, event_id] (event_id: the
       event that recorded the visit; absent in rows written before issue 10)
 A     inpatient stays: [admission_day, institution, enc_hash, event_id,
@@ -67,7 +69,17 @@ FORMAT = WRITE_FORMAT  # (name kept for callers)
 # Row layouts: each section's rows are JSON lists; these names are their field indexes
 # (module constants: reading one costs a cached global lookup, no attribute access).
 # L supply ledger, one row per supply (ingredient × encounter)
-L_ING, L_CODE, L_START, L_DAYS, L_QTY, L_INST, L_EVENT, L_ENC, L_MONTH, L_BUYS = range(10)
+L_ING, L_CODE, L_START, L_DAYS, L_QTY, L_INST, L_EVENT, L_ENC, L_MONTH, L_BUYS, L_PAST, L_PARTS = range(12)
+# L_PARTS (optional, after L_PAST — then [] when nothing is folded): while more than one event of the
+# encounter made the row, each one's own contribution, so a withdrawal (accepted feedback) takes out
+# exactly its event's: a bare event id when it is the row itself (its start, days, qty and code are
+# the row's), else [event_id, start, days, qty, code]
+# L_PAST (optional trailing field, present while non-empty): the ingredient's spent supplies folded
+# into this row (its newest), one compact entry each, so R25 still counts them and every alert still
+# names them; F_* are an entry's field indexes
+F_EVENT, F_INST, F_START, F_QTY, F_ENC, F_DAYS, F_CODE = range(7)  # F_CODE absent: the row's code
+PAST_MONTHS = 2  # folded purchases kept for their natural month and this many months after it
+PAST_MAX = 24  # folded purchases kept per ingredient (the oldest go first)
 # V outpatient visits (V_EVENT: optional trailing field, absent in rows written before issue 10)
 V_DAY, V_INST, V_ENC, V_EVENT = range(4)
 # A inpatient stays (A_DIS None while open)
@@ -84,12 +96,13 @@ P_CODE, P_DAY, P_QTY, P_ENC, P_INST, P_EVENT = range(6)
 # C courses (C_LOG, C_BASE: optional trailing fields); CL_* the fields of a C_LOG entry
 C_KEY, C_FIRST, C_LAST, C_LOG, C_BASE = range(5)
 CL_EVENT, CL_ENC, CL_START, CL_END = range(4)
-C_LOG_ENTRIES = 8  # course entries kept per row (older ones fold into C_BASE)
+C_LOG_ENTRIES = 4  # course entries kept per row (older ones fold into C_BASE)
 # S insured-status periods (S_TO None: open)
 S_STATUS, S_FROM, S_TO, S_UPDATED, S_REASON = range(5)
 
 BY_START = itemgetter(L_START)  # sort key of ledger rows: their service date
-BY_ING_START = itemgetter(L_ING, L_START)
+BY_F_START = itemgetter(F_START)  # sort key of folded supplies (L_PAST)
+ENC_OF_PAST = itemgetter(F_ENC)
 MASK_DAYS = 62  # stay days tracked in the E masks
 # Defaults of the state parameters of the idle_stay (R27) and low_acuity (R30) families, used
 # only when no rule of the family is loaded (Windows.passive / Windows.exam come from the rules).
@@ -194,24 +207,18 @@ def ingredient_of(line: Any) -> str:
     return row["ingredient"] if row is not None else "?" + line.code
 
 
-def evict(state: dict[str, Any], day: int, win: Windows, new_month: bool = True) -> None:
+def evict(state: dict[str, Any], day: int, win: Windows) -> None:
     """Drop rows no active rule window can reach any more (by event time).
 
     Each section is rebuilt only when one of its rows goes (most days none does). Spent supplies
-    (``spent_supplies``) are looked for when event time enters a new month (``new_month``): they
-    can only be dropped once their month is over."""
+    are folded into their ingredient's newest row when a supply of it is recorded (``_fold``)."""
     rows = state.get("L")
     if rows:
         w = win.ledger
         for r in rows:
             if not (day - r[L_START] < w or r[L_START] + r[L_DAYS] > day):
-                rows = [r for r in rows if day - r[L_START] < w or r[L_START] + r[L_DAYS] > day]
-                _put(state, "L", rows)
+                _put(state, "L", [r for r in rows if day - r[L_START] < w or r[L_START] + r[L_DAYS] > day])
                 break
-        if new_month and len(rows) > 1:
-            spent = spent_supplies(rows, day)
-            if spent:
-                _put(state, "L", [r for r in rows if id(r) not in spent])
     rows = state.get("V")
     if rows and day - rows[0][V_DAY] >= win.visits:
         _put(state, "V", [r for r in rows if day - r[V_DAY] < win.visits])
@@ -277,47 +284,119 @@ def evict(state: dict[str, Any], day: int, win: Windows, new_month: bool = True)
                 del state["S"]
 
 
-def spent_supplies(rows: list[Any], day: int) -> set[int]:
-    """Ledger rows (as ``id(row)``) that no rule can need from ``day`` on: supplies of an ingredient
-    used up before a later supply of it began from nothing (the stock walk of ``on_hand`` reset
-    after them), from before the natural month of ``day`` and the month before it (R25 counts the
-    purchases of a month, also for a purchase reported up to a month late), and not the newest
-    supply of their ingredient (R12's look-back, R19's evidence). What is still held is unchanged by
-    dropping them."""
-    if len({r[L_ING] for r in rows}) == len(rows):
-        return set()  # one supply per ingredient: nothing to drop
-    month = month_of_day(day)
-    month = month - 89 if month % 100 == 1 else month - 1  # the month before: kept too
-    spent: set[int] = set()
-    group: list[Any] = []
-    for r in sorted(rows, key=BY_ING_START):
-        if group and r[L_ING] != group[0][L_ING]:
-            _spent_of(group, day, month, spent)
-            group = []
-        group.append(r)
-    _spent_of(group, day, month, spent)
-    return spent
+def _fold(ledger: list[Any], rows: list[Any], day: int) -> None:
+    """Fold one ingredient's spent supplies (``rows``: its ledger rows in ledger order, at least two)
+    into its newest row's ``L_PAST``: supplies used up before a later supply began from nothing (the
+    stock walk of ``on_hand`` reset after them), or every one but the newest when all are used up on
+    ``day``. What is still held is unchanged; each folded supply keeps its event id, institution,
+    date, quantity, encounter, code and days (R25 counts and names it, R12 sees it, a cancellation
+    removes it). Entries (sorted by date) of natural months more than ``PAST_MONTHS`` before
+    ``day``'s go, and beyond ``PAST_MAX`` the oldest. ``L_BUYS`` of the newest row also lists the
+    folded purchases of its own month (a release that does not read ``L_PAST`` still counts them)."""
+    if len(rows) == 2:  # the common case: the newest row and the one before it
+        a, host = rows
+        if host[L_START] < a[L_START]:
+            a, host = host, a
+        stock = a[L_DAYS] - (host[L_START] - a[L_START])
+        if stock > 0 and stock + host[L_DAYS] - (day - host[L_START]) > 0:
+            return  # still held
+        group = [a]
+    else:
+        ordered = sorted(rows, key=BY_START)
+        stock = 0
+        last = ordered[0][L_START]
+        chain_from = 0
+        for i, r in enumerate(ordered):
+            stock -= r[L_START] - last
+            if stock <= 0:
+                stock = 0
+                chain_from = i
+            stock += r[L_DAYS]
+            last = r[L_START]
+        if stock - (day - last) <= 0:
+            chain_from = len(ordered) - 1  # all used up: only the newest is kept
+        if not chain_from:
+            return
+        host = ordered[-1]
+        group = ordered[:chain_from]
+    past = host[L_PAST] if len(host) > L_PAST else []
+    buys = host[L_BUYS]
+    month = host[L_MONTH]
+    for r in group:
+        code = r[L_CODE]
+        if len(r) > L_PAST:
+            if code != host[L_CODE]:
+                _pin_codes(r)
+            past.extend(r[L_PAST])
+        past.append([r[L_EVENT], r[L_INST], r[L_START], r[L_QTY], r[L_ENC], r[L_DAYS]] if code == host[L_CODE]
+                    else [r[L_EVENT], r[L_INST], r[L_START], r[L_QTY], r[L_ENC], r[L_DAYS], code])
+        if r[L_MONTH] == month:
+            for b in r[L_BUYS]:
+                if b not in buys:
+                    buys.append(b)
+        ledger.remove(r)
+    if len(past) > 1:
+        past.sort(key=BY_F_START)
+        if past[0][F_START] <= day - 28 * PAST_MONTHS:  # else every entry is of the last PAST_MONTHS months
+            oldest = month_of_day(day) - PAST_MONTHS
+            if not 1 <= oldest % 100 <= 12:  # into the year before: 202601 - 3 → 202598 → 202510
+                oldest -= 88
+            while past and month_of_day(past[0][F_START]) < oldest:
+                del past[0]
+        if len(past) > PAST_MAX:
+            del past[:-PAST_MAX]
+    _set_past(host, past)
 
 
-def _spent_of(group: list[Any], day: int, month: int, spent: set[int]) -> None:
-    """``spent_supplies`` of one ingredient's rows (sorted by start)."""
-    if len(group) < 2:
-        return
-    stock = 0
-    last = group[0][L_START]
-    chain_from = 0
-    for i, r in enumerate(group):
-        stock -= r[L_START] - last
-        if stock <= 0:
-            stock = 0
-            chain_from = i
-        stock += r[L_DAYS]
-        last = r[L_START]
-    if stock - (day - last) <= 0:
-        chain_from = len(group) - 1  # all used up: only the newest is kept
-    for r in group[:chain_from]:
-        if r[L_MONTH] < month:
-            spent.add(id(r))
+def _pin_codes(row: list[Any]) -> None:
+    """Give each supply folded into ``row`` that has no code of its own the row's (before it changes)."""
+    if len(row) > L_PAST:
+        code = row[L_CODE]
+        for e in row[L_PAST]:
+            if len(e) <= F_CODE:
+                e.append(code)
+
+
+def _set_past(row: list[Any], past: list[Any]) -> None:
+    if past:
+        if len(row) > L_PAST:
+            row[L_PAST] = past
+        else:
+            row.append(past)
+    elif len(row) > L_PARTS:
+        row[L_PAST] = []  # L_PARTS follows
+    elif len(row) > L_PAST:
+        del row[L_PAST:]
+
+
+def _unfold(ledger: list[Any], rows: list[Any]) -> list[Any]:
+    """Make each supply folded into ``rows`` (one ingredient's) a ledger row again (a supply placed
+    before them arrived late, or an encounter of theirs is sent again); returns all the rows."""
+    out = list(rows)
+    for r in rows:
+        if len(r) <= L_PAST:
+            continue
+        back = set()
+        for e in r[L_PAST]:
+            enc = e[F_ENC]
+            back.add(enc)
+            row = [r[L_ING], e[F_CODE] if len(e) > F_CODE else r[L_CODE], e[F_START], e[F_DAYS], e[F_QTY],
+                   e[F_INST], e[F_EVENT], enc,
+                   month_of_day(e[F_START]), [enc]]
+            ledger.append(row)
+            out.append(row)
+        r[L_BUYS] = [b for b in r[L_BUYS] if b == r[L_ENC] or b not in back]
+        _set_past(r, [])
+    return out
+
+
+def past_rows(row: list[Any]) -> list[list[Any]]:
+    """The supplies folded into a ledger row, as ledger rows (for evidence and counting)."""
+    if len(row) <= L_PAST:
+        return []
+    ing, code = row[L_ING], row[L_CODE]
+    return [[ing, e[F_CODE] if len(e) > F_CODE else code, e[F_START], e[F_DAYS], e[F_QTY], e[F_INST], e[F_EVENT], e[F_ENC],
+             month_of_day(e[F_START]), [e[F_ENC]]] for e in row[L_PAST]]
 
 
 def _put(state: dict[str, Any], key: str, rows: list[Any]) -> None:
@@ -336,7 +415,7 @@ def apply_event(state: dict[str, Any], cx: Any, win: Windows) -> dict[str, Any]:
         state["d"] = day
         state["v"] = WRITE_FORMAT
         if newest is not None:
-            evict(state, day, win, month_of_day(day) != month_of_day(newest))
+            evict(state, day, win)
     enc_type = cx.enc_type
     ench = cx.ench
 
@@ -468,7 +547,9 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None) -> No
     date, whatever order the events arrive in. ``L_MONTH`` is the month of the row's service date
     (R25 counts the encounters with a row in a month); ``L_BUYS`` holds the row's own encounter (rows
     written before supplies were kept per encounter list there the month's earlier purchases too,
-    still counted; a release before this one reads the first row as it did)."""
+    still counted; a release before this one reads the first row as it did). Spent supplies are
+    folded into the ingredient's newest row (``_fold``); a supply dated before the newest held, or
+    an encounter of a folded one sent again, makes them rows again first (``_unfold``)."""
     ledger = state.get("L")
     if lines is None:
         supplies = drug_supplies(cx)
@@ -480,15 +561,36 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None) -> No
     ench = cx.ench
     inst, event_id = cx.inst, cx.event_id
     for sup in supplies:
-        ing, code, start, ds, qty = sup[0], sup[1], sup[2], sup[3], sup[4]
-        same = sup[6] if fresh else [r for r in ledger if r[L_ING] == ing]
+        if fresh:
+            ing, code, start, ds, qty, _, same = sup
+        else:
+            ing, code, start, ds, qty, *_ = sup
+            same = [r for r in ledger if r[L_ING] == ing]
+        if same:
+            top = same[0][L_START] if len(same) == 1 else max(map(BY_START, same))
+            if start <= top:  # not after every supply held: rows again what is folded, if this could change the walk
+                for r in same:
+                    if len(r) > L_PAST and (start < top or ench in map(ENC_OF_PAST, r[L_PAST])):
+                        same = _unfold(ledger, same)
+                        break
         for old in same:
             if old[L_ENC] == ench:
+                if len(old) > L_PARTS or old[L_EVENT] != event_id:
+                    _contribute(old, event_id, start, ds, qty, code)
                 end = max(old[L_START] + old[L_DAYS], start + ds)
                 if start < old[L_START]:
                     old[L_START] = start
                     old[L_MONTH] = month_of_day(start)
+                elif end - old[L_START] <= old[L_DAYS]:
+                    if qty > old[L_QTY]:
+                        if code != old[L_CODE]:
+                            _pin_codes(old)
+                        old[L_CODE], old[L_EVENT], old[L_QTY] = code, event_id, qty
+                    same = ()  # covers no day it did not: the walk is unchanged, nothing to fold
+                    break
                 if end - old[L_START] > old[L_DAYS] or qty > old[L_QTY]:
+                    if code != old[L_CODE]:
+                        _pin_codes(old)
                     old[L_CODE], old[L_EVENT] = code, event_id
                 old[L_DAYS] = end - old[L_START]
                 old[L_QTY] = max(old[L_QTY], qty)
@@ -499,7 +601,84 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None) -> No
                 if oldest[L_START] > start:
                     continue  # older than every supply kept: it could not change a judgement
                 ledger.remove(oldest)
-            ledger.append([ing, code, start, ds, qty, inst, event_id, ench, month_of_day(start), [ench]])
+                same = [r for r in same if r is not oldest]
+            row = [ing, code, start, ds, qty, inst, event_id, ench, month_of_day(start), [ench]]
+            ledger.append(row)
+            same = [*same, row]
+        if len(same) > 1:
+            _fold(ledger, same, cx.day)
+
+
+def _contribute(row: list[Any], event_id: str, start: int, ds: int, qty: float, code: str) -> None:
+    """Record in ``row``'s ``L_PARTS`` one more event's contribution (before the row is updated with it)."""
+    if start == row[L_START] and ds == row[L_DAYS] and qty == row[L_QTY]:  # it is the row (a settlement of the order)
+        if len(row) <= L_PARTS:
+            if len(row) == L_PAST:
+                row.append([])
+            row.append([row[L_EVENT], event_id])
+            return
+        if event_id in row[L_PARTS]:
+            return
+    if len(row) > L_PARTS:
+        parts = row[L_PARTS]
+    else:  # a second event: the row so far is its first event's alone
+        parts = [row[L_EVENT]]
+        if len(row) == L_PAST:
+            row.append([])
+        row.append(parts)
+    end = max(row[L_START] + row[L_DAYS], start + ds)
+    if start < row[L_START] or end - row[L_START] > row[L_DAYS] or qty > row[L_QTY]:  # the row changes:
+        own = [row[L_START], row[L_DAYS], row[L_QTY], row[L_CODE]]  # bare parts are the row as it was
+        parts[:] = [[p, *own] if isinstance(p, str) else p for p in parts]
+    mine = [event_id, start, ds, qty, code]
+    new_row = [min(start, row[L_START]), end - min(start, row[L_START]), max(qty, row[L_QTY])]
+    for i, p in enumerate(parts):
+        if (p if isinstance(p, str) else p[0]) == event_id:  # the same event again: the union of its sendings
+            if isinstance(p, str):
+                return  # it is the row already, and covers this sending
+            lo = min(p[1], start)
+            mine = [event_id, lo, max(p[1] + p[2], start + ds) - lo, max(p[3], qty), code]
+            del parts[i]
+            break
+    if [mine[1], mine[2], mine[3]] == new_row:
+        parts.append(event_id)  # it is the row as updated
+    else:
+        parts.append(mine)
+
+
+def _withdraw(row: list[Any], event_id: str) -> bool:
+    """Take one event's contribution out of a row (a withdrawal: 返回修改); False when nothing is left."""
+    if len(row) <= L_PARTS:
+        return row[L_EVENT] != event_id
+    parts = [p for p in row[L_PARTS] if (p if isinstance(p, str) else p[0]) != event_id]
+    if len(parts) == len(row[L_PARTS]):
+        return True
+    if not parts:
+        return False
+    bare = [p for p in parts if isinstance(p, str)]
+    if bare:  # a remaining event is the row itself: the row stands, named by it
+        if row[L_EVENT] == event_id:
+            row[L_EVENT] = bare[0]
+    else:  # the row again from what remains, in the order the events came
+        _pin_codes(row)
+        first = parts[0]
+        row[L_START], row[L_DAYS], row[L_QTY], row[L_CODE], row[L_EVENT] = first[1], first[2], first[3], first[4], first[0]
+        for p in parts[1:]:
+            end = max(row[L_START] + row[L_DAYS], p[1] + p[2])
+            if p[1] < row[L_START]:
+                row[L_START] = p[1]
+            if end - row[L_START] > row[L_DAYS] or p[3] > row[L_QTY]:
+                row[L_CODE], row[L_EVENT] = p[4], p[0]
+            row[L_DAYS] = end - row[L_START]
+            row[L_QTY] = max(row[L_QTY], p[3])
+        row[L_MONTH] = month_of_day(row[L_START])
+    if len(parts) == 1:
+        del row[L_PARTS:]
+        if not row[L_PAST]:
+            del row[L_PAST:]
+    else:
+        row[L_PARTS] = parts
+    return True
 
 
 def on_hand(prior: list[Any], day: int, ench: int) -> tuple[float, list[list[Any]]]:
@@ -545,13 +724,35 @@ def apply_cancellation(state: dict[str, Any], cx: Any, win: Windows | None = Non
     encounter; with items, only those of the items' ingredients (drugs) and codes; without items,
     also the encounter's outpatient visit, and the stay when the cancelled event is the one that
     admitted it. Time does not move (``d`` unchanged): a cancellation is not care. ``E`` and ``C``
-    rows written before they kept a log of their events are not reversed."""
+    rows written before they kept a log of their events are not reversed. A withdrawal
+    (``withdrawal: true``, accepted feedback 返回修改) takes out only the supplies the withdrawn
+    event ``cx.cancel`` made (``L_PARTS``): a changed order of the same encounter that came before
+    it stays."""
     ench = cx.ench
     cancels = cx.cancel
     ings = {ingredient_of(ln) for ln in cx.items if ln.kind == "drug"} if cx.items else None
     codes = {ln.code for ln in cx.items} if cx.items else None
     rows = state.get("L")
+    if rows and cancels and cx.ev.get("withdrawal") is True:
+        # 返回修改 (services.rules.alert_index.withdrawal_event): exactly the withdrawn event's supplies go,
+        # not those of the encounter's changed order, whichever came first
+        _put(state, "L", [r for r in rows if not (r[L_ENC] == ench and (ings is None or r[L_ING] in ings))
+                          or _withdraw(r, cancels)])
+        for r in state.get("L", ()):
+            if len(r) > L_PAST and r[L_PAST] and (ings is None or r[L_ING] in ings):
+                keep = [e for e in r[L_PAST] if not (e[F_ENC] == ench and e[F_EVENT] == cancels)]
+                if len(keep) != len(r[L_PAST]):
+                    _set_past(r, keep)
+        rows = None
     if rows:
+        for r in rows:  # folded supplies (L_PAST) of the encounter go too
+            if len(r) > L_PAST and (ings is None or r[L_ING] in ings):
+                past = r[L_PAST]
+                keep = [e for e in past if not (e[F_ENC] == ench or (cancels and e[F_EVENT] == cancels))]
+                if len(keep) != len(past):
+                    lost = {e[F_ENC] for e in past} - {e[F_ENC] for e in keep}
+                    r[L_BUYS] = [b for b in r[L_BUYS] if b == r[L_ENC] or b not in lost]
+                    _set_past(r, keep)
         _put(state, "L", [r for r in rows if not ((r[L_ENC] == ench or (cancels and r[L_EVENT] == cancels))
                                                   and (ings is None or r[L_ING] in ings))])
     rows = state.get("P")

@@ -77,6 +77,8 @@ def test_filters_and_cursor_paging(http: TestClient) -> None:
     assert bad.status_code == 422 and bad.json()["field"] == "from"
     assert get(h, "/v1/decisions", "dev-admin-key", cursor="zzz").json()["field"] == "cursor"
     assert get(h, "/v1/decisions", "dev-admin-key", scene=11).status_code == 422
+    assert get(h, "/v1/decisions", "dev-admin-key", scene=-1).status_code == 422
+    assert get(h, "/v1/decisions", "dev-admin-key", scene=0).json()["decisions"] == []  # 0: retrospective findings
 
 
 def test_csv_and_xlsx_exports_carry_the_same_rows(http: TestClient, tmp_path: Path) -> None:

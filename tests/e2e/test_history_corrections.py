@@ -81,6 +81,30 @@ def test_accepted_feedback_withdraws_the_changed_order(http: httpx.Client) -> No
     assert wait_for(judged_on_first_supply_alone)
 
 
+def test_a_withdrawal_after_the_changed_order_keeps_the_changed_order(http: httpx.Client) -> None:
+    """The changed order (same encounter, new event id, 10 days instead of 30) reaches the service before
+    the feedback on the original: the withdrawal takes out the original's supply alone."""
+    pid = uid("P")
+    post(http, event(patient=pid, event_id=f"{pid}-1", occurred_at="2026-03-01T09:00:00+08:00",
+                     items=[drug(ATOR, 30, 30)]))
+    alert = r19(post(http, event(patient=pid, event_id=f"{pid}-x", encounter_id=f"{pid}-visit",
+                                 occurred_at="2026-03-15T09:00:00+08:00", items=[drug(ATOR, 30, 30)])))
+    assert alert is not None
+    post(http, event(patient=pid, event_id=f"{pid}-y", encounter_id=f"{pid}-visit",
+                     occurred_at="2026-03-15T09:05:00+08:00", items=[drug(ATOR, 10, 10)]))
+    r = http.post(f"/v1/alerts/{alert['alert_id']}/feedback", json={"outcome": "accepted"})
+    assert r.status_code == 200, r.text
+
+    def judged_on_the_changed_order() -> bool:  # the withdrawal is applied asynchronously (as history)
+        answer = post(http, event(patient=pid, event_id=uid(f"{pid}-probe-"), occurred_at="2026-03-17T09:00:00+08:00",
+                                  items=[drug(ATOR, 30, 30)]))
+        again = r19(answer)
+        return again is not None and [e["event_id"] for e in again["evidence"] if e["kind"] == "event"] == [
+            f"{pid}-1", f"{pid}-y"]
+
+    assert wait_for(judged_on_the_changed_order)
+
+
 def test_a_cancelled_purchase_no_longer_counts(http: httpx.Client) -> None:
     pid = uid("P")
     bought = event(patient=pid, event_id=f"{pid}-1", occurred_at="2026-03-01T09:00:00+08:00", items=[drug(ATOR, 30, 30)])

@@ -136,3 +136,47 @@ def test_with_two_workers_every_event_after_the_acknowledgement_is_judged_with_i
                 assert "R42" in [a["rule_id"] for a in r.json()["alerts"]], (n, r.json()["alerts"])
     finally:
         two.stop()
+
+
+def test_a_suspension_recorded_late_finds_the_settlements_already_logged(http: httpx.Client) -> None:
+    """The bureau records H2's 定点协议 suspension for September after H2's September settlements were
+    decided: the decision-log sink writes a retrospective finding (R42, 事后) for the settlement inside
+    the period — in /v1/decisions with a review case — not for the one after it or the order-entry event."""
+    import time
+    from datetime import datetime, timezone
+
+    h2 = {"X-API-Key": "dev-key-h2"}
+
+    def decide(eid: str, day: str, scene: int) -> str:
+        body = event(eid, day, f"P-{eid}")
+        body["institution"]["id"], body["scene"] = "H2", scene
+        r = http.post("/v1/events", json=body, params={"budget_ms": 10_000}, headers=h2)
+        assert r.status_code == 200 and r.json()["engine_status"] == "evaluated", r.text
+        assert "R42" not in [a["rule_id"] for a in r.json()["alerts"]]  # not known yet
+        return str(r.json()["decision_id"])
+
+    ids = [decide("late-in", "2026-09-10", 6), decide("late-after", "2026-10-05", 6), decide("late-order", "2026-09-11", 2)]
+
+    def logged(check: Any, timeout_s: float = 60) -> Any:  # a wait, not a timed assertion
+        deadline = time.monotonic() + timeout_s
+        while not (got := check()) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        return got
+
+    assert logged(lambda: all(http.get(f"/v1/decisions/{i}", headers=ADMIN).status_code == 200 for i in ids))
+    post(http, "/v1/institution-status", {**SUSPENSION, "institution_id": "H2", "effective_from": "2026-09-01",
+                                          "effective_to": "2026-09-30",
+                                          "updated_at": datetime.now(timezone.utc).isoformat()})
+
+    def findings() -> list[dict[str, Any]]:
+        r = http.get("/v1/decisions", params={"institution": "H2", "scene": 0}, headers=ADMIN)
+        assert r.status_code == 200, r.text
+        return [d for d in r.json()["decisions"] if d["event_id"].startswith("late-")]
+
+    found = logged(findings)
+    assert [d["event_id"] for d in found] == ["late-in"]
+    got = http.get(f"/v1/decisions/{found[0]['decision_id']}", headers=ADMIN).json()
+    assert got["retrospective"] is True and [a["rule_id"] for a in got["alerts"]] == ["R42"]
+    assert [e.get("decision_id") for e in got["alerts"][0]["evidence"]][0] == ids[0]
+    assert got["case"]["state"] == "open"
+    assert http.get(f"/v1/decisions/{found[0]['decision_id']}", headers=h2).status_code == 200  # H2 sees its own

@@ -280,3 +280,77 @@ def test_a_suspended_doctors_stay_lines_before_the_suspension(engine: Engine) ->
         line("2", INPT_CONSULT, "service", 1, 20.0, start="2026-03-02", unit="日")], adm="2026-02-25",
         dis="2026-03-03", doctor_id="D-AUD-43"))
     assert lines_of(alerts, "R43") == ["2"]
+
+
+def test_policy_citations_of_the_insured_persons_duties(engine: Engine) -> None:
+    """The alert's policy basis is what a supervisor quotes: 条例第十七条 (own card, no double benefits), not
+    第十九条 (resale of drugs). R31 for a suspended patient, R34 for two hospitals a day, R41 for a second
+    admission."""
+    s = Story(engine).status(status("P-d22", "suspended", "2026-03-01", "2026-02-27", reason="失信"))
+    r31 = s.one(ev("P-d22", "d22-1", "2026-03-10", scene=1, dx=HTN), "R31")
+    t = Story(engine)
+    t.send(ev("P-d23", "d23-1", "2026-04-01T08:00:00+08:00", scene=6, dx=HTN, items=[line("1", CONSULT, "service", 1, 10.0)]))
+    r34 = t.one(ev("P-d23", "d23-2", "2026-04-01T15:00:00+08:00", scene=6, inst="H2", dx=HTN,
+                   items=[line("1", CONSULT, "service", 1, 10.0)]), "R34")
+    u = Story(engine)
+    u.send(stay("P-d24", "d24-adm", 3, "2026-03-01", [], adm="2026-03-01"))
+    r41 = u.one(stay("P-d24", "d24-adm2", 3, "2026-03-05", [], adm="2026-03-05", inst="H2"), "R41")
+    for alert in (r31, r34, r41):
+        assert alert is not None
+        assert "第十七条" in alert["policy_basis"] and "第十九条" not in alert["policy_basis"], alert["policy_basis"]
+
+
+def test_service_dates_are_china_dates_whatever_the_offset(engine: Engine) -> None:
+    """R31 after a death on 03-04: a sale stamped 2026-03-04T17:00Z is 03-05 01:00 in China (after the death);
+    one stamped 15:00Z (23:00 in China) or 23:30 without an offset (read as China time) is on the day of death."""
+    def sale(pid: str, start: str) -> dict[str, Any] | None:
+        s = Story(engine).status(status(pid, "deceased", "2026-03-04", "2026-03-05"))
+        return s.one(ev(pid, f"{pid}-1", "2026-03-06T10:00:00+08:00", scene=10, inst="PH1", etype="pharmacy",
+                        items=[line("1", METFORMIN, qty=90, price=0.1, days=30, start=start)]), "R31")
+    assert sale("P-d25", "2026-03-04T17:00:00Z") is not None
+    assert sale("P-d26", "2026-03-04T15:00:00Z") is None
+    assert sale("P-d27", "2026-03-04T23:30:00") is None
+
+
+def test_a_multi_day_bed_line_across_a_death_or_a_suspension_counts_only_the_days_inside(engine: Engine) -> None:
+    """R31/R26/R42: a ward bed billed as one line of 5 days (03-01..03-05). The patient died on 03-03: 03-04
+    and 03-05 are not payable (100, not 250) and are charged after the death. The hospital's agreement is suspended from 03-04: the same 2
+    days. A 3-day line (to 03-03) is payable in both."""
+    def settle(s: Story, pid: str, inst: str, days: int) -> list[dict[str, Any]]:
+        return s.send(stay(pid, f"{pid}-set", 8, "2026-03-06", [line("1", WARD, "service", days, 50.0,
+                                                                     start="2026-03-01", unit="日")],
+                           adm="2026-03-01", dis="2026-03-06", inst=inst))
+    died = status("P-d28", "deceased", "2026-03-03", "2026-03-10")
+    alerts = settle(Story(engine).status(died), "P-d28", "H1", 5)
+    [r31] = [a for a in alerts if a["rule_id"] == "R31"]
+    [r26] = [a for a in alerts if a["rule_id"] == "R26"]  # the bed days after the death, dated from 03-04
+    assert r31["amount"] == 100.0 and r26["amount"] == 100.0 and "2026-03-04" in r26["message_zh"]
+    assert lines_of(settle(Story(engine).status(status("P-d29", "deceased", "2026-03-03", "2026-03-10")),
+                           "P-d29", "H1", 3), "R31") == []
+    rec = {**SUSPENSION, "institution_id": "H-AUD-45", "effective_from": "2026-03-04", "effective_to": None}
+    rec = {k: v for k, v in rec.items() if v is not None}
+    [r42] = [a for a in settle(Story(engine).provider(rec), "P-d30", "H-AUD-45", 5) if a["rule_id"] == "R42"]
+    assert r42["amount"] == 100.0
+    assert lines_of(settle(Story(engine).provider(rec), "P-d31", "H-AUD-45", 3), "R42") == []
+
+
+def test_coverage_of_each_code_format(engine: Engine) -> None:
+    """R38/R39 by code format: a retired national code sent with a local suffix is still 已退出目录; an
+    unlisted 15-digit service, 10-digit (T+9) piece and 27-character consumable are 目录外; a herb sent by its
+    hospital code is 未对照; a listed service with a local suffix is judged normally."""
+    cases = [
+        ("P-d32", "2025-07-05", line("1", f"{PAED_COLD_RETIRED}-HZ01", qty=6, price=1.0, days=2), "R38", "retired"),
+        ("P-d33", "2026-04-01", line("1", "001102000099000", "service", 1, 10.0), "R38", "not_listed"),
+        ("P-d34", "2026-04-01", line("1", "T000099001", "herb", 10, 1.0), "R38", "not_listed"),
+        ("P-d35", "2026-04-01", line("1", "C99010000110000000000000001", "consumable", 1, 10.0), "R38", "not_listed"),
+        ("P-d36", "2026-04-01", line("1", "ZY-0231", "herb", 10, 1.0), "R39", "unmapped"),
+    ]
+    for pid, day, item, rule, reason in cases:
+        s = Story(engine)
+        alerts = s.send(ev(pid, f"{pid}-1", day, scene=6, birth="2020-01-01", dx=[("J06.900", "急性上呼吸道感染")],
+                           items=[item]))
+        assert lines_of(alerts, rule) == ["1"], pid
+        assert [(u["line_id"], u["reason"]) for u in s.unchecked] == [("1", reason)], pid
+    s = Story(engine)
+    alerts = s.send(ev("P-d37", "d37-1", "2026-04-01", scene=6, dx=HTN, items=[line("1", f"{CONSULT}-A1", "service", 1, 10.0)]))
+    assert not {"R38", "R39"} & {a["rule_id"] for a in alerts} and s.unchecked == []

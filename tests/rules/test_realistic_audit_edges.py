@@ -259,3 +259,16 @@ def test_a_visit_reported_late_counts_with_the_visits_after_it(engine: Engine) -
     assert a is not None and "11次" in a["message_zh"]
     assert {e["event_id"] for e in evidence_events(a)} == {f"P-e31-{n}" for n in range(10)}
     assert late("P-e32", "2026-03-20") is None
+
+
+def test_a_test_reported_late_counts_with_the_tests_after_it(engine: Engine) -> None:
+    """R16: HbA1c (once per 60 days) recorded on 03-01; a test done on 01-15 at H2 is uploaded on 03-20
+    (started_at 01-15) — two in one 60-day period. A test done on 12-15 (76 days before) does not fire."""
+    def late(pid: str, done: str) -> dict[str, Any] | None:
+        s = Story(engine)
+        s.send(ev(pid, f"{pid}-1", "2026-03-01", scene=6, dx=[("E11.900", "2型糖尿病")],
+                  items=[line("1", HBA1C, "service", 1, 60.0)]))
+        return s.one(ev(pid, f"{pid}-2", "2026-03-20", scene=6, inst="H2", dx=[("E11.900", "2型糖尿病")],
+                        items=[line("1", HBA1C, "service", 1, 60.0, start=done)]), "R16")
+    assert late("P-e33", "2026-01-15") is not None
+    assert late("P-e34", "2025-12-15") is None

@@ -327,3 +327,15 @@ def test_registration_while_suspended(engine: Engine) -> None:
     s = Story(engine).status(status("P-m37", "suspended", "2026-03-01", "2026-02-27", reason="失信"))
     assert s.one(ev("P-m37", "m37-1", "2026-03-10", scene=1, dx=HTN), "R31")
     assert s.one(ev("P-m37", "m37-0", "2026-02-20", scene=1, dx=HTN), "R31") is None
+
+
+def test_an_incubator_line_running_past_the_newborn_period(engine: Engine) -> None:
+    """R05 on each day of a multi-day line: the incubator billed as one line of 5 days from day 26 of life
+    covers days 29 and 30, which are not payable (amount 2 × 60); 3 days from day 26 are all payable."""
+    def settle(pid: str, days: int) -> dict[str, Any] | None:
+        return Story(engine).one(stay(pid, f"{pid}-set", 8, "2026-04-05", [
+            line("1", INCUBATOR, "service", days, 60.0, start="2026-03-27", unit="日")], adm="2026-03-25", dis="2026-04-05",
+            birth="2026-03-01", dx=[("P07.300", "早产儿")]), "R05")
+    a = settle("P-m38", 5)
+    assert a is not None and a["amount"] == 120.0 and "29天" in a["message_zh"]
+    assert settle("P-m39", 3) is None

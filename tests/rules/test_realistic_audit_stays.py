@@ -364,3 +364,20 @@ def test_texts_of_the_stay_and_admission_rules(engine: Engine) -> None:
         adm="2026-03-01", dis="2026-03-20", dx=HTN))
     assert len({a["rule_id"] for a in s.texts}) >= 4
     assert [f for a in s.texts for f in language_faults(a)] == []
+
+
+def test_a_single_unpaid_piece_settled_with_the_stay(engine: Engine) -> None:
+    """R10 at the inpatient settlement (the HIS sends no order events): 人参 with 黄芪 on 03-02 is a paid
+    formula, 人参 alone on 03-04 is not — judged day by day. With a formula on both days: no alert."""
+    ginseng, astragalus = "T000014182", "T000033429"
+
+    def settle(pid: str, alone: bool) -> list[dict[str, Any]]:
+        items = [line("1", ginseng, "herb", 10, 2.0, start="2026-03-02"), line("2", astragalus, "herb", 15, 0.3,
+                                                                                 start="2026-03-02"),
+                 line("3", ginseng, "herb", 10, 2.0, start="2026-03-04")]
+        if not alone:
+            items.append(line("4", astragalus, "herb", 15, 0.3, start="2026-03-04"))
+        return Story(engine).send(stay(pid, f"{pid}-set", 8, "2026-03-06", items + [bed("9", WARD, "2026-03-01", 5)],
+                                       adm="2026-03-01", dis="2026-03-06", dx=STROKE))
+    assert lines_of(settle("P-s31", True), "R10") == ["3"]
+    assert lines_of(settle("P-s32", False), "R10") == []

@@ -108,7 +108,11 @@ def test_a_refunded_consultation_no_longer_makes_the_next_one_a_second_on_the_da
 
 
 def test_without_the_refund_the_second_consultation_of_the_day_fires(engine: Engine) -> None:
-    assert _consult_twice(engine, "P-rv-freq0", refund=False) is not None
+    hit = _consult_twice(engine, "P-rv-freq0", refund=False)
+    assert hit is not None
+    # 可追溯: the earlier charge is named by its event (from the open-stay log), with its quantity and amount
+    earlier = [e for e in hit["evidence"] if e["kind"] == "event" and e["event_id"] != "P-rv-freq0-2"]
+    assert [(e["event_id"], e["quantity"], e["amount"]) for e in earlier] == [("P-rv-freq0-1", 1.0, 10.0)]
 
 
 def _infusion(engine: Engine, patient: str, refund: bool) -> dict[str, Any] | None:
@@ -127,6 +131,7 @@ def test_a_refunded_infusion_is_no_longer_charged_twice_by_the_first_group(engin
 def test_without_the_refund_the_first_group_duplicates_the_infusion(engine: Engine) -> None:
     hit = _infusion(engine, "P-rv-dup0", refund=False)
     assert hit is not None and hit["line_ids"] == ["1"]
+    assert [e["event_id"] for e in hit["evidence"] if e["kind"] == "event"] == ["P-rv-dup0-2", "P-rv-dup0-1"]
 
 
 # -- R27 idle stay: the charged and active day masks --------------------------------------------------
@@ -290,3 +295,16 @@ def test_a_long_stay_folds_its_oldest_events_and_still_adds_up(engine: Engine) -
 
 def _sums(w: list[Any]) -> tuple[Any, ...]:
     return (sorted(w[st.E_COUNTERS]), w[st.E_CHARGED], w[st.E_ACTIVE], w[st.E_AMOUNT], w[st.E_EXAM], sorted(w[st.E_CLASSES]))
+
+
+def test_a_second_bed_fee_of_the_day_names_the_earlier_one_and_not_once_refunded(engine: Engine) -> None:
+    """R40 at scene 5: the ward bed posted in the morning, the ICU bed in the evening of the same day."""
+    icu = "001109000050000"
+    s = Stay(engine, "P-rv-bed")
+    s.send(s.order("P-rv-bed-ward", 5, 2, [svc("1", BED, 2, price=50.0)]))
+    hit = s.fired(s.order("P-rv-bed-icu", 5, 2, [svc("1", icu, 2, price=200.0)]), "R40")
+    assert hit is not None
+    assert [(e["event_id"], e["item_code"]) for e in hit["evidence"] if e["kind"] == "event"] == [
+        ("P-rv-bed-icu", icu), ("P-rv-bed-ward", BED)]
+    s.cancel("P-rv-bed-ward-cx", 2, cancels="P-rv-bed-ward")
+    assert s.fired(s.order("P-rv-bed-icu2", 5, 2, [svc("1", icu, 2, price=200.0)]), "R40") is None  # the ward bed no longer counts

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.rules.families import Hit, ev_item, family, kb_ev
+from services.rules.families.charges import earlier_charges
 from services.rules.kb import tag_bit
 from services.rules.state import (
     A_ADM,
@@ -345,9 +346,8 @@ def bed_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
         fields = {"what_zh": f"{date_of_day(day)}同日收取{len(names)}项床位费({'、'.join(names)})，每日只能收取一项",
                   "what_en": f"{len(names)} bed fees on {date_of_day(day)} ({', '.join(names_en)}); one a day is payable"}
         evidence = [ev_item(cx, ln, date=date_of_day(day)) for ln in lines]
-        evidence += [{"kind": "event", "event_id": None, "institution_id": cx.inst, "date": date_of_day(day), "item_code": c,
-                      "item_name": cx.kb.services.get(c, day)["name"], "quantity": earlier[c][K_LAST_QTY], "days_supply": None,
-                      "amount": None} for c in before]
+        for c in before:  # each earlier bed charge of the day by its event (the open-stay log)
+            evidence += earlier_charges(cx, c, day, earlier[c][K_LAST_QTY], work)
         amount = sum((ln.unit_price or 0.0) * (ln.qty / ln.span) for ln in extra)
         hits.append((fields, [ln.lid for ln in lines], amount, evidence))
         break  # one alert for the first such day; the others are usually the same pattern

@@ -76,28 +76,42 @@ def item_sex(cx: Any, p: dict[str, Any]) -> list[Hit]:
     fields=("item", "item_en", "item_code", "limit_zh", "limit_en", "age_zh", "age_en"),
 )
 def item_age(cx: Any, p: dict[str, Any]) -> list[Hit]:
-    """限新生儿 / 限儿童 / minimum age: the patient's age on the line's service date is outside the item's range."""
+    """限新生儿 / 限儿童 / minimum age: the patient's age on the line's service date is outside the item's range.
+    A per-day line (unit 日, e.g. an incubator for 5 days) is judged on every day it covers: the days outside
+    the range are flagged, and the amount is theirs."""
     hits = []
     for line in cx.items:
         row = line.row
-        if row is None:
+        if row is None or not (row.get("neonate_only") or row.get("child_only") or row.get("min_age_years") is not None):
             continue
-        age_d, age_y = cx.age_on(line.start)
-        age_zh = f"{age_d}天" if age_y < 1 else f"{age_y}岁"
-        age_en = f"{age_d} days" if age_y < 1 else f"{age_y} years"
-        if row.get("neonate_only") and age_d > p["neonate_days"]:
-            limit_zh, limit_en, detail = f"限新生儿(出生{p['neonate_days']}天内)", f"newborns only (≤ {p['neonate_days']} days)", "neonate_only"
-        elif row.get("child_only") and age_y >= p["child_years"]:
-            limit_zh, limit_en, detail = f"限儿童(未满{p['child_years']}岁)", f"children only (< {p['child_years']} years)", "child_only"
-        elif row.get("min_age_years") is not None and age_y < row["min_age_years"]:
-            limit_zh, limit_en = f"限{row['min_age_years']}岁及以上", f"age {row['min_age_years']}+ only"
-            detail = f"min_age_years={row['min_age_years']}"
-        else:
+        out = None
+        bad = 0
+        for day in range(line.start, line.start + line.span):
+            found = _age_limit(row, p, *cx.age_on(day))
+            if found is not None:
+                bad += 1
+                if out is None:
+                    out = (day, found)
+        if out is None:
             continue
+        day, (limit_zh, limit_en, detail) = out
+        age_d, age_y = cx.age_on(day)
         fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "limit_zh": limit_zh, "limit_en": limit_en,
-                  "age_zh": age_zh, "age_en": age_en}
-        hits.append((fields, [line.lid], line.amt, [ev_item(cx, line, date=date_of_day(line.start)), kb_ev(_table(line), row["code"], detail)]))
+                  "age_zh": f"{age_d}天" if age_y < 1 else f"{age_y}岁", "age_en": f"{age_d} days" if age_y < 1 else f"{age_y} years"}
+        amount = line.amt if bad == line.span else line.amt * bad / line.span
+        hits.append((fields, [line.lid], amount, [ev_item(cx, line, date=date_of_day(day)), kb_ev(_table(line), row["code"], detail)]))
     return hits
+
+
+def _age_limit(row: dict[str, Any], p: dict[str, Any], age_d: int, age_y: int) -> tuple[str, str, str] | None:
+    """The item's age limit the patient is outside of at (age in days, age in years), else None."""
+    if row.get("neonate_only") and age_d > p["neonate_days"]:
+        return f"限新生儿(出生{p['neonate_days']}天内)", f"newborns only (≤ {p['neonate_days']} days)", "neonate_only"
+    if row.get("child_only") and age_y >= p["child_years"]:
+        return f"限儿童(未满{p['child_years']}岁)", f"children only (< {p['child_years']} years)", "child_only"
+    if row.get("min_age_years") is not None and age_y < row["min_age_years"]:
+        return f"限{row['min_age_years']}岁及以上", f"age {row['min_age_years']}+ only", f"min_age_years={row['min_age_years']}"
+    return None
 
 
 @family("item_insutype", needs="insutype", params={}, fields=("item", "item_en", "item_code", "allowed_zh", "allowed_en", "insutype", "insutype_en"))
@@ -180,12 +194,19 @@ def herb_pay(cx: Any, p: dict[str, Any]) -> list[Hit]:
         evidence = [ev_item(cx, ln) for ln in never] + [kb_ev("drugs", ln.code, "herb_never_paid") for ln in never]
         hits.append((fields, [ln.lid for ln in never], sum(ln.amt for ln in never), evidence))
     rest = [ln for ln in herbs if ln not in never]
-    if rest and all(ln.row is not None and ln.row.get("herb_single_unpaid") for ln in rest):
-        fields = {"items": "、".join(ln.name for ln in rest), "items_en": ", ".join(ln.name_en for ln in rest),
+    # One prescription (剂) is one service date: an inpatient settlement carries every day's pieces, so a
+    # day whose pieces are all on the 单方不予支付 list is judged apart from the formulas of other days.
+    by_day: dict[int, list[Any]] = {}
+    for ln in rest:
+        by_day.setdefault(ln.start, []).append(ln)
+    for _, group in sorted(by_day.items()):
+        if not all(ln.row is not None and ln.row.get("herb_single_unpaid") for ln in group):
+            continue
+        fields = {"items": "、".join(ln.name for ln in group), "items_en": ", ".join(ln.name_en for ln in group),
                   "why_zh": "单味使用或全部由单方不予支付饮片组成的处方不予支付",
                   "why_en": "not paid when used alone or only with other pieces of that list"}
-        evidence = [ev_item(cx, ln) for ln in rest] + [kb_ev("drugs", ln.code, "herb_single_unpaid") for ln in rest]
-        hits.append((fields, [ln.lid for ln in rest], sum(ln.amt for ln in rest), evidence))
+        evidence = [ev_item(cx, ln) for ln in group] + [kb_ev("drugs", ln.code, "herb_single_unpaid") for ln in group]
+        hits.append((fields, [ln.lid for ln in group], sum(ln.amt for ln in group), evidence))
     return hits
 
 

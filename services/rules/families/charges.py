@@ -20,6 +20,12 @@ from services.rules.state import (
     C_LAST,
     E_COUNTERS,
     E_ENC,
+    E_LOG,
+    I_AMT,
+    I_CODE,
+    I_QTY,
+    I_SPAN,
+    I_START,
     K_CODE,
     K_LAST_DAY,
     K_LAST_QTY,
@@ -71,10 +77,31 @@ def _counter(work: list[Any] | None, code: str) -> list[Any] | None:
     return None
 
 
-def _earlier(cx: Any, code: str, day: int, qty: float) -> dict[str, Any]:
+def earlier_charges(cx: Any, code: str, day: int, qty: float, work: list[Any] | None = None) -> list[dict[str, Any]]:
+    """Evidence of the stay's earlier charges of ``code`` on ``day`` (``qty`` of them, the counter's):
+    one entry per event of the open-stay log with its quantity and amount (可追溯); what the log no
+    longer holds (folded into its base, or a row written before the log) as one entry without event id."""
     row = cx.kb.services.get(code, day)
-    return {"kind": "event", "event_id": None, "institution_id": cx.inst, "date": date_of_day(day),
-            "item_code": code, "item_name": row["name"] if row else code, "quantity": qty, "days_supply": None, "amount": None}
+    name = row["name"] if row else code
+    out = []
+    left = qty
+    if work is not None and len(work) > E_LOG:
+        for entry in work[E_LOG]:
+            q = amount = 0.0
+            for it in entry[1:]:
+                if it[I_CODE] == code and it[I_START] + it[I_SPAN] - 1 == day:
+                    q += it[I_QTY] if it[I_SPAN] == 1 else 1.0
+                    amount += it[I_AMT]
+            if q:
+                left -= q
+                out.append({"kind": "event", "event_id": entry[0], "institution_id": cx.inst, "date": date_of_day(day),
+                            "item_code": code, "item_name": name, "quantity": q, "days_supply": None,
+                            "amount": round(amount, 2)})
+    if left > 1e-9 or not out:
+        out.append({"kind": "event", "event_id": None, "institution_id": cx.inst, "date": date_of_day(day),
+                    "item_code": code, "item_name": name, "quantity": left if out else qty, "days_supply": None,
+                    "amount": None})
+    return out
 
 
 def _bundled_hit(cx: Any, hits: list[Hit], dup: Any, parent_name: str, parent_code: str, child_code: str,
@@ -137,7 +164,8 @@ def bundled(cx: Any, p: dict[str, Any]) -> list[Hit]:
             if work is not None:
                 c = _counter(work, code)
                 if c is not None and ln.start <= c[K_LAST_DAY] < ln.start + ln.span:
-                    _bundled_hit(cx, hits, ln, ln.name, ln.code, code, [ev_item(cx, ln), _earlier(cx, code, c[K_LAST_DAY], c[K_LAST_QTY])])
+                    _bundled_hit(cx, hits, ln, ln.name, ln.code, code,
+                                 [ev_item(cx, ln), *earlier_charges(cx, code, c[K_LAST_DAY], c[K_LAST_QTY], work)])
         if work is None:
             continue
         for parent in included_by.get(ln.code, ()):  # ln is included in an earlier bundle
@@ -145,8 +173,8 @@ def bundled(cx: Any, p: dict[str, Any]) -> list[Hit]:
                 continue
             c = _counter(work, parent)
             if c is not None and ln.start <= c[K_LAST_DAY] < ln.start + ln.span:
-                earlier = _earlier(cx, parent, c[K_LAST_DAY], c[K_LAST_QTY])
-                _bundled_hit(cx, hits, ln, earlier["item_name"], parent, ln.code, [ev_item(cx, ln), earlier])
+                earlier = earlier_charges(cx, parent, c[K_LAST_DAY], c[K_LAST_QTY], work)
+                _bundled_hit(cx, hits, ln, earlier[0]["item_name"], parent, ln.code, [ev_item(cx, ln), *earlier])
     return hits
 
 
@@ -216,7 +244,7 @@ def frequency(cx: Any, p: dict[str, Any]) -> list[Hit]:
         if limit and total > limit:
             evidence = [ev_item(cx, ln, date=date_of_day(day))]
             if c is not None and c[K_LAST_DAY] == day:
-                evidence.append(_earlier(cx, code, day, c[K_LAST_QTY]))
+                evidence += earlier_charges(cx, code, day, c[K_LAST_QTY], work)
             evidence.append(kb_ev("services", row["code"], f"max_per_day={limit:g}"))
             fields = {"item": ln.name, "item_en": ln.name_en, "item_code": code, "qty": f"{total:g}", "limit": f"{limit:g}",
                       "per_zh": f"{date_of_day(day)}当日", "per_en": f"on {date_of_day(day)}"}
@@ -338,7 +366,11 @@ def charge_dates(cx: Any, p: dict[str, Any]) -> list[Hit]:
     hits = []
     for ln in cx.items:
         d = ln.start
-        if death is not None and d > death:
+        amount = ln.amt
+        if death is not None and d + ln.span - 1 > death:
+            if d <= death:  # a per-day line running past the day of death: its days after it
+                amount = ln.amt * (d + ln.span - 1 - death) / ln.span
+                d = death + 1
             why_zh, why_en = f"晚于参保人死亡日期{date_of_day(death)}", f"after the patient's death on {date_of_day(death)}"
         elif adm is not None and d < adm:
             why_zh, why_en = f"早于入院日期{date_of_day(adm)}", f"before admission on {date_of_day(adm)}"
@@ -347,5 +379,5 @@ def charge_dates(cx: Any, p: dict[str, Any]) -> list[Hit]:
         else:
             continue
         fields = {"item": ln.name, "item_en": ln.name_en, "item_code": ln.code, "date": date_of_day(d), "why_zh": why_zh, "why_en": why_en}
-        hits.append((fields, [ln.lid], ln.amt, [ev_item(cx, ln, date=date_of_day(d))]))
+        hits.append((fields, [ln.lid], amount, [ev_item(cx, ln, date=date_of_day(d))]))
     return hits

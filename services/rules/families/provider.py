@@ -59,20 +59,27 @@ def provider_status(cx: Any, p: dict[str, Any]) -> list[Hit]:
         if sid is None or period is None or period.status not in wanted:
             return []
         groups[(sid, period.frm)] = (sid, period, [])
+    share: dict[int, float] = {}  # id(line) -> its amount on the affected days (a multi-day line: those days only)
     for line in cx.items:
         sid = who(line)
         if sid is None or not prov.known(subject, sid):
             continue
+        first = None
+        days = 0
         for day in range(line.start, line.start + line.span):
             period = prov.affecting(subject, sid, day)
             if period is not None and period.status in wanted:
-                groups.setdefault((sid, period.frm), (sid, period, []))[2].append(line)
-                break
+                days += 1
+                if first is None:
+                    first = period
+        if first is not None:
+            groups.setdefault((sid, first.frm), (sid, first, []))[2].append(line)
+            share[id(line)] = line.amt if days == line.span else line.amt * days / line.span
     hits = []
     for sid, period, lines in groups.values():
         zh, en = _period(period)
         fields = {"provider": sid, "status_zh": STATUS_ZH.get(period.status, period.status),
                   "status_en": STATUS_EN.get(period.status, period.status), "period_zh": zh, "period_en": en,
                   "reason": period.reason or "-", "document_no": period.document_no or "-"}
-        hits.append((fields, [ln.lid for ln in lines], sum(ln.amt for ln in lines), [period.evidence(subject, sid)]))
+        hits.append((fields, [ln.lid for ln in lines], sum(share[id(ln)] for ln in lines), [period.evidence(subject, sid)]))
     return hits

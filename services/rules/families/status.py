@@ -30,17 +30,24 @@ def insured_status(cx: Any, p: dict[str, Any]) -> list[Hit]:
         return []
     wanted = p["statuses"]
     groups: dict[int, tuple[list[Any], list[Any]]] = {}  # id(status row) -> (row, affected lines)
+    share: dict[int, float] = {}  # id(line) -> its amount on the affected days (a multi-day line: those days only)
     if not cx.items:
         row = status_affecting(state, cx.day)
         if row is None or row[S_STATUS] not in wanted:
             return []
         groups[id(row)] = (row, [])
     for line in cx.items:
+        first = None
+        days = 0
         for day in range(line.start, line.start + line.span):
             row = status_affecting(state, day)
             if row is not None and row[S_STATUS] in wanted:
-                groups.setdefault(id(row), (row, []))[1].append(line)
-                break
+                days += 1
+                if first is None:
+                    first = row
+        if first is not None:
+            groups.setdefault(id(first), (first, []))[1].append(line)
+            share[id(line)] = line.amt if days == line.span else line.amt * days / line.span
     hits = []
     for row, lines in groups.values():
         kind = row[S_STATUS]
@@ -50,5 +57,5 @@ def insured_status(cx: Any, p: dict[str, Any]) -> list[Hit]:
         if kind == "deceased":
             detail += "; care up to and including the day of death is payable"
         evidence = [{"kind": "kb", "table": "patient_status", "code": kind, "detail": detail}]
-        hits.append((fields, [ln.lid for ln in lines], sum(ln.amt for ln in lines), evidence))
+        hits.append((fields, [ln.lid for ln in lines], sum(share[id(ln)] for ln in lines), evidence))
     return hits

@@ -11,6 +11,7 @@ from services.rules.state import (
     BY_START,
     E_CLASSES,
     E_ENC,
+    F_START,
     L_BUYS,
     L_CODE,
     L_DAYS,
@@ -19,10 +20,12 @@ from services.rules.state import (
     L_ING,
     L_INST,
     L_MONTH,
+    L_PAST,
     L_QTY,
     L_START,
     drug_supplies,
     on_hand,
+    past_rows,
 )
 from services.rules.timeutil import date_of_day, month_of_day
 
@@ -230,16 +233,26 @@ def frequent_purchase(cx: Any, p: dict[str, Any]) -> list[Hit]:
     ench = cx.ench
     hits = []
     for ing, _, start, _, _, lines, prior in drug_supplies(cx):
-        if len(prior) < limit:
-            recorded = 0
-            for r in prior:
-                recorded += len(r[L_BUYS])
-            if recorded < limit:
-                continue  # fewer than the limit recorded in all: cannot exceed it
         month = month_of_day(start)
-        rows = [prev for prev in prior if prev[L_MONTH] == month]
-        if len(rows) < limit and sum(len(r[L_BUYS]) for r in rows) < limit:
+        recorded = 0  # purchases recorded in the month (an upper bound: a re-sent one is counted once below)
+        late = False
+        for r in prior:
+            if r[L_MONTH] == month:
+                recorded += len(r[L_BUYS])  # its own and the month's supplies folded into it
+            elif r[L_MONTH] > month and len(r) > L_PAST:
+                late = True  # a purchase reported after later ones: its month's are folded into them
+        if late:
+            for r in prior:
+                if r[L_MONTH] > month and len(r) > L_PAST:
+                    recorded += sum(1 for e in r[L_PAST] if month_of_day(e[F_START]) == month)
+        if recorded < limit:
             continue  # fewer than the limit before this one: cannot exceed it
+        rows = []
+        for prev in prior:
+            if prev[L_MONTH] == month:
+                rows.append(prev)
+            if prev[L_MONTH] >= month and len(prev) > L_PAST:  # its folded purchases (state.L_PAST)
+                rows.extend(r for r in past_rows(prev) if r[L_MONTH] == month)
         buys: set[int] = set()
         for prev in rows:
             buys.add(prev[L_ENC])
@@ -283,11 +296,13 @@ def second_line(cx: Any, p: dict[str, Any]) -> list[Hit]:
             continue
         found = False
         for prev in cx.state.get("L", ()):
-            if 0 <= line.start - prev[L_START] < p["lookback_days"]:
-                group = kb.by_ingredient.get(prev[L_ING])
-                if group and group[0]["class"] in wanted:
-                    found = True
-                    break
+            group = kb.by_ingredient.get(prev[L_ING])
+            if not group or group[0]["class"] not in wanted:
+                continue
+            if 0 <= line.start - prev[L_START] < p["lookback_days"] or (len(prev) > L_PAST and any(
+                    0 <= line.start - e[F_START] < p["lookback_days"] for e in prev[L_PAST])):
+                found = True
+                break
         if found:
             continue
         names = "、".join(f"{kb.by_class[c][0]['class_name']}({c})" for c in wanted)

@@ -1,4 +1,4 @@
-"""R16 with a test reported late (found by the independent audit, issue 10): a line dated before the
+"""Fixes from the independent audit (issue 10): R16 with a test reported late, R19/R20 citations.
 records already held counts with the records after it, in the busiest period that contains it."""
 
 from __future__ import annotations
@@ -36,3 +36,11 @@ def test_an_event_dated_before_later_ones_that_arrives_last(engine: Engine) -> N
     s.send(ev("P-late-c", "late-c-1", "2026-03-20", scene=6, dx=DM, items=[line("1", HBA1C, "service", 1, 60.0)]))
     assert s.one(ev("P-late-c", "late-c-2", "2026-02-10", scene=6, inst="H2", dx=DM,
                     items=[line("1", HBA1C, "service", 1, 60.0)]), "R16") is not None
+
+
+def test_r19_and_r20_cite_the_right_items_of_the_prescription_review_rules(engine: Engine) -> None:
+    """《医院处方点评管理规范(试行)》: 重复给药 is 第十八条(七); two drugs of the same pharmacological action
+    is 第十九条(四); 第十七条 (不规范处方) is neither (found by the independent audit)."""
+    basis = {r["id"]: r["policy_basis"] for r in engine.rules_catalog()}
+    assert "第十八条(七)(重复给药)" in basis["R19"] and "第十七条" not in basis["R19"]
+    assert "第十九条(四)" in basis["R20"] and "第十七条" not in basis["R20"]
