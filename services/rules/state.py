@@ -844,18 +844,7 @@ def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -
             flags |= F_EXAM
         if line.code in tracked:
             flags |= F_TRACKED
-            last = line.start + line.span - 1
-            per_day = line.qty if line.span == 1 else 1.0
-            for c in counters:
-                if c[K_CODE] == line.code:
-                    c[K_QTY] += line.qty
-                    if c[K_LAST_DAY] == last:
-                        c[K_LAST_QTY] += per_day
-                    elif last > c[K_LAST_DAY]:
-                        c[K_LAST_DAY], c[K_LAST_QTY] = last, per_day
-                    break
-            else:
-                counters.append([line.code, line.qty, last, per_day])
+            _count(counters, line.code, line.qty, line.start, line.span)
         item[I_FLAGS] = flags
         logged.append(item)
     log = w[E_LOG]
@@ -890,10 +879,7 @@ def fold_line(w: list[Any], item: list[Any], adm: int) -> None:
     flags = item[I_FLAGS]
     if len(item) > I_CLASS and item[I_CLASS] not in w[E_CLASSES]:
         w[E_CLASSES].append(item[I_CLASS])
-    lo = start - adm
-    hi = lo + span
-    lo, hi = max(lo, 0), min(hi, MASK_DAYS)
-    bits = ((1 << (hi - lo)) - 1) << lo if hi > lo else 0
+    bits = span_bits(start, span, adm)
     w[E_CHARGED] |= bits
     if flags & F_ACTIVE:
         w[E_ACTIVE] |= bits
@@ -901,18 +887,22 @@ def fold_line(w: list[Any], item: list[Any], adm: int) -> None:
     if flags & F_EXAM:
         w[E_EXAM] = round(w[E_EXAM] + item[I_AMT], 2)
     if flags & F_TRACKED:
-        last = start + span - 1
-        per_day = qty if span == 1 else 1.0
-        for c in w[E_COUNTERS]:
-            if c[K_CODE] == code:
-                c[K_QTY] += qty
-                if c[K_LAST_DAY] == last:
-                    c[K_LAST_QTY] += per_day
-                elif last > c[K_LAST_DAY]:
-                    c[K_LAST_DAY], c[K_LAST_QTY] = last, per_day
-                break
-        else:
-            w[E_COUNTERS].append([code, qty, last, per_day])
+        _count(w[E_COUNTERS], code, qty, start, span)
+
+
+def _count(counters: list[Any], code: str, qty: float, start: int, span: int) -> None:
+    """Add a line of a tracked code to the stay's counters (K rows): its quantity, and its last day's."""
+    last = start + span - 1
+    per_day = qty if span == 1 else 1.0
+    for c in counters:
+        if c[K_CODE] == code:
+            c[K_QTY] += qty
+            if c[K_LAST_DAY] == last:
+                c[K_LAST_QTY] += per_day
+            elif last > c[K_LAST_DAY]:
+                c[K_LAST_DAY], c[K_LAST_QTY] = last, per_day
+            return
+    counters.append([code, qty, last, per_day])
 
 
 def refold_stay(w: list[Any], adm: int) -> list[Any]:
@@ -959,8 +949,13 @@ def _cancel_stay_lines(state: dict[str, Any], cx: Any, codes: set[str] | None) -
 
 def day_bits(line: Any, adm: int) -> int:
     """Stay-day mask bits (bit i = admission day + i) of the days a line covers."""
-    lo = line.start - adm
-    hi = lo + line.span
+    return span_bits(line.start, line.span, adm)
+
+
+def span_bits(start: int, span: int, adm: int) -> int:
+    """Stay-day mask bits of ``span`` days from day ``start`` (those inside the tracked days)."""
+    lo = start - adm
+    hi = lo + span
     if lo < 0:
         lo = 0
     if hi > MASK_DAYS:
