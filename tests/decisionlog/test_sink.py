@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 
 from services.common.broker import EmbeddedBroker, ensure_topics, free_port, service_topics, topic_configs
 from services.common.privacy import pseudonym
-from services.common.settings import load_settings
+from services.common.settings import Settings, load_settings
 from services.decisionlog.sink import Sink
 from services.decisionlog.store import Store
 from tests.decisionlog.test_store import audit
@@ -57,29 +57,12 @@ def test_every_topic_kind_is_stored_once(broker: EmbeddedBroker, tmp_path: Path)
     before = {k: sample("presettle_sink_records_total", kind="decisions", result=k)
               for k in ("stored", "duplicate", "invalid")}
 
-    async def run() -> Store:
-        await ensure_topics(broker.bootstrap, service_topics(s), configs=topic_configs(s))
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
-        await producer.start()
-        try:
-            for topic, key, value in records:
-                await producer.send_and_wait(topic, value, key=key)
-        finally:
-            await producer.stop()
-        store = Store.open(s.database)
-        sink = Sink(s, store)
-        await sink.start()
-        try:
-            for _ in range(100):
-                await sink.run_once(timeout_ms=300)
-                if store.counts()["rulebase_revisions"] == 2 and store.counts()["patient_status"] == 1 \
-                        and store.counts()["feedback"] == 1 and store.counts()["decisions"] == 1:
-                    break
-        finally:
-            await sink.close()
-        return store
+    def done(store: Store) -> bool:
+        counts = store.counts()
+        return (counts["rulebase_revisions"] == 2 and counts["patient_status"] == 1 and counts["feedback"] == 1
+                and counts["decisions"] == 1)
 
-    store = asyncio.run(run())
+    store = asyncio.run(_publish_then_sink(broker, s, records, done, rounds=100))
     assert store.counts() | {"alerts": 1} == {"decisions": 1, "alerts": 1, "feedback": 1, "patient_status": 1,
                                               "rulebase_revisions": 2, "cases": 1}
     got = store.decision(rec["decision_id"])
@@ -93,6 +76,31 @@ def test_every_topic_kind_is_stored_once(broker: EmbeddedBroker, tmp_path: Path)
     assert sample("presettle_sink_records_total", kind="rulebase", result="skipped") >= 1
     assert sample("presettle_sink_lag_records", kind="decisions") == 0
     store.close()
+
+
+async def _publish_then_sink(broker: EmbeddedBroker, s: Settings, records: list[tuple[str, bytes, bytes]],
+                             done: Callable[[Store], bool], rounds: int) -> Store:
+    """Send ``records`` (topic, key, value) to the broker, then run a sink until ``done`` (at most
+    ``rounds`` polls of 300 ms); the sink's store, open."""
+    await ensure_topics(broker.bootstrap, service_topics(s), configs=topic_configs(s))
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    await producer.start()
+    try:
+        for topic, key, value in records:
+            await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+    store = Store.open(s.database)
+    sink = Sink(s, store)
+    await sink.start()
+    try:
+        for _ in range(rounds):
+            await sink.run_once(timeout_ms=300)
+            if done(store):
+                break
+    finally:
+        await sink.close()
+    return store
 
 
 def _decision(n: int, institution: str, day: int, scene: int = 6, rule: str | None = None,
@@ -128,25 +136,9 @@ def test_a_provider_suspension_recorded_late_finds_the_decisions_inside_it(broke
         return sample("presettle_sink_records_total", kind="provider", result="stored")
 
     async def run(records: list[tuple[str, bytes, bytes]], until: int, providers: float = 0.0) -> Store:
-        await ensure_topics(broker.bootstrap, service_topics(s), configs=topic_configs(s))
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
-        await producer.start()
-        try:
-            for topic, key, value in records:
-                await producer.send_and_wait(topic, value, key=key)
-        finally:
-            await producer.stop()
-        store = Store.open(s.database)
-        sink = Sink(s, store)
-        await sink.start()
-        try:
-            for _ in range(60):
-                await sink.run_once(timeout_ms=300)
-                if store.counts()["decisions"] >= until and read_provider() >= providers:
-                    break
-        finally:
-            await sink.close()
-        return store
+        return await _publish_then_sink(
+            broker, s, records, lambda store: store.counts()["decisions"] >= until and read_provider() >= providers,
+            rounds=60)
 
     # the decisions first (stored long before the bureau's record, as in life), then the two records
     asyncio.run(run([(s.decisions_topic, f"P{n:04d}".encode(), orjson.dumps(d)) for n, d in enumerate(decisions, 1)],
