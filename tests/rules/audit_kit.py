@@ -72,6 +72,15 @@ def ev(pid: str, eid: str, when: str, *, scene: int = 2, inst: str = "H1", level
     return Event.model_validate(body).to_wire()
 
 
+def stay(pid: str, eid: str, scene: int, when: str, items: list[dict[str, Any]] | None = None, *, adm: str,
+         dis: str | None = None, inst: str = "H1", enc: str | None = None, dx: list[tuple[str, str]],
+         **kw: Any) -> dict[str, Any]:
+    """An event of an inpatient stay (medical type 21), admitted ``adm``; its encounter id from the patient,
+    institution and admission date unless given, so every event of one stay names the same encounter."""
+    return ev(pid, eid, when, scene=scene, inst=inst, etype="inpatient", enc=enc or f"{pid}-{inst}-{adm[:10]}",
+              med_type="21", admitted_at=adm, discharged_at=dis, items=items or [], dx=dx, **kw)
+
+
 def status(pid: str, state: str, since: str, updated: str, reason: str = "公安户籍注销",
            until: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"patient_id": pid, "status": state, "effective_from": since,

@@ -10,6 +10,7 @@ from typing import Any
 
 from services.rules.engine import Engine
 from tests.rules.audit_kit import Story, ev, language_faults, line, status
+from tests.rules.audit_kit import stay as kit_stay
 
 PAED_COLD = "XN02BEB067D001010102061"
 PAED_COLD_RETIRED = "XN02BEB067D001010102024"  # in force until 2025-06-30
@@ -27,11 +28,9 @@ DM2 = [("E11.900", "2型糖尿病")]
 HTN = [("I10.x00", "高血压")]
 
 
-def stay(pid: str, eid: str, scene: int, when: str, items: list[dict[str, Any]], *, adm: str, dis: str | None = None,
-         inst: str = "H1", **kw: Any) -> dict[str, Any]:
-    kw.setdefault("dx", PNEUMONIA)
-    return ev(pid, eid, when, scene=scene, inst=inst, etype="inpatient", enc=f"{pid}-{inst}-stay", med_type="21",
-              admitted_at=adm, discharged_at=dis, items=items, **kw)
+def stay(pid: str, eid: str, *args: Any, inst: str = "H1", dx: list[tuple[str, str]] = PNEUMONIA, **kw: Any) -> dict[str, Any]:
+    """An event of the patient's one stay at ``inst`` (every event here names the same encounter)."""
+    return kit_stay(pid, eid, *args, inst=inst, enc=f"{pid}-{inst}-stay", dx=dx, **kw)
 
 
 def lines_of(alerts: list[dict[str, Any]], rule: str) -> list[str]:

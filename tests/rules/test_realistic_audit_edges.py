@@ -11,6 +11,7 @@ from typing import Any
 
 from services.rules.engine import Engine
 from tests.rules.audit_kit import Story, ev, evidence_events, line, status
+from tests.rules.audit_kit import stay as kit_stay
 
 ATORVASTATIN = "XC10AAA067A001010104321"
 AMOXICILLIN = "XJ01CAD045B001010101543"
@@ -32,11 +33,8 @@ STROKE = [("I63.900", "脑梗死")]
 LIPID = [("E78.500", "高脂血症")]
 
 
-def stay(pid: str, eid: str, scene: int, when: str, items: list[dict[str, Any]] | None = None, *, adm: str,
-         dis: str | None = None, inst: str = "H1", **kw: Any) -> dict[str, Any]:
-    kw.setdefault("dx", HTN)
-    return ev(pid, eid, when, scene=scene, inst=inst, etype="inpatient", enc=f"{pid}-{inst}-{adm[:10]}",
-              med_type="21", admitted_at=adm, discharged_at=dis, items=items or [], **kw)
+def stay(*args: Any, dx: list[tuple[str, str]] = HTN, **kw: Any) -> dict[str, Any]:
+    return kit_stay(*args, dx=dx, **kw)
 
 
 def bed(lid: str, start: str, days: int) -> dict[str, Any]:

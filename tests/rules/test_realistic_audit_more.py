@@ -10,6 +10,7 @@ from typing import Any
 
 from services.rules.engine import Engine
 from tests.rules.audit_kit import Story, ev, evidence_events, language_faults, line, status
+from tests.rules.audit_kit import stay as kit_stay
 
 ATORVASTATIN = "XC10AAA067A001010104321"
 ROSUVASTATIN = "XC10AAR117A001010100561"
@@ -29,11 +30,8 @@ BPH = [("N40.x00", "前列腺增生")]
 HTN = [("I10.x00", "高血压")]
 
 
-def stay(pid: str, eid: str, scene: int, when: str, items: list[dict[str, Any]] | None = None, *, adm: str,
-         dis: str | None = None, inst: str = "H1", **kw: Any) -> dict[str, Any]:
-    kw.setdefault("dx", HTN)
-    return ev(pid, eid, when, scene=scene, inst=inst, etype="inpatient", enc=f"{pid}-{inst}-{adm[:10]}",
-              med_type="21", admitted_at=adm, discharged_at=dis, items=items or [], **kw)
+def stay(*args: Any, dx: list[tuple[str, str]] = HTN, **kw: Any) -> dict[str, Any]:
+    return kit_stay(*args, dx=dx, **kw)
 
 
 def rule_ids(alerts: list[dict[str, Any]]) -> set[str]:

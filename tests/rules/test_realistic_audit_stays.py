@@ -10,6 +10,7 @@ from typing import Any
 
 from services.rules.engine import Engine
 from tests.rules.audit_kit import Story, ev, evidence_events, language_faults, line
+from tests.rules.audit_kit import stay as kit_stay
 
 WARD, DOUBLE, ICU = "001109000010000", "001109000020000", "001109000050000"
 SPECIAL_CARE, NURSING_1, NURSING_2 = "001201000010000", "001201000020000", "001201000030000"
@@ -30,11 +31,8 @@ CHEMO = [("Z51.100", "为肿瘤化学治疗疗程"), ("C34.900", "肺恶性肿�
 LUNG_CA = [("C34.900", "肺恶性肿瘤")]
 
 
-def stay(pid: str, eid: str, scene: int, when: str, items: list[dict[str, Any]] | None = None, *, adm: str,
-         dis: str | None = None, inst: str = "H1", enc: str | None = None, **kw: Any) -> dict[str, Any]:
-    kw.setdefault("dx", PNEUMONIA)
-    return ev(pid, eid, when, scene=scene, inst=inst, etype="inpatient", enc=enc or f"{pid}-{inst}-{adm[:10]}",
-              med_type="21", admitted_at=adm, discharged_at=dis, items=items or [], **kw)
+def stay(*args: Any, dx: list[tuple[str, str]] = PNEUMONIA, **kw: Any) -> dict[str, Any]:
+    return kit_stay(*args, dx=dx, **kw)
 
 
 def bed(lid: str, code: str, start: str, days: int, price: float = 50.0) -> dict[str, Any]:
