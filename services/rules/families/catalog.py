@@ -10,7 +10,7 @@ from typing import Any
 from services.rules.context import DRUG, GENDER_EN, GENDER_ZH
 from services.rules.families import Hit, ev_item, family, kb_ev
 from services.rules.kb import tag_bit
-from services.rules.state import A_DX, A_ENC
+from services.rules.state import A_DX, A_ENC, drug_supplies, supply_days
 from services.rules.timeutil import date_of_day
 
 KIND_TABLE = {"drug": "drugs", "herb": "drugs", "service": "services", "consumable": "services"}
@@ -391,25 +391,18 @@ def max_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
         setting = "emergency"
     else:
         setting = "outpatient"
-    # 分解处方: the lines of one ingredient in one request are added up before the limit applies.
-    groups: dict[str, list[tuple[Any, int]]] = {}
-    for line in cx.items:
-        if line.kind != "drug":
-            continue
-        days = line.ds
-        row = line.row
-        if days is None and row is not None and row.get("daily_qty"):
-            days = int(-(-line.qty // row["daily_qty"]))
+    # 分解处方: the lines of one ingredient in one request are added up before the limit applies
+    # (state.drug_supplies: computed once per event, shared with R19/R25 and the ledger update).
+    hits = []
+    for sup in drug_supplies(cx):
+        days = sup[3]
         if not days:
             continue
-        key = row["ingredient"] if row is not None else "?" + line.code
-        groups.setdefault(key, []).append((line, days))
-    hits = []
-    for group in groups.values():
-        line, days = group[0]
+        lines = sup[5]
+        if len(lines) > 1:  # a line without days (explicit 0, or none and no usual daily quantity) is not judged
+            lines = [ln for ln in lines if (ln.ds if ln.ds is not None else supply_days(ln))]
+        line = lines[0]
         row = line.row
-        if len(group) > 1:
-            days = sum(d for _, d in group)
         kb_days = (row.get("max_days") or {}) if row is not None else {}
         if setting == "chronic":
             limit = kb_days.get("chronic", max(p["chronic_days"], kb_days.get("outpatient", 0)))
@@ -429,7 +422,6 @@ def max_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
                 source_extra = f"; controlled={row['controlled']}, form={row['form']}: 处方管理办法 {ctrl[0]} days"
         if days <= limit:
             continue
-        lines = [ln for ln, _ in group]
         fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "days": days, "limit": limit,
                   "setting_zh": setting_zh, "setting_en": setting_en}
         if len(lines) > 1:
