@@ -379,7 +379,8 @@ def controlled_limit(row: dict[str, Any], pain: bool) -> tuple[int, str, str] | 
     fields=("item", "item_en", "item_code", "days", "limit", "setting_zh", "setting_en"),
 )
 def max_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
-    """超量开药: days of supply above the limit for the setting (KB per drug, else the rule's defaults)."""
+    """超量开药: days of supply above the limit for the setting (KB per drug, else the rule's defaults).
+    Lines without a catalogue row in force on their service date are skipped (they are unchecked_lines)."""
     if not cx.kmask & DRUG:
         return []
     med_type = cx.med_type
@@ -394,16 +395,20 @@ def max_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
     # 分解处方: the lines of one ingredient in one request are added up before the limit applies
     # (state.drug_supplies: computed once per event, shared with R19/R25 and the ledger update).
     hits = []
+    # A line without a catalogue row in force (R38/R39, unchecked_lines) is not judged: its kind and
+    # controlled class are unknown (its supplies' ingredient is "?" + code, so it is never grouped with others).
     for sup in drug_supplies(cx):
         days = sup[3]
         if not days:
             continue
         lines = sup[5]
+        row = lines[0].row
+        if row is None:
+            continue
         if len(lines) > 1:  # a line without days (explicit 0, or none and no usual daily quantity) is not judged
             lines = [ln for ln in lines if (ln.ds if ln.ds is not None else supply_days(ln))]
         line = lines[0]
-        row = line.row
-        kb_days = (row.get("max_days") or {}) if row is not None else {}
+        kb_days = row.get("max_days") or {}
         if setting == "chronic":
             limit = kb_days.get("chronic", max(p["chronic_days"], kb_days.get("outpatient", 0)))
         elif setting == "emergency":
@@ -411,7 +416,7 @@ def max_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
         else:
             limit = kb_days.get("outpatient", p["default_days"])
         setting_zh, setting_en, source_extra, base = SETTING_ZH[setting], setting, "", limit
-        ctrl = controlled_limit(row, _pain(cx, p["pain_dx_prefixes"])) if row is not None and row.get("controlled") else None
+        ctrl = controlled_limit(row, _pain(cx, p["pain_dx_prefixes"])) if row.get("controlled") else None
         if ctrl is not None and not (row["controlled"] == "psychotropic_2" and setting == "chronic"):
             # The statutory limit replaces the general default of the setting (it may be longer: 癌痛
             # 15 days); a limit the catalogue sets for the drug in this setting still applies if lower.
@@ -428,6 +433,6 @@ def max_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
             fields["item"] = f"{line.name}(同一成分{len(lines)}行合计)"
             fields["item_en"] = f"{line.name_en} ({len(lines)} lines of one ingredient together)"
         source = (f"max_days.{setting}={base}" if setting in kb_days else f"rule default {setting}={base}") + source_extra
-        evidence = [ev_item(cx, ln) for ln in lines] + ([kb_ev("drugs", row["code"], source)] if row is not None else [])
+        evidence = [ev_item(cx, ln) for ln in lines] + [kb_ev("drugs", row["code"], source)]
         hits.append((fields, [ln.lid for ln in lines], sum(ln.amt for ln in lines), evidence))
     return hits
