@@ -17,7 +17,8 @@ L     supply ledger, one row per supply (ingredient × encounter):
       same-month encounters folded into the row; rows written before supplies
       were kept per encounter also list the month's earlier purchases),
       folded (optional, L_PAST: spent supplies of the ingredient, F_* entries),
-      parts (optional, L_PARTS: each contributing event while more than one)]
+      parts (optional, L_PARTS: an older release's contributing events; [] now),
+      stage (optional, L_RANK: 1 pre-settled, 2 settled; absent: 0)]
 V     outpatient visits: [day, institution, enc_hash, event_id] (event_id: the
       event that recorded the visit; absent in rows written before issue 10)
 A     inpatient stays: [admission_day, institution, enc_hash, event_id,
@@ -69,11 +70,16 @@ FORMAT = WRITE_FORMAT  # (name kept for callers)
 # Row layouts: each section's rows are JSON lists; these names are their field indexes
 # (module constants: reading one costs a cached global lookup, no attribute access).
 # L supply ledger, one row per supply (ingredient × encounter)
-L_ING, L_CODE, L_START, L_DAYS, L_QTY, L_INST, L_EVENT, L_ENC, L_MONTH, L_BUYS, L_PAST, L_PARTS = range(12)
-# L_PARTS (optional, after L_PAST — then [] when nothing is folded): while more than one event of the
-# encounter made the row, each one's own contribution, so a withdrawal (accepted feedback) takes out
-# exactly its event's: a bare event id when it is the row itself (its start, days, qty and code are
-# the row's), else [event_id, start, days, qty, code]
+L_ING, L_CODE, L_START, L_DAYS, L_QTY, L_INST, L_EVENT, L_ENC, L_MONTH, L_BUYS, L_PAST, L_PARTS, L_RANK = range(13)
+# L_PARTS (optional, after L_PAST — then [] when nothing is folded): written by the release before
+# this one while more than one event of the encounter made the row (it kept the union of their
+# supplies), each one's own contribution, so a withdrawal takes out exactly its event's: a bare event
+# id when it is the row itself, else [event_id, start, days, qty, code]. This release replaces a row
+# with each later sending of its encounter (the row is one event's), so it writes [] there (before
+# L_RANK) and reads the parts of older rows only to withdraw from them (``_withdraw``).
+# L_RANK (optional, after L_PARTS, present when not 0): the stage of the sending that made the row,
+# ``SETTLES``: 0 an order (scenes 2, 4, 5), 1 a pre-settlement (7, 9), 2 a settlement (6, 8, 10). A
+# sending of a lower stage arriving after (a prescription after its settlement) changes nothing.
 # L_PAST (optional trailing field, present while non-empty): the ingredient's spent supplies folded
 # into this row (its newest), one compact entry each, so R25 still counts them and every alert still
 # names them; F_* are an entry's field indexes
@@ -109,6 +115,7 @@ MASK_DAYS = 62  # stay days tracked in the E masks
 PASSIVE = frozenset({"bed", "nursing", "consult", "registration"})  # 挂床: charges that are not treatment
 EXAM = frozenset({"lab", "imaging"})
 SUPPLY_SCENES = frozenset({2, 6, 7, 10})
+SETTLES = {6: 2, 8: 2, 10: 2, 7: 1, 9: 1}  # scene → stage of its ledger rows (L_RANK); other scenes 0
 STATUS_MAX = 8
 DRUG_BIT = tag_bit("drug")
 PERIOD = tag_bit("period")  # context feature bits (see kb.TAG_BITS)
@@ -434,13 +441,18 @@ def apply_event(state: dict[str, Any], cx: Any, win: Windows) -> dict[str, Any]:
 
     if not cx.items:
         return state
+    rank = SETTLES.get(cx.scene, 0)
     if cx.kmask & DRUG_BIT:
         if enc_type == "inpatient":
             supplies = ledger_lines(cx)
             if supplies:
-                _apply_supply(state, cx, supplies)
+                _apply_supply(state, cx, supplies, rank)
+            elif rank:
+                _drop_unsettled(state, ench, set(), rank)
         elif cx.scene in SUPPLY_SCENES:
-            _apply_supply(state, cx, None)  # every drug line (ledger_lines)
+            _apply_supply(state, cx, None, rank)  # every drug line (ledger_lines)
+    elif rank and (enc_type == "inpatient" or cx.scene in SUPPLY_SCENES):
+        _drop_unsettled(state, ench, set(), rank)  # a settlement without drugs: the orders' supplies go
     fmask = cx.fmask
     if fmask & PERIOD:
         _apply_period(state, cx)
@@ -538,27 +550,35 @@ def drug_supplies(cx: Any) -> list[list[Any]]:
     return sup
 
 
-def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None) -> None:
+def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None, rank: int = 0) -> None:
     """The supply ledger: one row per (ingredient, encounter) supply, so every supply still held
-    counts (R19 adds up what remains of each). The same encounter sent again (scene 2 then 7, a
-    settlement after the orders, NHSA history re-sent) updates its own row: the days it covers
-    are the union of what each sending covered, so a re-send never counts twice, while ward
-    dispensing on later days of a stay extends the row. Rows are placed by their own service
-    date, whatever order the events arrive in. ``L_MONTH`` is the month of the row's service date
-    (R25 counts the encounters with a row in a month); ``L_BUYS`` holds the row's own encounter (rows
-    written before supplies were kept per encounter list there the month's earlier purchases too,
-    still counted; a release before this one reads the first row as it did). Spent supplies are
-    folded into the ingredient's newest row (``_fold``); a supply dated before the newest held, or
-    an encounter of a folded one sent again, makes them rows again first (``_unfold``)."""
+    counts (R19 adds up what remains of each). A later sending of the same encounter (the changed
+    order after a warning, scene 2 then 7 then 6, a settlement after the orders, NHSA history
+    re-sent) REPLACES the encounter's row of each ingredient it lists — what was settled is what the
+    patient holds — so a re-send never counts twice and an order cut down before settlement holds
+    only what was settled; lines of one ingredient within one request add up (``drug_supplies``).
+    ``rank`` is the sending's stage (``SETTLES``, kept in ``L_RANK``): once a row of the encounter was
+    made at a higher stage (a prescription arriving after its settlement) the sending changes
+    nothing; a (pre-)settlement also takes out the encounter's rows of ingredients it no longer lists
+    (``_drop_unsettled``). Rows are placed by their own service date, whatever order the events
+    arrive in. ``L_MONTH`` is the month of the row's service date (R25 counts the encounters with a
+    row in a month); ``L_BUYS`` holds the row's own encounter (rows written before supplies were kept
+    per encounter list there the month's earlier purchases too, still counted). Spent supplies are
+    folded into the ingredient's newest row (``_fold``); a supply dated before the newest held, or an
+    encounter of a folded one sent again, makes them rows again first (``_unfold``)."""
     ledger = state.get("L")
     if lines is None:
         supplies = drug_supplies(cx)
         fresh = cx._ledger is ledger  # each supply's prior rows (drug_supplies) are this ledger's
     else:
         supplies, fresh = request_supplies(lines), False
+    ench = cx.ench
     if ledger is None:
         ledger = state["L"] = []
-    ench = cx.ench
+    elif rank < 2:
+        for r in ledger:
+            if r[L_ENC] == ench and len(r) > L_RANK and r[L_RANK] > rank:
+                return  # the encounter was (pre-)settled: an earlier stage arriving late changes nothing
     inst, event_id = cx.inst, cx.event_id
     for sup in supplies:
         if fresh:
@@ -568,32 +588,22 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None) -> No
             same = [r for r in ledger if r[L_ING] == ing]
         if same:
             top = same[0][L_START] if len(same) == 1 else max(map(BY_START, same))
-            if start <= top:  # not after every supply held: rows again what is folded, if this could change the walk
-                for r in same:
-                    if len(r) > L_PAST and (start < top or ench in map(ENC_OF_PAST, r[L_PAST])):
-                        same = _unfold(ledger, same)
-                        break
-        for old in same:
-            if old[L_ENC] == ench:
-                if len(old) > L_PARTS or old[L_EVENT] != event_id:
-                    _contribute(old, event_id, start, ds, qty, code)
-                end = max(old[L_START] + old[L_DAYS], start + ds)
-                if start < old[L_START]:
-                    old[L_START] = start
-                    old[L_MONTH] = month_of_day(start)
-                elif end - old[L_START] <= old[L_DAYS]:
-                    if qty > old[L_QTY]:
-                        if code != old[L_CODE]:
-                            _pin_codes(old)
-                        old[L_CODE], old[L_EVENT], old[L_QTY] = code, event_id, qty
-                    same = ()  # covers no day it did not: the walk is unchanged, nothing to fold
+            for r in same:  # rows again what is folded, if this could change the walk
+                if len(r) > L_PAST and r[L_PAST] and (start < top or ench in map(ENC_OF_PAST, r[L_PAST])):
+                    same = _unfold(ledger, same)
                     break
-                if end - old[L_START] > old[L_DAYS] or qty > old[L_QTY]:
-                    if code != old[L_CODE]:
-                        _pin_codes(old)
-                    old[L_CODE], old[L_EVENT] = code, event_id
-                old[L_DAYS] = end - old[L_START]
-                old[L_QTY] = max(old[L_QTY], qty)
+        for old in same:
+            if old[L_ENC] == ench:  # the encounter sent again: this sending replaces its supply
+                if old[L_START] == start and old[L_DAYS] == ds:
+                    same = ()  # the walk is unchanged: nothing to fold
+                else:
+                    old[L_START], old[L_DAYS], old[L_MONTH] = start, ds, month_of_day(start)
+                if code != old[L_CODE]:
+                    _pin_codes(old)
+                    old[L_CODE] = code
+                old[L_QTY], old[L_EVENT] = qty, event_id
+                if rank or len(old) > L_PARTS:
+                    _set_rank(old, rank)
                 break
         else:
             if len(same) >= LEDGER_ROWS_PER_INGREDIENT:
@@ -603,52 +613,58 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None) -> No
                 ledger.remove(oldest)
                 same = [r for r in same if r is not oldest]
             row = [ing, code, start, ds, qty, inst, event_id, ench, month_of_day(start), [ench]]
+            if rank:
+                row += [[], [], rank]
             ledger.append(row)
             same = [*same, row]
         if len(same) > 1:
             _fold(ledger, same, cx.day)
+    if rank:
+        _drop_unsettled(state, ench, {sup[0] for sup in supplies}, rank)
 
 
-def _contribute(row: list[Any], event_id: str, start: int, ds: int, qty: float, code: str) -> None:
-    """Record in ``row``'s ``L_PARTS`` one more event's contribution (before the row is updated with it)."""
-    if start == row[L_START] and ds == row[L_DAYS] and qty == row[L_QTY]:  # it is the row (a settlement of the order)
-        if len(row) <= L_PARTS:
-            if len(row) == L_PAST:
-                row.append([])
-            row.append([row[L_EVENT], event_id])
-            return
-        if event_id in row[L_PARTS]:
-            return
-    if len(row) > L_PARTS:
-        parts = row[L_PARTS]
-    else:  # a second event: the row so far is its first event's alone
-        parts = [row[L_EVENT]]
+def _set_rank(row: list[Any], rank: int) -> None:
+    """Stamp a replaced row with its sending's stage (``L_RANK``); the parts an older release kept go."""
+    if rank:
         if len(row) == L_PAST:
             row.append([])
-        row.append(parts)
-    end = max(row[L_START] + row[L_DAYS], start + ds)
-    if start < row[L_START] or end - row[L_START] > row[L_DAYS] or qty > row[L_QTY]:  # the row changes:
-        own = [row[L_START], row[L_DAYS], row[L_QTY], row[L_CODE]]  # bare parts are the row as it was
-        parts[:] = [[p, *own] if isinstance(p, str) else p for p in parts]
-    mine = [event_id, start, ds, qty, code]
-    new_row = [min(start, row[L_START]), end - min(start, row[L_START]), max(qty, row[L_QTY])]
-    for i, p in enumerate(parts):
-        if (p if isinstance(p, str) else p[0]) == event_id:  # the same event again: the union of its sendings
-            if isinstance(p, str):
-                return  # it is the row already, and covers this sending
-            lo = min(p[1], start)
-            mine = [event_id, lo, max(p[1] + p[2], start + ds) - lo, max(p[3], qty), code]
-            del parts[i]
-            break
-    if [mine[1], mine[2], mine[3]] == new_row:
-        parts.append(event_id)  # it is the row as updated
-    else:
-        parts.append(mine)
+        if len(row) == L_PARTS:
+            row.append([])
+        else:
+            row[L_PARTS] = []
+        if len(row) == L_RANK:
+            row.append(rank)
+        else:
+            row[L_RANK] = rank
+    elif len(row) > L_PARTS:
+        del row[L_PARTS:]
+        if not row[L_PAST]:
+            del row[L_PAST:]
+
+
+def _drop_unsettled(state: dict[str, Any], ench: int, listed: set[str], rank: int) -> None:
+    """A (pre-)settlement lists everything settled: the encounter's rows of ingredients it does not list
+    (a drug the doctor removed) go, unless a settlement made them (an encounter settled in parts,
+    分次结算, keeps each part). What was folded into a row that goes is made rows again first."""
+    ledger = state.get("L")
+    if not ledger:
+        return
+    gone = [r for r in ledger if r[L_ENC] == ench and r[L_ING] not in listed
+            and (r[L_RANK] if len(r) > L_RANK else 0) <= min(rank, 1)]
+    if not gone:
+        return
+    for r in gone:
+        if len(r) > L_PAST and r[L_PAST]:
+            _unfold(ledger, [r])
+        ledger.remove(r)
+    _put(state, "L", ledger)
 
 
 def _withdraw(row: list[Any], event_id: str) -> bool:
-    """Take one event's contribution out of a row (a withdrawal: 返回修改); False when nothing is left."""
-    if len(row) <= L_PARTS:
+    """Take one event's contribution out of a row (a withdrawal: 返回修改); False when nothing is left.
+    A row of this release is one event's (a later sending replaced it); rows an older release wrote
+    may keep each contributing event's part (``L_PARTS``)."""
+    if len(row) <= L_PARTS or not row[L_PARTS]:
         return row[L_EVENT] != event_id
     parts = [p for p in row[L_PARTS] if (p if isinstance(p, str) else p[0]) != event_id]
     if len(parts) == len(row[L_PARTS]):

@@ -107,4 +107,4 @@ def test_a_folded_encounter_sent_again_is_not_a_second_supply(engine: Engine) ->
     p.send(rx("P-refold", "refold-2", 40))
     assert len(p.state["L"]) == 1
     p.send(rx("P-refold", "refold-1b", 0, enc="visit-1", scene=7))  # the settlement of the first visit, late
-    assert supplies(p.state) == ["refold-1", "refold-2"]
+    assert supplies(p.state) == ["refold-1b", "refold-2"]  # it replaced its order: still one supply
