@@ -18,7 +18,8 @@ L     supply ledger, one row per supply (ingredient × encounter):
       were kept per encounter also list the month's earlier purchases),
       folded (optional, L_PAST: spent supplies of the ingredient, F_* entries),
       parts (optional, L_PARTS: an older release's contributing events; [] now),
-      stage (optional, L_RANK: 1 pre-settled, 2 settled; absent: 0)]
+      stage (optional, L_RANK: 0 an order, 1 pre-settled, 2 settled; absent: 0),
+      amount (optional, L_FEN: integer fen)]
 V     outpatient visits: [day, institution, enc_hash, event_id] (event_id: the
       event that recorded the visit; absent in rows written before issue 10)
 A     inpatient stays: [admission_day, institution, enc_hash, event_id,
@@ -70,20 +71,24 @@ FORMAT = WRITE_FORMAT  # (name kept for callers)
 # Row layouts: each section's rows are JSON lists; these names are their field indexes
 # (module constants: reading one costs a cached global lookup, no attribute access).
 # L supply ledger, one row per supply (ingredient × encounter)
-L_ING, L_CODE, L_START, L_DAYS, L_QTY, L_INST, L_EVENT, L_ENC, L_MONTH, L_BUYS, L_PAST, L_PARTS, L_RANK = range(13)
+L_ING, L_CODE, L_START, L_DAYS, L_QTY, L_INST, L_EVENT, L_ENC, L_MONTH, L_BUYS, L_PAST, L_PARTS, L_RANK, L_FEN = range(14)
 # L_PARTS (optional, after L_PAST — then [] when nothing is folded): written by the release before
 # this one while more than one event of the encounter made the row (it kept the union of their
 # supplies), each one's own contribution, so a withdrawal takes out exactly its event's: a bare event
 # id when it is the row itself, else [event_id, start, days, qty, code]. This release replaces a row
 # with each later sending of its encounter (the row is one event's), so it writes [] there (before
 # L_RANK) and reads the parts of older rows only to withdraw from them (``_withdraw``).
-# L_RANK (optional, after L_PARTS, present when not 0): the stage of the sending that made the row,
+# L_RANK (optional, after L_PARTS; absent: 0): the stage of the sending that made the row,
 # ``SETTLES``: 0 an order (scenes 2, 4, 5), 1 a pre-settlement (7, 9), 2 a settlement (6, 8, 10). A
 # sending of a lower stage arriving after (a prescription after its settlement) changes nothing.
-# L_PAST (optional trailing field, present while non-empty): the ingredient's spent supplies folded
+# L_FEN (optional, after L_RANK; this release writes L_PAST..L_FEN on every row it makes or replaces):
+# the supply's amount in integer fen (分: the sum of its lines' amounts), named in evidence.
+# L_PAST (optional trailing field, [] when nothing is folded and a later field follows): the ingredient's spent supplies folded
 # into this row (its newest), one compact entry each, so R25 still counts them and every alert still
 # names them; F_* are an entry's field indexes
 F_EVENT, F_INST, F_START, F_QTY, F_ENC, F_DAYS, F_CODE = range(7)  # F_CODE absent: the row's code
+# A folded entry keeps no amount (L_FEN): it would need its code written too (a release before reads a 7th
+# field as the code), ≈ 120 bytes per patient at the median, and the state's p50 would pass 1 KB.
 PAST_MONTHS = 2  # folded purchases kept for their natural month and this many months after it
 PAST_MAX = 24  # folded purchases kept per ingredient (the oldest go first)
 # V outpatient visits (V_EVENT: optional trailing field, absent in rows written before issue 10)
@@ -97,8 +102,9 @@ K_CODE, K_QTY, K_LAST_DAY, K_LAST_QTY = range(4)
 I_CODE, I_START, I_SPAN, I_QTY, I_AMT, I_FLAGS, I_CLASS = range(7)
 F_ACTIVE, F_EXAM, F_TRACKED = 1, 2, 4
 E_LOG_LINES = 24  # lines kept per stay in E_LOG (older events fold into E_BASE: no longer reversible)
-# P period counters (P_EVENT: optional trailing field, absent in rows written before issue 10)
-P_CODE, P_DAY, P_QTY, P_ENC, P_INST, P_EVENT = range(6)
+# P period counters (P_EVENT: optional trailing field, absent in rows written before issue 10; P_FEN:
+# optional trailing field, the line's amount in integer fen, absent in rows written before it was kept)
+P_CODE, P_DAY, P_QTY, P_ENC, P_INST, P_EVENT, P_FEN = range(7)  # P_FEN: amount in fen (optional)
 # C courses (C_LOG, C_BASE: optional trailing fields); CL_* the fields of a C_LOG entry
 C_KEY, C_FIRST, C_LAST, C_LOG, C_BASE = range(5)
 CL_EVENT, CL_ENC, CL_START, CL_END = range(4)
@@ -582,9 +588,9 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None, rank:
     inst, event_id = cx.inst, cx.event_id
     for sup in supplies:
         if fresh:
-            ing, code, start, ds, qty, _, same = sup
+            ing, code, start, ds, qty, lines_of, same = sup
         else:
-            ing, code, start, ds, qty, *_ = sup
+            ing, code, start, ds, qty, lines_of, *_ = sup
             same = [r for r in ledger if r[L_ING] == ing]
         if same:
             top = same[0][L_START] if len(same) == 1 else max(map(BY_START, same))
@@ -602,8 +608,7 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None, rank:
                     _pin_codes(old)
                     old[L_CODE] = code
                 old[L_QTY], old[L_EVENT] = qty, event_id
-                if rank or len(old) > L_PARTS:
-                    _set_rank(old, rank)
+                _set_tail(old, rank, fen_of(lines_of))
                 break
         else:
             if len(same) >= LEDGER_ROWS_PER_INGREDIENT:
@@ -612,9 +617,8 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None, rank:
                     continue  # older than every supply kept: it could not change a judgement
                 ledger.remove(oldest)
                 same = [r for r in same if r is not oldest]
-            row = [ing, code, start, ds, qty, inst, event_id, ench, month_of_day(start), [ench]]
-            if rank:
-                row += [[], [], rank]
+            row = [ing, code, start, ds, qty, inst, event_id, ench, month_of_day(start), [ench], [], [], rank,
+                   fen_of(lines_of)]
             ledger.append(row)
             same = [*same, row]
         if len(same) > 1:
@@ -623,23 +627,28 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None, rank:
         _drop_unsettled(state, ench, {sup[0] for sup in supplies}, rank)
 
 
-def _set_rank(row: list[Any], rank: int) -> None:
-    """Stamp a replaced row with its sending's stage (``L_RANK``); the parts an older release kept go."""
-    if rank:
-        if len(row) == L_PAST:
-            row.append([])
-        if len(row) == L_PARTS:
-            row.append([])
-        else:
-            row[L_PARTS] = []
-        if len(row) == L_RANK:
-            row.append(rank)
-        else:
-            row[L_RANK] = rank
-    elif len(row) > L_PARTS:
-        del row[L_PARTS:]
-        if not row[L_PAST]:
-            del row[L_PAST:]
+def fen_of(lines: list[Any]) -> int:
+    """The amount of a supply's lines in integer fen (分)."""
+    if len(lines) == 1:
+        return round(lines[0].amt * 100)
+    return round(sum(ln.amt for ln in lines) * 100)
+
+
+def _set_tail(row: list[Any], rank: int, fen: int) -> None:
+    """Stamp a replaced row with its sending's stage and amount (``L_RANK``, ``L_FEN``; ``L_PAST`` and
+    ``L_PARTS`` before them as placeholders); the parts an older release kept go."""
+    if len(row) > L_FEN:
+        row[L_PARTS], row[L_RANK], row[L_FEN] = [], rank, fen
+        return
+    if len(row) == L_PAST:
+        row.append([])
+    del row[L_PARTS:]
+    row += [[], rank, fen]
+
+
+def amount_of(row: list[Any]) -> float | None:
+    """A ledger row's amount in yuan (None: a row written before amounts were kept)."""
+    return row[L_FEN] / 100 if len(row) > L_FEN else None
 
 
 def _drop_unsettled(state: dict[str, Any], ench: int, listed: set[str], rank: int) -> None:
@@ -989,10 +998,13 @@ def _apply_period(state: dict[str, Any], cx: Any) -> None:
             continue
         for r in rows:
             if r[P_CODE] == line.code and r[P_ENC] == ench and r[P_DAY] == line.start:
-                r[P_QTY] = max(r[P_QTY], line.qty)
+                if line.qty > r[P_QTY]:
+                    r[P_QTY] = line.qty
+                    if len(r) > P_FEN:
+                        r[P_FEN] = round(line.amt * 100)
                 break
         else:
-            rows.append([line.code, line.start, line.qty, ench, cx.inst, cx.event_id])
+            rows.append([line.code, line.start, line.qty, ench, cx.inst, cx.event_id, round(line.amt * 100)])
 
 
 def course_key(line: Any) -> str:

@@ -46,6 +46,10 @@ def _rule_agnostic(state: dict[str, Any], case: str = "") -> dict[str, Any]:
     out = copy.deepcopy(state)
     if out.get("L") == []:  # an event without supplies no longer writes an empty ledger (issue 10)
         del out["L"]
+    for r in out.get("L", ()):  # issue 10: ledger rows carry their stage and amount (L_RANK, L_FEN), optional
+        del r[st.L_RANK:]  # trailing fields after L_PAST and L_PARTS ([] when empty)
+        while len(r) > st.L_PAST and r[-1] == []:
+            del r[-1]
     # Issue 10: visits and period counters carry the event id that recorded them as an optional trailing
     # field (evidence names earlier events); a release before reads the rows as it did.
     # Open-stay accumulators and courses carry the log of their events (reversible by a cancellation) the same way.
