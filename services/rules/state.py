@@ -579,12 +579,15 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None, rank:
     else:
         supplies, fresh = request_supplies(lines), False
     ench = cx.ench
+    mine = None  # the encounter's rows before this sending (None: it has none)
     if ledger is None:
         ledger = state["L"] = []
-    elif rank < 2:
-        for r in ledger:
-            if r[L_ENC] == ench and len(r) > L_RANK and r[L_RANK] > rank:
-                return  # the encounter was (pre-)settled: an earlier stage arriving late changes nothing
+    else:
+        mine = [r for r in ledger if r[L_ENC] == ench] or None
+        if mine is not None and rank < 2:
+            for r in mine:
+                if len(r) > L_RANK and r[L_RANK] > rank:
+                    return  # the encounter was (pre-)settled: an earlier stage arriving late changes nothing
     inst, event_id = cx.inst, cx.event_id
     for sup in supplies:
         if fresh:
@@ -592,24 +595,36 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None, rank:
         else:
             ing, code, start, ds, qty, lines_of, *_ = sup
             same = [r for r in ledger if r[L_ING] == ing]
+        fen = round(lines_of[0].amt * 100) if len(lines_of) == 1 else fen_of(lines_of)
+        search = mine is not None
         if same:
             top = same[0][L_START] if len(same) == 1 else max(map(BY_START, same))
             for r in same:  # rows again what is folded, if this could change the walk
                 if len(r) > L_PAST and r[L_PAST] and (start < top or ench in map(ENC_OF_PAST, r[L_PAST])):
                     same = _unfold(ledger, same)
+                    search = True
                     break
-        for old in same:
-            if old[L_ENC] == ench:  # the encounter sent again: this sending replaces its supply
-                if old[L_START] == start and old[L_DAYS] == ds:
-                    same = ()  # the walk is unchanged: nothing to fold
-                else:
-                    old[L_START], old[L_DAYS], old[L_MONTH] = start, ds, month_of_day(start)
-                if code != old[L_CODE]:
-                    _pin_codes(old)
-                    old[L_CODE] = code
-                old[L_QTY], old[L_EVENT] = qty, event_id
-                _set_tail(old, rank, fen_of(lines_of))
-                break
+        old = None
+        if search:
+            for r in same:
+                if r[L_ENC] == ench:
+                    old = r
+                    break
+        if old is not None:  # the encounter sent again: this sending replaces its supply
+            if old[L_START] == start and old[L_DAYS] == ds:
+                same = ()  # the walk is unchanged: nothing to fold
+            else:
+                old[L_START], old[L_DAYS], old[L_MONTH] = start, ds, month_of_day(start)
+            if code != old[L_CODE]:
+                _pin_codes(old)
+                old[L_CODE] = code
+            old[L_QTY], old[L_EVENT] = qty, event_id
+            if len(old) > L_FEN:
+                if old[L_PARTS]:
+                    old[L_PARTS] = []
+                old[L_RANK], old[L_FEN] = rank, fen
+            else:
+                _set_tail(old, rank, fen)
         else:
             if len(same) >= LEDGER_ROWS_PER_INGREDIENT:
                 oldest = min(same, key=BY_START)
@@ -617,14 +632,13 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None, rank:
                     continue  # older than every supply kept: it could not change a judgement
                 ledger.remove(oldest)
                 same = [r for r in same if r is not oldest]
-            row = [ing, code, start, ds, qty, inst, event_id, ench, month_of_day(start), [ench], [], [], rank,
-                   fen_of(lines_of)]
+            row = [ing, code, start, ds, qty, inst, event_id, ench, month_of_day(start), [ench], [], [], rank, fen]
             ledger.append(row)
             same = [*same, row]
         if len(same) > 1:
             _fold(ledger, same, cx.day)
-    if rank:
-        _drop_unsettled(state, ench, {sup[0] for sup in supplies}, rank)
+    if rank and mine is not None:
+        _drop_unsettled(state, ench, {sup[0] for sup in supplies}, rank, mine)
 
 
 def fen_of(lines: list[Any]) -> int:
@@ -651,21 +665,26 @@ def amount_of(row: list[Any]) -> float | None:
     return row[L_FEN] / 100 if len(row) > L_FEN else None
 
 
-def _drop_unsettled(state: dict[str, Any], ench: int, listed: set[str], rank: int) -> None:
-    """A (pre-)settlement lists everything settled: the encounter's rows of ingredients it does not list
-    (a drug the doctor removed) go, unless a settlement made them (an encounter settled in parts,
-    分次结算, keeps each part). What was folded into a row that goes is made rows again first."""
+def _drop_unsettled(state: dict[str, Any], ench: int, listed: set[str], rank: int,
+                    rows: list[Any] | None = None) -> None:
+    """A (pre-)settlement lists everything settled: the encounter's rows (``rows``: those it had before
+    this sending, default: all in the ledger) of ingredients it does not list (a drug the doctor removed)
+    go, unless a settlement made them (an encounter settled in parts, 分次结算, keeps each part). What was
+    folded into a row that goes is made rows again first."""
     ledger = state.get("L")
     if not ledger:
         return
-    gone = [r for r in ledger if r[L_ENC] == ench and r[L_ING] not in listed
-            and (r[L_RANK] if len(r) > L_RANK else 0) <= min(rank, 1)]
+    if rows is None:
+        rows = [r for r in ledger if r[L_ENC] == ench]
+    top = min(rank, 1)
+    gone = [r for r in rows if r[L_ING] not in listed and (r[L_RANK] if len(r) > L_RANK else 0) <= top]
     if not gone:
         return
     for r in gone:
-        if len(r) > L_PAST and r[L_PAST]:
-            _unfold(ledger, [r])
-        ledger.remove(r)
+        if any(x is r for x in ledger):  # (not folded meanwhile)
+            if len(r) > L_PAST and r[L_PAST]:
+                _unfold(ledger, [r])
+            ledger[:] = [x for x in ledger if x is not r]
     _put(state, "L", ledger)
 
 
