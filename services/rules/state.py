@@ -19,7 +19,7 @@ L     supply ledger, one row per supply (ingredient × encounter):
       folded (optional, L_PAST: spent supplies of the ingredient, F_* entries),
       parts (optional, L_PARTS: an older release's contributing events; [] now),
       stage (optional, L_RANK: 0 an order, 1 pre-settled, 2 settled; absent: 0),
-      amount (optional, L_FEN: integer fen)]
+      amount (optional, L_AMT: yuan, as the lines gave it)]
 V     outpatient visits: [day, institution, enc_hash, event_id] (event_id: the
       event that recorded the visit; absent in rows written before issue 10)
 A     inpatient stays: [admission_day, institution, enc_hash, event_id,
@@ -71,7 +71,7 @@ FORMAT = WRITE_FORMAT  # (name kept for callers)
 # Row layouts: each section's rows are JSON lists; these names are their field indexes
 # (module constants: reading one costs a cached global lookup, no attribute access).
 # L supply ledger, one row per supply (ingredient × encounter)
-L_ING, L_CODE, L_START, L_DAYS, L_QTY, L_INST, L_EVENT, L_ENC, L_MONTH, L_BUYS, L_PAST, L_PARTS, L_RANK, L_FEN = range(14)
+L_ING, L_CODE, L_START, L_DAYS, L_QTY, L_INST, L_EVENT, L_ENC, L_MONTH, L_BUYS, L_PAST, L_PARTS, L_RANK, L_AMT = range(14)
 # L_PARTS (optional, after L_PAST — then [] when nothing is folded): written by the release before
 # this one while more than one event of the encounter made the row (it kept the union of their
 # supplies), each one's own contribution, so a withdrawal takes out exactly its event's: a bare event
@@ -81,13 +81,14 @@ L_ING, L_CODE, L_START, L_DAYS, L_QTY, L_INST, L_EVENT, L_ENC, L_MONTH, L_BUYS, 
 # L_RANK (optional, after L_PARTS; absent: 0): the stage of the sending that made the row,
 # ``SETTLES``: 0 an order (scenes 2, 4, 5), 1 a pre-settlement (7, 9), 2 a settlement (6, 8, 10). A
 # sending of a lower stage arriving after (a prescription after its settlement) changes nothing.
-# L_FEN (optional, after L_RANK; this release writes L_PAST..L_FEN on every row it makes or replaces):
-# the supply's amount in integer fen (分: the sum of its lines' amounts), named in evidence.
+# L_AMT (optional, after L_RANK; this release writes L_PAST..L_AMT on every row it makes or replaces):
+# the supply's amount in yuan (its line's amount as sent; lines of one ingredient summed, to the fen),
+# named in evidence.
 # L_PAST (optional trailing field, [] when nothing is folded and a later field follows): the ingredient's spent supplies folded
 # into this row (its newest), one compact entry each, so R25 still counts them and every alert still
 # names them; F_* are an entry's field indexes
 F_EVENT, F_INST, F_START, F_QTY, F_ENC, F_DAYS, F_CODE = range(7)  # F_CODE absent: the row's code
-# A folded entry keeps no amount (L_FEN): it would need its code written too (a release before reads a 7th
+# A folded entry keeps no amount (L_AMT): it would need its code written too (a release before reads a 7th
 # field as the code), ≈ 120 bytes per patient at the median, and the state's p50 would pass 1 KB.
 PAST_MONTHS = 2  # folded purchases kept for their natural month and this many months after it
 PAST_MAX = 24  # folded purchases kept per ingredient (the oldest go first)
@@ -102,9 +103,9 @@ K_CODE, K_QTY, K_LAST_DAY, K_LAST_QTY = range(4)
 I_CODE, I_START, I_SPAN, I_QTY, I_AMT, I_FLAGS, I_CLASS = range(7)
 F_ACTIVE, F_EXAM, F_TRACKED = 1, 2, 4
 E_LOG_LINES = 24  # lines kept per stay in E_LOG (older events fold into E_BASE: no longer reversible)
-# P period counters (P_EVENT: optional trailing field, absent in rows written before issue 10; P_FEN:
-# optional trailing field, the line's amount in integer fen, absent in rows written before it was kept)
-P_CODE, P_DAY, P_QTY, P_ENC, P_INST, P_EVENT, P_FEN = range(7)  # P_FEN: amount in fen (optional)
+# P period counters (P_EVENT: optional trailing field, absent in rows written before issue 10; P_AMT:
+# optional trailing field, the line's amount in yuan, absent in rows written before it was kept)
+P_CODE, P_DAY, P_QTY, P_ENC, P_INST, P_EVENT, P_AMT = range(7)
 # C courses (C_LOG, C_BASE: optional trailing fields); CL_* the fields of a C_LOG entry
 C_KEY, C_FIRST, C_LAST, C_LOG, C_BASE = range(5)
 CL_EVENT, CL_ENC, CL_START, CL_END = range(4)
@@ -447,18 +448,17 @@ def apply_event(state: dict[str, Any], cx: Any, win: Windows) -> dict[str, Any]:
 
     if not cx.items:
         return state
-    rank = SETTLES.get(cx.scene, 0)
     if cx.kmask & DRUG_BIT:
         if enc_type == "inpatient":
             supplies = ledger_lines(cx)
             if supplies:
-                _apply_supply(state, cx, supplies, rank)
-            elif rank:
-                _drop_unsettled(state, ench, set(), rank)
+                _apply_supply(state, cx, supplies, SETTLES.get(cx.scene, 0))
+            elif cx.scene in SETTLES:
+                _drop_unsettled(state, ench, set(), SETTLES[cx.scene])
         elif cx.scene in SUPPLY_SCENES:
-            _apply_supply(state, cx, None, rank)  # every drug line (ledger_lines)
-    elif rank and (enc_type == "inpatient" or cx.scene in SUPPLY_SCENES):
-        _drop_unsettled(state, ench, set(), rank)  # a settlement without drugs: the orders' supplies go
+            _apply_supply(state, cx, None, SETTLES.get(cx.scene, 0))  # every drug line (ledger_lines)
+    elif "L" in state and cx.scene in SETTLES and (enc_type == "inpatient" or cx.scene in SUPPLY_SCENES):
+        _drop_unsettled(state, ench, set(), SETTLES[cx.scene])  # a settlement without drugs: the orders' supplies go
     fmask = cx.fmask
     if fmask & PERIOD:
         _apply_period(state, cx)
@@ -589,21 +589,24 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None, rank:
                 if len(r) > L_RANK and r[L_RANK] > rank:
                     return  # the encounter was (pre-)settled: an earlier stage arriving late changes nothing
     inst, event_id = cx.inst, cx.event_id
+    replaced = 0  # rows of ``mine`` this sending replaced
     for sup in supplies:
         if fresh:
             ing, code, start, ds, qty, lines_of, same = sup
         else:
             ing, code, start, ds, qty, lines_of, *_ = sup
             same = [r for r in ledger if r[L_ING] == ing]
-        fen = round(lines_of[0].amt * 100) if len(lines_of) == 1 else fen_of(lines_of)
+        amt = lines_of[0].amt if len(lines_of) == 1 else amount_sum(lines_of)
         search = mine is not None
+        unfolded = False
         if same:
             top = same[0][L_START] if len(same) == 1 else max(map(BY_START, same))
-            for r in same:  # rows again what is folded, if this could change the walk
-                if len(r) > L_PAST and r[L_PAST] and (start < top or ench in map(ENC_OF_PAST, r[L_PAST])):
-                    same = _unfold(ledger, same)
-                    search = True
-                    break
+            if start <= top:  # not after every supply held: rows again what is folded, if this could change the walk
+                for r in same:
+                    if len(r) > L_PAST and r[L_PAST] and (start < top or ench in map(ENC_OF_PAST, r[L_PAST])):
+                        same = _unfold(ledger, same)
+                        search = unfolded = True
+                        break
         old = None
         if search:
             for r in same:
@@ -611,6 +614,8 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None, rank:
                     old = r
                     break
         if old is not None:  # the encounter sent again: this sending replaces its supply
+            if not unfolded:
+                replaced += 1
             if old[L_START] == start and old[L_DAYS] == ds:
                 same = ()  # the walk is unchanged: nothing to fold
             else:
@@ -619,12 +624,12 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None, rank:
                 _pin_codes(old)
                 old[L_CODE] = code
             old[L_QTY], old[L_EVENT] = qty, event_id
-            if len(old) > L_FEN:
+            if len(old) > L_AMT:
                 if old[L_PARTS]:
                     old[L_PARTS] = []
-                old[L_RANK], old[L_FEN] = rank, fen
+                old[L_RANK], old[L_AMT] = rank, amt
             else:
-                _set_tail(old, rank, fen)
+                _set_tail(old, rank, amt)
         else:
             if len(same) >= LEDGER_ROWS_PER_INGREDIENT:
                 oldest = min(same, key=BY_START)
@@ -632,37 +637,35 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None, rank:
                     continue  # older than every supply kept: it could not change a judgement
                 ledger.remove(oldest)
                 same = [r for r in same if r is not oldest]
-            row = [ing, code, start, ds, qty, inst, event_id, ench, month_of_day(start), [ench], [], [], rank, fen]
+            row = [ing, code, start, ds, qty, inst, event_id, ench, month_of_day(start), [ench], [], [], rank, amt]
             ledger.append(row)
             same = [*same, row]
         if len(same) > 1:
             _fold(ledger, same, cx.day)
-    if rank and mine is not None:
+    if rank and mine is not None and replaced < len(mine):  # a row of the encounter it does not list
         _drop_unsettled(state, ench, {sup[0] for sup in supplies}, rank, mine)
 
 
-def fen_of(lines: list[Any]) -> int:
-    """The amount of a supply's lines in integer fen (分)."""
-    if len(lines) == 1:
-        return round(lines[0].amt * 100)
-    return round(sum(ln.amt for ln in lines) * 100)
+def amount_sum(lines: list[Any]) -> float:
+    """The amount of a supply's lines (yuan, to the fen)."""
+    return round(sum(ln.amt for ln in lines), 2)
 
 
-def _set_tail(row: list[Any], rank: int, fen: int) -> None:
-    """Stamp a replaced row with its sending's stage and amount (``L_RANK``, ``L_FEN``; ``L_PAST`` and
+def _set_tail(row: list[Any], rank: int, amt: float) -> None:
+    """Stamp a replaced row with its sending's stage and amount (``L_RANK``, ``L_AMT``; ``L_PAST`` and
     ``L_PARTS`` before them as placeholders); the parts an older release kept go."""
-    if len(row) > L_FEN:
-        row[L_PARTS], row[L_RANK], row[L_FEN] = [], rank, fen
+    if len(row) > L_AMT:
+        row[L_PARTS], row[L_RANK], row[L_AMT] = [], rank, amt
         return
     if len(row) == L_PAST:
         row.append([])
     del row[L_PARTS:]
-    row += [[], rank, fen]
+    row += [[], rank, amt]
 
 
 def amount_of(row: list[Any]) -> float | None:
     """A ledger row's amount in yuan (None: a row written before amounts were kept)."""
-    return row[L_FEN] / 100 if len(row) > L_FEN else None
+    return row[L_AMT] if len(row) > L_AMT else None
 
 
 def _drop_unsettled(state: dict[str, Any], ench: int, listed: set[str], rank: int,
@@ -1019,11 +1022,11 @@ def _apply_period(state: dict[str, Any], cx: Any) -> None:
             if r[P_CODE] == line.code and r[P_ENC] == ench and r[P_DAY] == line.start:
                 if line.qty > r[P_QTY]:
                     r[P_QTY] = line.qty
-                    if len(r) > P_FEN:
-                        r[P_FEN] = round(line.amt * 100)
+                    if len(r) > P_AMT:
+                        r[P_AMT] = line.amt
                 break
         else:
-            rows.append([line.code, line.start, line.qty, ench, cx.inst, cx.event_id, round(line.amt * 100)])
+            rows.append([line.code, line.start, line.qty, ench, cx.inst, cx.event_id, line.amt])
 
 
 def course_key(line: Any) -> str:

@@ -1,5 +1,5 @@
 """Evidence of earlier events names their amount (issue 10: 可追溯 — id, institution, date, quantity and amount):
-supplies in the ledger (R19, R25) and period counters (R16) keep it in integer fen; spent supplies folded into
+supplies in the ledger (R19, R25) and period counters (R16) keep it; spent supplies folded into
 a row (state.L_PAST) do not."""
 
 from __future__ import annotations
@@ -56,4 +56,4 @@ def test_r16_names_the_amount_of_earlier_sessions(engine: Engine) -> None:
 
 def test_a_row_written_before_amounts_gives_none(engine: Engine) -> None:
     assert st.amount_of(["atorvastatin", ATOR, 1, 30, 30.0, "H1", "e", 1, 202603, [1]]) is None
-    assert st.amount_of(["atorvastatin", ATOR, 1, 30, 30.0, "H1", "e", 1, 202603, [1], [], [], 0, 9600]) == 96.0
+    assert st.amount_of(["atorvastatin", ATOR, 1, 30, 30.0, "H1", "e", 1, 202603, [1], [], [], 0, 96.0]) == 96.0

@@ -156,4 +156,4 @@ def test_a_row_with_an_older_releases_parts_is_replaced_and_they_go() -> None:
     state: dict[str, Any] = {"d": cx.day, "L": [row]}
     state = st.apply_event(state, cx, engine.windows)
     [got] = state["L"]
-    assert got[st.L_EVENT] == "old-6" and got[st.L_DAYS] == 14 and got[st.L_PARTS:] == [[], 2, 4480]
+    assert got[st.L_EVENT] == "old-6" and got[st.L_DAYS] == 14 and got[st.L_PARTS:] == [[], 2, 44.8]

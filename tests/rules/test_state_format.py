@@ -46,7 +46,7 @@ def _rule_agnostic(state: dict[str, Any], case: str = "") -> dict[str, Any]:
     out = copy.deepcopy(state)
     if out.get("L") == []:  # an event without supplies no longer writes an empty ledger (issue 10)
         del out["L"]
-    for r in out.get("L", ()):  # issue 10: ledger rows carry their stage and amount (L_RANK, L_FEN), optional
+    for r in out.get("L", ()):  # issue 10: ledger rows carry their stage and amount (L_RANK, L_AMT), optional
         del r[st.L_RANK:]  # trailing fields after L_PAST and L_PARTS ([] when empty)
         while len(r) > st.L_PAST and r[-1] == []:
             del r[-1]

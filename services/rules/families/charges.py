@@ -30,11 +30,11 @@ from services.rules.state import (
     K_LAST_DAY,
     K_LAST_QTY,
     K_QTY,
+    P_AMT,
     P_CODE,
     P_DAY,
     P_ENC,
     P_EVENT,
-    P_FEN,
     P_INST,
     P_QTY,
     S_FROM,
@@ -307,7 +307,7 @@ def period(cx: Any, p: dict[str, Any]) -> list[Hit]:
         evidence = [{"kind": "event", "event_id": r[P_EVENT] if len(r) > P_EVENT else None,
                      "institution_id": r[P_INST], "date": date_of_day(r[P_DAY]),
                      "item_code": r[P_CODE], "item_name": row["name"], "quantity": r[P_QTY], "days_supply": None,
-                     "amount": r[P_FEN] / 100 if len(r) > P_FEN else None}
+                     "amount": r[P_AMT] if len(r) > P_AMT else None}
                     for r in sorted(prior, key=lambda r: r[P_DAY])]
         evidence.append(ev_item(cx, ln))
         evidence.append(kb_ev("services", row["code"], f"period_limit={limit} per {row['period_limit']['days']} days"))
