@@ -340,6 +340,7 @@ def daily_qty(cx: Any, p: dict[str, Any]) -> list[Hit]:
     return hits
 
 
+NO_DAYS: dict[str, int] = {}  # a drug without max_days of its own
 CONTROLLED_ZH = {"narcotic": "麻醉药品", "psychotropic_1": "第一类精神药品", "psychotropic_2": "第二类精神药品"}
 CONTROLLED_EN = {"narcotic": "narcotic", "psychotropic_1": "class I psychotropic", "psychotropic_2": "class II psychotropic"}
 
@@ -392,6 +393,13 @@ def max_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
         setting = "emergency"
     else:
         setting = "outpatient"
+    # The setting's limit for a drug without a max_days of its own (most drugs).
+    if setting == "chronic":
+        default = p["chronic_days"]
+    elif setting == "emergency":
+        default = p["emergency_days"]
+    else:
+        default = p["default_days"]
     # 分解处方: the lines of one ingredient in one request are added up before the limit applies
     # (state.drug_supplies: computed once per event, shared with R19/R25 and the ledger update).
     hits = []
@@ -405,26 +413,32 @@ def max_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
         row = lines[0].row
         if row is None:
             continue
+        kb_days = row.get("max_days")
+        if not kb_days:
+            kb_days = NO_DAYS
+            limit = default
+        elif setting == "chronic":
+            limit = kb_days.get("chronic", max(default, kb_days.get("outpatient", 0)))
+        elif setting == "emergency":
+            limit = min(default, kb_days.get("emergency", 10**6), kb_days.get("outpatient", 10**6))
+        else:
+            limit = kb_days.get("outpatient", default)
+        controlled = row.get("controlled")
+        if controlled is None and days <= limit:
+            continue
         if len(lines) > 1:  # a line without days (explicit 0, or none and no usual daily quantity) is not judged
             lines = [ln for ln in lines if (ln.ds if ln.ds is not None else supply_days(ln))]
         line = lines[0]
-        kb_days = row.get("max_days") or {}
-        if setting == "chronic":
-            limit = kb_days.get("chronic", max(p["chronic_days"], kb_days.get("outpatient", 0)))
-        elif setting == "emergency":
-            limit = min(p["emergency_days"], kb_days.get("emergency", 10**6), kb_days.get("outpatient", 10**6))
-        else:
-            limit = kb_days.get("outpatient", p["default_days"])
         setting_zh, setting_en, source_extra, base = SETTING_ZH[setting], setting, "", limit
-        ctrl = controlled_limit(row, _pain(cx, p["pain_dx_prefixes"])) if row.get("controlled") else None
-        if ctrl is not None and not (row["controlled"] == "psychotropic_2" and setting == "chronic"):
+        ctrl = controlled_limit(row, _pain(cx, p["pain_dx_prefixes"])) if controlled else None
+        if ctrl is not None and not (controlled == "psychotropic_2" and setting == "chronic"):
             # The statutory limit replaces the general default of the setting (it may be longer: 癌痛
             # 15 days); a limit the catalogue sets for the drug in this setting still applies if lower.
             explicit = kb_days.get(setting)
             limit = ctrl[0] if explicit is None else min(ctrl[0], explicit)
             if limit == ctrl[0]:
                 setting_zh, setting_en = f"{setting_zh}{ctrl[1]}", f"{setting} {ctrl[2]}"
-                source_extra = f"; controlled={row['controlled']}, form={row['form']}: 处方管理办法 {ctrl[0]} days"
+                source_extra = f"; controlled={controlled}, form={row['form']}: 处方管理办法 {ctrl[0]} days"
         if days <= limit:
             continue
         fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "days": days, "limit": limit,
