@@ -57,3 +57,13 @@ def test_r16_names_the_amount_of_earlier_sessions(engine: Engine) -> None:
 def test_a_row_written_before_amounts_gives_none(engine: Engine) -> None:
     assert st.amount_of(["atorvastatin", ATOR, 1, 30, 30.0, "H1", "e", 1, 202603, [1]]) is None
     assert st.amount_of(["atorvastatin", ATOR, 1, 30, 30.0, "H1", "e", 1, 202603, [1], [], [], 0, 96.0]) == 96.0
+
+
+def test_a_late_death_names_the_amount_of_the_supply_it_finds(engine: Engine) -> None:
+    from tests.rules.test_realistic_status import claims_of, death
+
+    p = Patient(engine)
+    claims_of(p, "P-amt-death")
+    [supply, _] = engine.retrospective(p.state, death("P-amt-death"))
+    [alert] = supply["alerts"]
+    assert [(e["event_id"], e["amount"]) for e in alert["evidence"] if e["kind"] == "event"] == [("P-amt-death-d6", 6.0)]
