@@ -597,25 +597,28 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None, rank:
             ing, code, start, ds, qty, lines_of, *_ = sup
             same = [r for r in ledger if r[L_ING] == ing]
         amt = lines_of[0].amt if len(lines_of) == 1 else amount_sum(lines_of)
-        search = mine is not None
-        unfolded = False
-        if same:
-            top = same[0][L_START] if len(same) == 1 else max(map(BY_START, same))
-            if start <= top:  # not after every supply held: rows again what is folded, if this could change the walk
-                for r in same:
-                    if len(r) > L_PAST and r[L_PAST] and (start < top or ench in map(ENC_OF_PAST, r[L_PAST])):
-                        same = _unfold(ledger, same)
-                        search = unfolded = True
-                        break
         old = None
-        if search:
+        if mine is not None:
             for r in same:
                 if r[L_ENC] == ench:
                     old = r
+                    replaced += 1
                     break
+        if same:
+            top = same[0][L_START] if len(same) == 1 else max(map(BY_START, same))
+            # Not after every supply held (or the encounter's, not a row, might be folded): rows again what
+            # is folded, if this could change the walk or hold the encounter's supply.
+            if start < top or (start == top and old is None):
+                for r in same:
+                    if len(r) > L_PAST and r[L_PAST] and (start < top or ench in map(ENC_OF_PAST, r[L_PAST])):
+                        same = _unfold(ledger, same)
+                        if old is None:
+                            for u in same:
+                                if u[L_ENC] == ench:
+                                    old = u
+                                    break
+                        break
         if old is not None:  # the encounter sent again: this sending replaces its supply
-            if not unfolded:
-                replaced += 1
             if old[L_START] == start and old[L_DAYS] == ds:
                 same = ()  # the walk is unchanged: nothing to fold
             else:
