@@ -1,0 +1,118 @@
+"""A posting inside an earlier multi-day order of the same stay (issue 10, R13/R15/R40 at scene 5).
+
+A ward orders per-day items ahead at scene 4 (special care for three days, the ward bed for three
+nights) as one line with a quantity in days; the daily postings (执行医嘱, scene 5) then land on days
+that line covers, not on its last day. Each situation has its control (a posting the day after the
+order ends), so every assertion can fail.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from services.rules import state as st
+from services.rules.engine import Engine
+from services.rules.timeutil import day_of_date
+from tests.rules.audit_kit import Story, line, stay
+
+HTN = [("I10.x00", "高血压")]
+SPECIAL = "001201000010000"  # 特级护理: its content includes level I/II nursing
+NURSING_1 = "001201000020000"  # Ⅰ级护理: one a day
+NURSING_2 = "001201000030000"  # Ⅱ级护理
+WARD_BED = "001109000010000"  # 床位费(普通病房三人间)
+ICU_BED = "001109000050000"  # 重症监护病房床位费
+
+
+def _stay(pid: str, eid: str, scene: int, when: str, items: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return stay(pid, eid, scene, when, items, adm="2026-03-01", dx=HTN)
+
+
+def _per_day(code: str, days: int, price: float, start: str) -> dict[str, Any]:
+    return line("1", code, "service", days, price, start=start, unit="日")
+
+
+def _ordered(pid: str, code: str, days: int, price: float, start: str) -> Story:
+    """Admitted 03-01; ``code`` ordered at scene 4 as one line of ``days`` days from ``start``."""
+    s = Story(Engine.load())
+    s.send(_stay(pid, f"{pid}-adm", 3, "2026-03-01"))
+    s.send(_stay(pid, f"{pid}-order", 4, start, [_per_day(code, days, price, start)]))
+    return s
+
+
+def _post(s: Story, pid: str, eid: str, code: str, day: str, price: float, rule: str) -> dict[str, Any] | None:
+    return s.one(_stay(pid, eid, 5, day, [_per_day(code, 1, price, day)]), rule)
+
+
+def test_r13_included_item_posted_inside_an_earlier_multi_day_order() -> None:
+    s = _ordered("P-md-13", SPECIAL, 3, 60.0, "2026-03-02")  # 03-02..03-04
+    hit = _post(s, "P-md-13", "P-md-13-p", NURSING_2, "2026-03-03", 20.0, "R13")
+    assert hit is not None and "2026-03-03" in hit["message_zh"] and hit["amount"] == 20.0
+    earlier = [e for e in hit["evidence"] if e["kind"] == "event" and e["event_id"] != "P-md-13-p"]
+    assert [(e["event_id"], e["date"], e["quantity"], e["amount"]) for e in earlier] == [
+        ("P-md-13-order", "2026-03-03", 1.0, 60.0)]  # the day's share of the 3-day line (180)
+    assert _post(s, "P-md-13", "P-md-13-after", NURSING_2, "2026-03-05", 20.0, "R13") is None  # control
+
+
+def test_r15_second_unit_on_a_day_an_earlier_multi_day_order_covers() -> None:
+    s = _ordered("P-md-15", NURSING_1, 3, 30.0, "2026-03-02")
+    hit = _post(s, "P-md-15", "P-md-15-p", NURSING_1, "2026-03-03", 30.0, "R15")
+    assert hit is not None and "2026-03-03当日计2次" in hit["message_zh"] and hit["amount"] == 30.0
+    assert "P-md-15-order" in [e["event_id"] for e in hit["evidence"] if e["kind"] == "event"]
+    assert _post(s, "P-md-15", "P-md-15-after", NURSING_1, "2026-03-05", 30.0, "R15") is None  # control
+
+
+def test_r40_icu_bed_on_a_day_the_ward_bed_order_covers_is_a_same_day_bed_fee() -> None:
+    s = _ordered("P-md-40", WARD_BED, 3, 50.0, "2026-03-01")  # 03-01..03-03
+    hits = s.hits(_stay("P-md-40", "P-md-40-p", 5, "2026-03-02", [_per_day(ICU_BED, 1, 150.0, "2026-03-02")]), "R40")
+    assert len(hits) == 1, [h["message_zh"] for h in hits]  # not also "bed days beyond the stay"
+    [hit] = hits
+    assert "2026-03-02同日收取2项床位费" in hit["message_zh"] and hit["amount"] == 50.0  # the cheaper one
+    assert [e["event_id"] for e in hit["evidence"] if e["kind"] == "event"] == ["P-md-40-p", "P-md-40-order"]
+    assert _post(s, "P-md-40", "P-md-40-after", ICU_BED, "2026-03-04", 150.0, "R40") is None  # control
+
+
+def test_a_cancelled_multi_day_order_no_longer_covers_its_days() -> None:
+    cancelled = _ordered("P-md-cx", NURSING_1, 3, 30.0, "2026-03-02")
+    body = _stay("P-md-cx", "P-md-cx-cancel", 5, "2026-03-02")
+    body.update(event_type="cancellation", cancels="P-md-cx-order", diagnoses=[])
+    assert cancelled.send(body) == []
+    assert [w[st.E_COUNTERS] for w in cancelled.state["E"]] == [[]]  # the order's counter and its days are gone
+    assert _post(cancelled, "P-md-cx", "P-md-cx-p", NURSING_1, "2026-03-03", 30.0, "R15") is None
+    kept = _ordered("P-md-cx2", NURSING_1, 3, 30.0, "2026-03-02")  # control: the same without the cancellation
+    assert _post(kept, "P-md-cx2", "P-md-cx2-p", NURSING_1, "2026-03-03", 30.0, "R15") is not None
+
+
+def test_a_multi_day_order_folded_out_of_the_log_still_covers_its_days() -> None:
+    """Past E_LOG_LINES logged lines the oldest events fold into the base: the base's counter keeps the mask."""
+    s = _ordered("P-md-fold", NURSING_1, 10, 30.0, "2026-03-02")  # 03-02..03-11
+    for i in range(st.E_LOG_LINES + 1):  # one-day lines of another code push the order out of the log
+        s.send(_stay("P-md-fold", f"P-md-fold-{i}", 5, "2026-03-02", [line("1", WARD_BED, "service", 1, 50.0,
+                                                                            start="2026-03-02", unit="日")]))
+    [w] = s.state["E"]
+    assert all(e[0] != "P-md-fold-order" for e in w[st.E_LOG]) and len(w) > st.E_BASE
+    hit = _post(s, "P-md-fold", "P-md-fold-p", NURSING_1, "2026-03-06", 30.0, "R15")
+    assert hit is not None and "2026-03-06当日计2次" in hit["message_zh"]
+    assert [e["event_id"] for e in hit["evidence"] if e["kind"] == "event"] == ["P-md-fold-p", None]  # from the base
+
+
+def test_a_counter_written_before_the_day_mask_is_read_as_its_last_day() -> None:
+    """A release before the mask wrote counters of four fields: this release reads them as their last day
+    only (a posting inside the order's earlier days is not compared) and gives them a mask when it next
+    counts the code; a cancellation still refolds such a row."""
+    s = _ordered("P-md-old", NURSING_1, 3, 30.0, "2026-03-02")  # last day 03-04
+    state = s.state
+    for w in state["E"]:
+        w[st.E_COUNTERS] = [c[:st.K_DAYS] for c in w[st.E_COUNTERS]]
+        if len(w) > st.E_BASE and w[st.E_BASE] is not None:
+            w[st.E_BASE][st.E_COUNTERS] = [c[:st.K_DAYS] for c in w[st.E_BASE][st.E_COUNTERS]]
+    s.blob = orjson.dumps(state)
+    assert _post(s, "P-md-old", "P-md-old-last", NURSING_1, "2026-03-04", 30.0, "R15") is not None  # its last day
+    [c] = s.state["E"][0][st.E_COUNTERS]
+    assert c[st.K_DAYS] == st.span_bits(day_of_date("2026-03-04"), 1, day_of_date("2026-03-01"))  # last day + the posting's (the same)
+    body = _stay("P-md-old", "P-md-old-cancel", 5, "2026-03-04")
+    body.update(event_type="cancellation", cancels="P-md-old-last", diagnoses=[])
+    s.send(body)
+    [c] = s.state["E"][0][st.E_COUNTERS]
+    assert c[st.K_QTY] == 3 and c[st.K_DAYS] == st.span_bits(day_of_date("2026-03-02"), 3, day_of_date("2026-03-01"))  # refolded
