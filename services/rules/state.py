@@ -28,7 +28,8 @@ E     open-stay accumulators: [enc_hash, [[code, enc_qty, last_day,
       admission day + i). Optional trailing fields (absent in rows written
       before cancellations reversed them): ``log``, each event's lines
       [event_id, [code, start_day, span, qty, amount, flags(, class)], ...]
-      (flags: 1 makes the day active, 2 an examination, 4 a tracked code),
+      (flags: 1 makes the day active, 2 an examination, 4 a tracked code;
+      span: the days the masks take from it, ``treated_span``),
       and ``base``, an accumulator row of what the log no longer holds (a
       row written before the log, older lines folded in past
       ``E_LOG_LINES``); the accumulators are always base + log
@@ -827,16 +828,19 @@ def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -
     for line in cx.items:
         row = line.row
         flags = 0
-        item = [line.code, line.start, line.span, line.qty, line.amt, 0]
+        span = line.span
+        if line.ds is not None and line.ds > span:
+            span = treated_span(line)
+        item = [line.code, line.start, span, line.qty, line.amt, 0]
         if line.kind == "drug" and row is not None and row["class"] in first_line:
             if row["class"] not in w[E_CLASSES]:
                 w[E_CLASSES].append(row["class"])
             item.append(row["class"])
-        if line.span == 1:  # day_bits(line, adm), inline for the common one-day line
+        if span == 1:  # span_bits(line.start, span, adm), inline for the common one-day line
             off = line.start - adm
             bits = 1 << off if 0 <= off < MASK_DAYS else 0
         else:
-            bits = day_bits(line, adm)
+            bits = span_bits(line.start, span, adm)
         w[E_CHARGED] |= bits
         if line.kind != "service" or row is None or row["category"] not in passive:
             w[E_ACTIVE] |= bits
@@ -1009,6 +1013,20 @@ def _cancel_stay_lines(state: dict[str, Any], cx: Any, codes: set[str] | None) -
     if changed:
         w[E_LOG] = log
         w[E_ENC:E_LOG] = refold_stay(w, adm)
+
+
+def treated_span(line: Any) -> int:
+    """Days of a stay's line that the open-stay day masks (R27 挂床) take from it: a drug or herb line given
+    with days of supply (a long-term order, 长期医嘱: ceftriaxone 02-20 → 02-27 is 7 days) is treatment on
+    each day it runs, not on its start day only; discharge medication (``take_home``) is not care in the
+    stay. Any other line: the days it covers (``line.span``)."""
+    ds = line.ds
+    if ds is not None and ds > line.span and line.kind in TREATED_KINDS and not line.take_home:
+        return int(ds)
+    return int(line.span)
+
+
+TREATED_KINDS = frozenset({"drug", "herb"})
 
 
 def day_bits(line: Any, adm: int) -> int:

@@ -116,3 +116,74 @@ def test_a_counter_written_before_the_day_mask_is_read_as_its_last_day() -> None
     s.send(body)
     [c] = s.state["E"][0][st.E_COUNTERS]
     assert c[st.K_QTY] == 3 and c[st.K_DAYS] == st.span_bits(day_of_date("2026-03-02"), 3, day_of_date("2026-03-01"))  # refolded
+
+
+# -- a long-term drug order is treatment every day it runs (R27 挂床) ------------------------------------
+CEFTRIAXONE = "XJ01DDF049C001010101691"
+NURSING_3 = "001201000040000"  # Ⅲ级护理
+
+
+def _ward_day(day: str) -> list[dict[str, Any]]:
+    return [line("b", WARD_BED, "service", 1, 50.0, start=day, unit="日"),
+            line("n", NURSING_3, "service", 1, 10.0, start=day, unit="日")]
+
+
+def _idle_after_order(pid: str, order_days: int, *, cancel: bool = False, **extra: Any) -> dict[str, Any] | None:
+    """Ceftriaxone ordered at scene 4 on 03-01 with ``order_days`` days of supply (then cancelled if
+    ``cancel``); bed and nursing posted each day 03-01..03-06 (scene 5): R27 on the last posting, if any."""
+    s = Story(Engine.load())
+    s.send(_stay(pid, f"{pid}-adm", 3, "2026-03-01"))
+    s.send(_stay(pid, f"{pid}-cef", 4, "2026-03-01",
+                 [line("1", CEFTRIAXONE, "drug", order_days, 30.0, days=order_days, start="2026-03-01", **extra)]))
+    if cancel:
+        body = _stay(pid, f"{pid}-cef-cx", 5, "2026-03-01")
+        body.update(event_type="cancellation", cancels=f"{pid}-cef", diagnoses=[])
+        assert s.send(body) == []
+    for d in range(1, 6):
+        s.send(_stay(pid, f"{pid}-d{d}", 5, f"2026-03-0{d}", _ward_day(f"2026-03-0{d}")))
+    return s.one(_stay(pid, f"{pid}-d6", 5, "2026-03-06", _ward_day("2026-03-06")), "R27")
+
+
+def test_r27_a_long_term_drug_order_covers_the_days_it_runs() -> None:
+    assert _idle_after_order("P-md-27a", 6) is None  # 03-01..03-06 under the ceftriaxone order
+    hit = _idle_after_order("P-md-27b", 2)  # 03-01..03-02: then four days of bed and nursing only (挂床)
+    assert hit is not None and "2026-03-03至2026-03-06连续4天" in hit["message_zh"]
+
+
+def test_r27_a_cancelled_long_term_order_no_longer_covers_its_days() -> None:
+    hit = _idle_after_order("P-md-27x", 6, cancel=True)
+    assert hit is not None and "2026-03-01至2026-03-06连续6天" in hit["message_zh"]
+
+
+def test_r27_discharge_medication_is_not_care_in_the_stay() -> None:
+    hit = _idle_after_order("P-md-27c", 6, take_home=True)
+    assert hit is not None and "2026-03-02至2026-03-06连续5天" in hit["message_zh"]
+
+
+def test_r27_on_the_shipped_nhsa_3102_example() -> None:
+    """The example's ceftriaxone long-term order (long_drord_flag 1, 7 vials, 02-20 → 02-27) runs through the
+    7 bed days (02-20..02-26): no day of the stay is bed-only. Without its days of supply it would be."""
+    import json
+    from pathlib import Path
+
+    from services.dialects import nhsa
+    from services.rules import decision as dec
+
+    engine = Engine.load()
+    body = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "examples" /
+                       "nhsa-analysis.request.3102-inpatient.json").read_text(encoding="utf-8"))
+
+    def r27(strip_days: bool) -> list[dict[str, Any]]:
+        [plan] = nhsa.plan_analysis(nhsa.NhsaAnalysisRequest.model_validate(body))
+        blob = None
+        for e in plan.history:
+            blob, _ = dec.handle_event(engine, blob, e.to_wire(), evaluate=False)
+        current = plan.current.to_wire()
+        if strip_days:
+            for it in current["items"]:
+                it["days_supply"] = None
+        _, outcome = dec.handle_event(engine, blob, current)
+        return [a for a in outcome["alerts"] if a["rule_id"] == "R27"]
+
+    assert r27(strip_days=False) == []
+    assert r27(strip_days=True) != []  # control: the order's days are what makes the difference

@@ -27,6 +27,8 @@ from services.rules.state import (
     MASK_DAYS,
     day_bits,
     qty_on,
+    span_bits,
+    treated_span,
 )
 from services.rules.timeutil import date_of_day
 
@@ -241,11 +243,14 @@ def idle_stay(cx: Any, p: dict[str, Any]) -> list[Hit]:
         charged = active = 0  # the settlement carries the whole stay
     passive = p["passive_categories"]  # the state's E_ACTIVE mask uses the same (a state parameter)
     for ln in cx.items:
-        if ln.span == 1:  # day_bits(ln, adm), inline for the common one-day line
+        span = ln.span
+        if ln.ds is not None and ln.ds > span:  # a drug given for days is treatment each of them
+            span = treated_span(ln)
+        if span == 1:  # span_bits(ln.start, 1, adm), inline for the common one-day line
             off = ln.start - adm
             bits = 1 << off if 0 <= off < MASK_DAYS else 0
         else:
-            bits = day_bits(ln, adm)
+            bits = span_bits(ln.start, span, adm)
         charged |= bits
         if ln.kind != "service" or ln.row is None or ln.row["category"] not in passive:
             active |= bits
