@@ -187,3 +187,16 @@ def test_r27_on_the_shipped_nhsa_3102_example() -> None:
 
     assert r27(strip_days=False) == []
     assert r27(strip_days=True) != []  # control: the order's days are what makes the difference
+
+
+# -- a per-day line across the discharge day (R26) ------------------------------------------------------
+def test_r26_nursing_billed_past_the_discharge_day_is_reported_for_its_days_after_it() -> None:
+    s = Story(Engine.load())
+    s.send(_stay("P-md-26", "P-md-26-adm", 3, "2026-03-01"))
+    settle = stay("P-md-26", "P-md-26-settle", 8, "2026-03-03", [_per_day(NURSING_1, 5, 30.0, "2026-03-01")],
+                  adm="2026-03-01", dis="2026-03-03", dx=HTN)
+    hit = s.one(settle, "R26")
+    assert hit is not None and "2026-03-04晚于出院日期2026-03-03" in hit["message_zh"] and hit["amount"] == 60.0
+    within = stay("P-md-26b", "P-md-26b-settle", 8, "2026-03-03", [_per_day(NURSING_1, 3, 30.0, "2026-03-01")],
+                  adm="2026-03-01", dis="2026-03-03", dx=HTN)
+    assert Story(Engine.load()).one(within, "R26") is None  # control: the discharge day is the last

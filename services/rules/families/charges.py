@@ -390,8 +390,13 @@ def charge_dates(cx: Any, p: dict[str, Any]) -> list[Hit]:
                 d = death + 1
             why_zh, why_en = f"晚于参保人死亡日期{date_of_day(death)}", f"after the patient's death on {date_of_day(death)}"
         elif adm is not None and d < adm:
+            if d + ln.span - 1 >= adm:  # a per-day line running into the stay: its days before admission
+                amount = ln.amt * (adm - d) / ln.span
             why_zh, why_en = f"早于入院日期{date_of_day(adm)}", f"before admission on {date_of_day(adm)}"
-        elif dis is not None and d > dis:
+        elif dis is not None and d + ln.span - 1 > dis:
+            if d <= dis:  # a per-day line running past the discharge day: its days after it
+                amount = ln.amt * (d + ln.span - 1 - dis) / ln.span
+                d = dis + 1
             why_zh, why_en = f"晚于出院日期{date_of_day(dis)}", f"after discharge on {date_of_day(dis)}"
         else:
             continue
