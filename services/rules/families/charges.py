@@ -218,8 +218,10 @@ def bundle(cx: Any, p: dict[str, Any]) -> list[Hit]:
 @family("frequency", needs="frequency", params={}, fields=("item", "item_en", "item_code", "qty", "limit", "per_zh", "per_en"))
 def frequency(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """限定频次: units per day or per encounter above the item's limit."""
-    work = stay_work(cx)
     lines = [ln for ln in cx.items if ln.m & FREQUENCY]
+    if not lines:
+        return []
+    work = stay_work(cx)
     counters = _counters(work)
     adm = stay_adm_day(cx) if work is not None else 0
     # Fast path (most events): one single-day line per code, each within both limits with
