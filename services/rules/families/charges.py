@@ -27,6 +27,7 @@ from services.rules.state import (
     I_SPAN,
     I_START,
     K_CODE,
+    K_LAST_DAY,
     K_QTY,
     P_CODE,
     P_DAY,
@@ -178,7 +179,7 @@ def bundled(cx: Any, p: dict[str, Any]) -> list[Hit]:
                     continue
             if work is not None:  # every day an earlier line of the stay covers (its day mask)
                 c = _counter(work, code)
-                if c is not None and (on := covered_day(c, ln.start, ln.span, adm)) is not None:
+                if c is not None and ln.start <= c[K_LAST_DAY] and (on := covered_day(c, ln.start, ln.span, adm)) is not None:
                     _bundled_hit(cx, hits, ln, ln.name, ln.code, code,
                                  [ev_item(cx, ln), *earlier_charges(cx, code, on, qty_on(work, c, on, adm), work)], on)
         if work is None:
@@ -187,7 +188,7 @@ def bundled(cx: Any, p: dict[str, Any]) -> list[Hit]:
             if any((parent, d) in here for d in range(ln.start, ln.start + ln.span)):
                 continue
             c = _counter(work, parent)
-            if c is not None and (on := covered_day(c, ln.start, ln.span, adm)) is not None:
+            if c is not None and ln.start <= c[K_LAST_DAY] and (on := covered_day(c, ln.start, ln.span, adm)) is not None:
                 earlier = earlier_charges(cx, parent, on, qty_on(work, c, on, adm), work)
                 _bundled_hit(cx, hits, ln, earlier[0]["item_name"], parent, ln.code, [ev_item(cx, ln), *earlier], on)
     return hits
@@ -223,9 +224,9 @@ def frequency(cx: Any, p: dict[str, Any]) -> list[Hit]:
         return []
     work = stay_work(cx)
     counters = _counters(work)
-    adm = stay_adm_day(cx) if work is not None else 0
     # Fast path (most events): one single-day line per code, each within both limits with
     # what the stay already counted: no hit. Anything else takes the general count below.
+    # A daily posting comes after the code's last day: nothing earlier covers it (no day mask to read).
     codes: set[str] = set()
     for ln in lines:
         qty, row, code = ln.qty, ln.row, ln.code
@@ -233,7 +234,10 @@ def frequency(cx: Any, p: dict[str, Any]) -> list[Hit]:
             break
         c = counters.get(code)
         limit = row.get("max_per_day")
-        if limit and qty + (qty_on(work, c, ln.start, adm) if c is not None and work is not None else 0.0) > limit:
+        if limit and (qty > limit or (c is not None and ln.start <= c[K_LAST_DAY])):
+            break  # over the limit alone, or an earlier line of the stay may cover the day: counted below
+        limit = row.get("max_per_enc")
+        if limit and qty + (c[K_QTY] if c is not None else 0.0) > limit:
             break
         limit = row.get("max_per_enc")
         if limit and qty + (c[K_QTY] if c is not None else 0.0) > limit:
@@ -241,6 +245,7 @@ def frequency(cx: Any, p: dict[str, Any]) -> list[Hit]:
         codes.add(code)
     else:
         return []
+    adm = stay_adm_day(cx) if work is not None else 0
     day_qty: dict[tuple[str, int], float] = {}
     enc_qty: dict[str, float] = {}
     first: dict[tuple[str, int], Any] = {}
