@@ -73,6 +73,13 @@ def test_r40_icu_bed_on_a_day_the_ward_bed_order_covers_is_a_same_day_bed_fee() 
     assert _post(s, "P-md-40", "P-md-40-after", ICU_BED, "2026-03-04", 150.0, "R40") is None  # control
 
 
+def test_r40_an_icu_stay_of_two_days_inside_the_ward_bed_order_is_one_alert_for_both_days() -> None:
+    s = _ordered("P-md-40b", WARD_BED, 3, 50.0, "2026-03-01")  # 03-01..03-03
+    [hit] = s.hits(_stay("P-md-40b", "P-md-40b-p", 5, "2026-03-02", [_per_day(ICU_BED, 2, 150.0, "2026-03-02")]), "R40")
+    assert "2026-03-02同日收取2项床位费" in hit["message_zh"] and "2026-03-02至2026-03-03共2日" in hit["message_zh"]
+    assert hit["amount"] == 100.0  # the ward bed of each of the two days
+
+
 def test_a_cancelled_multi_day_order_no_longer_covers_its_days() -> None:
     cancelled = _ordered("P-md-cx", NURSING_1, 3, 30.0, "2026-03-02")
     body = _stay("P-md-cx", "P-md-cx-cancel", 5, "2026-03-02")

@@ -341,32 +341,46 @@ def bed_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
     for ln in beds:
         for day in range(ln.start, ln.start + ln.span):
             per_day.setdefault(day, []).append(ln)
+    dup_days: list[int] = []
+    amount = 0.0
+    fields: dict[str, Any] = {}
+    evidence: list[dict[str, Any]] = []
+    lids: list[str] = []
     for day, lines in sorted(per_day.items()):
         codes = {ln.code for ln in lines}
         before = [] if work is None else sorted(
             c for c in bed_codes if c not in codes and qty_on(work, earlier[c], day, adm) > 0)
         if len(codes) + len(before) < 2:
             continue
-        names = [ln.name for ln in lines] + [cx.kb.services.get(c, day)["name"] for c in before]
-        names_en = [ln.name_en for ln in lines] + [cx.kb.services.get(c, day)["name_en"] for c in before]
-        fields = {"what_zh": f"{date_of_day(day)}同日收取{len(names)}项床位费({'、'.join(names)})，每日只能收取一项",
-                  "what_en": f"{len(names)} bed fees on {date_of_day(day)} ({', '.join(names_en)}); one a day is payable"}
-        evidence = [ev_item(cx, ln, date=date_of_day(day)) for ln in lines]
         # the day's bed fees, each at its price for one day: all but the dearest are charged twice
         prices = [(ln.unit_price or 0.0) * (ln.qty / ln.span) for ln in lines]
+        charges: list[dict[str, Any]] = []
         for c in before:  # each earlier bed charge of the day by its event (the open-stay log)
             assert work is not None  # (before is empty without it)
-            charges = earlier_charges(cx, c, day, qty_on(work, earlier[c], day, adm), work)
-            evidence += charges
-            for e in charges:
+            mine = earlier_charges(cx, c, day, qty_on(work, earlier[c], day, adm), work)
+            charges += mine
+            for e in mine:
                 if e["amount"] is not None:
                     prices.append(e["amount"])
                 else:  # what the log no longer holds: at the catalogue's price
                     row = cx.kb.services.get(c, day)
                     prices.append((row.get("price_cap") or 0.0) * e["quantity"] if row is not None else 0.0)
-        amount = sum(prices) - max(prices)
-        hits.append((fields, [ln.lid for ln in lines], amount, evidence))
-        break  # one alert for the first such day; the others are usually the same pattern
+        amount += sum(prices) - max(prices)
+        lids += [ln.lid for ln in lines if ln.lid not in lids]
+        dup_days.append(day)
+        if len(dup_days) > 1:
+            continue
+        names = [ln.name for ln in lines] + [cx.kb.services.get(c, day)["name"] for c in before]
+        names_en = [ln.name_en for ln in lines] + [cx.kb.services.get(c, day)["name_en"] for c in before]
+        fields = {"what_zh": f"{date_of_day(day)}同日收取{len(names)}项床位费({'、'.join(names)})，每日只能收取一项",
+                  "what_en": f"{len(names)} bed fees on {date_of_day(day)} ({', '.join(names_en)}); one a day is payable"}
+        evidence = [ev_item(cx, ln, date=date_of_day(day)) for ln in lines] + charges  # the first such day's
+    if dup_days:  # one alert: the first such day named, the amount of every such day
+        if len(dup_days) > 1:
+            first, last, n = date_of_day(dup_days[0]), date_of_day(dup_days[-1]), len(dup_days)
+            fields["what_zh"] += f"；{first}至{last}共{n}日如此"
+            fields["what_en"] += f"; {n} such days from {first} to {last}"
+        hits.append((fields, lids, amount, evidence))
     # (b) bed days no more than the nights of the stay: the days charged (a day with two bed fees is
     # one bed day; (a) reports the second fee), from the lines' day masks
     mask = outside = 0
