@@ -390,17 +390,19 @@ def charge_dates(cx: Any, p: dict[str, Any]) -> list[Hit]:
     hits = []
     for ln in cx.items:
         d = ln.start
-        amount = ln.amt
         if death is not None and d + ln.span - 1 > death:
+            amount = ln.amt
             if d <= death:  # a per-day line running past the day of death: its days after it
                 amount = ln.amt * (d + ln.span - 1 - death) / ln.span
                 d = death + 1
             why_zh, why_en = f"晚于参保人死亡日期{date_of_day(death)}", f"after the patient's death on {date_of_day(death)}"
         elif adm is not None and d < adm:
+            amount = ln.amt
             if d + ln.span - 1 >= adm:  # a per-day line running into the stay: its days before admission
                 amount = ln.amt * (adm - d) / ln.span
             why_zh, why_en = f"早于入院日期{date_of_day(adm)}", f"before admission on {date_of_day(adm)}"
         elif dis is not None and d + ln.span - 1 > dis:
+            amount = ln.amt
             if d <= dis:  # a per-day line running past the discharge day: its days after it
                 amount = ln.amt * (d + ln.span - 1 - dis) / ln.span
                 d = dis + 1
