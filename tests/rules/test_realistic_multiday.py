@@ -207,3 +207,34 @@ def test_r26_nursing_billed_past_the_discharge_day_is_reported_for_its_days_afte
     within = stay("P-md-26b", "P-md-26b-settle", 8, "2026-03-03", [_per_day(NURSING_1, 3, 30.0, "2026-03-01")],
                   adm="2026-03-01", dis="2026-03-03", dx=HTN)
     assert Story(Engine.load()).one(within, "R26") is None  # control: the discharge day is the last
+
+
+def test_the_day_counts_of_random_orders_match_a_recount_of_every_line() -> None:
+    """Random per-day orders and postings over a stay (multi-day lines, repeats, out of order): for every
+    code and day, ``qty_on`` equals a recount of the lines sent while the log holds them all, and after
+    the oldest fold into the base it never reports a covered day as uncharged."""
+    import random
+
+    rnd = random.Random(11)
+    codes = [NURSING_1, WARD_BED, SPECIAL]
+    s = Story(Engine.load())
+    s.send(_stay("P-md-rnd", "P-md-rnd-adm", 3, "2026-03-01"))
+    adm = day_of_date("2026-03-01")
+    sent: list[tuple[str, int, int, float]] = []  # code, start, span, qty
+    for n in range(40):
+        code, start, days = rnd.choice(codes), adm + rnd.randrange(0, 12), rnd.choice([1, 1, 2, 3, 5])
+        when = f"2026-03-{1 + start - adm:02d}"
+        s.send(_stay("P-md-rnd", f"P-md-rnd-{n}", rnd.choice([4, 5]), when, [_per_day(code, days, 10.0, when)]))
+        sent.append((code, start, days, float(days)))
+        [w] = s.state["E"]
+        folded = len(w) > st.E_BASE and w[st.E_BASE] is not None
+        counters = {c[st.K_CODE]: c for c in w[st.E_COUNTERS]}
+        for code_ in codes:
+            for day in range(adm, adm + 20):
+                want = sum(1.0 if span > 1 else qty for c_, a, span, qty in sent if c_ == code_ and a <= day < a + span)
+                got = st.qty_on(w, counters.get(code_), day, adm)
+                if folded:
+                    assert (got > 0) == (want > 0), (n, code_, day, got, want)
+                else:
+                    assert got == want, (n, code_, day, got, want)
+    assert folded  # the cap was reached: the base held the oldest events at the end
