@@ -1,0 +1,419 @@
+"""A second independent audit (issue 10): realistic situations for the least-audited rules.
+
+Written from each rule's definition (its ``description`` and ``policy_basis``), docs/rules.md and the
+catalogues under services/data/kb — apart from the golden cases and from the first audit. Each test
+is one situation as a hospital's real day produces it (multi-line prescriptions, a stay sent at scenes
+3/4/5/8, a pharmacy purchase, a patient with history at two hospitals, month/year boundaries, birthdays,
+catalogue rows dated in and out), with its near miss: what a careful supervisor would NOT flag.
+
+Every alert of every situation is checked by ``Story.send``: Chinese text without English words,
+English text without Chinese. History-based rules are checked for evidence naming the earlier events
+(event id, institution, date).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from services.rules.engine import Engine
+from tests.rules.audit_kit import Story, ev, line, stay
+
+# drugs
+PROGESTERONE = "XG03DAA078B001010102209"      # 黄体酮胶囊, women only
+KUNTAI = "ZB02AAA130B001010103541"            # 坤泰胶囊, women only, N95
+TAMSULOSIN = "XG04CAF075B003010102283"        # 坦索罗辛, men only
+BICALUTAMIDE = "XL02BBM076A001010100285"      # 比卡鲁胺, men only, C61
+AMLODIPINE_PFIZER = "XC08CAH001A001010100100"  # not selected in 集采
+AMLODIPINE_JX, AMLODIPINE_YZJ = "XC08CAH001A001010100137", "XC08CAH001A001010100174"  # selected
+VALSARTAN_VBP = "XC09CAQ006B001010100359"
+FELODIPINE = "XC08CAV003A004010100285"        # no selected product of its ingredient and form
+METFORMIN_VBP, METFORMIN_BMS = "XA10BAH027A001010100729", "XA10BAH027A001010100951"
+METFORMIN_JF = "XA10BAH027A001010100988"
+HCG = "XG03GAC082C001010102431"               # 注射用绒促性素, maternity insurance (510) only
+MIFEPRISTONE = "XG03XBQ084A001010102505"      # 510, 310, 390
+MOUSE_NGF = "XN07XXX085C001010102542"         # 工伤 (410) only
+OMEPRAZOLE_INJ = "XA02BCS036C001010101247"    # inpatient only, selected
+OMEPRAZOLE_CAP = "XA02BCS036B002010101210"
+MEROPENEM = "XJ01DHT051C001010101728"         # inpatient only
+CLOPIDOGREL = "XB01ACD019A001010100766"       # I20 I21 I25 I63 G45 I70
+ALBUMIN = "XB05AAI094C001010102801"           # inpatient; K74 R18 E88.0 C T31 N04
+OXYTOCIN = "XH01BBJ083C001010102468"          # women, chapter O
+AMOXICILLIN = "XJ01CAD045B001010101543"
+AMBROXOL = "XR05CBS062A001010100914"
+EDARAVONE = "XN07XXD097C001010102912"         # course 14 days
+GINKGO = "XN06DXK098C001010102949"            # course 14 days
+CEFTRIAXONE_ROCHE, CEFTRIAXONE_VBP = "XJ01DDF049C001010101691", "XJ01DDF049C001010101543"
+IBUPROFEN_SUSP, IBUPROFEN_CAP = "XM01AEI068E002010102098", "XM01AEI068B003010102135"
+ATORVASTATIN_VBP = "XC10AAA067A001010104321"
+ASPIRIN = "XB01ACA056A001010100217"
+GANCAO = "T000001013"
+# services and consumables
+PSA, SEMEN, TCT = "002504040100000", "002501060010000", "002708000050000"
+HCG_TEST, CA125 = "002503090070000", "002504040260000"
+TRANSVAGINAL_US = "002206000300000"
+IUD = "C09010002090001425420000001"           # 宫内节育器, women; 510 310 390
+TURP, PROSTATE_BIOPSY, ORCHIECTOMY = "003311010020000", "003311010100000", "003312010010000"
+HYSTERECTOMY, CAESAREAN, TUBAL_LIGATION = "003315020010000", "003316000010000", "003314010010000"
+APPENDECTOMY = "003310030010000"
+EXERCISE_THERAPY = "003402000010000"          # 运动疗法, department A21, course 90 days
+HYPERBARIC = "003114000010000"                # 高压氧舱治疗, course 30 days
+ALT, AST, TBIL, DBIL, ALB_TEST = ("002503050010000", "002503050020000", "002503070010000", "002503070020000",
+                                  "002503010020000")
+LIVER_PANEL = "002503059000000"
+UREA, CREATININE, URIC = "002503070210000", "002503070220000", "002503070230000"
+TC, TG, HDL = "002503030010000", "002503030020000", "002503030040000"
+CT_HEAD, CT_CHEST, MRI_HEAD = "002103000010000", "002103000020000", "002104000010000"
+BLOOD_COUNT = "002501010150000"
+WARD = "001109000020000"                      # 双人间 bed, per day
+NURSING_2 = "001201000030000"
+INPT_CONSULT = "001102000050000"
+CONSULT = "001102000010000"
+
+HTN = [("I10.x00", "高血压")]
+STROKE = [("I63.900", "脑梗死")]
+PNEUMONIA = [("J18.900", "肺炎")]
+BRONCHITIS = [("J20.900", "急性支气管炎")]
+DM2 = [("E11.900", "2型糖尿病")]
+CHEMO = [("Z51.100", "肿瘤化学治疗疗程"), ("C34.900", "肺恶性肿瘤")]
+
+
+def rule_alerts(alerts: list[dict[str, Any]], rule: str) -> list[dict[str, Any]]:
+    return [a for a in alerts if a["rule_id"] == rule]
+
+
+def bed(lid: str, start: str, days: int, price: float = 60.0) -> dict[str, Any]:
+    return line(lid, WARD, "service", days, price, start=start, unit="日")
+
+
+def cancellation(of: dict[str, Any], eid: str, when: str) -> dict[str, Any]:
+    """The HIS takes an earlier order back (撤销): same encounter, ``cancels`` its event id, no items."""
+    body = json.loads(json.dumps(of))
+    body.update(event_id=eid, event_type="cancellation", cancels=of["event_id"], occurred_at=when, items=[])
+    return body
+
+
+# -- R01 药品区分性别使用 ----------------------------------------------------------------------------------
+
+
+def test_r01_progesterone_in_a_mans_multi_line_prescription(engine: Engine) -> None:
+    """R01: a man's hypertension prescription (amlodipine, valsartan) carries 黄体酮胶囊 by a wrong pick in
+    the HIS drop-down: only that line is flagged, with its amount. His wife's identical prescription is
+    not flagged."""
+    items = [line("1", AMLODIPINE_JX, qty=28, price=0.5, days=28), line("2", PROGESTERONE, qty=20, price=3.0, days=10),
+             line("3", VALSARTAN_VBP, qty=28, price=1.0, days=28)]
+    a = Story(engine).one(ev("P-b01m", "b01-m", "2026-05-11", gender="M", dx=HTN, items=items), "R01")
+    assert a is not None and a["line_ids"] == ["2"] and a["amount"] == 60.0
+    assert "女" in a["message_zh"] and "男" in a["message_zh"] and "female" in a["message_en"]
+    assert Story(engine).one(ev("P-b01f", "b01-f", "2026-05-11", gender="F", birth="1975-03-02", dx=HTN,
+                                items=items), "R01") is None
+
+
+def test_r01_pharmacy_purchase_on_the_husbands_card(engine: Engine) -> None:
+    """R01 at a pharmacy (scene 10): 坤泰胶囊 (a menopause remedy for women) bought on a man's card — the
+    typical 冒名购药 — is flagged; the same purchase on a woman's card is not."""
+    buy = [line("1", KUNTAI, qty=48, price=1.1, days=4)]
+    a = Story(engine).one(ev("P-b01p", "b01-p", "2026-05-12", scene=10, inst="PH7", level=None, etype="pharmacy",
+                             items=buy), "R01")
+    assert a is not None and a["line_ids"] == ["1"]
+    assert Story(engine).one(ev("P-b01q", "b01-q", "2026-05-12", scene=10, inst="PH7", level=None, etype="pharmacy",
+                                gender="F", birth="1970-01-01", items=buy), "R01") is None
+
+
+def test_r01_local_suffix_and_unknown_sex(engine: Engine) -> None:
+    """R01 on a code the HIS sends as ``<national>-<local>``: tamsulosin for a woman is still flagged (the
+    national part decides); a patient registered with sex unknown (U, e.g. an unconscious emergency
+    patient) is not the other sex and is not flagged."""
+    item = [line("1", f"{TAMSULOSIN}-HIS00917", qty=14, price=2.0, days=14)]
+    a = Story(engine).one(ev("P-b01s", "b01-s", "2026-05-13", gender="F", dx=[("N20.000", "肾结石")], items=item), "R01")
+    assert a is not None and a["evidence"][-1]["code"] == TAMSULOSIN
+    assert Story(engine).one(ev("P-b01u", "b01-u", "2026-05-13", gender="U", dx=[("N20.000", "肾结石")],
+                                items=item), "R01") is None
+
+
+# -- R02 项目区分性别使用 ----------------------------------------------------------------------------------
+
+
+def test_r02_husbands_semen_analysis_on_the_wifes_card(engine: Engine) -> None:
+    """R02: a couple's infertility work-up settled on the wife's card (scene 6): her hCG test and
+    transvaginal ultrasound are hers, the semen analysis is not — only that line is flagged."""
+    alerts = Story(engine).send(ev("P-b02a", "b02-a", "2026-06-02", scene=6, gender="F", birth="1992-08-08",
+                                   dx=[("N97.900", "女性不孕症")],
+                                   items=[line("1", HCG_TEST, "service", 1, 45.0), line("2", TRANSVAGINAL_US, "service", 1, 160.0),
+                                          line("3", SEMEN, "service", 1, 80.0)]))
+    r02 = rule_alerts(alerts, "R02")
+    assert [a["line_ids"] for a in r02] == [["3"]] and r02[0]["amount"] == 80.0
+
+
+def test_r02_consumable_at_order_time(engine: Engine) -> None:
+    """R02 on a consumable at scene 4: an IUD (宫内节育器) ordered in a man's stay (the bed's previous
+    occupant's order copied) is warned when entered; the same order for a woman is not."""
+    for pid, gender, fires in (("P-b02m", "M", True), ("P-b02f", "F", False)):
+        s = Story(engine)
+        s.send(stay(pid, f"{pid}-adm", 3, "2026-06-03", adm="2026-06-03", gender=gender, birth="1985-01-01",
+                    dx=[("K35.800", "急性阑尾炎")]))
+        a = s.one(stay(pid, f"{pid}-ord", 4, "2026-06-04", [line("1", IUD, "consumable", 1, 120.0, start="2026-06-04")],
+                       adm="2026-06-03", gender=gender, birth="1985-01-01", dx=[("K35.800", "急性阑尾炎")]), "R02")
+        assert (a is not None) is fires
+
+
+def test_r02_leaves_operations_to_r04_and_psa_for_a_man(engine: Engine) -> None:
+    """R02 excludes surgery: a prostate biopsy on a woman's settlement is R04's, not R02's (no double
+    alert); a PSA test for a man is not flagged at all."""
+    alerts = Story(engine).send(stay("P-b02s", "b02-s", 8, "2026-06-08", [line("1", PROSTATE_BIOPSY, "service", 1, 600.0,
+                                                                                start="2026-06-06")],
+                                     adm="2026-06-05", dis="2026-06-08", gender="F", dx=[("N39.000", "尿路感染")]))
+    assert not rule_alerts(alerts, "R02") and [a["line_ids"] for a in rule_alerts(alerts, "R04")] == [["1"]]
+    assert Story(engine).one(ev("P-b02p", "b02-p", "2026-06-08", scene=6, dx=[("N40.x00", "前列腺增生")],
+                                items=[line("1", PSA, "service", 1, 60.0)]), "R02") is None
+
+
+# -- R04 手术与性别不符 ------------------------------------------------------------------------------------
+
+
+def test_r04_hysterectomy_on_a_mans_settlement(engine: Engine) -> None:
+    """R04 at the inpatient settlement: a man's appendicitis stay carries 经腹全子宫切除术 (a coding slip
+    for the appendectomy); the appendectomy beside it is not flagged, nor the same hysterectomy for a
+    woman."""
+    def settle(pid: str, gender: str) -> dict[str, Any]:
+        return stay(pid, f"{pid}-set", 8, "2026-07-06", [line("1", APPENDECTOMY, "service", 1, 900.0, start="2026-07-02"),
+                                                         line("2", HYSTERECTOMY, "service", 1, 2500.0, start="2026-07-02"),
+                                                         bed("3", "2026-07-01", 5)],
+                    adm="2026-07-01", dis="2026-07-06", gender=gender, birth="1970-01-01", dx=[("K35.800", "急性阑尾炎")])
+    a = Story(engine).one(settle("P-b04m", "M"), "R04")
+    assert a is not None and a["line_ids"] == ["2"] and a["amount"] == 2500.0 and "手术" in a["message_zh"]
+    assert Story(engine).one(settle("P-b04f", "F"), "R04") is None
+
+
+def test_r04_orchiectomy_ordered_for_a_woman(engine: Engine) -> None:
+    """R04 at order time (scene 4): 睾丸切除术 entered for a woman is warned; a caesarean section for her is not."""
+    s = Story(engine)
+    s.send(stay("P-b04o", "b04-adm", 3, "2026-07-10", adm="2026-07-10", gender="F", birth="1994-02-02",
+                dx=[("O80.000", "单胎顺产")]))
+    alerts = s.send(stay("P-b04o", "b04-ord", 4, "2026-07-11", [line("1", CAESAREAN, "service", 1, 1800.0, start="2026-07-11"),
+                                                              line("2", ORCHIECTOMY, "service", 1, 1200.0, start="2026-07-11")],
+                         adm="2026-07-10", gender="F", birth="1994-02-02", dx=[("O80.000", "单胎顺产")]))
+    assert [a["line_ids"] for a in rule_alerts(alerts, "R04")] == [["2"]]
+
+
+# -- R03 诊断与性别不符 ------------------------------------------------------------------------------------
+
+
+def test_r03_husbands_diagnosis_on_the_wifes_visit(engine: Engine) -> None:
+    """R03: a woman's outpatient visit carries 前列腺增生 (the doctor reused the husband's record); her own
+    visit with hypertension is not flagged, nor the husband's."""
+    a = Story(engine).one(ev("P-b03a", "b03-a", "2026-08-03", gender="F", dx=[("N40.x00", "前列腺增生"), *HTN],
+                             items=[line("1", AMLODIPINE_JX, qty=28, price=0.5, days=28)]), "R03")
+    assert a is not None and "N40" in a["message_zh"] and "female" in a["message_en"]
+    assert a["evidence"] == [{"kind": "kb", "table": "diagnoses", "code": "N40", "detail": "sex=M"}]
+    assert Story(engine).one(ev("P-b03b", "b03-b", "2026-08-03", gender="M", dx=[("N40.x00", "前列腺增生"), *HTN]),
+                             "R03") is None
+
+
+def test_r03_delivery_chapter_for_a_man_at_admission(engine: Engine) -> None:
+    """R03 at admission (scene 3), from the chapter row: 单胎顺产 (O80, chapter O) for a male patient;
+    the same admission for a woman is not flagged."""
+    assert Story(engine).one(stay("P-b03c", "b03-c", 3, "2026-08-04", adm="2026-08-04", gender="M", birth="1990-01-01",
+                                  dx=[("O80.000", "单胎顺产")]), "R03")
+    assert Story(engine).one(stay("P-b03d", "b03-d", 3, "2026-08-04", adm="2026-08-04", gender="F", birth="1990-01-01",
+                                  dx=[("O80.000", "单胎顺产")]), "R03") is None
+
+
+def test_r03_one_alert_per_contradicting_diagnosis(engine: Engine) -> None:
+    """R03 on a list of diagnoses: a man's settlement with hypertension, diabetes and 绝经后骨质疏松 (M81.0,
+    women only) flags M81.0 alone; plain osteoporosis (M81) for him is not flagged; a woman with
+    postmenopausal osteoporosis neither."""
+    alerts = Story(engine).send(ev("P-b03e", "b03-e", "2026-08-05", scene=6, gender="M",
+                                   dx=[*HTN, *DM2, ("M81.000", "绝经后骨质疏松")]))
+    r03 = rule_alerts(alerts, "R03")
+    assert len(r03) == 1 and "M81.0" in r03[0]["message_zh"]
+    assert Story(engine).one(ev("P-b03f", "b03-f", "2026-08-05", scene=6, gender="M",
+                                dx=[("M81.900", "骨质疏松")]), "R03") is None
+    assert Story(engine).one(ev("P-b03g", "b03-g", "2026-08-05", scene=6, gender="F",
+                                dx=[("M81.000", "绝经后骨质疏松")]), "R03") is None
+
+
+# -- R06 诊断与年龄不符 ------------------------------------------------------------------------------------
+
+
+def test_r06_menopause_diagnosis_the_day_before_her_40th_birthday(engine: Engine) -> None:
+    """R06 at a birthday: 绝经期状态 (N95.1, from 40) recorded the day before a woman's 40th birthday is
+    flagged; on the birthday itself it is not."""
+    a = Story(engine).one(ev("P-b06a", "b06-a", "2026-09-14", gender="F", birth="1986-09-15",
+                             dx=[("N95.100", "绝经期状态")]), "R06")
+    assert a is not None and "39岁" in a["message_zh"] and "39 years" in a["message_en"]
+    assert Story(engine).one(ev("P-b06b", "b06-b", "2026-09-15", gender="F", birth="1986-09-15",
+                                dx=[("N95.100", "绝经期状态")]), "R06") is None
+
+
+def test_r06_newborn_jaundice_judged_at_admission(engine: Engine) -> None:
+    """R06 inside a stay (docs/rules.md, *Dates*: "age for diagnosis rules (R06) — inpatient: the age at
+    admission"): a baby admitted on day 20 of life with 新生儿黄疸 (P59, first 28 days) and settled on
+    day 35 is not flagged; a baby admitted on day 40 with the same diagnosis is."""
+    born = "2026-01-01"
+    assert Story(engine).one(stay("P-b06c", "b06-c", 8, "2026-02-05", [bed("1", "2026-01-21", 15)], adm="2026-01-21",
+                                  dis="2026-02-05", birth=born, gender="F", dx=[("P59.900", "新生儿黄疸")]), "R06") is None
+    a = Story(engine).one(stay("P-b06d", "b06-d", 3, "2026-02-10", adm="2026-02-10", birth=born, gender="F",
+                               dx=[("P59.900", "新生儿黄疸")]), "R06")
+    assert a is not None and "40天" in a["message_zh"]
+
+
+def test_r06_upper_age_bounds(engine: Engine) -> None:
+    """R06 upper bounds: 月经过多 (N92, up to 60) for a woman of 61 is flagged, for one of 60 years and
+    11 months it is not; 老年 (R54, from 60) for a man of 59 is flagged."""
+    assert Story(engine).one(ev("P-b06e", "b06-e", "2026-09-20", gender="F", birth="1965-09-01",
+                                dx=[("N92.000", "月经过多")]), "R06")
+    assert Story(engine).one(ev("P-b06f", "b06-f", "2026-09-20", gender="F", birth="1965-10-25",
+                                dx=[("N92.000", "月经过多")]), "R06") is None
+    assert Story(engine).one(ev("P-b06g", "b06-g", "2026-09-20", birth="1967-01-01", dx=[("R54.x00", "老年")]), "R06")
+
+
+# -- R07 限工伤/生育保险 -----------------------------------------------------------------------------------
+
+
+def test_r07_hcg_for_an_employee_insured_woman(engine: Engine) -> None:
+    """R07: 注射用绒促性素 (maternity insurance only) in a fertility clinic on employee insurance (310) is
+    flagged; the same injection settled on maternity insurance (510) is not; mifepristone (510, 310, 390)
+    for the 310 patient is not."""
+    items = [line("1", HCG, qty=2, price=18.0), line("2", MIFEPRISTONE, qty=1, price=30.0, days=1)]
+    alerts = Story(engine).send(ev("P-b07a", "b07-a", "2026-10-08", scene=6, gender="F", birth="1990-01-01", ins="310",
+                                   dx=[("N97.900", "女性不孕症")], items=items))
+    r07 = rule_alerts(alerts, "R07")
+    assert [a["line_ids"] for a in r07] == [["1"]] and "310" in r07[0]["message_zh"] and "510" in r07[0]["message_zh"]
+    assert Story(engine).one(ev("P-b07b", "b07-b", "2026-10-08", scene=6, gender="F", birth="1990-01-01", ins="510",
+                                dx=[("N97.900", "女性不孕症")], items=items), "R07") is None
+
+
+def test_r07_work_injury_drug_ordered_in_a_residents_stay(engine: Engine) -> None:
+    """R07 at order time (scene 4): 鼠神经生长因子 (工伤 only) ordered for a resident-insured (390) patient
+    after a fall at home is warned; for the worker whose stay is a work injury (410) it is not."""
+    for pid, ins, fires in (("P-b07c", "390", True), ("P-b07d", "410", False)):
+        s = Story(engine)
+        s.send(stay(pid, f"{pid}-adm", 3, "2026-10-09", adm="2026-10-09", ins=ins, dx=[("S72.000", "股骨颈骨折")]))
+        a = s.one(stay(pid, f"{pid}-ord", 4, "2026-10-10", [line("1", MOUSE_NGF, qty=1, price=160.0, start="2026-10-10")],
+                       adm="2026-10-09", ins=ins, dx=[("S72.000", "股骨颈骨折")]), "R07")
+        assert (a is not None) is fires
+
+
+def test_r07_tubal_ligation_and_no_insurance_type(engine: Engine) -> None:
+    """R07 on a service at settlement: 输卵管结扎术 (maternity insurance only) settled on a caesarean stay
+    under employee insurance is flagged; an event that carries no insurance type is not judged (R07's
+    description: "Not judged when the event carries no insurance_type")."""
+    def settle(pid: str, ins: str | None) -> dict[str, Any]:
+        return stay(pid, f"{pid}-set", 8, "2026-10-16", [line("1", CAESAREAN, "service", 1, 1800.0, start="2026-10-12"),
+                                                         line("2", TUBAL_LIGATION, "service", 1, 500.0, start="2026-10-12")],
+                    adm="2026-10-11", dis="2026-10-16", gender="F", birth="1991-01-01", ins=ins,
+                    dx=[("O82.000", "经剖宫产术的单胎分娩")])
+    assert [a["line_ids"] for a in rule_alerts(Story(engine).send(settle("P-b07e", "310")), "R07")] == [["2"]]
+    assert not rule_alerts(Story(engine).send(settle("P-b07f", None)), "R07")
+
+
+# -- R09 限就医方式/科室 -----------------------------------------------------------------------------------
+
+
+def test_r09_inpatient_only_injection_in_the_clinic(engine: Engine) -> None:
+    """R09: 注射用奥美拉唑钠 (限住院) on an outpatient prescription with omeprazole capsules: the injection
+    alone is flagged; the same injection ordered in a stay is not."""
+    alerts = Story(engine).send(ev("P-b09a", "b09-a", "2026-11-02", dx=[("K25.900", "胃溃疡")],
+                                   items=[line("1", OMEPRAZOLE_CAP, qty=14, price=1.0, days=7),
+                                          line("2", OMEPRAZOLE_INJ, qty=3, price=30.0)]))
+    r09 = rule_alerts(alerts, "R09")
+    assert [a["line_ids"] for a in r09] == [["2"]] and "门诊" in r09[0]["message_zh"]
+    s = Story(engine)
+    s.send(stay("P-b09b", "b09-adm", 3, "2026-11-02", adm="2026-11-02", dx=[("K25.900", "胃溃疡")]))
+    assert s.one(stay("P-b09b", "b09-ord", 4, "2026-11-02", [line("1", OMEPRAZOLE_INJ, qty=2, price=30.0, start="2026-11-02")],
+                      adm="2026-11-02", dx=[("K25.900", "胃溃疡")]), "R09") is None
+
+
+def test_r09_rehabilitation_outside_the_rehabilitation_department(engine: Engine) -> None:
+    """R09 by department: 运动疗法 (限康复科 A21) billed by the TCM department (A50) is flagged; billed by a
+    sub-unit of rehabilitation (A21.02, sent as ``A2102``) it is not; an event that names no department
+    is not judged (R09: "The department check is skipped when the event names none")."""
+    def visit(pid: str, dept: str | None) -> dict[str, Any]:
+        return ev(pid, f"{pid}-v", "2026-11-03", scene=6, dx=[("M54.500", "腰痛")], department=dept,
+                  items=[line("1", EXERCISE_THERAPY, "service", 1, 40.0)])
+    a = Story(engine).one(visit("P-b09c", "A50"), "R09")
+    assert a is not None and "A50" in a["message_zh"] and "A21" in a["message_zh"]
+    assert Story(engine).one(visit("P-b09d", "A2102"), "R09") is None
+    assert Story(engine).one(visit("P-b09e", None), "R09") is None
+
+
+def test_r09_inpatient_antibiotic_bought_at_a_pharmacy(engine: Engine) -> None:
+    """R09 at a pharmacy (scene 10): 注射用美罗培南 (限住院) bought at a retail pharmacy is flagged;
+    amoxicillin bought with it is not."""
+    alerts = Story(engine).send(ev("P-b09f", "b09-f", "2026-11-04", scene=10, inst="PH3", level=None, etype="pharmacy",
+                                   items=[line("1", AMOXICILLIN, qty=24, price=0.6, days=4),
+                                          line("2", MEROPENEM, qty=6, price=80.0)]))
+    assert [a["line_ids"] for a in rule_alerts(alerts, "R09")] == [["2"]]
+
+
+# -- R11 限适应症 ------------------------------------------------------------------------------------------
+
+
+def test_r11_clopidogrel_for_hypertension_only(engine: Engine) -> None:
+    """R11: clopidogrel on a hypertension-only visit is flagged, naming the diagnoses; the same visit with
+    a recorded old cerebral infarction (I63) besides is not."""
+    items = [line("1", CLOPIDOGREL, qty=28, price=1.2, days=28), line("2", AMLODIPINE_JX, qty=28, price=0.5, days=28)]
+    a = Story(engine).one(ev("P-b11a", "b11-a", "2026-12-01", dx=HTN, items=items), "R11")
+    assert a is not None and a["line_ids"] == ["1"] and "I10.x00" in a["message_zh"]
+    assert Story(engine).one(ev("P-b11b", "b11-b", "2026-12-01", dx=[*HTN, ("I63.900", "陈旧性脑梗死")], items=items),
+                             "R11") is None
+
+
+def test_r11_order_without_diagnosis_reads_the_stays(engine: Engine) -> None:
+    """R11 inside a stay: the scene-4 order of human albumin carries no diagnosis, so the stay's main
+    diagnosis recorded at admission decides — cirrhosis (K74) is an indication, pneumonia is not."""
+    for pid, dx, fires in (("P-b11c", [("K74.600", "肝硬化")], False), ("P-b11d", PNEUMONIA, True)):
+        s = Story(engine)
+        s.send(stay(pid, f"{pid}-adm", 3, "2026-12-02", adm="2026-12-02", dx=dx))
+        a = s.one(stay(pid, f"{pid}-ord", 4, "2026-12-03", [line("1", ALBUMIN, qty=2, price=400.0, start="2026-12-03")],
+                       adm="2026-12-02", dx=[]), "R11")
+        assert (a is not None) is fires
+
+
+def test_r11_no_diagnosis_at_all_is_r37s(engine: Engine) -> None:
+    """R11 without any diagnosis (docs/rules.md, *Limits and choices*: "R11 does not judge a request with
+    no diagnosis at all … R37 reports those instead"): clopidogrel prescribed with no diagnosis gets R37,
+    not R11; oxytocin for a delivery (chapter O) is within its indication."""
+    alerts = Story(engine).send(ev("P-b11e", "b11-e", "2026-12-04", items=[line("1", CLOPIDOGREL, qty=28, price=1.2, days=28)]))
+    assert not rule_alerts(alerts, "R11") and rule_alerts(alerts, "R37")
+    s = Story(engine)
+    s.send(stay("P-b11f", "b11-adm", 3, "2026-12-04", adm="2026-12-04", gender="F", birth="1995-01-01",
+                dx=[("O80.000", "单胎顺产")]))
+    assert s.one(stay("P-b11f", "b11-ord", 4, "2026-12-04", [line("1", OXYTOCIN, qty=1, price=5.0, start="2026-12-04")],
+                      adm="2026-12-04", gender="F", birth="1995-01-01", dx=[("O80.000", "单胎顺产")]), "R11") is None
+
+
+# -- R37 处方无诊断 ----------------------------------------------------------------------------------------
+
+
+def test_r37_two_line_prescription_without_diagnosis(engine: Engine) -> None:
+    """R37: an outpatient prescription of amoxicillin and ambroxol with no diagnosis names both lines;
+    the same prescription with 急性支气管炎 is not flagged."""
+    items = [line("1", AMOXICILLIN, qty=24, price=0.6, days=4), line("2", AMBROXOL, qty=12, price=0.5, days=4)]
+    a = Story(engine).one(ev("P-b37a", "b37-a", "2026-03-02", scene=6, items=items), "R37")
+    assert a is not None and a["line_ids"] == ["1", "2"] and "共2项" in a["message_zh"] and a["amount"] == 20.4
+    assert Story(engine).one(ev("P-b37b", "b37-b", "2026-03-02", scene=6, dx=BRONCHITIS, items=items), "R37") is None
+
+
+def test_r37_pharmacy_purchase_and_tests_only(engine: Engine) -> None:
+    """R37 out of scope: a pharmacy purchase (scene 10) without a diagnosis (R37: "Pharmacy purchases …
+    are out of scope") and a lab-only visit without one are not flagged; decoction pieces prescribed
+    without a diagnosis are."""
+    assert Story(engine).one(ev("P-b37c", "b37-c", "2026-03-03", scene=10, inst="PH1", level=None, etype="pharmacy",
+                                items=[line("1", AMOXICILLIN, qty=24, price=0.6, days=4)]), "R37") is None
+    assert Story(engine).one(ev("P-b37d", "b37-d", "2026-03-03", scene=6,
+                                items=[line("1", BLOOD_COUNT, "service", 1, 20.0)]), "R37") is None
+    a = Story(engine).one(ev("P-b37e", "b37-e", "2026-03-03", scene=2,
+                             items=[line("1", GANCAO, "herb", 10, 0.2, days=7)]), "R37")
+    assert a is not None and a["line_ids"] == ["1"]
+
+
+def test_r37_prescription_sent_again_with_its_diagnosis(engine: Engine) -> None:
+    """R37 through the day of a visit: the order (scene 2) without a diagnosis is warned; the doctor adds
+    the diagnosis and the pre-settlement (scene 7) of the same encounter is not flagged."""
+    s = Story(engine)
+    items = [line("1", AMLODIPINE_JX, qty=28, price=0.5, days=28)]
+    assert s.one(ev("P-b37f", "b37-f1", "2026-03-04", enc="b37-f", items=items), "R37")
+    assert s.one(ev("P-b37f", "b37-f2", "2026-03-04T09:20:00+08:00", scene=7, enc="b37-f", dx=HTN, items=items),
+                 "R37") is None
