@@ -196,6 +196,18 @@ def test_r04_orchiectomy_ordered_for_a_woman(engine: Engine) -> None:
     assert [a["line_ids"] for a in rule_alerts(alerts, "R04")] == [["2"]]
 
 
+def test_r04_outpatient_operation_at_settlement(engine: Engine) -> None:
+    """R04 "at settlement": a prostate biopsy is often an outpatient operation (门诊手术). Billed on a
+    woman's outpatient settlement (scene 6) it contradicts her sex as much as in a stay — and R02 leaves
+    surgery to R04, so without R04 the line would pass unchecked. For a man it is not flagged."""
+    item = [line("1", PROSTATE_BIOPSY, "service", 1, 600.0)]
+    a = Story(engine).one(ev("P-b04p", "b04-p", "2026-07-12", scene=6, gender="F", dx=[("N39.000", "尿路感染")],
+                             items=item), "R04")
+    assert a is not None and a["line_ids"] == ["1"]
+    assert Story(engine).one(ev("P-b04q", "b04-q", "2026-07-12", scene=6, gender="M", dx=[("N40.x00", "前列腺增生")],
+                                items=item), "R04") is None
+
+
 # -- R03 诊断与性别不符 ------------------------------------------------------------------------------------
 
 
