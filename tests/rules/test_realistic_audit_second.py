@@ -17,7 +17,7 @@ import json
 from typing import Any
 
 from services.rules.engine import Engine
-from tests.rules.audit_kit import Story, ev, line, stay
+from tests.rules.audit_kit import Story, ev, evidence_events, line, stay
 
 # drugs
 PROGESTERONE = "XG03DAA078B001010102209"      # 黄体酮胶囊, women only
@@ -429,3 +429,437 @@ def test_r37_prescription_sent_again_with_its_diagnosis(engine: Engine) -> None:
     assert s.one(ev("P-b37f", "b37-f1", "2026-03-04", enc="b37-f", items=items), "R37")
     assert s.one(ev("P-b37f", "b37-f2", "2026-03-04T09:20:00+08:00", scene=7, enc="b37-f", dx=HTN, items=items),
                  "R37") is None
+
+
+# -- R14 分解收费 ------------------------------------------------------------------------------------------
+
+
+def test_r14_liver_tests_charged_one_by_one_at_the_clinic(engine: Engine) -> None:
+    """R14 at an outpatient settlement (scene 6): ALT, AST, total bilirubin and albumin charged as four
+    single tests instead of 肝功能组合 (4 of its components: its minimum) are flagged, naming the bundle;
+    three of them are not (below the minimum)."""
+    four = [line("1", ALT, "service", 1, 5.0), line("2", AST, "service", 1, 5.0), line("3", TBIL, "service", 1, 5.0),
+            line("4", ALB_TEST, "service", 1, 5.0), line("5", BLOOD_COUNT, "service", 1, 20.0)]
+    a = Story(engine).one(ev("P-b14a", "b14-a", "2026-03-09", scene=6, dx=[("K74.600", "肝硬化")], items=four), "R14")
+    assert a is not None and a["line_ids"] == ["1", "2", "3", "4"] and a["amount"] == 20.0 and LIVER_PANEL in a["message_zh"]
+    assert Story(engine).one(ev("P-b14b", "b14-b", "2026-03-09", scene=6, dx=[("K74.600", "肝硬化")],
+                                items=four[1:]), "R14") is None
+
+
+def test_r14_renal_tests_at_order_time_and_with_the_panel(engine: Engine) -> None:
+    """R14 at order time (scene 4): urea, creatinine and uric acid ordered apart in a stay are warned; an
+    order of 肾功能组合 itself with a repeat creatinine is not R14's (the panel is charged)."""
+    s = Story(engine)
+    s.send(stay("P-b14c", "b14-adm", 3, "2026-03-10", adm="2026-03-10", dx=[("N18.900", "慢性肾脏病")]))
+    a = s.one(stay("P-b14c", "b14-o1", 4, "2026-03-10", [line("1", UREA, "service", 1, 6.0, start="2026-03-10"),
+                                                        line("2", CREATININE, "service", 1, 6.0, start="2026-03-10"),
+                                                        line("3", URIC, "service", 1, 6.0, start="2026-03-10")],
+                   adm="2026-03-10", dx=[("N18.900", "慢性肾脏病")]), "R14")
+    assert a is not None and a["line_ids"] == ["1", "2", "3"]
+    t = Story(engine)
+    t.send(stay("P-b14d", "b14d-adm", 3, "2026-03-10", adm="2026-03-10", dx=[("N18.900", "慢性肾脏病")]))
+    assert t.one(stay("P-b14d", "b14d-o1", 4, "2026-03-10", [line("1", "002503079000000", "service", 1, 15.0, start="2026-03-10"),
+                                                            line("2", CREATININE, "service", 1, 6.0, start="2026-03-10")],
+                      adm="2026-03-10", dx=[("N18.900", "慢性肾脏病")]), "R14") is None
+
+
+# -- R17 限支付疗程 ----------------------------------------------------------------------------------------
+
+
+def test_r17_edaravone_beyond_fourteen_days_of_a_stay(engine: Engine) -> None:
+    """R17 inside a stay (scene 4 orders): edaravone (paid for 14 days) first ordered on 05-01; an order
+    dated 05-15 (day 15 of the course) is flagged naming the first date; one dated 05-14 (day 14) is not."""
+    for pid, last, fires in (("P-b17a", "2026-05-15", True), ("P-b17b", "2026-05-14", False)):
+        s = Story(engine)
+        s.send(stay(pid, f"{pid}-adm", 3, "2026-05-01", adm="2026-05-01", dx=STROKE))
+        s.send(stay(pid, f"{pid}-o1", 4, "2026-05-01", [line("1", EDARAVONE, qty=2, price=40.0, start="2026-05-01")],
+                    adm="2026-05-01", dx=STROKE))
+        a = s.one(stay(pid, f"{pid}-o2", 4, last, [line("1", EDARAVONE, qty=2, price=40.0, start=last)],
+                       adm="2026-05-01", dx=STROKE), "R17")
+        assert (a is not None) is fires
+        if a is not None:
+            assert "2026-05-01" in a["message_zh"] and "15天" in a["message_zh"] and "14天" in a["message_zh"]
+
+
+def test_r17_course_continues_across_a_transfer(engine: Engine) -> None:
+    """R17 across institutions: ginkgo-leaf injection (14 days) started at H1 on 05-01, the patient is
+    transferred and H2 orders it again on 05-20 — the same course (pause 19 days ≤ 30), day 20: flagged.
+    A patient whose H2 stay starts 45 days after the H1 course is on a new course: not flagged."""
+    for pid, again, fires in (("P-b17c", "2026-05-20", True), ("P-b17d", "2026-06-15", False)):
+        s = Story(engine)
+        s.send(stay(pid, f"{pid}-o1", 4, "2026-05-01", [line("1", GINKGO, qty=1, price=30.0, start="2026-05-01")],
+                    adm="2026-05-01", dx=STROKE))
+        a = s.one(stay(pid, f"{pid}-o2", 4, again, [line("1", GINKGO, qty=1, price=30.0, start=again)], inst="H2",
+                       adm=again, dx=STROKE), "R17")
+        assert (a is not None) is fires
+
+
+def test_r17_hyperbaric_oxygen_sessions_after_a_pause(engine: Engine) -> None:
+    """R17 on a service (高压氧舱治疗, paid for 30 days): a session on 03-31 after one on 03-01 is day 31 of
+    the same course (pause 30 days, not more than gap_days): flagged; a session on 04-01 after a pause of
+    31 days starts a new course: not flagged."""
+    for pid, again, fires in (("P-b17e", "2026-03-31", True), ("P-b17f", "2026-04-01", False)):
+        s = Story(engine)
+        s.send(ev(pid, f"{pid}-1", "2026-03-01", scene=6, dx=[("T70.300", "减压病")],
+                  items=[line("1", HYPERBARIC, "service", 1, 150.0)]))
+        a = s.one(ev(pid, f"{pid}-2", again, scene=6, dx=[("T70.300", "减压病")],
+                     items=[line("1", HYPERBARIC, "service", 1, 150.0)]), "R17")
+        assert (a is not None) is fires
+
+
+# -- R23 频繁住院 ------------------------------------------------------------------------------------------
+
+
+def _admit(s: Story, pid: str, eid: str, inst: str, adm: str, dis: str, dx: list[tuple[str, str]] = PNEUMONIA) -> None:
+    """One whole stay: the admission (scene 3) and its settlement with the discharge (scene 8)."""
+    s.send(stay(pid, eid, 3, adm, adm=adm, inst=inst, dx=dx))
+    s.send(stay(pid, f"{eid}-set", 8, dis, [bed("1", adm, 3)], adm=adm, dis=dis, inst=inst, dx=dx))
+
+
+def test_r23_fourth_admission_in_a_year_at_two_hospitals(engine: Engine) -> None:
+    """R23: stays at H1 (01-10), H2 (04-02) and H1 (07-15); the admission at H2 on 11-20 is the fourth
+    within 365 days: flagged, its evidence naming each earlier admission by event id, institution and
+    date. A patient whose first stay was 13 months earlier has three within the year: not flagged."""
+    s = Story(engine)
+    for eid, inst, adm in (("b23-1", "H1", "2026-01-10"), ("b23-2", "H2", "2026-04-02"), ("b23-3", "H1", "2026-07-15")):
+        _admit(s, "P-b23a", eid, inst, adm, adm[:8] + "20")
+    a = s.one(stay("P-b23a", "b23-4", 3, "2026-11-20", adm="2026-11-20", inst="H2", dx=PNEUMONIA), "R23")
+    assert a is not None and "第4次" in a["message_zh"]
+    assert [(e["event_id"], e["institution_id"], e["admitted_on"]) for e in evidence_events(a)] == [
+        ("b23-1", "H1", "2026-01-10"), ("b23-2", "H2", "2026-04-02"), ("b23-3", "H1", "2026-07-15")]
+    t = Story(engine)
+    for eid, inst, adm in (("b23b-1", "H1", "2025-10-10"), ("b23b-2", "H2", "2026-04-02"), ("b23b-3", "H1", "2026-07-15")):
+        _admit(t, "P-b23b", eid, inst, adm, adm[:8] + "20")
+    assert t.one(stay("P-b23b", "b23b-4", 3, "2026-11-20", adm="2026-11-20", inst="H2", dx=PNEUMONIA), "R23") is None
+
+
+def test_r23_chemotherapy_cycles_neither_count_nor_fire(engine: Engine) -> None:
+    """R23 and planned cycles (R23's description: Z51.1 "neither count nor fire"): four chemotherapy
+    admissions in five months, then an admission for pneumonia — one non-exempt admission: not flagged;
+    nor is a fifth chemotherapy cycle."""
+    s = Story(engine)
+    for i, month in enumerate(("02", "03", "04", "05")):
+        _admit(s, "P-b23c", f"b23c-{i}", "H1", f"2026-{month}-03", f"2026-{month}-06", dx=CHEMO)
+    assert s.one(stay("P-b23c", "b23c-p", 3, "2026-06-20", adm="2026-06-20", inst="H2", dx=PNEUMONIA), "R23") is None
+    assert s.one(stay("P-b23c", "b23c-5", 3, "2026-07-03", adm="2026-07-03", dx=CHEMO), "R23") is None
+
+
+def test_r23_admission_registered_in_error_and_re_sent(engine: Engine) -> None:
+    """R23 and the HIS's corrections: an admission registered in error and cancelled (撤销入院) is not a
+    stay, and an admission re-registered under a new event id (same encounter) is one stay — the next
+    admission is the third: not flagged. Without the cancellation it is the fourth: flagged."""
+    for pid, cancel, fires in (("P-b23d", True, False), ("P-b23e", False, True)):
+        s = Story(engine)
+        _admit(s, pid, f"{pid}-1", "H1", "2026-02-01", "2026-02-08")
+        wrong = stay(pid, f"{pid}-2", 3, "2026-03-01", adm="2026-03-01", inst="H1", dx=PNEUMONIA, enc=f"{pid}-wrong")
+        s.send(wrong)
+        if cancel:
+            s.send(cancellation(wrong, f"{pid}-2x", "2026-03-01T09:30:00+08:00"))
+        s.send(stay(pid, f"{pid}-3", 3, "2026-05-01", adm="2026-05-01", inst="H2", dx=PNEUMONIA, enc=f"{pid}-may"))
+        s.send(stay(pid, f"{pid}-3r", 3, "2026-05-01T09:40:00+08:00", adm="2026-05-01", inst="H2", dx=PNEUMONIA,
+                    enc=f"{pid}-may"))
+        s.send(stay(pid, f"{pid}-3s", 8, "2026-05-09", [bed("1", "2026-05-01", 8)], adm="2026-05-01", dis="2026-05-09",
+                    inst="H2", dx=PNEUMONIA, enc=f"{pid}-may"))
+        a = s.one(stay(pid, f"{pid}-4", 3, "2026-08-01", adm="2026-08-01", inst="H1", dx=PNEUMONIA), "R23")
+        assert (a is not None) is fires
+
+
+# -- R25 频繁购药 ------------------------------------------------------------------------------------------
+
+
+def _buy(pid: str, eid: str, when: str, code: str = METFORMIN_VBP, inst: str = "PH1", scene: int = 10,
+         enc: str | None = None) -> dict[str, Any]:
+    etype = "pharmacy" if scene == 10 else "outpatient"
+    return ev(pid, eid, when, scene=scene, inst=inst, level=None if scene == 10 else 3, etype=etype, enc=enc,
+              dx=DM2 if scene != 10 else None, items=[line("1", code, qty=30, price=0.2, days=10)])
+
+
+def test_r25_fifth_metformin_purchase_of_march_across_pharmacies_and_a_clinic(engine: Engine) -> None:
+    """R25: metformin bought at PH1, PH2, PH1 (another manufacturer) and settled at a hospital clinic,
+    then at PH3 on 03-29 — the fifth purchase of the ingredient in March: flagged, the evidence naming
+    the four earlier ones. The same fifth purchase on 04-01 is the first of April: not flagged."""
+    for pid, fifth, fires in (("P-b25a", "2026-03-29", True), ("P-b25b", "2026-04-01", False)):
+        s = Story(engine)
+        s.send(_buy(pid, f"{pid}-1", "2026-03-02"))
+        s.send(_buy(pid, f"{pid}-2", "2026-03-08", inst="PH2"))
+        s.send(_buy(pid, f"{pid}-3", "2026-03-15", code=METFORMIN_BMS))
+        s.send(_buy(pid, f"{pid}-4", "2026-03-22", inst="H1", scene=6))
+        a = s.one(_buy(pid, f"{pid}-5", fifth, inst="PH3"), "R25")
+        assert (a is not None) is fires
+        if a is not None:
+            assert "第5次" in a["message_zh"]
+            assert [(e["event_id"], e["institution_id"], e["date"]) for e in evidence_events(a)][:4] == [
+                (f"{pid}-1", "PH1", "2026-03-02"), (f"{pid}-2", "PH2", "2026-03-08"), (f"{pid}-3", "PH1", "2026-03-15"),
+                (f"{pid}-4", "H1", "2026-03-22")]
+
+
+def test_r25_purchases_around_new_year(engine: Engine) -> None:
+    """R25 at the year boundary: four purchases in December 2026, then one on 2027-01-02 — the first of
+    January: not flagged; a fifth on 12-31 is: flagged, in month 2026-12."""
+    s = Story(engine)
+    for i, day in enumerate(("05", "12", "19", "26")):
+        s.send(_buy("P-b25c", f"b25c-{i}", f"2026-12-{day}", inst=("PH1", "PH2")[i % 2]))
+    assert s.one(_buy("P-b25c", "b25c-jan", "2027-01-02"), "R25") is None
+    t = Story(engine)
+    for i, day in enumerate(("05", "12", "19", "26")):
+        t.send(_buy("P-b25d", f"b25d-{i}", f"2026-12-{day}", inst=("PH1", "PH2")[i % 2]))
+    a = t.one(_buy("P-b25d", "b25d-dec", "2026-12-31"), "R25")
+    assert a is not None and "2026-12" in a["message_zh"]
+
+
+def test_r25_pre_settlement_then_settlement_is_one_purchase(engine: Engine) -> None:
+    """R25 and a visit sent twice: the fourth purchase of the month is pre-settled (scene 7) and then
+    settled (scene 6) as the same encounter — one purchase: the settlement is not flagged; the next
+    purchase (the fifth) is."""
+    s = Story(engine)
+    for i, day in enumerate(("03", "09", "15")):
+        s.send(_buy("P-b25e", f"b25e-{i}", f"2026-05-{day}"))
+    s.send(_buy("P-b25e", "b25e-pre", "2026-05-20", inst="H1", scene=7, enc="b25e-visit"))
+    assert s.one(_buy("P-b25e", "b25e-set", "2026-05-20T09:30:00+08:00", inst="H1", scene=6, enc="b25e-visit"), "R25") is None
+    assert s.one(_buy("P-b25e", "b25e-5", "2026-05-27", inst="PH2"), "R25")
+
+
+def test_r25_discharge_medication_counts(engine: Engine) -> None:
+    """R25 with discharge medication (R25's description: "discharge medication included"): three pharmacy
+    purchases, a stay settled on 06-12 sending metformin home (出院带药), then a purchase on 06-25 — the
+    fifth supply of the month: flagged, naming the discharge among the earlier events."""
+    s = Story(engine)
+    for i, day in enumerate(("01", "03", "05")):
+        s.send(_buy("P-b25f", f"b25f-{i}", f"2026-06-{day}"))
+    s.send(stay("P-b25f", "b25f-dis", 8, "2026-06-12", [bed("1", "2026-06-06", 6),
+                                                        line("2", METFORMIN_VBP, qty=30, price=0.2, days=10,
+                                                             start="2026-06-12", take_home=True)],
+                adm="2026-06-06", dis="2026-06-12", dx=DM2))
+    a = s.one(_buy("P-b25f", "b25f-5", "2026-06-25"), "R25")
+    assert a is not None and "b25f-dis" in [e["event_id"] for e in evidence_events(a)]
+
+
+# -- R28 住院天数异常 --------------------------------------------------------------------------------------
+
+
+def test_r28_pneumonia_stay_at_twice_the_reference(engine: Engine) -> None:
+    """R28: pneumonia (reference 9 days, factor 2): a stay of 19 days is flagged, one of 18 is not."""
+    for pid, dis, fires in (("P-b28a", "2026-04-20", True), ("P-b28b", "2026-04-19", False)):
+        a = Story(engine).one(stay(pid, f"{pid}-set", 8, dis, [bed("1", "2026-04-01", 18)], adm="2026-04-01", dis=dis,
+                                   dx=PNEUMONIA), "R28")
+        assert (a is not None) is fires
+
+
+def test_r28_order_on_day_25_of_a_stroke_stay(engine: Engine) -> None:
+    """R28 at order time (scene 4), the main diagnosis recorded at admission: cerebral infarction
+    (reference 12 days): an order on day 25 after admission is warned, one on day 24 is not."""
+    for pid, when, fires in (("P-b28c", "2026-01-26", True), ("P-b28d", "2026-01-25", False)):
+        s = Story(engine)
+        s.send(stay(pid, f"{pid}-adm", 3, "2026-01-01", adm="2026-01-01", dx=STROKE))
+        a = s.one(stay(pid, f"{pid}-ord", 4, when, [line("1", INPT_CONSULT, "service", 1, 20.0, start=when, unit="日")],
+                       adm="2026-01-01", dx=[]), "R28")
+        assert (a is not None) is fires
+
+
+def test_r28_reference_of_the_main_diagnosis_not_a_secondary_one(engine: Engine) -> None:
+    """R28 reads the MAIN diagnosis: a 10-day stay for an upper respiratory infection (reference 4) in a
+    patient who also has lung cancer (secondary, reference 14) is flagged; the same stay with the cancer
+    as main diagnosis is not."""
+    uri = ("J06.900", "急性上呼吸道感染")
+    cancer = ("C34.900", "肺恶性肿瘤")
+    a = Story(engine).one(stay("P-b28e", "b28-e", 8, "2026-02-11", [bed("1", "2026-02-01", 10)], adm="2026-02-01",
+                               dis="2026-02-11", dx=[uri, cancer]), "R28")
+    assert a is not None and "J06.900" in a["message_zh"]
+    assert Story(engine).one(stay("P-b28f", "b28-f", 8, "2026-02-11", [bed("1", "2026-02-01", 10)], adm="2026-02-01",
+                                  dis="2026-02-11", dx=[cancer, uri]), "R28") is None
+
+
+# -- R29 非计划再入院 --------------------------------------------------------------------------------------
+
+
+def test_r29_readmission_at_another_hospital_31_days_after_discharge(engine: Engine) -> None:
+    """R29: discharged from H1 on 03-10 after pneumonia, admitted to H2 on 04-10 (31 days): flagged, the
+    evidence naming the H1 stay by event id, institution and discharge date; admitted on 04-11 (32 days):
+    not flagged."""
+    for pid, adm, fires in (("P-b29a", "2026-04-10", True), ("P-b29b", "2026-04-11", False)):
+        s = Story(engine)
+        _admit(s, pid, f"{pid}-1", "H1", "2026-03-01", "2026-03-10")
+        a = s.one(stay(pid, f"{pid}-2", 3, adm, adm=adm, inst="H2", dx=[("I50.900", "心力衰竭")]), "R29")
+        assert (a is not None) is fires
+        if a is not None:
+            e = evidence_events(a)
+            assert [(x["event_id"], x["institution_id"], x["discharged_on"]) for x in e] == [(f"{pid}-1", "H1", "2026-03-10")]
+            assert "31天" in a["message_zh"]
+
+
+def test_r29_planned_chemotherapy_and_an_unplanned_return(engine: Engine) -> None:
+    """R29 and planned cycles: a lung-cancer patient discharged on 05-05 comes back on 05-26 for the next
+    chemotherapy cycle (Z51.1): not flagged; a patient back on 05-15 with pneumonia after the cycle is."""
+    s = Story(engine)
+    _admit(s, "P-b29c", "b29c-1", "H1", "2026-05-02", "2026-05-05", dx=CHEMO)
+    assert s.one(stay("P-b29c", "b29c-2", 3, "2026-05-26", adm="2026-05-26", dx=CHEMO), "R29") is None
+    t = Story(engine)
+    _admit(t, "P-b29d", "b29d-1", "H1", "2026-05-02", "2026-05-05", dx=CHEMO)
+    assert t.one(stay("P-b29d", "b29d-2", 3, "2026-05-15", adm="2026-05-15", dx=PNEUMONIA), "R29")
+
+
+def test_r29_same_hospital_other_cause_and_the_first_stay(engine: Engine) -> None:
+    """R29 any cause (R29's description: "any discharge at any institution"): after a hernia repair at
+    H1 (discharged 09-04) the patient is admitted to H1 again on 09-09 for pneumonia: flagged. A patient's
+    first stay ever is not a readmission."""
+    s = Story(engine)
+    _admit(s, "P-b29e", "b29e-1", "H1", "2026-09-01", "2026-09-04", dx=[("K40.900", "腹股沟疝")])
+    assert s.one(stay("P-b29e", "b29e-2", 3, "2026-09-09", adm="2026-09-09", dx=PNEUMONIA), "R29")
+    assert Story(engine).one(stay("P-b29f", "b29f-1", 3, "2026-09-09", adm="2026-09-09", dx=PNEUMONIA), "R29") is None
+
+
+# -- R30 无指征住院(低标准入院) ---------------------------------------------------------------------------
+
+
+def _exam_stay(pid: str, adm: str, dis: str, extra: float = 0.0) -> dict[str, Any]:
+    items = [line("1", CT_CHEST, "service", 1, 300.0, start=adm), line("2", MRI_HEAD, "service", 1, 500.0, start=adm),
+             line("3", BLOOD_COUNT, "service", 1, 20.0, start=adm), bed("4", adm, 1, 60.0)]
+    if extra:
+        items.append(line("5", NURSING_2, "service", 1, extra, start=adm, unit="日"))
+    return stay(pid, f"{pid}-set", 8, dis, items, adm=adm, dis=dis, dx=[("R51.x00", "头痛")])
+
+
+def test_r30_two_day_stay_for_scans(engine: Engine) -> None:
+    """R30: a two-day stay whose charges are a chest CT, a head MRI and a blood count (820 of 880, 93 %)
+    is flagged naming the examination lines; the same charges over a three-day stay are not."""
+    a = Story(engine).one(_exam_stay("P-b30a", "2026-04-01", "2026-04-03"), "R30")
+    assert a is not None and a["line_ids"] == ["1", "2", "3"] and a["amount"] == 880.0 and "93%" in a["message_zh"]
+    assert Story(engine).one(_exam_stay("P-b30b", "2026-04-01", "2026-04-04"), "R30") is None
+
+
+def test_r30_share_at_the_threshold(engine: Engine) -> None:
+    """R30 at its threshold (more than 70 %): examinations 820 of 1,171.43 (70.0 %) in a one-day stay are
+    not flagged; with nursing of 240 instead (820 of 1,120, 73 %) they are."""
+    assert Story(engine).one(_exam_stay("P-b30c", "2026-04-01", "2026-04-02", extra=291.43), "R30") is None
+    assert Story(engine).one(_exam_stay("P-b30d", "2026-04-01", "2026-04-02", extra=240.0), "R30")
+
+
+def test_r30_settlement_without_lines_after_orders(engine: Engine) -> None:
+    """R30 for a HIS that sends its charges as scene-4 orders and settles without lines: the stay's
+    accumulated charges (scans 800 of 860) decide: flagged; a stay whose orders were mostly treatment
+    (an appendectomy) is not."""
+    for pid, op, fires in (("P-b30e", False, True), ("P-b30f", True, False)):
+        s = Story(engine)
+        s.send(stay(pid, f"{pid}-adm", 3, "2026-04-01", adm="2026-04-01", dx=[("R10.400", "腹痛")]))
+        items = [line("1", CT_CHEST, "service", 1, 300.0, start="2026-04-01"),
+                 line("2", MRI_HEAD, "service", 1, 500.0, start="2026-04-01"), bed("3", "2026-04-01", 1)]
+        if op:
+            items.append(line("4", APPENDECTOMY, "service", 1, 900.0, start="2026-04-01"))
+        s.send(stay(pid, f"{pid}-ord", 4, "2026-04-01", items, adm="2026-04-01", dx=[("R10.400", "腹痛")]))
+        a = s.one(stay(pid, f"{pid}-set", 8, "2026-04-02", [], adm="2026-04-01", dis="2026-04-02",
+                       dx=[("R10.400", "腹痛")]), "R30")
+        assert (a is not None) is fires
+
+
+# -- R33 未使用集采中选产品 ---------------------------------------------------------------------------------
+
+
+def test_r33_originator_amlodipine_in_a_three_line_prescription(engine: Engine) -> None:
+    """R33: Pfizer's amlodipine (not selected) beside selected valsartan and atorvastatin: only the
+    amlodipine is flagged, naming both selected amlodipine products; felodipine (no selected product of
+    its ingredient and form) is not."""
+    alerts = Story(engine).send(ev("P-b33a", "b33-a", "2026-06-15", scene=6, dx=HTN,
+                                   items=[line("1", AMLODIPINE_PFIZER, qty=28, price=0.5, days=28),
+                                          line("2", VALSARTAN_VBP, qty=28, price=1.0, days=28),
+                                          line("3", ATORVASTATIN_VBP, qty=28, price=1.0, days=28),
+                                          line("4", FELODIPINE, qty=28, price=1.5, days=28)]))
+    r33 = rule_alerts(alerts, "R33")
+    assert [a["line_ids"] for a in r33] == [["1"]]
+    assert AMLODIPINE_JX in r33[0]["message_zh"] and AMLODIPINE_YZJ in r33[0]["message_zh"]
+
+
+def test_r33_pharmacy_purchase_of_a_non_selected_metformin(engine: Engine) -> None:
+    """R33 at a pharmacy (scene 10): BMS metformin (not selected) is flagged; the selected one is not."""
+    assert Story(engine).one(_buy("P-b33b", "b33-b", "2026-06-16", code=METFORMIN_BMS), "R33")
+    assert Story(engine).one(_buy("P-b33c", "b33-c", "2026-06-16", code=METFORMIN_VBP), "R33") is None
+
+
+def test_r33_ceftriaxone_across_new_year_2024(engine: Engine) -> None:
+    """R33 at each line's date: a stay from 2023-12-28 settled on 2024-01-03 with Roche ceftriaxone each
+    day. The selected product is listed from 2024-01-01 (and R33 is in force from then): the lines of
+    2023 are not flagged, the lines from 2024-01-01 are."""
+    items = [line(str(i + 1), CEFTRIAXONE_ROCHE, qty=2, price=40.0, start=d)
+             for i, d in enumerate(("2023-12-28", "2023-12-30", "2024-01-01", "2024-01-02"))]
+    r33 = rule_alerts(Story(engine).send(stay("P-b33d", "b33-d", 8, "2024-01-03", items, adm="2023-12-28",
+                                              dis="2024-01-03", dx=PNEUMONIA)), "R33")
+    assert [a["line_ids"] for a in r33] == [["3"], ["4"]] and all(CEFTRIAXONE_VBP in a["message_zh"] for a in r33)
+
+
+# -- R36 超说明书用量 --------------------------------------------------------------------------------------
+
+
+def test_r36_amlodipine_split_over_two_manufacturers(engine: Engine) -> None:
+    """R36 with 分解处方: amlodipine 28 tablets (京新) and 56 tablets (扬子江) for 28 days in one prescription
+    is 3 tablets a day, above the labelled 2: both lines flagged; 28 + 28 (2 a day) is not."""
+    def rx(pid: str, second: float) -> dict[str, Any]:
+        return ev(pid, f"{pid}-rx", "2026-07-01", dx=HTN, items=[line("1", AMLODIPINE_JX, qty=28, price=0.5, days=28),
+                                                              line("2", AMLODIPINE_YZJ, qty=second, price=0.5, days=28)])
+    a = Story(engine).one(rx("P-b36a", 56), "R36")
+    assert a is not None and a["line_ids"] == ["1", "2"] and "3片" in a["message_zh"]
+    assert Story(engine).one(rx("P-b36b", 28), "R36") is None
+
+
+def test_r36_metformin_at_the_label_maximum_and_above(engine: Engine) -> None:
+    """R36 at the maximum: metformin 150 tablets for 30 days (5 a day, the labelled maximum) is not
+    flagged; 165 for 30 days (5.5 a day) bought at a pharmacy is."""
+    assert Story(engine).one(ev("P-b36c", "b36-c", "2026-07-02", dx=DM2,
+                                items=[line("1", METFORMIN_VBP, qty=150, price=0.2, days=30)]), "R36") is None
+    assert Story(engine).one(ev("P-b36d", "b36-d", "2026-07-02", scene=10, inst="PH1", level=None, etype="pharmacy",
+                                items=[line("1", METFORMIN_VBP, qty=165, price=0.2, days=30)]), "R36")
+
+
+def test_r36_same_ingredient_in_different_units(engine: Engine) -> None:
+    """R36 does not add up different units: a child's ibuprofen suspension (1 bottle a day) and adult
+    capsules (4 a day) of one ingredient on one prescription are each within their label: not flagged;
+    5 capsules a day are."""
+    assert Story(engine).one(ev("P-b36e", "b36-e", "2026-07-03", dx=[("R50.900", "发热")],
+                                items=[line("1", IBUPROFEN_SUSP, qty=1, price=15.0, days=1),
+                                       line("2", IBUPROFEN_CAP, qty=4, price=0.8, days=1)]), "R36") is None
+    assert Story(engine).one(ev("P-b36f", "b36-f", "2026-07-03", dx=[("R50.900", "发热")],
+                                items=[line("1", IBUPROFEN_CAP, qty=10, price=0.8, days=2)]), "R36")
+
+
+# -- R41 住院期间再次入院 ----------------------------------------------------------------------------------
+
+
+def test_r41_admitted_at_h2_while_the_h1_stay_is_open_and_old_open_stays(engine: Engine) -> None:
+    """R41: admitted to H1 on 03-01 with no discharge recorded; admitted to H2 on 03-05: flagged, the
+    evidence naming the H1 admission. A stay with no discharge recorded for more than 60 days is no
+    longer held open (R41's description: "for at most max_open_days"): an admission 63 days later is not."""
+    s = Story(engine)
+    s.send(stay("P-b41a", "b41a-1", 3, "2026-03-01", adm="2026-03-01", dx=PNEUMONIA))
+    a = s.one(stay("P-b41a", "b41a-2", 3, "2026-03-05", adm="2026-03-05", inst="H2", dx=PNEUMONIA), "R41")
+    assert a is not None and [(e["event_id"], e["institution_id"], e["admitted_on"]) for e in evidence_events(a)] == [
+        ("b41a-1", "H1", "2026-03-01")]
+    t = Story(engine)
+    t.send(stay("P-b41b", "b41b-1", 3, "2026-01-01", adm="2026-01-01", dx=PNEUMONIA))
+    assert t.one(stay("P-b41b", "b41b-2", 3, "2026-03-05", adm="2026-03-05", inst="H2", dx=PNEUMONIA), "R41") is None
+
+
+def test_r41_settlement_whose_admission_lies_inside_another_stay(engine: Engine) -> None:
+    """R41 at settlement (a hospital that sends no admission event): H1's stay 03-01..03-10 is settled;
+    H2 settles a stay admitted on 03-06: flagged. H2's stay admitted on 03-10, H1's discharge day (a
+    transfer), is not."""
+    for pid, adm, fires in (("P-b41c", "2026-03-06", True), ("P-b41d", "2026-03-10T14:00:00+08:00", False)):
+        s = Story(engine)
+        _admit(s, pid, f"{pid}-1", "H1", "2026-03-01", "2026-03-10")
+        a = s.one(stay(pid, f"{pid}-2", 8, "2026-03-15", [bed("1", adm, 5)], adm=adm, dis="2026-03-15", inst="H2",
+                       dx=PNEUMONIA), "R41")
+        assert (a is not None) is fires
+
+
+def test_r41_admission_re_sent_or_cancelled(engine: Engine) -> None:
+    """R41 and the HIS's corrections: the same admission sent again under a new event id (same encounter)
+    is not a second admission; an admission at H1 registered in error and cancelled leaves no open stay,
+    so the admission at H2 the next day is not flagged — without the cancellation it is."""
+    s = Story(engine)
+    s.send(stay("P-b41e", "b41e-1", 3, "2026-03-01", adm="2026-03-01", dx=PNEUMONIA))
+    assert s.one(stay("P-b41e", "b41e-1r", 3, "2026-03-01T10:00:00+08:00", adm="2026-03-01", dx=PNEUMONIA), "R41") is None
+    for pid, cancel, fires in (("P-b41f", True, False), ("P-b41g", False, True)):
+        t = Story(engine)
+        wrong = stay(pid, f"{pid}-1", 3, "2026-03-01", adm="2026-03-01", dx=PNEUMONIA)
+        t.send(wrong)
+        if cancel:
+            t.send(cancellation(wrong, f"{pid}-1x", "2026-03-01T11:00:00+08:00"))
+        a = t.one(stay(pid, f"{pid}-2", 3, "2026-03-02", adm="2026-03-02", inst="H2", dx=PNEUMONIA), "R41")
+        assert (a is not None) is fires
