@@ -14,10 +14,12 @@ English text without Chinese. History-based rules are checked for evidence namin
 from __future__ import annotations
 
 import json
+import pathlib
 from typing import Any
 
 from services.rules.engine import Engine
 from tests.rules.audit_kit import Story, ev, evidence_events, line, stay
+from tests.rules.conftest import edit_json
 
 # drugs
 PROGESTERONE = "XG03DAA078B001010102209"      # 黄体酮胶囊, women only
@@ -783,6 +785,25 @@ def test_r33_ceftriaxone_across_new_year_2024(engine: Engine) -> None:
     r33 = rule_alerts(Story(engine).send(stay("P-b33d", "b33-d", 8, "2024-01-03", items, adm="2023-12-28",
                                               dis="2024-01-03", dx=PNEUMONIA)), "R33")
     assert [a["line_ids"] for a in r33] == [["3"], ["4"]] and all(CEFTRIAXONE_VBP in a["message_zh"] for a in r33)
+
+
+def test_r33_procurement_round_ended_before_the_settlement(data_dir: pathlib.Path) -> None:
+    """R33 at the line's date, with a catalogue edition in which both selected amlodipine products leave
+    the list on 2026-03-31 (a procurement round ends): a stay settled on 04-05 with Pfizer's amlodipine
+    given on 03-25 — when the selected products were listed — is flagged; given on 04-02, after they left,
+    it is not (nothing selected to switch to)."""
+    def end_round(doc: dict[str, Any]) -> None:
+        for r in doc["rows"]:
+            if r["code"] in (AMLODIPINE_JX, AMLODIPINE_YZJ):
+                r["effective_to"] = "2026-03-31"
+    edit_json(data_dir / "kb" / "drugs.json", end_round)
+    edited = Engine.load(data_dir)
+    for pid, given, fires in (("P-b33e", "2026-03-25", True), ("P-b33f", "2026-04-02", False)):
+        a = Story(edited).one(stay(pid, f"{pid}-set", 8, "2026-04-05", [line("1", AMLODIPINE_PFIZER, qty=2, price=0.5, start=given)],
+                                   adm="2026-03-20", dis="2026-04-05", dx=HTN), "R33")
+        assert (a is not None) is fires
+        if a is not None:
+            assert a["line_ids"] == ["1"] and AMLODIPINE_JX in a["message_zh"]
 
 
 # -- R36 超说明书用量 --------------------------------------------------------------------------------------
