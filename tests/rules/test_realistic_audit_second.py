@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 from typing import Any
 
-from services.rules.engine import Engine
+from services.rules.engine import DEFAULT_DATA, Engine
 from tests.rules.audit_kit import Story, ev, evidence_events, line, stay
 from tests.rules.conftest import edit_json
 
@@ -884,3 +885,67 @@ def test_r41_admission_re_sent_or_cancelled(engine: Engine) -> None:
             t.send(cancellation(wrong, f"{pid}-1x", "2026-03-01T11:00:00+08:00"))
         a = t.one(stay(pid, f"{pid}-2", 3, "2026-03-02", adm="2026-03-02", inst="H2", dx=PNEUMONIA), "R41")
         assert (a is not None) is fires
+
+
+# -- policy citations against the documents they cite ---------------------------------------------------
+
+# The 两库 1.0 framework's items (../shared/domain.md, "the 两库 1.0 rule framework"): code → item name.
+FRAMEWORK = {
+    "GZ10000301004": "区分性别使用", "GZ10000302004": "区分性别使用", "GZ10000204006": "诊断与性别不符",
+    "GZ10000201005": "手术编码与性别不符", "GZ10000204007": "诊断与年龄不符", "GZ10000101001": "限工伤保险",
+    "GZ10000101002": "限生育保险", "GZ10000102003": "限工伤保险", "GZ10000102004": "限生育保险",
+    "GZ10000102008": "限科室", "GZ10000102009": "限就医方式", "GZ10000101008": "限适应症",
+    "GZ10000101011": "超限定病种目录", "GZ10000102013": "分解收费", "GZ10000101010": "限支付疗程",
+    "GZ10000102010": "限支付疗程", "GZ10000204004": "频繁住院", "GZ10000204003": "频繁购药",
+    "GZ10000204005": "无指征住院", "GZ10000301005": "超说明书用量", "GZ10000201003": "诊断编码异常",
+}
+# Rules whose lines may be services as well as drugs must cite the services' item too (the KB gives
+# services insutypes — 输卵管结扎术, 职业康复训练 — and course_days — 高压氧舱治疗, 运动疗法).
+SERVICE_ITEMS = {"R07": ["GZ10000102003", "GZ10000102004"], "R17": ["GZ10000102010"]}
+# 《医疗保障基金使用监督管理条例》第十五条 lists 分解住院、挂床住院、过度诊疗、过度检查、分解项目收费 …; 第十七条 is the
+# insured person's duty (不得重复享受); 《处方管理办法》第六条(一) requires the clinical diagnosis; 国办发〔2021〕2号
+# is the State Council's opinion on normalised volume-based procurement.
+ARTICLES = {"R14": ["第十五条(分解项目收费)"], "R30": ["第十五条(不得违反诊疗规范过度诊疗、过度检查)"],
+            "R41": ["第十五条(分解住院、挂床住院)", "第十七条"], "R37": ["《处方管理办法》第六条"],
+            "R33": ["国办发〔2021〕2号"]}
+AUDITED = ("R01", "R02", "R03", "R04", "R06", "R07", "R09", "R11", "R14", "R17", "R23", "R25", "R28", "R29", "R30",
+           "R33", "R36", "R37", "R41")
+
+
+def _rule(rule_id: str) -> dict[str, Any]:
+    rule: dict[str, Any] = json.loads((DEFAULT_DATA / "rules" / f"{rule_id}.json").read_text(encoding="utf-8"))["rule"]
+    return rule
+
+
+def test_policy_citations_name_the_framework_item_and_article() -> None:
+    """Every audited rule cites its 两库 framework item by the item's own name and code (a local 9xx code
+    or the indicator family ZB10000205 excepted), services' items where the rule judges services, and the
+    article of the regulation that says what it cites."""
+    wrong = []
+    for rule_id in AUDITED:
+        rule = _rule(rule_id)
+        basis = rule["policy_basis"]
+        codes = re.findall(r"GZ\d{11}", basis)
+        for code in codes:
+            if code in FRAMEWORK and f"{FRAMEWORK[code]}({code})" not in basis:
+                wrong.append(f"{rule_id}: {code} is {FRAMEWORK[code]}")
+        if rule["gz_code"] in FRAMEWORK and rule["gz_code"] not in codes:
+            wrong.append(f"{rule_id}: its own item {rule['gz_code']} is not cited")
+        wrong += [f"{rule_id}: services' item {c} not cited" for c in SERVICE_ITEMS.get(rule_id, []) if c not in codes]
+        wrong += [f"{rule_id}: {a} not cited" for a in ARTICLES.get(rule_id, []) if a not in basis]
+    assert wrong == []
+
+
+def test_alerts_of_services_carry_the_services_citation(engine: Engine) -> None:
+    """The citation an HIS shows beside an alert on a service line names the services' item: R07 on
+    输卵管结扎术 (限生育保险 GZ10000102004), R17 on 高压氧舱治疗 (限支付疗程 GZ10000102010)."""
+    a = Story(engine).one(stay("P-b07g", "b07-g", 8, "2026-10-16", [line("1", TUBAL_LIGATION, "service", 1, 500.0,
+                                                                         start="2026-10-12")],
+                               adm="2026-10-11", dis="2026-10-16", gender="F", birth="1991-01-01", ins="390",
+                               dx=[("O82.000", "经剖宫产术的单胎分娩")]), "R07")
+    assert a is not None and "GZ10000102004" in a["policy_basis"]
+    s = Story(engine)
+    s.send(ev("P-b17g", "b17-g1", "2026-03-01", scene=6, dx=[("T70.300", "减压病")], items=[line("1", HYPERBARIC, "service", 1, 150.0)]))
+    a = s.one(ev("P-b17g", "b17-g2", "2026-03-31", scene=6, dx=[("T70.300", "减压病")],
+                 items=[line("1", HYPERBARIC, "service", 1, 150.0)]), "R17")
+    assert a is not None and "GZ10000102010" in a["policy_basis"]
