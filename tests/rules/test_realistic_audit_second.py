@@ -949,3 +949,45 @@ def test_alerts_of_services_carry_the_services_citation(engine: Engine) -> None:
     a = s.one(ev("P-b17g", "b17-g2", "2026-03-31", scene=6, dx=[("T70.300", "减压病")],
                  items=[line("1", HYPERBARIC, "service", 1, 150.0)]), "R17")
     assert a is not None and "GZ10000102010" in a["policy_basis"]
+
+
+# -- more situations: rolling windows across the year, catalogue editions, overlapping stays -------------
+
+
+def test_r06_prostate_diagnosis_on_the_18th_birthday(engine: Engine) -> None:
+    """R06 at the adult threshold: 前列腺增生 (N40, from 18) for a boy the day before his 18th birthday is
+    flagged; on the birthday it is not."""
+    assert Story(engine).one(ev("P-b06h", "b06-h", "2026-06-30", birth="2008-07-01", dx=[("N40.x00", "前列腺增生")]), "R06")
+    assert Story(engine).one(ev("P-b06i", "b06-i", "2026-07-01", birth="2008-07-01", dx=[("N40.x00", "前列腺增生")]),
+                             "R06") is None
+
+
+def test_r23_rolling_window_across_new_year(engine: Engine) -> None:
+    """R23 counts a rolling 365 days, not the natural year: stays in February, June and October 2026, then
+    an admission on 2027-01-20 — the fourth within 365 days although the first of 2027: flagged. On
+    2027-02-10 the February stay has left the window: not flagged."""
+    for pid, adm, fires in (("P-b23f", "2027-01-20", True), ("P-b23g", "2027-02-10", False)):
+        s = Story(engine)
+        for i, first in enumerate(("2026-02-04", "2026-06-10", "2026-10-12")):
+            _admit(s, pid, f"{pid}-{i}", ("H1", "H2")[i % 2], first, first[:8] + "20")
+        a = s.one(stay(pid, f"{pid}-new", 3, adm, adm=adm, dx=PNEUMONIA), "R23")
+        assert (a is not None) is fires
+
+
+def test_r11_restriction_of_a_new_catalogue_edition(data_dir: pathlib.Path) -> None:
+    """R11 with catalogue editions: an edition from 2026-07-01 restricts 瑞舒伐他汀 to hyperlipidaemia
+    (E78). A stay settled on 07-05 for pneumonia with rosuvastatin given on 06-28 (old edition, no
+    restriction) and on 07-02 (new edition): only the line of 07-02 is flagged."""
+    rosuvastatin = "XC10AAR117A001010100561"
+
+    def restrict(doc: dict[str, Any]) -> None:
+        for r in list(doc["rows"]):
+            if r["code"] == rosuvastatin:
+                r["effective_to"] = "2026-06-30"
+                doc["rows"].append({**r, "effective_from": "2026-07-01", "effective_to": None, "indications": ["E78"]})
+    edit_json(data_dir / "kb" / "drugs.json", restrict)
+    edited = Engine.load(data_dir)
+    items = [line("1", rosuvastatin, qty=1, price=1.0, start="2026-06-28"), line("2", rosuvastatin, qty=1, price=1.0, start="2026-07-02")]
+    r11 = rule_alerts(Story(edited).send(stay("P-b11g", "b11-g", 8, "2026-07-05", items, adm="2026-06-27", dis="2026-07-05",
+                                              dx=PNEUMONIA)), "R11")
+    assert [a["line_ids"] for a in r11] == [["2"]]
