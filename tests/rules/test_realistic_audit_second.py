@@ -991,3 +991,18 @@ def test_r11_restriction_of_a_new_catalogue_edition(data_dir: pathlib.Path) -> N
     r11 = rule_alerts(Story(edited).send(stay("P-b11g", "b11-g", 8, "2026-07-05", items, adm="2026-06-27", dis="2026-07-05",
                                               dx=PNEUMONIA)), "R11")
     assert [a["line_ids"] for a in r11] == [["2"]]
+
+
+def test_r41_stay_settled_after_an_admission_elsewhere_inside_it(engine: Engine) -> None:
+    """R41 when the overlap is learnt at settlement: H2 sends no admission event; while its stay from 03-01
+    runs, H1 admits the patient on 03-05 (judged then, H2's stay unknown). H2 then settles 03-01..03-12:
+    its stay holds H1's admission of 03-05 — two stays at once (虚假住院 / 重复享受): flagged, the evidence
+    naming H1's admission. An H1 admission on 03-12, H2's discharge day (a transfer), is not."""
+    for pid, h1_adm, fires in (("P-b41h", "2026-03-05", True), ("P-b41i", "2026-03-12T14:00:00+08:00", False)):
+        s = Story(engine)
+        s.send(stay(pid, f"{pid}-h1", 3, h1_adm, adm=h1_adm, inst="H1", dx=PNEUMONIA))
+        a = s.one(stay(pid, f"{pid}-h2", 8, "2026-03-12T10:00:00+08:00", [bed("1", "2026-03-01", 11)], adm="2026-03-01",
+                       dis="2026-03-12T10:00:00+08:00", inst="H2", dx=PNEUMONIA), "R41")
+        assert (a is not None) is fires
+        if a is not None:
+            assert [(e["event_id"], e["institution_id"]) for e in evidence_events(a)] == [(f"{pid}-h1", "H1")]

@@ -300,6 +300,21 @@ def during_stay(cx: Any, p: dict[str, Any]) -> list[Hit]:
             fields = {"inst": s[A_INST], "adm_date": date_of_day(s[A_ADM]),
                       "where_zh": "本机构" if same else f"{s[A_INST]}", "where_en": "this institution" if same else s[A_INST]}
             return [(fields, [ln.lid for ln in cx.items], cx.total, [stay_evidence(cx, s)])]
+    if enc_type == "inpatient" and cx.scene in (8, 9):
+        # The overlap learnt at settlement: another admission (at any institution) dated inside this stay,
+        # recorded before it was settled — e.g. a hospital that sends no admission event settles a stay
+        # during which the patient was admitted elsewhere. This stay is the one not yet discharged then.
+        # A transfer admitted on this stay's discharge day is fine.
+        end = cx.dis_day
+        if end is None:
+            for s in cx.state.get("A", ()):
+                if s[A_ENC] == cx.ench and s[A_DIS] is not None:
+                    end = s[A_DIS]
+        last = end - 1 if end is not None else cx.day
+        for s in cx.state.get("A", ()):
+            if s[A_ENC] != cx.ench and day < s[A_ADM] <= last:
+                fields = {"inst": cx.inst, "adm_date": date_of_day(day), "where_zh": "本机构", "where_en": "this institution"}
+                return [(fields, [ln.lid for ln in cx.items], cx.total, [stay_evidence(cx, s)])]
     return []
 
 
