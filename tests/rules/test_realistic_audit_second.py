@@ -1006,3 +1006,41 @@ def test_r41_stay_settled_after_an_admission_elsewhere_inside_it(engine: Engine)
         assert (a is not None) is fires
         if a is not None:
             assert [(e["event_id"], e["institution_id"]) for e in evidence_events(a)] == [(f"{pid}-h1", "H1")]
+
+
+def _settled_only(pid: str, eid: str, inst: str, adm: str, dis: str, dx: list[tuple[str, str]] = PNEUMONIA) -> dict[str, Any]:
+    """A stay as a hospital that sends no admission event reports it: one settlement with the discharge."""
+    return stay(pid, eid, 8, dis, [bed("1", adm, 3)], adm=adm, dis=dis, inst=inst, dx=dx)
+
+
+def test_r29_hospitals_that_send_only_the_settlement(engine: Engine) -> None:
+    """R29 for hospitals that send no admission event (no scene 3 — the same gap R10 had for order
+    events): H1 settles a pneumonia stay 03-01..03-10, H2 settles a heart-failure stay admitted 03-20:
+    the readmission 10 days after H1's discharge is flagged at H2's settlement, naming H1's stay. A
+    hospital that sent the admission (scene 3) was judged there: its settlement is not flagged again."""
+    s = Story(engine)
+    s.send(_settled_only("P-b29g", "b29g-1", "H1", "2026-03-01", "2026-03-10"))
+    a = s.one(_settled_only("P-b29g", "b29g-2", "H2", "2026-03-20", "2026-03-28", dx=[("I50.900", "心力衰竭")]), "R29")
+    assert a is not None and [(e["event_id"], e["institution_id"]) for e in evidence_events(a)] == [("b29g-1", "H1")]
+    t = Story(engine)
+    t.send(_settled_only("P-b29h", "b29h-1", "H1", "2026-03-01", "2026-03-10"))
+    assert t.one(stay("P-b29h", "b29h-2", 3, "2026-03-20", adm="2026-03-20", inst="H2", dx=PNEUMONIA), "R29")
+    assert t.one(stay("P-b29h", "b29h-2s", 8, "2026-03-28", [bed("1", "2026-03-20", 8)], adm="2026-03-20", dis="2026-03-28",
+                      inst="H2", dx=PNEUMONIA), "R29") is None
+
+
+def test_r23_hospitals_that_send_only_the_settlement(engine: Engine) -> None:
+    """R23 for hospitals that send no admission event: three earlier stays and a fourth within the year,
+    each known only from its settlement: the fourth is flagged at its settlement; a fourth stay whose
+    admission (scene 3) was judged is not flagged again when it is settled."""
+    s = Story(engine)
+    for i, (inst, adm) in enumerate((("H1", "2026-01-05"), ("H2", "2026-03-05"), ("H1", "2026-05-05"))):
+        s.send(_settled_only("P-b23h", f"b23h-{i}", inst, adm, adm[:8] + "12"))
+    a = s.one(_settled_only("P-b23h", "b23h-4", "H2", "2026-08-05", "2026-08-12"), "R23")
+    assert a is not None and len(evidence_events(a)) == 3
+    t = Story(engine)
+    for i, (inst, adm) in enumerate((("H1", "2026-01-05"), ("H2", "2026-03-05"), ("H1", "2026-05-05"))):
+        t.send(_settled_only("P-b23i", f"b23i-{i}", inst, adm, adm[:8] + "12"))
+    assert t.one(stay("P-b23i", "b23i-4", 3, "2026-08-05", adm="2026-08-05", inst="H2", dx=PNEUMONIA), "R23")
+    assert t.one(stay("P-b23i", "b23i-4s", 8, "2026-08-12", [bed("1", "2026-08-05", 7)], adm="2026-08-05", dis="2026-08-12",
+                      inst="H2", dx=PNEUMONIA), "R23") is None

@@ -111,6 +111,16 @@ def split_admission(cx: Any, p: dict[str, Any]) -> list[Hit]:
     return hits
 
 
+def first_sight(cx: Any) -> bool:
+    """Whether this event judges the stay's admission: the admission itself (scene 3), or the first event
+    of a stay the state has not recorded yet — a hospital that sends no admission event (an order, scene 4,
+    or only the settlement, 8/9). A stay already recorded was judged when it was first seen."""
+    if cx.scene == 3:
+        return True
+    ench = cx.ench
+    return all(s[A_ENC] != ench for s in cx.state.get("A", ()))
+
+
 @family(
     "frequent_admission", needs=("inpatient", "A"),
     params={"window_days": int, "max_admissions": int, "exempt_prefixes": list},
@@ -119,7 +129,7 @@ def split_admission(cx: Any, p: dict[str, Any]) -> list[Hit]:
 def frequent_admission(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """频繁住院: this admission makes max_admissions or more within window_days; planned cycles
     (main diagnosis Z51.0 radiotherapy, Z51.1 chemotherapy, Z49 dialysis) neither count nor fire."""
-    if cx.enc_type != "inpatient":
+    if cx.enc_type != "inpatient" or not first_sight(cx):
         return []
     exempt = tuple(p["exempt_prefixes"])
     dx = stay_dx(cx)
@@ -143,7 +153,7 @@ def frequent_admission(cx: Any, p: dict[str, Any]) -> list[Hit]:
 )
 def readmission(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """非计划再入院: an admission within window_days of any discharge (any institution); planned cycles exempt."""
-    if cx.enc_type != "inpatient":
+    if cx.enc_type != "inpatient" or not first_sight(cx):
         return []
     dx = stay_dx(cx) or ""
     if dx and dx.startswith(tuple(p["exempt_prefixes"])):
