@@ -1044,3 +1044,18 @@ def test_r23_hospitals_that_send_only_the_settlement(engine: Engine) -> None:
     assert t.one(stay("P-b23i", "b23i-4", 3, "2026-08-05", adm="2026-08-05", inst="H2", dx=PNEUMONIA), "R23")
     assert t.one(stay("P-b23i", "b23i-4s", 8, "2026-08-12", [bed("1", "2026-08-05", 7)], adm="2026-08-05", dis="2026-08-12",
                       inst="H2", dx=PNEUMONIA), "R23") is None
+
+
+def test_r36_discharge_medication_on_the_settlement(engine: Engine) -> None:
+    """R36 on discharge medication (出院带药) carried by the inpatient settlement — a hospital that sends no
+    order events is judged there, as R10 is since 1.1.0: metformin 180 tablets for 30 days taken home (6 a
+    day, above the labelled 5) is flagged; 150 for 30 days is not, nor are the ward's metformin lines that
+    carry no days of supply."""
+    def settle(pid: str, qty: float) -> dict[str, Any]:
+        ward = [line(str(10 + d), METFORMIN_VBP, qty=3, price=0.2, start=f"2026-06-0{d + 2}") for d in range(4)]
+        home = line("1", METFORMIN_VBP, qty=qty, price=0.2, days=30, start="2026-06-06", take_home=True)
+        return stay(pid, f"{pid}-set", 8, "2026-06-06", [home, *ward, bed("2", "2026-06-02", 4)], adm="2026-06-02",
+                    dis="2026-06-06", dx=DM2)
+    a = Story(engine).one(settle("P-b36g", 180), "R36")
+    assert a is not None and a["line_ids"] == ["1"] and "6片" in a["message_zh"]
+    assert Story(engine).one(settle("P-b36h", 150), "R36") is None
