@@ -1059,3 +1059,21 @@ def test_r36_discharge_medication_on_the_settlement(engine: Engine) -> None:
     a = Story(engine).one(settle("P-b36g", 180), "R36")
     assert a is not None and a["line_ids"] == ["1"] and "6片" in a["message_zh"]
     assert Story(engine).one(settle("P-b36h", 150), "R36") is None
+
+
+def test_r06_order_sent_without_the_admission_date(engine: Engine) -> None:
+    """R06 at admission for an order that does not repeat ``admitted_at`` (docs/rules.md, *Dates*: inpatient
+    diagnoses are judged at the age at admission): a baby admitted on day 20 of life with 新生儿黄疸 gets a
+    nursing order on day 35 carrying the diagnosis — not flagged (the stay's recorded admission decides);
+    a baby admitted on day 40 is flagged at the order as at the admission."""
+    born = "2026-01-01"
+    for pid, adm, fires in (("P-b06j", "2026-01-21", False), ("P-b06k", "2026-02-10", True)):
+        s = Story(engine)
+        s.send(stay(pid, f"{pid}-adm", 3, adm, adm=adm, birth=born, gender="F", dx=[("P59.900", "新生儿黄疸")]))
+        order = ev(pid, f"{pid}-ord", "2026-02-15", scene=4, etype="inpatient", enc=f"{pid}-H1-{adm}", med_type="21",
+                   birth=born, gender="F", dx=[("P59.900", "新生儿黄疸")],
+                   items=[line("1", NURSING_2, "service", 1, 20.0, start="2026-02-15", unit="日")])
+        a = s.one(order, "R06")
+        assert (a is not None) is fires
+        if a is not None:
+            assert "40天" in a["message_zh"]
