@@ -1077,3 +1077,28 @@ def test_r06_order_sent_without_the_admission_date(engine: Engine) -> None:
         assert (a is not None) is fires
         if a is not None:
             assert "40天" in a["message_zh"]
+
+
+def test_r23_stay_first_seen_at_an_order(engine: Engine) -> None:
+    """R23 for a hospital whose first event of a stay is an order (scene 4, no admission event): three
+    earlier stays within the year, the new stay's first order is flagged; its next order is not flagged
+    again."""
+    s = Story(engine)
+    for i, (inst, adm) in enumerate((("H1", "2026-01-05"), ("H2", "2026-03-05"), ("H1", "2026-05-05"))):
+        s.send(_settled_only("P-b23j", f"b23j-{i}", inst, adm, adm[:8] + "12"))
+    first = [line("1", INPT_CONSULT, "service", 1, 20.0, start="2026-08-05", unit="日")]
+    assert s.one(stay("P-b23j", "b23j-o1", 4, "2026-08-05", first, adm="2026-08-05", inst="H2", dx=PNEUMONIA), "R23")
+    nxt = [line("1", INPT_CONSULT, "service", 1, 20.0, start="2026-08-06", unit="日")]
+    assert s.one(stay("P-b23j", "b23j-o2", 4, "2026-08-06", nxt, adm="2026-08-05", inst="H2", dx=PNEUMONIA), "R23") is None
+
+
+def test_r25_month_of_a_purchase_in_china_time(engine: Engine) -> None:
+    """R25's natural month is China's: after four purchases in March, one stamped 2026-03-31T16:30Z
+    (00:30 on 1 April in China) is April's first: not flagged; one stamped 2026-03-31T15:30Z (23:30 on
+    31 March in China) is March's fifth: flagged."""
+    for pid, stamp, fires in (("P-b25g", "2026-03-31T16:30:00Z", False), ("P-b25h", "2026-03-31T15:30:00Z", True)):
+        s = Story(engine)
+        for i, day in enumerate(("02", "09", "16", "23")):
+            s.send(_buy(pid, f"{pid}-{i}", f"2026-03-{day}"))
+        a = s.one(_buy(pid, f"{pid}-5", stamp, inst="PH2"), "R25")
+        assert (a is not None) is fires
