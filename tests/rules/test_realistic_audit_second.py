@@ -1102,3 +1102,25 @@ def test_r25_month_of_a_purchase_in_china_time(engine: Engine) -> None:
             s.send(_buy(pid, f"{pid}-{i}", f"2026-03-{day}"))
         a = s.one(_buy(pid, f"{pid}-5", stamp, inst="PH2"), "R25")
         assert (a is not None) is fires
+
+
+def test_r14_electrolytes_at_pre_settlement_and_the_panel_itself(engine: Engine) -> None:
+    """R14 at the clinic's pre-settlement (scene 7): potassium, sodium and chloride charged as three single
+    tests (3 of 电解质四项's 4 components, its minimum) are flagged; the same visit charging 电解质四项 itself
+    with a repeat potassium is not R14's."""
+    k, na, cl, panel = "002503040010000", "002503040020000", "002503040030000", "002503049000000"
+    a = Story(engine).one(ev("P-b14e", "b14-e", "2026-03-11", scene=7, dx=[("I50.900", "心力衰竭")],
+                             items=[line("1", k, "service", 1, 4.0), line("2", na, "service", 1, 4.0),
+                                    line("3", cl, "service", 1, 4.0)]), "R14")
+    assert a is not None and a["line_ids"] == ["1", "2", "3"] and panel in a["message_zh"]
+    assert Story(engine).one(ev("P-b14f", "b14-f", "2026-03-11", scene=7, dx=[("I50.900", "心力衰竭")],
+                                items=[line("1", panel, "service", 1, 12.0), line("2", k, "service", 1, 4.0)]), "R14") is None
+
+
+def test_r28_chemotherapy_stay_against_its_short_reference(engine: Engine) -> None:
+    """R28 with a planned cycle's reference (Z51.1 肿瘤化学治疗疗程, 3 days): a chemotherapy stay of 7 days is
+    flagged (more than twice 3); one of 6 days is not."""
+    for pid, dis, fires in (("P-b28g", "2026-05-08", True), ("P-b28h", "2026-05-07", False)):
+        a = Story(engine).one(stay(pid, f"{pid}-set", 8, dis, [bed("1", "2026-05-01", 6)], adm="2026-05-01", dis=dis,
+                                   dx=CHEMO), "R28")
+        assert (a is not None) is fires
