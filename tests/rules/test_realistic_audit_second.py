@@ -1124,3 +1124,29 @@ def test_r28_chemotherapy_stay_against_its_short_reference(engine: Engine) -> No
         a = Story(engine).one(stay(pid, f"{pid}-set", 8, dis, [bed("1", "2026-05-01", 6)], adm="2026-05-01", dis=dis,
                                    dx=CHEMO), "R28")
         assert (a is not None) is fires
+
+
+def test_r11_dual_channel_pharmacy_dispensing_with_its_prescription_diagnosis(engine: Engine) -> None:
+    """R11 at a 双通道 designated pharmacy (scene 10): gefitinib (paid for lung cancer, C34) dispensed on an
+    electronic prescription whose diagnosis is pneumonia is flagged; dispensed for lung cancer it is not;
+    an ordinary purchase without any diagnosis is not judged (docs/rules.md, *Limits and choices*)."""
+    gefitinib = "XL01EBI120A001010103023"
+    def buy(pid: str, dx: list[tuple[str, str]] | None) -> dict[str, Any]:
+        return ev(pid, f"{pid}-buy", "2026-08-10", scene=10, inst="PH5", level=None, etype="pharmacy", dx=dx,
+                  items=[line("1", gefitinib, qty=30, price=50.0, days=30)])
+    a = Story(engine).one(buy("P-b11h", PNEUMONIA), "R11")
+    assert a is not None and a["line_ids"] == ["1"]
+    assert Story(engine).one(buy("P-b11i", [("C34.900", "肺恶性肿瘤")]), "R11") is None
+    assert Story(engine).one(buy("P-b11j", None), "R11") is None
+
+
+def test_r14_outpatient_order_entry(engine: Engine) -> None:
+    """R14 when the clinic enters the charges (门诊收费登记, scene 2) — the order time of an outpatient
+    visit, where R13 already warns: four liver-function components ordered apart are warned; with the
+    panel ordered instead they are not."""
+    four = [line("1", ALT, "service", 1, 5.0), line("2", AST, "service", 1, 5.0), line("3", TBIL, "service", 1, 5.0),
+            line("4", DBIL, "service", 1, 5.0)]
+    a = Story(engine).one(ev("P-b14g", "b14-g", "2026-03-12", scene=2, dx=[("B18.100", "慢性乙型肝炎")], items=four), "R14")
+    assert a is not None and a["line_ids"] == ["1", "2", "3", "4"]
+    assert Story(engine).one(ev("P-b14h", "b14-h", "2026-03-12", scene=2, dx=[("B18.100", "慢性乙型肝炎")],
+                                items=[line("1", LIVER_PANEL, "service", 1, 30.0)]), "R14") is None
