@@ -1150,3 +1150,33 @@ def test_r14_outpatient_order_entry(engine: Engine) -> None:
     assert a is not None and a["line_ids"] == ["1", "2", "3", "4"]
     assert Story(engine).one(ev("P-b14h", "b14-h", "2026-03-12", scene=2, dx=[("B18.100", "慢性乙型肝炎")],
                                 items=[line("1", LIVER_PANEL, "service", 1, 30.0)]), "R14") is None
+
+
+def test_r25_one_purchase_of_two_manufacturers(engine: Engine) -> None:
+    """R25 counts purchases (encounters), not lines: after four purchases in March, a fifth buying
+    metformin of two manufacturers on two lines is one purchase — one alert naming both lines. A
+    fourth purchase with two lines is not flagged."""
+    s = Story(engine)
+    for i, day in enumerate(("02", "09", "16", "23")):
+        s.send(_buy("P-b25i", f"b25i-{i}", f"2026-03-{day}"))
+    two = [line("1", METFORMIN_VBP, qty=30, price=0.2, days=10), line("2", METFORMIN_BMS, qty=30, price=0.3, days=10)]
+    r25 = rule_alerts(s.send(ev("P-b25i", "b25i-5", "2026-03-29", scene=10, inst="PH1", level=None, etype="pharmacy",
+                                items=two)), "R25")
+    assert len(r25) == 1 and r25[0]["line_ids"] == ["1", "2"] and "第5次" in r25[0]["message_zh"]
+    t = Story(engine)
+    for i, day in enumerate(("02", "09", "16")):
+        t.send(_buy("P-b25j", f"b25j-{i}", f"2026-03-{day}"))
+    assert t.one(ev("P-b25j", "b25j-4", "2026-03-23", scene=10, inst="PH1", level=None, etype="pharmacy", items=two),
+                 "R25") is None
+
+
+def test_r09_outpatient_fees_billed_into_a_stay(engine: Engine) -> None:
+    """R09 on a settlement: the emergency consultation of the admission day (急诊诊查费 is an outpatient
+    fee) billed into the stay is flagged; the stay's own ward round (住院诊查费) is not."""
+    er_consult = "001102000040000"
+    alerts = Story(engine).send(stay("P-b09g", "b09-g", 8, "2026-11-08", [
+        line("1", er_consult, "service", 1, 15.0, start="2026-11-05"),
+        line("2", INPT_CONSULT, "service", 3, 20.0, start="2026-11-05", unit="日"), bed("3", "2026-11-05", 3)],
+        adm="2026-11-05", dis="2026-11-08", dx=PNEUMONIA))
+    r09 = rule_alerts(alerts, "R09")
+    assert [a["line_ids"] for a in r09] == [["1"]] and "住院" in r09[0]["message_zh"]
