@@ -1180,3 +1180,15 @@ def test_r09_outpatient_fees_billed_into_a_stay(engine: Engine) -> None:
         adm="2026-11-05", dis="2026-11-08", dx=PNEUMONIA))
     r09 = rule_alerts(alerts, "R09")
     assert [a["line_ids"] for a in r09] == [["1"]] and "住院" in r09[0]["message_zh"]
+
+
+def test_r28_diagnosis_without_a_reference(engine: Engine) -> None:
+    """R28 with a main diagnosis the catalogue gives no reference length (桡骨远端骨折 S52.5, not in the
+    ICD table): the default reference of 10 days applies — 21 days flagged, 20 not."""
+    fracture = [("S52.500", "桡骨远端骨折")]
+    for pid, dis, fires in (("P-b28i", "2026-10-22", True), ("P-b28j", "2026-10-21", False)):
+        a = Story(engine).one(stay(pid, f"{pid}-set", 8, dis, [bed("1", "2026-10-01", 20)], adm="2026-10-01", dis=dis,
+                                   dx=fracture), "R28")
+        assert (a is not None) is fires
+        if a is not None:
+            assert "10天" in a["message_zh"] and "21天" in a["message_zh"]
