@@ -1192,3 +1192,24 @@ def test_r28_diagnosis_without_a_reference(engine: Engine) -> None:
         assert (a is not None) is fires
         if a is not None:
             assert "10天" in a["message_zh"] and "21天" in a["message_zh"]
+
+
+def test_r03_pharmacy_prescription_with_the_wifes_diagnosis(engine: Engine) -> None:
+    """R03 at a 双通道 pharmacy (scene 10): the electronic prescription dispensed on a man's card carries
+    绝经和围绝经期其他疾患 (N95, women only) — the wife's diagnosis: flagged; on her card it is not."""
+    def buy(pid: str, gender: str) -> dict[str, Any]:
+        return ev(pid, f"{pid}-buy", "2026-08-12", scene=10, inst="PH5", level=None, etype="pharmacy", gender=gender,
+                  birth="1972-02-02", dx=[("N95.900", "绝经期综合征")], items=[line("1", KUNTAI, qty=48, price=1.1, days=4)])
+    assert Story(engine).one(buy("P-b03h", "M"), "R03")
+    assert Story(engine).one(buy("P-b03i", "F"), "R03") is None
+
+
+def test_r30_same_day_stay_for_scans(engine: Engine) -> None:
+    """R30 on a same-day stay (admitted and discharged on 04-01, length 0): a stay whose charges are scans
+    (93 %) is flagged; a same-day stay for an appendectomy with the same scans is not (examinations 820
+    of 1,780)."""
+    a = Story(engine).one(_exam_stay("P-b30g", "2026-04-01T08:00:00+08:00", "2026-04-01T18:00:00+08:00"), "R30")
+    assert a is not None and "住院0天" in a["message_zh"]
+    op = _exam_stay("P-b30h", "2026-04-01T08:00:00+08:00", "2026-04-01T18:00:00+08:00")
+    op["items"].append(line("9", APPENDECTOMY, "service", 1, 900.0, start="2026-04-01"))
+    assert Story(engine).one(op, "R30") is None
