@@ -23,16 +23,20 @@ V     outpatient visits: [day, institution, enc_hash, event_id] (event_id: the
 A     inpatient stays: [admission_day, institution, enc_hash, event_id,
       main_dx, discharge_day|None]
 E     open-stay accumulators: [enc_hash, [[code, enc_qty, last_day,
-      last_day_qty], ...], charged_days_mask, active_days_mask, amount,
+      last_day_qty(, days_mask)], ...], charged_days_mask, active_days_mask, amount,
       exam_amount, [first-line drug classes used], log, base]  (bit i =
       admission day + i). Optional trailing fields (absent in rows written
       before cancellations reversed them): ``log``, each event's lines
       [event_id, [code, start_day, span, qty, amount, flags(, class)], ...]
-      (flags: 1 makes the day active, 2 an examination, 4 a tracked code),
+      (flags: 1 makes the day active, 2 an examination, 4 a tracked code;
+      span: the days the masks take from it, ``treated_span``),
       and ``base``, an accumulator row of what the log no longer holds (a
       row written before the log, older lines folded in past
       ``E_LOG_LINES``); the accumulators are always base + log
-      (``refold_stay``), so a cancellation removes lines and refolds
+      (``refold_stay``), so a cancellation removes lines and refolds.
+      A counter's ``days_mask`` (optional trailing field, absent in rows
+      written before issue 10's multi-day fix) has a bit for every stay day
+      a line of the code covers, not only the last one (``qty_on``)
 P     period counters: [code, day, qty, enc_hash, institution, event_id]
       (event_id absent in rows written before issue 10)
 C     courses: [key, first_day, last_day, log, base]; optional trailing
@@ -86,7 +90,7 @@ V_DAY, V_INST, V_ENC, V_EVENT = range(4)
 A_ADM, A_INST, A_ENC, A_EVENT, A_DX, A_DIS = range(6)
 # E open-stay accumulators; E_COUNTERS holds K rows
 E_ENC, E_COUNTERS, E_CHARGED, E_ACTIVE, E_AMOUNT, E_EXAM, E_CLASSES, E_LOG, E_BASE = range(9)
-K_CODE, K_QTY, K_LAST_DAY, K_LAST_QTY = range(4)
+K_CODE, K_QTY, K_LAST_DAY, K_LAST_QTY, K_DAYS = range(5)  # K_DAYS: optional trailing field (day mask)
 # E_LOG line items; F_* their flags
 I_CODE, I_START, I_SPAN, I_QTY, I_AMT, I_FLAGS, I_CLASS = range(7)
 F_ACTIVE, F_EXAM, F_TRACKED = 1, 2, 4
@@ -824,16 +828,19 @@ def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -
     for line in cx.items:
         row = line.row
         flags = 0
-        item = [line.code, line.start, line.span, line.qty, line.amt, 0]
+        span = line.span
+        if line.ds is not None and line.ds > span:
+            span = treated_span(line)
+        item = [line.code, line.start, span, line.qty, line.amt, 0]
         if line.kind == "drug" and row is not None and row["class"] in first_line:
             if row["class"] not in w[E_CLASSES]:
                 w[E_CLASSES].append(row["class"])
             item.append(row["class"])
-        if line.span == 1:  # day_bits(line, adm), inline for the common one-day line
+        if span == 1:  # span_bits(line.start, span, adm), inline for the common one-day line
             off = line.start - adm
             bits = 1 << off if 0 <= off < MASK_DAYS else 0
         else:
-            bits = day_bits(line, adm)
+            bits = span_bits(line.start, span, adm)
         w[E_CHARGED] |= bits
         if line.kind != "service" or row is None or row["category"] not in passive:
             w[E_ACTIVE] |= bits
@@ -844,7 +851,7 @@ def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -
             flags |= F_EXAM
         if line.code in tracked:
             flags |= F_TRACKED
-            _count(counters, line.code, line.qty, line.start, line.span)
+            _count(counters, line.code, line.qty, line.start, line.span, adm)
         item[I_FLAGS] = flags
         logged.append(item)
     log = w[E_LOG]
@@ -887,22 +894,81 @@ def fold_line(w: list[Any], item: list[Any], adm: int) -> None:
     if flags & F_EXAM:
         w[E_EXAM] = round(w[E_EXAM] + item[I_AMT], 2)
     if flags & F_TRACKED:
-        _count(w[E_COUNTERS], code, qty, start, span)
+        _count(w[E_COUNTERS], code, qty, start, span, adm)
 
 
-def _count(counters: list[Any], code: str, qty: float, start: int, span: int) -> None:
-    """Add a line of a tracked code to the stay's counters (K rows): its quantity, and its last day's."""
+def _count(counters: list[Any], code: str, qty: float, start: int, span: int, adm: int) -> None:
+    """Add a line of a tracked code to the stay's counters (K rows): its quantity, its last day's, and
+    the days it covers (``K_DAYS``, bit i = admission day ``adm`` + i)."""
     last = start + span - 1
-    per_day = qty if span == 1 else 1.0
+    if span == 1:
+        per_day = qty
+        off = start - adm
+        bits = 1 << off if 0 <= off < MASK_DAYS else 0
+    else:
+        per_day = 1.0
+        bits = span_bits(start, span, adm)
     for c in counters:
         if c[K_CODE] == code:
             c[K_QTY] += qty
+            if len(c) > K_DAYS:
+                c[K_DAYS] |= bits
+            else:  # a row written before the day mask: its last day is the one it knows
+                c.append(span_bits(c[K_LAST_DAY], 1, adm) | bits)
             if c[K_LAST_DAY] == last:
                 c[K_LAST_QTY] += per_day
             elif last > c[K_LAST_DAY]:
                 c[K_LAST_DAY], c[K_LAST_QTY] = last, per_day
             return
-    counters.append([code, qty, last, per_day])
+    counters.append([code, qty, last, per_day, bits])
+
+
+def stay_of(state: dict[str, Any], ench: int) -> list[Any] | None:
+    """The ``A`` row of the encounter, or None."""
+    for s in state.get("A", ()):
+        if s[A_ENC] == ench:
+            return s
+    return None
+
+
+def covered_day(c: list[Any], start: int, span: int, adm: int) -> int | None:
+    """The first of the ``span`` days from ``start`` that an earlier line of counter ``c``'s code covers
+    (its day mask; the last day only in a row written before the mask), or None."""
+    if len(c) > K_DAYS:
+        m = c[K_DAYS] & span_bits(start, span, adm)
+        if m:
+            return adm + (m & -m).bit_length() - 1
+    last = c[K_LAST_DAY]
+    return last if start <= last < start + span else None
+
+
+def qty_on(w: list[Any], c: list[Any] | None, day: int, adm: int) -> float:
+    """Units of counter ``c``'s code that the stay's earlier lines (open-stay row ``w``) charge on ``day``.
+
+    The last day's count is kept (``K_LAST_QTY``); another day a line covers (``K_DAYS``) is counted
+    from the logged lines that cover it (a multi-day line counts one a day) plus what the base holds
+    of that day (its own last day's count, else one), at least one."""
+    if c is None:
+        return 0.0
+    if day == c[K_LAST_DAY]:
+        return c[K_LAST_QTY]
+    off = day - adm
+    if len(c) <= K_DAYS or day > c[K_LAST_DAY] or not 0 <= off < MASK_DAYS or not c[K_DAYS] >> off & 1:
+        return 0.0
+    code = c[K_CODE]
+    q = 0.0
+    if len(w) > E_LOG:
+        for entry in w[E_LOG]:
+            for it in entry[1:]:
+                if it[I_CODE] == code and it[I_START] <= day < it[I_START] + it[I_SPAN] and it[I_FLAGS] & F_TRACKED:
+                    q += it[I_QTY] if it[I_SPAN] == 1 else 1.0
+    base = w[E_BASE] if len(w) > E_BASE else None
+    if base is not None:
+        for b in base[E_COUNTERS]:
+            if b[K_CODE] == code:
+                q += qty_on(base, b, day, adm)
+                break
+    return q if q > 0 else 1.0
 
 
 def refold_stay(w: list[Any], adm: int) -> list[Any]:
@@ -916,8 +982,10 @@ def refold_stay(w: list[Any], adm: int) -> list[Any]:
 
 
 def _same_stay_sums(a: list[Any], b: list[Any]) -> bool:
+    # counters compared without their day mask (K_DAYS): a release before it counts without one
     return (a[E_CHARGED] == b[E_CHARGED] and a[E_ACTIVE] == b[E_ACTIVE] and a[E_AMOUNT] == b[E_AMOUNT]
-            and a[E_EXAM] == b[E_EXAM] and sorted(a[E_COUNTERS]) == sorted(b[E_COUNTERS])
+            and a[E_EXAM] == b[E_EXAM]
+            and sorted(c[:K_DAYS] for c in a[E_COUNTERS]) == sorted(c[:K_DAYS] for c in b[E_COUNTERS])
             and set(a[E_CLASSES]) == set(b[E_CLASSES]))
 
 
@@ -945,6 +1013,20 @@ def _cancel_stay_lines(state: dict[str, Any], cx: Any, codes: set[str] | None) -
     if changed:
         w[E_LOG] = log
         w[E_ENC:E_LOG] = refold_stay(w, adm)
+
+
+def treated_span(line: Any) -> int:
+    """Days of a stay's line that the open-stay day masks (R27 挂床) take from it: a drug or herb line given
+    with days of supply (a long-term order, 长期医嘱: ceftriaxone 02-20 → 02-27 is 7 days) is treatment on
+    each day it runs, not on its start day only; discharge medication (``take_home``) is not care in the
+    stay. Any other line: the days it covers (``line.span``)."""
+    ds = line.ds
+    if ds is not None and ds > line.span and line.kind in TREATED_KINDS and not line.take_home:
+        return int(ds)
+    return int(line.span)
+
+
+TREATED_KINDS = frozenset({"drug", "herb"})
 
 
 def day_bits(line: Any, adm: int) -> int:

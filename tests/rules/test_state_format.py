@@ -52,6 +52,9 @@ def _rule_agnostic(state: dict[str, Any], case: str = "") -> dict[str, Any]:
     for key, width in (("V", st.V_EVENT), ("P", st.P_EVENT), ("E", st.E_LOG), ("C", st.C_LOG)):
         if key in out:
             out[key] = [r[:width] for r in out[key]]
+    # Issue 10: an open-stay counter carries the days its lines cover (K_DAYS), an optional trailing field.
+    for w in out.get("E", ()):
+        w[st.E_COUNTERS] = [c[:st.K_DAYS] for c in w[st.E_COUNTERS]]
     new = NEW_FIRINGS.get(case, set())
     for r in out.get("seen", ()):
         r[-1] = [[a["rule_id"], a["line_ids"]] for a in r[-1] if a["rule_id"] not in new]
