@@ -1213,3 +1213,24 @@ def test_r30_same_day_stay_for_scans(engine: Engine) -> None:
     op = _exam_stay("P-b30h", "2026-04-01T08:00:00+08:00", "2026-04-01T18:00:00+08:00")
     op["items"].append(line("9", APPENDECTOMY, "service", 1, 900.0, start="2026-04-01"))
     assert Story(engine).one(op, "R30") is None
+
+
+def test_r25_used_up_purchases_are_still_named(engine: Engine) -> None:
+    """R25 with purchases used up before the next (3 days' metformin bought weekly at four pharmacies — each
+    folded into the ledger as spent): the fifth purchase of March is flagged and its evidence still names
+    each earlier purchase by event id, pharmacy, date and quantity; a patient with four such purchases is
+    not flagged."""
+    def buy(pid: str, i: int, day: str, inst: str) -> dict[str, Any]:
+        return ev(pid, f"{pid}-{i}", f"2026-03-{day}", scene=10, inst=inst, level=None, etype="pharmacy",
+                  items=[line("1", METFORMIN_VBP, qty=9, price=0.2, days=3)])
+    s = Story(engine)
+    for i, day in enumerate(("02", "09", "16", "23")):
+        s.send(buy("P-b25k", i, day, f"PH{i}"))
+    a = s.one(buy("P-b25k", 5, "30", "PH9"), "R25")
+    assert a is not None
+    assert [(e["event_id"], e["institution_id"], e["date"], e["quantity"]) for e in evidence_events(a)][:4] == [
+        (f"P-b25k-{i}", f"PH{i}", f"2026-03-{d}", 9) for i, d in enumerate(("02", "09", "16", "23"))]
+    t = Story(engine)
+    for i, day in enumerate(("02", "09", "16")):
+        t.send(buy("P-b25l", i, day, f"PH{i}"))
+    assert t.one(buy("P-b25l", 4, "23", "PH3"), "R25") is None
