@@ -114,6 +114,16 @@ def split_admission(cx: Any, p: dict[str, Any]) -> list[Hit]:
     return hits
 
 
+def first_sight(cx: Any) -> bool:
+    """Whether this event judges the stay's admission: the admission itself (scene 3), or the first event
+    of a stay the state has not recorded yet — a hospital that sends no admission event (an order, scene 4,
+    or only the settlement, 8/9). A stay already recorded was judged when it was first seen."""
+    if cx.scene == 3:
+        return True
+    ench = cx.ench
+    return all(s[A_ENC] != ench for s in cx.state.get("A", ()))
+
+
 @family(
     "frequent_admission", needs=("inpatient", "A"),
     params={"window_days": int, "max_admissions": int, "exempt_prefixes": list},
@@ -122,7 +132,7 @@ def split_admission(cx: Any, p: dict[str, Any]) -> list[Hit]:
 def frequent_admission(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """频繁住院: this admission makes max_admissions or more within window_days; planned cycles
     (main diagnosis Z51.0 radiotherapy, Z51.1 chemotherapy, Z49 dialysis) neither count nor fire."""
-    if cx.enc_type != "inpatient":
+    if cx.enc_type != "inpatient" or not first_sight(cx):
         return []
     exempt = tuple(p["exempt_prefixes"])
     dx = stay_dx(cx)
@@ -146,7 +156,7 @@ def frequent_admission(cx: Any, p: dict[str, Any]) -> list[Hit]:
 )
 def readmission(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """非计划再入院: an admission within window_days of any discharge (any institution); planned cycles exempt."""
-    if cx.enc_type != "inpatient":
+    if cx.enc_type != "inpatient" or not first_sight(cx):
         return []
     dx = stay_dx(cx) or ""
     if dx and dx.startswith(tuple(p["exempt_prefixes"])):
@@ -306,6 +316,21 @@ def during_stay(cx: Any, p: dict[str, Any]) -> list[Hit]:
             fields = {"inst": s[A_INST], "adm_date": date_of_day(s[A_ADM]),
                       "where_zh": "本机构" if same else f"{s[A_INST]}", "where_en": "this institution" if same else s[A_INST]}
             return [(fields, [ln.lid for ln in cx.items], cx.total, [stay_evidence(cx, s)])]
+    if enc_type == "inpatient" and cx.scene in (8, 9):
+        # The overlap learnt at settlement: another admission (at any institution) dated inside this stay,
+        # recorded before it was settled — e.g. a hospital that sends no admission event settles a stay
+        # during which the patient was admitted elsewhere. This stay is the one not yet discharged then.
+        # A transfer admitted on this stay's discharge day is fine.
+        end = cx.dis_day
+        if end is None:
+            for s in cx.state.get("A", ()):
+                if s[A_ENC] == cx.ench and s[A_DIS] is not None:
+                    end = s[A_DIS]
+        last = end - 1 if end is not None else cx.day
+        for s in cx.state.get("A", ()):
+            if s[A_ENC] != cx.ench and day < s[A_ADM] <= last:
+                fields = {"inst": cx.inst, "adm_date": date_of_day(day), "where_zh": "本机构", "where_en": "this institution"}
+                return [(fields, [ln.lid for ln in cx.items], cx.total, [stay_evidence(cx, s)])]
     return []
 
 

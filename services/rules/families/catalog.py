@@ -290,15 +290,17 @@ def price_cap(cx: Any, p: dict[str, Any]) -> list[Hit]:
 
 @family("vbp", needs="vbp_alt", params={}, fields=("item", "item_en", "item_code", "manufacturer", "manufacturer_en", "alternatives", "alternatives_en"))
 def vbp(cx: Any, p: dict[str, Any]) -> list[Hit]:
-    """集采: a non-selected product is used where a volume-procured (中选) product of the same ingredient and form exists."""
+    """集采: a non-selected product is used where a volume-procured (中选) product of the same ingredient and form
+    is in the catalogue on the line's service date (a stay settled after a procurement round ended is judged
+    by the products in force on the day each line was given)."""
     hits = []
-    day = cx.day
     for line in cx.items:
         if not line.m & VBP_ALT:
             continue
         row = line.row
         if row is None or "vbp_alt" not in row["_f"]:
             continue
+        day = line.start
         alts = [r for r in row["_vbp"] if r["_from"] <= day <= r["_to"]]
         if not alts:
             continue
