@@ -56,6 +56,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from math import floor
 from operator import itemgetter
 from typing import Any
 
@@ -655,7 +656,20 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None, rank:
 
 def amount_sum(lines: list[Any]) -> float:
     """The amount of a supply's lines (yuan, to the fen)."""
-    return round(sum(ln.amt for ln in lines), 2)
+    return to_fen(sum(ln.amt for ln in lines))
+
+
+def to_fen(x: float) -> float:
+    """``round(x, 2)``, the very same float, mostly without its decimal-string round trip (≈ 1,000
+    instructions less): n, the integer nearest x·100, is the right number of fen unless x·100 lies
+    within 1e-4 of a half (or is huge, or NaN, or n is 0: the sign of a zero), and n / 100 (one
+    correctly rounded division of two exact numbers) is then the float ``round`` gives."""
+    p = x * 100.0
+    if -1e9 < p < 1e9:
+        n = floor(p + 0.5)
+        if n and -0.4999 < p - n < 0.4999:
+            return n / 100
+    return round(x, 2)
 
 
 def _set_tail(row: list[Any], rank: int, amt: float) -> None:
@@ -895,9 +909,9 @@ def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -
         if line.kind != "service" or row is None or row["category"] not in passive:
             w[E_ACTIVE] |= bits
             flags = F_ACTIVE
-        w[E_AMOUNT] = round(w[E_AMOUNT] + line.amt, 2)
+        w[E_AMOUNT] = to_fen(w[E_AMOUNT] + line.amt)
         if line.row is not None and line.kind == "service" and line.row["category"] in exam:
-            w[E_EXAM] = round(w[E_EXAM] + line.amt, 2)
+            w[E_EXAM] = to_fen(w[E_EXAM] + line.amt)
             flags |= F_EXAM
         if line.code in tracked:
             flags |= F_TRACKED
@@ -940,9 +954,9 @@ def fold_line(w: list[Any], item: list[Any], adm: int) -> None:
     w[E_CHARGED] |= bits
     if flags & F_ACTIVE:
         w[E_ACTIVE] |= bits
-    w[E_AMOUNT] = round(w[E_AMOUNT] + item[I_AMT], 2)
+    w[E_AMOUNT] = to_fen(w[E_AMOUNT] + item[I_AMT])
     if flags & F_EXAM:
-        w[E_EXAM] = round(w[E_EXAM] + item[I_AMT], 2)
+        w[E_EXAM] = to_fen(w[E_EXAM] + item[I_AMT])
     if flags & F_TRACKED:
         _count(w[E_COUNTERS], code, qty, start, span, adm)
 
