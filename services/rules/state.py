@@ -54,8 +54,9 @@ seen  RESERVED for the worker (services.rules.decision: idempotency); only
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from math import floor
 from operator import itemgetter
 from typing import Any
@@ -65,7 +66,7 @@ import orjson
 from services.contracts import status as status_model
 from services.contracts.ids import decision_id_for_key
 from services.rules.kb import tag_bit
-from services.rules.timeutil import day_of_date, month_of_day
+from services.rules.timeutil import EPOCH_ORD, day_of_date, month_of_day
 
 # Formats (the ``v`` key; see docs/architecture.md, "Patient state formats and rolling upgrades"):
 #   1  seen rows [key, epoch_s, decision_id, alerts]
@@ -357,14 +358,27 @@ def _fold(ledger: list[Any], rows: list[Any], day: int) -> None:
     if len(past) > 1:
         past.sort(key=BY_F_START)
         if past[0][F_START] <= day - 28 * PAST_MONTHS:  # else every entry is of the last PAST_MONTHS months
-            oldest = month_of_day(day) - PAST_MONTHS
-            if not 1 <= oldest % 100 <= 12:  # into the year before: 202601 - 3 → 202598 → 202510
-                oldest -= 88
-            while past and month_of_day(past[0][F_START]) < oldest:
-                del past[0]
+            del past[:bisect_left(past, past_from(day), key=BY_F_START)]
         if len(past) > PAST_MAX:
             del past[:-PAST_MAX]
     _set_past(host, past)
+
+
+_PAST_FROM: dict[int, int] = {}  # day → past_from(day)
+
+
+def past_from(day: int) -> int:
+    """The first day of the natural month ``PAST_MONTHS`` before ``day``'s (folded supplies dated
+    before it go): 2026-01-17 → 2025-11-01."""
+    first = _PAST_FROM.get(day)
+    if first is None:
+        d = date.fromordinal(day + EPOCH_ORD)
+        y, m = divmod(d.year * 12 + d.month - 1 - PAST_MONTHS, 12)
+        first = date(y, m + 1, 1).toordinal() - EPOCH_ORD
+        if len(_PAST_FROM) >= 4096:
+            _PAST_FROM.clear()
+        _PAST_FROM[day] = first
+    return first
 
 
 def _pin_codes(row: list[Any]) -> None:
