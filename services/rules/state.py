@@ -910,7 +910,8 @@ def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -
         if line.ds is not None and line.ds > span:
             span = treated_span(line)
         item = [line.code, line.start, span, line.qty, line.amt, 0]
-        if line.kind == "drug" and row is not None and row["class"] in first_line:
+        kind = line.kind
+        if kind == "drug" and row is not None and row["class"] in first_line:
             if row["class"] not in w[E_CLASSES]:
                 w[E_CLASSES].append(row["class"])
             item.append(row["class"])
@@ -920,13 +921,18 @@ def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -
         else:
             bits = span_bits(line.start, span, adm)
         w[E_CHARGED] |= bits
-        if line.kind != "service" or row is None or row["category"] not in passive:
+        w[E_AMOUNT] = to_fen(w[E_AMOUNT] + line.amt)
+        if kind != "service" or row is None:
             w[E_ACTIVE] |= bits
             flags = F_ACTIVE
-        w[E_AMOUNT] = to_fen(w[E_AMOUNT] + line.amt)
-        if line.row is not None and line.kind == "service" and line.row["category"] in exam:
-            w[E_EXAM] = to_fen(w[E_EXAM] + line.amt)
-            flags |= F_EXAM
+        else:
+            category = row["category"]
+            if category not in passive:
+                w[E_ACTIVE] |= bits
+                flags = F_ACTIVE
+            if category in exam:
+                w[E_EXAM] = to_fen(w[E_EXAM] + line.amt)
+                flags |= F_EXAM
         if line.code in tracked:
             flags |= F_TRACKED
             _count(counters, line.code, line.qty, line.start, line.span, adm)
