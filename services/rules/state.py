@@ -624,7 +624,11 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None, rank:
                     replaced += 1
                     break
         if same:
-            top = same[0][L_START] if len(same) == 1 else max(map(BY_START, same))
+            top = same[0][L_START]  # the newest supply held
+            if len(same) > 1:
+                for r in same:
+                    if r[L_START] > top:
+                        top = r[L_START]
             # Not after every supply held (or the encounter's, not a row, might be folded): rows again what
             # is folded, if this could change the walk or hold the encounter's supply.
             if start < top or (start == top and old is None):
