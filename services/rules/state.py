@@ -974,7 +974,11 @@ def fold_line(w: list[Any], item: list[Any], adm: int) -> None:
     flags = item[I_FLAGS]
     if len(item) > I_CLASS and item[I_CLASS] not in w[E_CLASSES]:
         w[E_CLASSES].append(item[I_CLASS])
-    bits = span_bits(start, span, adm)
+    if span == 1:  # span_bits(start, span, adm), inline for the common one-day line
+        off = start - adm
+        bits = 1 << off if 0 <= off < MASK_DAYS else 0
+    else:
+        bits = span_bits(start, span, adm)
     w[E_CHARGED] |= bits
     if flags & F_ACTIVE:
         w[E_ACTIVE] |= bits
