@@ -1,9 +1,11 @@
-"""state.to_fen is round(x, 2) bit for bit (its fast path must never give another float)."""
+"""The state update's arithmetic shortcuts give exactly what they replace: state.to_fen is round(x, 2)
+bit for bit, state.past_from the month arithmetic of the folded-supply bound."""
 
 import random
 import struct
 
-from services.rules.state import to_fen
+from services.rules.state import PAST_MONTHS, past_from, to_fen
+from services.rules.timeutil import month_of_day
 
 
 def _bits(x: float) -> bytes:
@@ -29,3 +31,13 @@ def test_to_fen_gives_the_same_float_as_round():
 def test_to_fen_keeps_nan():
     x = to_fen(float("nan"))
     assert x != x
+
+
+def test_past_from_is_the_first_day_of_the_month_past_months_before():
+    for day in range(20_000, 21_200):  # 2024-10 .. 2028-01, every year boundary
+        oldest = month_of_day(day) - PAST_MONTHS
+        if not 1 <= oldest % 100 <= 12:  # into the year before: 202601 - 2 → 202599 → 202511
+            oldest -= 88
+        first = past_from(day)
+        assert month_of_day(first) == oldest
+        assert month_of_day(first - 1) < oldest
