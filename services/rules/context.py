@@ -32,6 +32,7 @@ DX = tag_bit("dx")
 UNCOVERED = tag_bit("uncovered")  # some line has no catalogue row in force on its service date
 NEW_VISIT = tag_bit("new_visit")  # an outpatient encounter not among the recorded visits (V) yet
 ENCOUNTER_TAGS = frozenset(e.value for e in EncounterType)
+ENCOUNTER_BITS = {tag: tag_bit(tag) for tag in sorted(ENCOUNTER_TAGS)}
 # Every tag a family may name in ``needs``: set by the context (state sections, line kinds, rx, dx,
 # new_visit, the encounter type) or carried by KB rows (kb.ROW_TAGS). Checked when rules load.
 CONTEXT_TAGS = STATE_TAGS | frozenset(KIND_BITS) | {"rx", "dx", "new_visit", "uncovered"} | ENCOUNTER_TAGS
@@ -48,24 +49,27 @@ class Line:
 
     __slots__ = ("lid", "code", "kind", "qty", "amt", "ds", "start", "row", "m", "span", "_raw")
 
-    def __init__(self, raw: dict[str, Any], row: dict[str, Any] | None, start: int) -> None:
+    def __init__(self, raw: dict[str, Any], code: str, kind: str, row: dict[str, Any] | None, start: int) -> None:
         self._raw = raw
-        get = raw.get
         self.lid: str = raw["line_id"]
-        self.code: str = raw["code"]
-        self.kind: str = raw["kind"]
+        self.code: str = code  # raw["code"], as read by the context
+        self.kind: str = kind  # raw["kind"]
         self.row = row
-        self.m: int = row["_m"] if row is not None else 0  # the row's feature tags as bits
         qty = self.qty = raw["quantity"]
-        amt = get("amount")
+        amt = raw.get("amount")
         if amt is None:
-            price = get("unit_price")
+            price = raw.get("unit_price")
             amt = price * qty if price is not None else 0.0
         self.amt: float = amt
-        self.ds: int | None = get("days_supply")
+        self.ds: int | None = raw.get("days_supply")
         self.start: int = start  # the service date: started_at, else the event's date
-        # A per-day item (unit 日, e.g. bed fee) with quantity n covers n consecutive days.
-        self.span: int = int(-(-qty // 1)) if qty > 1 and row is not None and row["unit"] == "日" else 1
+        if row is None:
+            self.m: int = 0  # the row's feature tags as bits
+            self.span: int = 1
+        else:
+            self.m = row["_m"]
+            # A per-day item (unit 日, e.g. bed fee) with quantity n covers n consecutive days.
+            self.span = int(-(-qty // 1)) if qty > 1 and row["unit"] == "日" else 1
 
     @property
     def price(self) -> float | None:
@@ -178,7 +182,7 @@ class Ctx:
         dis = enc.get("discharged_at")
         self.dis_day: int | None = day_of_time(dis) if dis else None
         self.gender: str = patient["gender"]
-        self._birth_ord: int = day_of_date(patient["birth_date"]) + EPOCH_ORD
+        self._birth_ord: int | None = None  # the birth date's ordinal (birth_ord), computed on first use
         self._age_y: int | None = None
         self._total: float | None = None
         self._supplies: list[list[Any]] | None = None  # state.drug_supplies, computed on first use
@@ -187,7 +191,7 @@ class Ctx:
         mask = _STATE_MASKS.get(keys)
         if mask is None:
             mask = _state_mask(keys)
-        mask |= tag_bit(enc_type)
+        mask |= ENCOUNTER_BITS.get(enc_type) or tag_bit(enc_type)
         if enc_type == "outpatient":
             visits = state.get("V")
             if visits is not None:
@@ -218,13 +222,12 @@ class Ctx:
             row = index.get(code)
             if row is None and "-" in code:  # "<national code>-<local code>", as some HIS send it
                 row = index.get(code.split("-", 1)[0])
-            line = Line(raw, row, start)
-            lines.append(line)
+            lines.append(Line(raw, code, kind, row, start))
             kmask |= kbit
-            if line.row is None:
+            if row is None:
                 mask |= UNCOVERED
             else:
-                mask |= line.m
+                mask |= row["_m"]
         self.items: list[Line] = lines
         self.dated: bool = dated
         if kmask & RX_KINDS:
@@ -277,19 +280,27 @@ class Ctx:
         return mask_tags(self.fmask)
 
     @property
+    def birth_ord(self) -> int:
+        """The birth date as a proleptic Gregorian ordinal (``date.toordinal``)."""
+        ordinal = self._birth_ord
+        if ordinal is None:
+            ordinal = self._birth_ord = day_of_date(self._patient["birth_date"]) + EPOCH_ORD
+        return ordinal
+
+    @property
     def birth(self) -> date:
-        return date.fromordinal(self._birth_ord)
+        return date.fromordinal(self.birth_ord)
 
     @property
     def age_d(self) -> int:
-        return self.day + EPOCH_ORD - self._birth_ord
+        return self.day + EPOCH_ORD - self.birth_ord
 
     @property
     def age_y(self) -> int:
         age = self._age_y
         if age is None:
             on = date.fromordinal(self.day + EPOCH_ORD)
-            birth = date.fromordinal(self._birth_ord)
+            birth = date.fromordinal(self.birth_ord)
             age = self._age_y = on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
         return age
 
@@ -298,9 +309,9 @@ class Ctx:
         if day == self.day:
             return self.age_d, self.age_y
         on = date.fromordinal(day + EPOCH_ORD)
-        birth = date.fromordinal(self._birth_ord)
+        birth = date.fromordinal(self.birth_ord)
         years = on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
-        return day + EPOCH_ORD - self._birth_ord, years
+        return day + EPOCH_ORD - birth.toordinal(), years
 
     @property
     def date(self) -> str:
