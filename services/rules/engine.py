@@ -107,6 +107,8 @@ class Engine:
         # force are the same for every day between two consecutive breaks.
         self._breaks = sorted({r.frm for r in rules} | {r.to + 1 for r in rules})
         self.windows = self._windows()
+        for r in rules:  # alert skeletons and message templates made at load, not at a rule's first alert
+            _alert_shape(r)
 
     def rule_static(self, rule_id: str, version: str) -> dict[str, Any]:
         """The fixed fields of a rule version's alerts ({} for a version no longer in the rule base)."""
@@ -466,18 +468,37 @@ class Engine:
         return self.kb.search_diagnoses(q, limit) if q.strip() else []
 
 
-def _alert(rule: Any, label: Any, fields: dict[str, Any], line_ids: Any, amount: Any, evidence: Any) -> dict[str, Any]:
-    """One alert of ``rule`` from a family's hit (the dated and undated paths of ``_evaluate`` alike)."""
+def _alert_shape(rule: Any) -> tuple[dict[str, Any], Message, Message]:
+    """A rule's alert skeleton (its fixed fields, every key in the alert's order) and its compiled
+    messages, made once per rule (``_alert`` copies the skeleton and fills in the rest)."""
     zh, en = rule.msg_zh, rule.msg_en
-    message_zh = _MESSAGES_ZH.get(zh) or _message(_MESSAGES_ZH, zh, False)
-    message_en = _MESSAGES_EN.get(en) or _message(_MESSAGES_EN, en, True)
-    return {
+    fixed = {
         "rule_id": rule.id, "rule_version": rule.version, "gz_code": rule.gz_code,
         "name_zh": rule.name_zh, "name_en": rule.name_en,
         "result_type": rule.result_type, "indicator": rule.indicator,
         "severity": rule.severity,
-        "message_zh": message_zh(fields),
-        "message_en": message_en(fields),
-        "line_ids": line_ids, "amount": round(float(amount), 2),
-        "evidence": evidence, "policy_basis": rule.policy_basis, "region": label,
+        "message_zh": "", "message_en": "", "line_ids": [], "amount": 0.0,
+        "evidence": [], "policy_basis": rule.policy_basis, "region": "default",
     }
+    shape = (fixed, _MESSAGES_ZH.get(zh) or _message(_MESSAGES_ZH, zh, False),
+             _MESSAGES_EN.get(en) or _message(_MESSAGES_EN, en, True))
+    if len(_ALERT_SHAPES) > 10_000:  # rule bases replaced many times: keep the cache bounded
+        _ALERT_SHAPES.clear()
+    _ALERT_SHAPES[rule] = shape
+    return shape
+
+
+_ALERT_SHAPES: dict[Any, tuple[dict[str, Any], Message, Message]] = {}  # rule → _alert_shape(rule)
+
+
+def _alert(rule: Any, label: Any, fields: dict[str, Any], line_ids: Any, amount: Any, evidence: Any) -> dict[str, Any]:
+    """One alert of ``rule`` from a family's hit (the dated and undated paths of ``_evaluate`` alike)."""
+    fixed, message_zh, message_en = _ALERT_SHAPES.get(rule) or _alert_shape(rule)
+    alert = fixed.copy()
+    alert["message_zh"] = message_zh(fields)
+    alert["message_en"] = message_en(fields)
+    alert["line_ids"] = line_ids
+    alert["amount"] = round(float(amount), 2)
+    alert["evidence"] = evidence
+    alert["region"] = label
+    return alert

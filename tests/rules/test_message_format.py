@@ -54,3 +54,20 @@ def test_a_missing_field_is_a_key_error_naming_it() -> None:
         message_format("{item} x")({"other": 1})
     with pytest.raises(KeyError, match="item"):
         message_format("{item} x", english=True)({"other": 1})
+
+
+def test_alert_keys_keep_their_order_and_messages(engine: Engine) -> None:
+    """Alerts are built from a per-rule skeleton: the keys stay in the order the decision carries them."""
+    from tests.rules.audit_kit import Story, ev, line
+
+    s = Story(engine)
+    s.send(ev("P-mf1", "mf1-1", "2026-04-01", dx=[("E78.500", "高脂血症")],
+              items=[line("1", "XC10AAR117A001010100561", qty=30, price=1.0, days=30)]))
+    a = s.one(ev("P-mf1", "mf1-2", "2026-04-05", inst="H2", dx=[("E78.500", "高脂血症")],
+                 items=[line("1", "XC10AAR117A001010100561", qty=30, price=1.0, days=30)]), "R19")
+    assert a is not None
+    assert list(a) == ["rule_id", "rule_version", "gz_code", "name_zh", "name_en", "result_type", "indicator",
+                       "severity", "message_zh", "message_en", "line_ids", "amount", "evidence", "policy_basis",
+                       "region"]
+    assert a["line_ids"] == ["1"] and a["amount"] == 30.0 and a["region"] == "default"
+    assert a["message_zh"].startswith("重复开药") and a["message_en"].startswith("Duplicate prescription")
