@@ -47,11 +47,10 @@ def enc_hash(institution_id: str, encounter_id: str) -> int:
 class Line:
     """One order/charge line with its catalogue row (or None when the code is unknown)."""
 
-    __slots__ = ("lid", "code", "kind", "qty", "amt", "ds", "start", "row", "m", "span", "_raw")
+    __slots__ = ("code", "kind", "qty", "amt", "ds", "start", "row", "m", "span", "_raw")
 
     def __init__(self, raw: dict[str, Any], code: str, kind: str, row: dict[str, Any] | None, start: int) -> None:
         self._raw = raw
-        self.lid: str = raw["line_id"]
         self.code: str = code  # raw["code"], as read by the context
         self.kind: str = kind  # raw["kind"]
         self.row = row
@@ -70,6 +69,11 @@ class Line:
             self.m = row["_m"]
             # A per-day item (unit 日, e.g. bed fee) with quantity n covers n consecutive days.
             self.span = int(-(-qty // 1)) if qty > 1 and row["unit"] == "日" else 1
+
+    @property
+    def lid(self) -> str:
+        """The line's id (few rules name lines: read when asked)."""
+        return self._raw["line_id"]
 
     @property
     def price(self) -> float | None:
@@ -206,6 +210,7 @@ class Ctx:
         kmask = 0
         lines = []
         dated = False  # some line's service date is not the event's date
+        dated_day, dated_snap = day, snap  # the catalogue of the last such date
         for raw in ev.get("items") or ():
             kind = raw["kind"]
             started = raw.get("started_at")
@@ -216,7 +221,9 @@ class Ctx:
                 except KeyError:
                     index, kbit = snap.kind(kind)
             else:  # a line is judged against the catalogue in force on its own service date
-                index, kbit = kb.snapshot(start).kind(kind)
+                if start != dated_day:  # lines of one event mostly share their dates
+                    dated_day, dated_snap = start, kb.snapshot(start)
+                index, kbit = dated_snap.kind(kind)
                 dated = True
             code = raw["code"]
             row = index.get(code)
