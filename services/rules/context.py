@@ -45,30 +45,20 @@ def enc_hash(institution_id: str, encounter_id: str) -> int:
 
 
 class Line:
-    """One order/charge line with its catalogue row (or None when the code is unknown)."""
+    """One order/charge line with its catalogue row (or None when the code is unknown); made by
+    ``make_line``."""
 
     __slots__ = ("code", "kind", "qty", "amt", "ds", "start", "row", "m", "span", "_raw")
-
-    def __init__(self, raw: dict[str, Any], code: str, kind: str, row: dict[str, Any] | None, start: int) -> None:
-        self._raw = raw
-        self.code: str = code  # raw["code"], as read by the context
-        self.kind: str = kind  # raw["kind"]
-        self.row = row
-        qty = self.qty = raw["quantity"]
-        amt = raw.get("amount")
-        if amt is None:
-            price = raw.get("unit_price")
-            amt = price * qty if price is not None else 0.0
-        self.amt: float = amt
-        self.ds: int | None = raw.get("days_supply")
-        self.start: int = start  # the service date: started_at, else the event's date
-        if row is None:
-            self.m: int = 0  # the row's feature tags as bits
-            self.span: int = 1
-        else:
-            self.m = row["_m"]
-            # A per-day item (unit 日, e.g. bed fee) with quantity n covers n consecutive days.
-            self.span = int(-(-qty // 1)) if qty > 1 and row["unit"] == "日" else 1
+    code: str
+    kind: str
+    qty: float
+    amt: float
+    ds: int | None
+    start: int  # the service date: started_at, else the event's date
+    row: dict[str, Any] | None
+    m: int  # the row's feature tags as bits
+    span: int  # the days a per-day item (unit 日, e.g. bed fee) covers: its quantity; else 1
+    _raw: dict[str, Any]
 
     @property
     def lid(self) -> str:
@@ -107,6 +97,36 @@ class Line:
         return amt / self.qty if amt is not None and self.qty else None
 
 
+_new_object = object.__new__
+
+
+def make_line(raw: dict[str, Any], code: str, kind: str, row: dict[str, Any] | None, start: int) -> Line:
+    """A Line of the item ``raw`` (its ``code`` and ``kind`` as the context read them) with its
+    catalogue row. A plain function, not ``Line.__init__``: creating an instance through the class
+    call costs about as much as filling in all its fields, and a context makes one per line."""
+    line = _new_object(Line)
+    line._raw = raw
+    line.code = code
+    line.kind = kind
+    line.row = row
+    qty = line.qty = raw["quantity"]
+    amt = raw.get("amount")
+    if amt is None:
+        price = raw.get("unit_price")
+        amt = price * qty if price is not None else 0.0
+    line.amt = amt
+    line.ds = raw.get("days_supply")
+    line.start = start
+    if row is None:
+        line.m = 0
+        line.span = 1
+    else:
+        line.m = row["_m"]
+        # A per-day item (unit 日, e.g. bed fee) with quantity n covers n consecutive days.
+        line.span = int(-(-qty // 1)) if qty > 1 and row["unit"] == "日" else 1
+    return line
+
+
 class Dx:
     __slots__ = ("code", "row", "main", "_raw")
 
@@ -127,13 +147,13 @@ class Dx:
         return row["name_en"] if row else self.code
 
 
-_STATE_MASKS: dict[frozenset[str], int] = {}  # the keys of a state → the bits of its sections
+_STATE_MASKS: dict[tuple[str, ...], int] = {}  # the keys of a state, in its order → the bits of its sections
 
 
-def _state_mask(keys: frozenset[str]) -> int:
+def _state_mask(keys: tuple[str, ...]) -> int:
     mask = 0
-    for key in keys & STATE_TAGS:
-        mask |= STATE_BITS[key]
+    for key in keys:
+        mask |= STATE_BITS.get(key, 0)
     if len(_STATE_MASKS) < 4096:
         _STATE_MASKS[keys] = mask
     return mask
@@ -191,7 +211,7 @@ class Ctx:
         self._total: float | None = None
         self._supplies: list[list[Any]] | None = None  # state.drug_supplies, computed on first use
         self._ledger: list[Any] | None = None  # the ledger drug_supplies read its prior rows from
-        keys = frozenset(state)
+        keys = tuple(state)  # a tuple hashes and compares cheaper than a frozenset; states have few key orders
         mask = _STATE_MASKS.get(keys)
         if mask is None:
             mask = _state_mask(keys)
@@ -229,7 +249,7 @@ class Ctx:
             row = index.get(code)
             if row is None and "-" in code:  # "<national code>-<local code>", as some HIS send it
                 row = index.get(code.split("-", 1)[0])
-            lines.append(Line(raw, code, kind, row, start))
+            lines.append(make_line(raw, code, kind, row, start))
             kmask |= kbit
             if row is None:
                 mask |= UNCOVERED
