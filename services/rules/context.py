@@ -128,13 +128,17 @@ def make_line(raw: dict[str, Any], code: str, kind: str, row: dict[str, Any] | N
 
 
 class Dx:
-    __slots__ = ("code", "row", "main", "_raw")
+    """One diagnosis with its catalogue row (or None when the code is unknown); made by ``make_dx``."""
 
-    def __init__(self, raw: dict[str, Any], row: dict[str, Any] | None) -> None:
-        self._raw = raw
-        self.code: str = raw["code"]
-        self.row = row
-        self.main: bool = bool(raw.get("main"))
+    __slots__ = ("code", "row", "_raw")
+    code: str
+    row: dict[str, Any] | None
+    _raw: dict[str, Any]
+
+    @property
+    def main(self) -> bool:
+        """Marked as the main diagnosis (主诊断)."""
+        return bool(self._raw.get("main"))
 
     @property
     def name(self) -> str:
@@ -145,6 +149,15 @@ class Dx:
     def name_en(self) -> str:
         row = self.row
         return row["name_en"] if row else self.code
+
+
+def make_dx(raw: dict[str, Any], code: str, row: dict[str, Any] | None) -> Dx:
+    """A Dx of the diagnosis ``raw`` (its ``code`` as the context read it), as ``make_line`` makes lines."""
+    dx = _new_object(Dx)
+    dx._raw = raw
+    dx.code = code
+    dx.row = row
+    return dx
 
 
 _STATE_MASKS: dict[tuple[str, ...], int] = {}  # the keys of a state, in its order → the bits of its sections
@@ -172,7 +185,7 @@ class Ctx:
 
     __slots__ = (
         "ev", "event_id", "scene", "day", "region", "inst", "enc", "enc_id",
-        "ench", "enc_type", "med_type", "dept", "gender", "dx", "main_dx",
+        "ench", "enc_type", "med_type", "dept", "dx", "main_dx",
         "items", "fmask", "kmask", "state", "adm_day", "dis_day", "kb", "_date",
         "_patient", "_birth_ord", "_age_y", "_total", "cancel", "_supplies", "_ledger", "dated",
         "prov",
@@ -205,7 +218,6 @@ class Ctx:
         self.adm_day: int | None = day_of_time(adm) if adm else None
         dis = enc.get("discharged_at")
         self.dis_day: int | None = day_of_time(dis) if dis else None
-        self.gender: str = patient["gender"]
         self._birth_ord: int | None = None  # the birth date's ordinal (birth_ord), computed on first use
         self._age_y: int | None = None
         self._total: float | None = None
@@ -267,11 +279,13 @@ class Ctx:
             mask |= DX
             dx_of = snap.dx
             for raw in raw_dx:
-                d = Dx(raw, dx_of(raw["code"]))
+                code = raw["code"]
+                row = dx_of(code)
+                d = make_dx(raw, code, row)
                 dxs.append(d)
-                if d.row is not None:
-                    mask |= d.row["_m"]
-                if main is None and d.main:
+                if row is not None:
+                    mask |= row["_m"]
+                if main is None and raw.get("main"):
                     main = d  # the first one marked main, else the first one
             if main is None:
                 main = dxs[0]
@@ -289,6 +303,10 @@ class Ctx:
                 total += line.amt
             self._total = total
         return total
+
+    @property
+    def gender(self) -> str:
+        return self._patient["gender"]
 
     @property
     def kinds(self) -> set[str]:

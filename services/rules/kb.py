@@ -21,7 +21,7 @@ from typing import Any, Callable
 import orjson
 
 from services.rules.exceptions import DataError
-from services.rules.timeutil import effective_days
+from services.rules.timeutil import Memo, effective_days
 
 _STR = (str,)
 _INT = (int,)
@@ -562,10 +562,10 @@ class Snapshot:
 
     ``by_kind[kind]`` is ``(code → row in force, the kind's tag bit)``: drugs for
     drug/herb lines, services and consumables otherwise (as :meth:`KB.item`);
-    ``dx(code)`` is :meth:`KB.diagnosis` remembered per code.
+    ``dx(code)`` is :meth:`KB.diagnosis` on the segment's days, remembered per code.
     """
 
-    __slots__ = ("kb", "day", "drugs", "services", "by_kind", "_dx")
+    __slots__ = ("kb", "day", "drugs", "services", "by_kind", "dx")
 
     def __init__(self, kb: KB, day: int) -> None:
         self.kb = kb
@@ -576,7 +576,7 @@ class Snapshot:
             "drug": (self.drugs, tag_bit("drug")), "herb": (self.drugs, tag_bit("herb")),
             "service": (self.services, tag_bit("service")), "consumable": (self.services, tag_bit("consumable")),
         }
-        self._dx: dict[str, dict[str, Any] | None] = {}
+        self.dx: Callable[[str], dict[str, Any] | None] = Memo(lambda code: kb.diagnosis(code, day), 100_000).__getitem__
 
     @staticmethod
     def _index(table: Dated, day: int) -> dict[str, dict[str, Any]]:
@@ -602,15 +602,6 @@ class Snapshot:
         entry = self.by_kind.get(kind)
         return entry if entry is not None else (self.services, tag_bit(kind))
 
-    def dx(self, code: str) -> dict[str, Any] | None:
-        memo = self._dx
-        if code in memo:
-            return memo[code]
-        row = self.kb.diagnosis(code, self.day)
-        if len(memo) >= 100_000:
-            memo.clear()
-        memo[code] = row
-        return row
 
 
 def public_row(table: str, row: dict[str, Any]) -> dict[str, Any]:

@@ -20,21 +20,22 @@ NEVER = 10**7  # an open effective_to
 _MEMO_MAX = 50_000  # distinct arguments remembered per memo (a memo is cleared when full)
 
 
-class _Memo(dict[Any, Any]):
+class Memo(dict[Any, Any]):
     """The remembered results of a pure function of one argument: ``memo[x]`` is ``fn(x)``,
-    computed on the first lookup (``__missing__``) and kept (at most ``_MEMO_MAX``; cleared when
-    full). The conversions below are ``memo.__getitem__``: a remembered result is one C call, with
-    no Python frame, which matters at several conversions per event."""
+    computed on the first lookup (``__missing__``) and kept (at most ``size``, default
+    ``_MEMO_MAX``; cleared when full). The conversions below are ``memo.__getitem__``: a remembered
+    result is one C call, with no Python frame, which matters at several conversions per event."""
 
-    __slots__ = ("fn",)
+    __slots__ = ("fn", "size")
 
-    def __init__(self, fn: Callable[[Any], Any]) -> None:
+    def __init__(self, fn: Callable[[Any], Any], size: int | None = None) -> None:
         super().__init__()
         self.fn = fn
+        self.size = size
 
     def __missing__(self, key: Any) -> Any:
         value = self.fn(key)
-        if len(self) >= _MEMO_MAX:
+        if len(self) >= (self.size or _MEMO_MAX):
             self.clear()
         self[key] = value
         return value
@@ -61,13 +62,13 @@ def _month_of_day(day: int) -> int:
 
 
 # 'YYYY-MM-DD' → epoch day.
-day_of_date: Callable[[str], int] = _Memo(_day_of_date).__getitem__
+day_of_date: Callable[[str], int] = Memo(_day_of_date).__getitem__
 # ISO-8601 timestamp → epoch day of its date in China time (UTC+08:00).
-day_of_time: Callable[[str], int] = _Memo(_day_of_time).__getitem__
+day_of_time: Callable[[str], int] = Memo(_day_of_time).__getitem__
 # Epoch day → 'YYYY-MM-DD'.
-date_of_day: Callable[[int], str] = _Memo(_date_of_day).__getitem__
+date_of_day: Callable[[int], str] = Memo(_date_of_day).__getitem__
 # Epoch day → yyyymm int (natural month).
-month_of_day: Callable[[int], int] = _Memo(_month_of_day).__getitem__
+month_of_day: Callable[[int], int] = Memo(_month_of_day).__getitem__
 
 
 def age_years(birth: date, on: date) -> int:

@@ -30,6 +30,8 @@ def test_bad_input_raises_every_time() -> None:
 
 def test_a_full_memo_is_cleared_and_keeps_answering(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(timeutil, "_MEMO_MAX", 3)
-    memo = timeutil._Memo(lambda x: x * 2)
+    memo = timeutil.Memo(lambda x: x * 2)
     assert [memo[i] for i in range(10)] == [i * 2 for i in range(10)]
     assert len(memo) <= 3
+    sized = timeutil.Memo(lambda x: -x, size=2)
+    assert [sized[i] for i in range(5)] == [0, -1, -2, -3, -4] and len(sized) <= 2
