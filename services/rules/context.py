@@ -242,21 +242,19 @@ class Ctx:
         kmask = 0
         lines = []
         dated = False  # some line's service date is not the event's date
-        dated_day, dated_snap = day, snap  # the catalogue of the last such date
         for raw in ev.get("items") or ():
             kind = raw["kind"]
             started = raw.get("started_at")
             start = day_of_time(started) if started else day
             if start == day:
-                try:
-                    index, kbit = by_kind[kind]
-                except KeyError:
-                    index, kbit = snap.kind(kind)
+                kinds = by_kind
             else:  # a line is judged against the catalogue in force on its own service date
-                if start != dated_day:  # lines of one event mostly share their dates
-                    dated_day, dated_snap = start, kb.snapshot(start)
-                index, kbit = dated_snap.kind(kind)
+                kinds = kb.snapshot(start).by_kind
                 dated = True
+            try:
+                index, kbit = kinds[kind]
+            except KeyError:  # a kind outside the four (Snapshot.kind)
+                index, kbit = kb.snapshot(start).kind(kind)
             code = raw["code"]
             row = index.get(code)
             if row is None and "-" in code:  # "<national code>-<local code>", as some HIS send it

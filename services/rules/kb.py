@@ -338,7 +338,10 @@ class KB:
         self._dx_cache: dict[str, tuple[dict[str, Any], ...]] = {}
         self._breaks: list[int] = []                  # days where some row comes into or goes out of force
         self._segments: dict[int, Snapshot] = {}      # date segment (index into _breaks) → its snapshot
-        self._days: dict[int, Snapshot] = {}          # day → the snapshot of its segment
+        # snapshot(day): the catalogue in force on ``day``, the same object for every day of a date
+        # segment (the days between two consecutive effective_from / effective_to boundaries of any
+        # row); remembered per day (a lookup, no Python frame, at every event).
+        self.snapshot: Callable[[int], Snapshot] = Memo(self._segment_snapshot, 100_000).__getitem__
         self.class_of: dict[str, str] = {}
         self.one: dict[str, dict[str, Any]] = {}
         self.first_line_classes: frozenset[str] = frozenset()
@@ -474,18 +477,12 @@ class KB:
                     raise DataError(f"drugs.json ({row['code']}): first_line_classes names unknown class {cls_code!r}")
 
     # -- lookups (hot path) ---------------------------------------------------
-    def snapshot(self, day: int) -> "Snapshot":
-        """The catalogue in force on ``day``: the same object for every day of a date segment
-        (the days between two consecutive effective_from / effective_to boundaries of any row)."""
-        snap = self._days.get(day)
+    def _segment_snapshot(self, day: int) -> "Snapshot":
+        """The snapshot of ``day``'s date segment (see ``snapshot``), made on the segment's first day."""
+        seg = bisect_right(self._breaks, day)
+        snap = self._segments.get(seg)
         if snap is None:
-            seg = bisect_right(self._breaks, day)
-            snap = self._segments.get(seg)
-            if snap is None:
-                snap = self._segments[seg] = Snapshot(self, day)
-            if len(self._days) >= 100_000:
-                self._days.clear()
-            self._days[day] = snap
+            snap = self._segments[seg] = Snapshot(self, day)
         return snap
 
     def item(self, code: str, kind: str, day: int) -> dict[str, Any] | None:
