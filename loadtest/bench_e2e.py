@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -53,7 +52,7 @@ import orjson
 from loadtest import procstat
 from loadtest.apikey import ENV as KEY_ENV
 from loadtest.apikey import KeyFormatError, parse_api_keys, rejection_message, retired_variables
-from loadtest.floor import two_hop
+from loadtest.floor import one_hop, two_hop
 
 CST = timezone(timedelta(hours=8))
 
@@ -235,66 +234,12 @@ async def drive_http(url: str, api_key: str, institution: str, rate: float, dura
 
 
 async def broker_floor(bootstrap: str, rate: float, duration: float, fetch_wait_ms: int) -> list[float]:
-    """One hop through the broker: aiokafka produce → consumer (no group) receives."""
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    from services.common.broker import ensure_topics
+    """One hop through the broker: aiokafka produce → consumer (no group) receives (loadtest/floor.py)."""
     from services.common.kafka_security import aiokafka_kwargs
     from services.common.settings import load_settings
 
     security = aiokafka_kwargs(load_settings())  # PRESETTLE_KAFKA_TLS / _SASL_*, as the service
-    topic = f"presettle.bench-echo.{uuid.uuid4().hex[:6]}"
-    await ensure_topics(bootstrap, {topic: 1}, timeout=10, security=security)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks=1, **security)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, fetch_max_wait_ms=fetch_wait_ms,
-                                enable_auto_commit=False, **security)
-    await producer.start()
-    await consumer.start()
-    tp = TopicPartition(topic, 0)
-    consumer.assign([tp])
-    await consumer.seek_to_end(tp)
-    sent: dict[bytes, float] = {}
-    latencies: list[float] = []
-    total = int(rate * duration)
-    done = asyncio.Event()
-
-    async def receive() -> None:
-        while len(latencies) < total:
-            batches = await consumer.getmany(timeout_ms=200)
-            now = time.perf_counter()
-            for records in batches.values():
-                for r in records:
-                    if r.key in sent:
-                        latencies.append((now - sent.pop(r.key)) * 1000)
-        done.set()
-
-    receiver = asyncio.create_task(receive())
-    start = time.perf_counter()
-    for n in range(total):
-        delay = start + n / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        key = str(n).encode()
-        sent[key] = start + n / rate  # from the due time, like the HTTP figures
-        await producer.send(topic, b"x" * 600, key=key)
-    try:
-        await asyncio.wait_for(done.wait(), 15)
-    except TimeoutError:
-        receiver.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await receiver
-    await producer.stop()
-    await consumer.stop()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security)
-    try:  # leave nothing behind on a real cluster
-        await admin.start()
-        await admin.delete_topics([topic])
-    except Exception as exc:
-        print(f"  could not delete {topic}: {type(exc).__name__}", file=sys.stderr)
-    finally:
-        await admin.close()
-    return latencies
+    return await one_hop(bootstrap, rate, duration, fetch_wait_ms, security)
 
 
 def http_summary(http: dict[str, Any]) -> dict[str, Any]:

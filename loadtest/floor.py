@@ -57,11 +57,83 @@ async def echo(bootstrap: str, source: str, target: str, partitions: int, fetch_
         await consumer.stop()
 
 
+async def _timed(producer: Any, consumer: Any, topic: str, partitions: int, rate: float, duration: float,
+                 run: str) -> list[float]:
+    """Send ``rate`` × ``duration`` records to ``topic`` (round robin over its partitions) at their due
+    times and return each one's latency (ms, from its due time) when ``consumer`` receives it."""
+    sent: dict[bytes, float] = {}
+    latencies: list[float] = []
+    total = int(rate * duration)
+    done = asyncio.Event()
+
+    async def receive() -> None:
+        while len(latencies) < total:
+            batches = await consumer.getmany(timeout_ms=200)
+            now = time.perf_counter()
+            for records in batches.values():
+                for r in records:
+                    due = sent.pop(r.key, None)
+                    if due is not None:
+                        latencies.append((now - due) * 1000)
+        done.set()
+
+    receiver = asyncio.create_task(receive())
+    start = time.perf_counter()
+    for n in range(total):
+        due = start + n / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        key = f"{run}-{n}".encode()
+        sent[key] = due
+        await producer.send(topic, b"x" * 600, key=key, partition=n % partitions)
+    try:
+        await asyncio.wait_for(done.wait(), 15)
+    except TimeoutError:
+        receiver.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await receiver
+    return latencies
+
+
+async def _drop(bootstrap: str, topics: list[str], security: dict[str, Any]) -> None:
+    """Delete the echo topics: leave nothing behind (on the embedded broker only deleting a topic frees its memory)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security)
+    try:
+        await admin.start()
+        await admin.delete_topics(topics)
+    except Exception as exc:
+        print(f"  could not delete the floor topics: {type(exc).__name__}", file=sys.stderr)
+    finally:
+        await admin.close()
+
+
+async def one_hop(bootstrap: str, rate: float, duration: float, fetch_wait_ms: int,
+                  security: dict[str, Any]) -> list[float]:
+    """Latencies (ms) of one hop through the broker (produce → a consumer without a group receives),
+    at ``rate`` for ``duration`` s, on a one-partition topic deleted afterwards."""
+    from services.common.broker import ensure_topics
+
+    run = uuid.uuid4().hex[:6]
+    topic = f"presettle.bench-echo.{run}"
+    await ensure_topics(bootstrap, {topic: 1}, timeout=10, security=security)
+    producer = consumer = None
+    try:
+        producer, consumer = await _clients(bootstrap, fetch_wait_ms, security)
+        await _assign_at_end(consumer, topic, 1)
+        return await _timed(producer, consumer, topic, 1, rate, duration, run)
+    finally:
+        for client in (producer, consumer):
+            if client is not None:
+                await client.stop()
+        await _drop(bootstrap, [topic], security)
+
+
 async def two_hop(bootstrap: str, rate: float, duration: float, fetch_wait_ms: int, partitions: int,
                   security: dict[str, Any]) -> list[float]:
     """Latencies (ms) of a two-hop echo at ``rate`` for ``duration`` s; topics deleted afterwards."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
     from services.common.broker import ensure_topics
 
     run = uuid.uuid4().hex[:6]
@@ -78,39 +150,7 @@ async def two_hop(bootstrap: str, rate: float, duration: float, fetch_wait_ms: i
             raise RuntimeError(f"the echo process did not start (exit {proc.returncode})")
         producer, consumer = await _clients(bootstrap, fetch_wait_ms, security)
         await _assign_at_end(consumer, target, partitions)
-        sent: dict[bytes, float] = {}
-        latencies: list[float] = []
-        total = int(rate * duration)
-        done = asyncio.Event()
-
-        async def receive() -> None:
-            while len(latencies) < total:
-                batches = await consumer.getmany(timeout_ms=200)
-                now = time.perf_counter()
-                for records in batches.values():
-                    for r in records:
-                        due = sent.pop(r.key, None)
-                        if due is not None:
-                            latencies.append((now - due) * 1000)
-            done.set()
-
-        receiver = asyncio.create_task(receive())
-        start = time.perf_counter()
-        for n in range(total):
-            due = start + n / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            key = f"{run}-{n}".encode()
-            sent[key] = due
-            await producer.send(source, b"x" * 600, key=key, partition=n % partitions)
-        try:
-            await asyncio.wait_for(done.wait(), 15)
-        except TimeoutError:
-            receiver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await receiver
-        return latencies
+        return await _timed(producer, consumer, source, partitions, rate, duration, run)
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -118,14 +158,7 @@ async def two_hop(bootstrap: str, rate: float, duration: float, fetch_wait_ms: i
         for client in (producer, consumer):
             if client is not None:
                 await client.stop()
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security)
-        try:  # leave nothing behind (on the embedded broker only deleting a topic frees its memory)
-            await admin.start()
-            await admin.delete_topics([source, target])
-        except Exception as exc:
-            print(f"  could not delete the floor topics: {type(exc).__name__}", file=sys.stderr)
-        finally:
-            await admin.close()
+        await _drop(bootstrap, [source, target], security)
 
 
 def main(argv: list[str]) -> None:

@@ -6,7 +6,9 @@ bundle chunks are skipped) and the provider-status topic, and stores each batch 
 (services.decisionlog.store), idempotently. A provider-status record of a suspension (定点协议
 suspended / terminated, a doctor's 医保支付资格 suspended) whose period covers decisions already
 stored that were not flagged for it writes retrospective findings for them (事后, R42/R43; see
-services.decisionlog.retro) after the batch, before the offsets are committed: a record read twice (a restart before the offsets were committed, a replay) is
+services.decisionlog.retro) after the batch, before the offsets are committed; each decision stored
+is also looked at against the provider timelines, so one still unread when its suspension's record
+was read is not missed. A record read twice (a restart before the offsets were committed, a replay) is
 stored once. Offsets are committed only after the batch is stored (at least once). A record the
 sink cannot read is logged (without patient data) and counted, never retried forever.
 
@@ -138,14 +140,24 @@ class Sink:
                 self.store.provider_candidates, subject, retro.subject_id(record), record["effective_from"],
                 record.get("effective_to"), records.utc_iso(record["updated_at"]), retro.RULE_OF[subject], retro.SCENES)
             findings = retro.provider_findings(self.engine, self.feed.providers, record, candidates, now_iso())
-            if findings:
-                counts = await asyncio.to_thread(self.store.write, findings, (), (), (), self.settings.review_deadlines)
-                stored += counts["decisions"]
-                if counts["cases"]:
-                    metrics.CASES_OPENED.inc(counts["cases"])
-        if stored:
-            metrics.RETROSPECTIVE.inc(stored)
+            stored += await self._store_findings(findings)
         return stored
+
+    async def _lagging(self, decisions: list[retro.Finding]) -> int:
+        """Retrospective findings of the batch's decisions that a suspension recorded after them
+        (and read before them) concerns; the number stored."""
+        assert self.engine is not None
+        return await self._store_findings(retro.lagging_findings(self.engine, self.feed.providers, decisions, now_iso()))
+
+    async def _store_findings(self, findings: list[retro.Finding]) -> int:
+        if not findings:
+            return 0
+        counts = await asyncio.to_thread(self.store.write, findings, (), (), (), self.settings.review_deadlines)
+        if counts["cases"]:
+            metrics.CASES_OPENED.inc(counts["cases"])
+        if counts["decisions"]:
+            metrics.RETROSPECTIVE.inc(counts["decisions"])
+        return int(counts["decisions"])
 
     async def run_once(self, timeout_ms: int = 1000) -> int:
         """One poll → one transaction → commit; the number of records read."""
@@ -181,6 +193,8 @@ class Sink:
                 metrics.RECORDS.labels(kind, "skipped").inc(skipped)
             if counts["cases"]:
                 metrics.CASES_OPENED.inc(counts["cases"])
+            if batch.decisions:
+                self.stored += await self._lagging(list(batch.decisions.values()))
             if batch.providers:
                 self.stored += await self._retrospective(batch.providers)
             if batch.newest_decided:

@@ -62,7 +62,31 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> JSONRespo
             "invalid_request", f"body: {unreadable}", "body",
             [{"field": "body", "message": unreadable, "type": "json_invalid"}]))
     detail = exc.detail if isinstance(exc.detail, dict) else error_body("http_error", str(exc.detail))
-    return JSONResponse(status_code=exc.status_code, content=detail, headers=getattr(exc, "headers", None))
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:  # Starlette's Allow names the first matching route's methods only
+        headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+    return JSONResponse(status_code=exc.status_code, content=detail, headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the request's path answers (one path may be served by several routes)."""
+    table = getattr(request.app.state, "method_table", None)
+    if table is None:
+        table = request.app.state.method_table = [
+            (r.path_regex, r.methods) for r in _leaf_routes(request.app.routes)
+            if getattr(r, "methods", None) and getattr(r, "path_regex", None) is not None]
+    path = request.scope.get("path", "")
+    return sorted({m for regex, methods in table if regex.match(path) for m in methods})
+
+
+def _leaf_routes(routes: Any) -> Any:
+    """Routes with their included routers expanded (FastAPI keeps an included router as one entry)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _leaf_routes(inner.routes)
+        else:
+            yield route
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:

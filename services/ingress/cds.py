@@ -79,6 +79,9 @@ async def cds_caller(
             return await verifier.verify(authorization, service_id, str(request.url), now_s())
         except AuthFailure as exc:
             raise _unauthorized(exc) from None
+    if request.headers.get("authorization"):  # credentials of another scheme: refused, not ignored
+        raise _unauthorized(AuthFailure("Authorization", "只接受 Bearer JWT (only the Bearer scheme is accepted: "
+                                        "Authorization: Bearer <JWT>)"))
     if settings.cds_api_key and x_api_key:
         institution = settings.institution_for(x_api_key)
         if institution is None:

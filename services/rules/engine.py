@@ -393,13 +393,13 @@ class Engine:
             kb_row = self.kb.drugs.get(r[st.L_CODE], r[st.L_START])
             claim(r[st.L_EVENT], r[st.L_INST], r[st.L_START], item(
                 r[st.L_EVENT], r[st.L_INST], r[st.L_START], r[st.L_CODE], kb_row["name"] if kb_row else r[st.L_CODE],
-                r[st.L_QTY], r[st.L_DAYS], None))
+                r[st.L_QTY], r[st.L_DAYS], st.amount_of(r)))
         for r in state.get("P", ()):
             if len(r) > st.P_EVENT:
                 kb_row = self.kb.services.get(r[st.P_CODE], r[st.P_DAY])
                 claim(r[st.P_EVENT], r[st.P_INST], r[st.P_DAY], item(
                     r[st.P_EVENT], r[st.P_INST], r[st.P_DAY], r[st.P_CODE], kb_row["name"] if kb_row else r[st.P_CODE],
-                    r[st.P_QTY], None, None))
+                    r[st.P_QTY], None, r[st.P_AMT] if len(r) > st.P_AMT else None))
         stays = {a[st.A_ENC]: a for a in state.get("A", ())}
         for w in state.get("E", ()):
             a = stays.get(w[st.E_ENC])

@@ -17,22 +17,28 @@ L     supply ledger, one row per supply (ingredient × encounter):
       same-month encounters folded into the row; rows written before supplies
       were kept per encounter also list the month's earlier purchases),
       folded (optional, L_PAST: spent supplies of the ingredient, F_* entries),
-      parts (optional, L_PARTS: each contributing event while more than one)]
+      parts (optional, L_PARTS: an older release's contributing events; [] now),
+      stage (optional, L_RANK: 0 an order, 1 pre-settled, 2 settled; absent: 0),
+      amount (optional, L_AMT: yuan, as the lines gave it)]
 V     outpatient visits: [day, institution, enc_hash, event_id] (event_id: the
       event that recorded the visit; absent in rows written before issue 10)
 A     inpatient stays: [admission_day, institution, enc_hash, event_id,
       main_dx, discharge_day|None]
 E     open-stay accumulators: [enc_hash, [[code, enc_qty, last_day,
-      last_day_qty], ...], charged_days_mask, active_days_mask, amount,
+      last_day_qty(, days_mask)], ...], charged_days_mask, active_days_mask, amount,
       exam_amount, [first-line drug classes used], log, base]  (bit i =
       admission day + i). Optional trailing fields (absent in rows written
       before cancellations reversed them): ``log``, each event's lines
       [event_id, [code, start_day, span, qty, amount, flags(, class)], ...]
-      (flags: 1 makes the day active, 2 an examination, 4 a tracked code),
+      (flags: 1 makes the day active, 2 an examination, 4 a tracked code;
+      span: the days the masks take from it, ``treated_span``),
       and ``base``, an accumulator row of what the log no longer holds (a
       row written before the log, older lines folded in past
       ``E_LOG_LINES``); the accumulators are always base + log
-      (``refold_stay``), so a cancellation removes lines and refolds
+      (``refold_stay``), so a cancellation removes lines and refolds.
+      A counter's ``days_mask`` (optional trailing field, absent in rows
+      written before issue 10's multi-day fix) has a bit for every stay day
+      a line of the code covers, not only the last one (``qty_on``)
 P     period counters: [code, day, qty, enc_hash, institution, event_id]
       (event_id absent in rows written before issue 10)
 C     courses: [key, first_day, last_day, log, base]; optional trailing
@@ -69,15 +75,25 @@ FORMAT = WRITE_FORMAT  # (name kept for callers)
 # Row layouts: each section's rows are JSON lists; these names are their field indexes
 # (module constants: reading one costs a cached global lookup, no attribute access).
 # L supply ledger, one row per supply (ingredient × encounter)
-L_ING, L_CODE, L_START, L_DAYS, L_QTY, L_INST, L_EVENT, L_ENC, L_MONTH, L_BUYS, L_PAST, L_PARTS = range(12)
-# L_PARTS (optional, after L_PAST — then [] when nothing is folded): while more than one event of the
-# encounter made the row, each one's own contribution, so a withdrawal (accepted feedback) takes out
-# exactly its event's: a bare event id when it is the row itself (its start, days, qty and code are
-# the row's), else [event_id, start, days, qty, code]
-# L_PAST (optional trailing field, present while non-empty): the ingredient's spent supplies folded
+L_ING, L_CODE, L_START, L_DAYS, L_QTY, L_INST, L_EVENT, L_ENC, L_MONTH, L_BUYS, L_PAST, L_PARTS, L_RANK, L_AMT = range(14)
+# L_PARTS (optional, after L_PAST — then [] when nothing is folded): written by the release before
+# this one while more than one event of the encounter made the row (it kept the union of their
+# supplies), each one's own contribution, so a withdrawal takes out exactly its event's: a bare event
+# id when it is the row itself, else [event_id, start, days, qty, code]. This release replaces a row
+# with each later sending of its encounter (the row is one event's), so it writes [] there (before
+# L_RANK) and reads the parts of older rows only to withdraw from them (``_withdraw``).
+# L_RANK (optional, after L_PARTS; absent: 0): the stage of the sending that made the row,
+# ``SETTLES``: 0 an order (scenes 2, 4, 5), 1 a pre-settlement (7, 9), 2 a settlement (6, 8, 10). A
+# sending of a lower stage arriving after (a prescription after its settlement) changes nothing.
+# L_AMT (optional, after L_RANK; this release writes L_PAST..L_AMT on every row it makes or replaces):
+# the supply's amount in yuan (its line's amount as sent; lines of one ingredient summed, to the fen),
+# named in evidence.
+# L_PAST (optional trailing field, [] when nothing is folded and a later field follows): the ingredient's spent supplies folded
 # into this row (its newest), one compact entry each, so R25 still counts them and every alert still
 # names them; F_* are an entry's field indexes
 F_EVENT, F_INST, F_START, F_QTY, F_ENC, F_DAYS, F_CODE = range(7)  # F_CODE absent: the row's code
+# A folded entry keeps no amount (L_AMT): it would need its code written too (a release before reads a 7th
+# field as the code), ≈ 120 bytes per patient at the median, and the state's p50 would pass 1 KB.
 PAST_MONTHS = 2  # folded purchases kept for their natural month and this many months after it
 PAST_MAX = 24  # folded purchases kept per ingredient (the oldest go first)
 # V outpatient visits (V_EVENT: optional trailing field, absent in rows written before issue 10)
@@ -86,13 +102,14 @@ V_DAY, V_INST, V_ENC, V_EVENT = range(4)
 A_ADM, A_INST, A_ENC, A_EVENT, A_DX, A_DIS = range(6)
 # E open-stay accumulators; E_COUNTERS holds K rows
 E_ENC, E_COUNTERS, E_CHARGED, E_ACTIVE, E_AMOUNT, E_EXAM, E_CLASSES, E_LOG, E_BASE = range(9)
-K_CODE, K_QTY, K_LAST_DAY, K_LAST_QTY = range(4)
+K_CODE, K_QTY, K_LAST_DAY, K_LAST_QTY, K_DAYS = range(5)  # K_DAYS: optional trailing field (day mask)
 # E_LOG line items; F_* their flags
 I_CODE, I_START, I_SPAN, I_QTY, I_AMT, I_FLAGS, I_CLASS = range(7)
 F_ACTIVE, F_EXAM, F_TRACKED = 1, 2, 4
 E_LOG_LINES = 24  # lines kept per stay in E_LOG (older events fold into E_BASE: no longer reversible)
-# P period counters (P_EVENT: optional trailing field, absent in rows written before issue 10)
-P_CODE, P_DAY, P_QTY, P_ENC, P_INST, P_EVENT = range(6)
+# P period counters (P_EVENT: optional trailing field, absent in rows written before issue 10; P_AMT:
+# optional trailing field, the line's amount in yuan, absent in rows written before it was kept)
+P_CODE, P_DAY, P_QTY, P_ENC, P_INST, P_EVENT, P_AMT = range(7)
 # C courses (C_LOG, C_BASE: optional trailing fields); CL_* the fields of a C_LOG entry
 C_KEY, C_FIRST, C_LAST, C_LOG, C_BASE = range(5)
 CL_EVENT, CL_ENC, CL_START, CL_END = range(4)
@@ -109,6 +126,7 @@ MASK_DAYS = 62  # stay days tracked in the E masks
 PASSIVE = frozenset({"bed", "nursing", "consult", "registration"})  # 挂床: charges that are not treatment
 EXAM = frozenset({"lab", "imaging"})
 SUPPLY_SCENES = frozenset({2, 6, 7, 10})
+SETTLES = {6: 2, 8: 2, 10: 2, 7: 1, 9: 1}  # scene → stage of its ledger rows (L_RANK); other scenes 0
 STATUS_MAX = 8
 DRUG_BIT = tag_bit("drug")
 PERIOD = tag_bit("period")  # context feature bits (see kb.TAG_BITS)
@@ -438,9 +456,13 @@ def apply_event(state: dict[str, Any], cx: Any, win: Windows) -> dict[str, Any]:
         if enc_type == "inpatient":
             supplies = ledger_lines(cx)
             if supplies:
-                _apply_supply(state, cx, supplies)
+                _apply_supply(state, cx, supplies, SETTLES.get(cx.scene, 0))
+            elif cx.scene in SETTLES:
+                _drop_unsettled(state, ench, set(), SETTLES[cx.scene])
         elif cx.scene in SUPPLY_SCENES:
-            _apply_supply(state, cx, None)  # every drug line (ledger_lines)
+            _apply_supply(state, cx, None, SETTLES.get(cx.scene, 0))  # every drug line (ledger_lines)
+    elif "L" in state and cx.scene in SETTLES and (enc_type == "inpatient" or cx.scene in SUPPLY_SCENES):
+        _drop_unsettled(state, ench, set(), SETTLES[cx.scene])  # a settlement without drugs: the orders' supplies go
     fmask = cx.fmask
     if fmask & PERIOD:
         _apply_period(state, cx)
@@ -538,63 +560,83 @@ def drug_supplies(cx: Any) -> list[list[Any]]:
     return sup
 
 
-def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None) -> None:
+def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None, rank: int = 0) -> None:
     """The supply ledger: one row per (ingredient, encounter) supply, so every supply still held
-    counts (R19 adds up what remains of each). The same encounter sent again (scene 2 then 7, a
-    settlement after the orders, NHSA history re-sent) updates its own row: the days it covers
-    are the union of what each sending covered, so a re-send never counts twice, while ward
-    dispensing on later days of a stay extends the row. Rows are placed by their own service
-    date, whatever order the events arrive in. ``L_MONTH`` is the month of the row's service date
-    (R25 counts the encounters with a row in a month); ``L_BUYS`` holds the row's own encounter (rows
-    written before supplies were kept per encounter list there the month's earlier purchases too,
-    still counted; a release before this one reads the first row as it did). Spent supplies are
-    folded into the ingredient's newest row (``_fold``); a supply dated before the newest held, or
-    an encounter of a folded one sent again, makes them rows again first (``_unfold``)."""
+    counts (R19 adds up what remains of each). A later sending of the same encounter (the changed
+    order after a warning, scene 2 then 7 then 6, a settlement after the orders, NHSA history
+    re-sent) REPLACES the encounter's row of each ingredient it lists — what was settled is what the
+    patient holds — so a re-send never counts twice and an order cut down before settlement holds
+    only what was settled; lines of one ingredient within one request add up (``drug_supplies``).
+    ``rank`` is the sending's stage (``SETTLES``, kept in ``L_RANK``): once a row of the encounter was
+    made at a higher stage (a prescription arriving after its settlement) the sending changes
+    nothing; a (pre-)settlement also takes out the encounter's rows of ingredients it no longer lists
+    (``_drop_unsettled``). Rows are placed by their own service date, whatever order the events
+    arrive in. ``L_MONTH`` is the month of the row's service date (R25 counts the encounters with a
+    row in a month); ``L_BUYS`` holds the row's own encounter (rows written before supplies were kept
+    per encounter list there the month's earlier purchases too, still counted). Spent supplies are
+    folded into the ingredient's newest row (``_fold``); a supply dated before the newest held, or an
+    encounter of a folded one sent again, makes them rows again first (``_unfold``)."""
     ledger = state.get("L")
     if lines is None:
         supplies = drug_supplies(cx)
         fresh = cx._ledger is ledger  # each supply's prior rows (drug_supplies) are this ledger's
     else:
         supplies, fresh = request_supplies(lines), False
+    ench = cx.ench
+    mine = None  # the encounter's rows before this sending (None: it has none)
     if ledger is None:
         ledger = state["L"] = []
-    ench = cx.ench
+    else:
+        mine = [r for r in ledger if r[L_ENC] == ench] or None
+        if mine is not None and rank < 2:
+            for r in mine:
+                if len(r) > L_RANK and r[L_RANK] > rank:
+                    return  # the encounter was (pre-)settled: an earlier stage arriving late changes nothing
     inst, event_id = cx.inst, cx.event_id
+    replaced = 0  # rows of ``mine`` this sending replaced
     for sup in supplies:
         if fresh:
-            ing, code, start, ds, qty, _, same = sup
+            ing, code, start, ds, qty, lines_of, same = sup
         else:
-            ing, code, start, ds, qty, *_ = sup
+            ing, code, start, ds, qty, lines_of, *_ = sup
             same = [r for r in ledger if r[L_ING] == ing]
+        amt = lines_of[0].amt if len(lines_of) == 1 else amount_sum(lines_of)
+        old = None
+        if mine is not None:
+            for r in same:
+                if r[L_ENC] == ench:
+                    old = r
+                    replaced += 1
+                    break
         if same:
             top = same[0][L_START] if len(same) == 1 else max(map(BY_START, same))
-            if start <= top:  # not after every supply held: rows again what is folded, if this could change the walk
+            # Not after every supply held (or the encounter's, not a row, might be folded): rows again what
+            # is folded, if this could change the walk or hold the encounter's supply.
+            if start < top or (start == top and old is None):
                 for r in same:
-                    if len(r) > L_PAST and (start < top or ench in map(ENC_OF_PAST, r[L_PAST])):
+                    if len(r) > L_PAST and r[L_PAST] and (start < top or ench in map(ENC_OF_PAST, r[L_PAST])):
                         same = _unfold(ledger, same)
+                        if old is None:
+                            for u in same:
+                                if u[L_ENC] == ench:
+                                    old = u
+                                    break
                         break
-        for old in same:
-            if old[L_ENC] == ench:
-                if len(old) > L_PARTS or old[L_EVENT] != event_id:
-                    _contribute(old, event_id, start, ds, qty, code)
-                end = max(old[L_START] + old[L_DAYS], start + ds)
-                if start < old[L_START]:
-                    old[L_START] = start
-                    old[L_MONTH] = month_of_day(start)
-                elif end - old[L_START] <= old[L_DAYS]:
-                    if qty > old[L_QTY]:
-                        if code != old[L_CODE]:
-                            _pin_codes(old)
-                        old[L_CODE], old[L_EVENT], old[L_QTY] = code, event_id, qty
-                    same = ()  # covers no day it did not: the walk is unchanged, nothing to fold
-                    break
-                if end - old[L_START] > old[L_DAYS] or qty > old[L_QTY]:
-                    if code != old[L_CODE]:
-                        _pin_codes(old)
-                    old[L_CODE], old[L_EVENT] = code, event_id
-                old[L_DAYS] = end - old[L_START]
-                old[L_QTY] = max(old[L_QTY], qty)
-                break
+        if old is not None:  # the encounter sent again: this sending replaces its supply
+            if old[L_START] == start and old[L_DAYS] == ds:
+                same = ()  # the walk is unchanged: nothing to fold
+            else:
+                old[L_START], old[L_DAYS], old[L_MONTH] = start, ds, month_of_day(start)
+            if code != old[L_CODE]:
+                _pin_codes(old)
+                old[L_CODE] = code
+            old[L_QTY], old[L_EVENT] = qty, event_id
+            if len(old) > L_AMT:
+                if old[L_PARTS]:
+                    old[L_PARTS] = []
+                old[L_RANK], old[L_AMT] = rank, amt
+            else:
+                _set_tail(old, rank, amt)
         else:
             if len(same) >= LEDGER_ROWS_PER_INGREDIENT:
                 oldest = min(same, key=BY_START)
@@ -602,53 +644,65 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None) -> No
                     continue  # older than every supply kept: it could not change a judgement
                 ledger.remove(oldest)
                 same = [r for r in same if r is not oldest]
-            row = [ing, code, start, ds, qty, inst, event_id, ench, month_of_day(start), [ench]]
+            row = [ing, code, start, ds, qty, inst, event_id, ench, month_of_day(start), [ench], [], [], rank, amt]
             ledger.append(row)
             same = [*same, row]
         if len(same) > 1:
             _fold(ledger, same, cx.day)
+    if rank and mine is not None and replaced < len(mine):  # a row of the encounter it does not list
+        _drop_unsettled(state, ench, {sup[0] for sup in supplies}, rank, mine)
 
 
-def _contribute(row: list[Any], event_id: str, start: int, ds: int, qty: float, code: str) -> None:
-    """Record in ``row``'s ``L_PARTS`` one more event's contribution (before the row is updated with it)."""
-    if start == row[L_START] and ds == row[L_DAYS] and qty == row[L_QTY]:  # it is the row (a settlement of the order)
-        if len(row) <= L_PARTS:
-            if len(row) == L_PAST:
-                row.append([])
-            row.append([row[L_EVENT], event_id])
-            return
-        if event_id in row[L_PARTS]:
-            return
-    if len(row) > L_PARTS:
-        parts = row[L_PARTS]
-    else:  # a second event: the row so far is its first event's alone
-        parts = [row[L_EVENT]]
-        if len(row) == L_PAST:
-            row.append([])
-        row.append(parts)
-    end = max(row[L_START] + row[L_DAYS], start + ds)
-    if start < row[L_START] or end - row[L_START] > row[L_DAYS] or qty > row[L_QTY]:  # the row changes:
-        own = [row[L_START], row[L_DAYS], row[L_QTY], row[L_CODE]]  # bare parts are the row as it was
-        parts[:] = [[p, *own] if isinstance(p, str) else p for p in parts]
-    mine = [event_id, start, ds, qty, code]
-    new_row = [min(start, row[L_START]), end - min(start, row[L_START]), max(qty, row[L_QTY])]
-    for i, p in enumerate(parts):
-        if (p if isinstance(p, str) else p[0]) == event_id:  # the same event again: the union of its sendings
-            if isinstance(p, str):
-                return  # it is the row already, and covers this sending
-            lo = min(p[1], start)
-            mine = [event_id, lo, max(p[1] + p[2], start + ds) - lo, max(p[3], qty), code]
-            del parts[i]
-            break
-    if [mine[1], mine[2], mine[3]] == new_row:
-        parts.append(event_id)  # it is the row as updated
-    else:
-        parts.append(mine)
+def amount_sum(lines: list[Any]) -> float:
+    """The amount of a supply's lines (yuan, to the fen)."""
+    return round(sum(ln.amt for ln in lines), 2)
+
+
+def _set_tail(row: list[Any], rank: int, amt: float) -> None:
+    """Stamp a replaced row with its sending's stage and amount (``L_RANK``, ``L_AMT``; ``L_PAST`` and
+    ``L_PARTS`` before them as placeholders); the parts an older release kept go."""
+    if len(row) > L_AMT:
+        row[L_PARTS], row[L_RANK], row[L_AMT] = [], rank, amt
+        return
+    if len(row) == L_PAST:
+        row.append([])
+    del row[L_PARTS:]
+    row += [[], rank, amt]
+
+
+def amount_of(row: list[Any]) -> float | None:
+    """A ledger row's amount in yuan (None: a row written before amounts were kept)."""
+    return row[L_AMT] if len(row) > L_AMT else None
+
+
+def _drop_unsettled(state: dict[str, Any], ench: int, listed: set[str], rank: int,
+                    rows: list[Any] | None = None) -> None:
+    """A (pre-)settlement lists everything settled: the encounter's rows (``rows``: those it had before
+    this sending, default: all in the ledger) of ingredients it does not list (a drug the doctor removed)
+    go, unless a settlement made them (an encounter settled in parts, 分次结算, keeps each part). What was
+    folded into a row that goes is made rows again first."""
+    ledger = state.get("L")
+    if not ledger:
+        return
+    if rows is None:
+        rows = [r for r in ledger if r[L_ENC] == ench]
+    top = min(rank, 1)
+    gone = [r for r in rows if r[L_ING] not in listed and (r[L_RANK] if len(r) > L_RANK else 0) <= top]
+    if not gone:
+        return
+    for r in gone:
+        if any(x is r for x in ledger):  # (not folded meanwhile)
+            if len(r) > L_PAST and r[L_PAST]:
+                _unfold(ledger, [r])
+            ledger[:] = [x for x in ledger if x is not r]
+    _put(state, "L", ledger)
 
 
 def _withdraw(row: list[Any], event_id: str) -> bool:
-    """Take one event's contribution out of a row (a withdrawal: 返回修改); False when nothing is left."""
-    if len(row) <= L_PARTS:
+    """Take one event's contribution out of a row (a withdrawal: 返回修改); False when nothing is left.
+    A row of this release is one event's (a later sending replaced it); rows an older release wrote
+    may keep each contributing event's part (``L_PARTS``)."""
+    if len(row) <= L_PARTS or not row[L_PARTS]:
         return row[L_EVENT] != event_id
     parts = [p for p in row[L_PARTS] if (p if isinstance(p, str) else p[0]) != event_id]
     if len(parts) == len(row[L_PARTS]):
@@ -824,16 +878,19 @@ def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -
     for line in cx.items:
         row = line.row
         flags = 0
-        item = [line.code, line.start, line.span, line.qty, line.amt, 0]
+        span = line.span
+        if line.ds is not None and line.ds > span:
+            span = treated_span(line)
+        item = [line.code, line.start, span, line.qty, line.amt, 0]
         if line.kind == "drug" and row is not None and row["class"] in first_line:
             if row["class"] not in w[E_CLASSES]:
                 w[E_CLASSES].append(row["class"])
             item.append(row["class"])
-        if line.span == 1:  # day_bits(line, adm), inline for the common one-day line
+        if span == 1:  # span_bits(line.start, span, adm), inline for the common one-day line
             off = line.start - adm
             bits = 1 << off if 0 <= off < MASK_DAYS else 0
         else:
-            bits = day_bits(line, adm)
+            bits = span_bits(line.start, span, adm)
         w[E_CHARGED] |= bits
         if line.kind != "service" or row is None or row["category"] not in passive:
             w[E_ACTIVE] |= bits
@@ -844,7 +901,7 @@ def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -
             flags |= F_EXAM
         if line.code in tracked:
             flags |= F_TRACKED
-            _count(counters, line.code, line.qty, line.start, line.span)
+            _count(counters, line.code, line.qty, line.start, line.span, adm)
         item[I_FLAGS] = flags
         logged.append(item)
     log = w[E_LOG]
@@ -887,22 +944,81 @@ def fold_line(w: list[Any], item: list[Any], adm: int) -> None:
     if flags & F_EXAM:
         w[E_EXAM] = round(w[E_EXAM] + item[I_AMT], 2)
     if flags & F_TRACKED:
-        _count(w[E_COUNTERS], code, qty, start, span)
+        _count(w[E_COUNTERS], code, qty, start, span, adm)
 
 
-def _count(counters: list[Any], code: str, qty: float, start: int, span: int) -> None:
-    """Add a line of a tracked code to the stay's counters (K rows): its quantity, and its last day's."""
+def _count(counters: list[Any], code: str, qty: float, start: int, span: int, adm: int) -> None:
+    """Add a line of a tracked code to the stay's counters (K rows): its quantity, its last day's, and
+    the days it covers (``K_DAYS``, bit i = admission day ``adm`` + i)."""
     last = start + span - 1
-    per_day = qty if span == 1 else 1.0
+    if span == 1:
+        per_day = qty
+        off = start - adm
+        bits = 1 << off if 0 <= off < MASK_DAYS else 0
+    else:
+        per_day = 1.0
+        bits = span_bits(start, span, adm)
     for c in counters:
         if c[K_CODE] == code:
             c[K_QTY] += qty
+            if len(c) > K_DAYS:
+                c[K_DAYS] |= bits
+            else:  # a row written before the day mask: its last day is the one it knows
+                c.append(span_bits(c[K_LAST_DAY], 1, adm) | bits)
             if c[K_LAST_DAY] == last:
                 c[K_LAST_QTY] += per_day
             elif last > c[K_LAST_DAY]:
                 c[K_LAST_DAY], c[K_LAST_QTY] = last, per_day
             return
-    counters.append([code, qty, last, per_day])
+    counters.append([code, qty, last, per_day, bits])
+
+
+def stay_of(state: dict[str, Any], ench: int) -> list[Any] | None:
+    """The ``A`` row of the encounter, or None."""
+    for s in state.get("A", ()):
+        if s[A_ENC] == ench:
+            return s
+    return None
+
+
+def covered_day(c: list[Any], start: int, span: int, adm: int) -> int | None:
+    """The first of the ``span`` days from ``start`` that an earlier line of counter ``c``'s code covers
+    (its day mask; the last day only in a row written before the mask), or None."""
+    if len(c) > K_DAYS:
+        m = c[K_DAYS] & span_bits(start, span, adm)
+        if m:
+            return adm + (m & -m).bit_length() - 1
+    last = c[K_LAST_DAY]
+    return last if start <= last < start + span else None
+
+
+def qty_on(w: list[Any], c: list[Any] | None, day: int, adm: int) -> float:
+    """Units of counter ``c``'s code that the stay's earlier lines (open-stay row ``w``) charge on ``day``.
+
+    The last day's count is kept (``K_LAST_QTY``); another day a line covers (``K_DAYS``) is counted
+    from the logged lines that cover it (a multi-day line counts one a day) plus what the base holds
+    of that day (its own last day's count, else one), at least one."""
+    if c is None:
+        return 0.0
+    if day == c[K_LAST_DAY]:
+        return c[K_LAST_QTY]
+    off = day - adm
+    if len(c) <= K_DAYS or day > c[K_LAST_DAY] or not 0 <= off < MASK_DAYS or not c[K_DAYS] >> off & 1:
+        return 0.0
+    code = c[K_CODE]
+    q = 0.0
+    if len(w) > E_LOG:
+        for entry in w[E_LOG]:
+            for it in entry[1:]:
+                if it[I_CODE] == code and it[I_START] <= day < it[I_START] + it[I_SPAN] and it[I_FLAGS] & F_TRACKED:
+                    q += it[I_QTY] if it[I_SPAN] == 1 else 1.0
+    base = w[E_BASE] if len(w) > E_BASE else None
+    if base is not None:
+        for b in base[E_COUNTERS]:
+            if b[K_CODE] == code:
+                q += qty_on(base, b, day, adm)
+                break
+    return q if q > 0 else 1.0
 
 
 def refold_stay(w: list[Any], adm: int) -> list[Any]:
@@ -916,8 +1032,10 @@ def refold_stay(w: list[Any], adm: int) -> list[Any]:
 
 
 def _same_stay_sums(a: list[Any], b: list[Any]) -> bool:
+    # counters compared without their day mask (K_DAYS): a release before it counts without one
     return (a[E_CHARGED] == b[E_CHARGED] and a[E_ACTIVE] == b[E_ACTIVE] and a[E_AMOUNT] == b[E_AMOUNT]
-            and a[E_EXAM] == b[E_EXAM] and sorted(a[E_COUNTERS]) == sorted(b[E_COUNTERS])
+            and a[E_EXAM] == b[E_EXAM]
+            and sorted(c[:K_DAYS] for c in a[E_COUNTERS]) == sorted(c[:K_DAYS] for c in b[E_COUNTERS])
             and set(a[E_CLASSES]) == set(b[E_CLASSES]))
 
 
@@ -947,6 +1065,20 @@ def _cancel_stay_lines(state: dict[str, Any], cx: Any, codes: set[str] | None) -
         w[E_ENC:E_LOG] = refold_stay(w, adm)
 
 
+def treated_span(line: Any) -> int:
+    """Days of a stay's line that the open-stay day masks (R27 挂床) take from it: a drug or herb line given
+    with days of supply (a long-term order, 长期医嘱: ceftriaxone 02-20 → 02-27 is 7 days) is treatment on
+    each day it runs, not on its start day only; discharge medication (``take_home``) is not care in the
+    stay. Any other line: the days it covers (``line.span``)."""
+    ds = line.ds
+    if ds is not None and ds > line.span and line.kind in TREATED_KINDS and not line.take_home:
+        return int(ds)
+    return int(line.span)
+
+
+TREATED_KINDS = frozenset({"drug", "herb"})
+
+
 def day_bits(line: Any, adm: int) -> int:
     """Stay-day mask bits (bit i = admission day + i) of the days a line covers."""
     return span_bits(line.start, line.span, adm)
@@ -973,10 +1105,13 @@ def _apply_period(state: dict[str, Any], cx: Any) -> None:
             continue
         for r in rows:
             if r[P_CODE] == line.code and r[P_ENC] == ench and r[P_DAY] == line.start:
-                r[P_QTY] = max(r[P_QTY], line.qty)
+                if line.qty > r[P_QTY]:
+                    r[P_QTY] = line.qty
+                    if len(r) > P_AMT:
+                        r[P_AMT] = line.amt
                 break
         else:
-            rows.append([line.code, line.start, line.qty, ench, cx.inst, cx.event_id])
+            rows.append([line.code, line.start, line.qty, ench, cx.inst, cx.event_id, line.amt])
 
 
 def course_key(line: Any) -> str:

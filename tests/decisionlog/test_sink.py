@@ -167,3 +167,44 @@ def test_a_provider_suspension_recorded_late_finds_the_decisions_inside_it(broke
     again = asyncio.run(run(late, len(decisions) + 4, providers=read_provider() + 2))
     assert len(again.rows("SELECT decision_id FROM decisions WHERE scene = 0")) == 4
     again.close()
+
+
+def test_a_decision_stored_after_its_suspension_was_read_is_found_too(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """The lag case: H6's suspension (03-03..03-10, recorded 03-20 09:00) is read before the sink has
+    stored the settlements it concerns (they were still in its lag). Each decision stored afterwards is
+    looked at against the timeline: the 03-05 settlement decided 03-05 gets its R42 finding, not the one
+    decided after the record (the worker's to flag live), the order-entry decision, the one already
+    flagged, or the one outside the period; read again via the record's side, nothing is stored twice."""
+    env = {"PRESETTLE_KAFKA_BOOTSTRAP": broker.bootstrap, "PRESETTLE_TOPIC_PREFIX": f"g{uuid.uuid4().hex[:8]}",
+           "PRESETTLE_PARTITIONS": "2", "PRESETTLE_DATA_DIR": str(tmp_path)}
+    s = load_settings(env)
+    record = {"subject": "institution", "institution_id": "H6", "status": "suspended", "effective_from": "2026-03-03",
+              "effective_to": "2026-03-10", "reason": "违规使用基金", "updated_at": "2026-03-20T09:00:00+08:00"}
+    after = _decision(12, "H6", 6)
+    after["decided_at"] = "2026-03-21T02:00:00+00:00"  # decided after the record: not retrospective
+    decisions = [_decision(11, "H6", 5), after, _decision(13, "H6", 7, scene=2), _decision(14, "H6", 8, rule="R42"),
+                 _decision(15, "H6", 12)]
+    provider = [(s.provider_status_topic, b"institution|H6", orjson.dumps(record))]
+
+    def read_provider() -> float:
+        return sample("presettle_sink_records_total", kind="provider", result="stored")
+
+    # the record alone first: no decision stored yet, so the record's side finds nothing
+    read0 = read_provider()
+    asyncio.run(_publish_then_sink(broker, s, provider, lambda _: read_provider() >= read0 + 1, rounds=60)).close()
+    before = sample("presettle_sink_retrospective_findings_total")
+    store = asyncio.run(_publish_then_sink(
+        broker, s, [(s.decisions_topic, f"P{n:04d}".encode(), orjson.dumps(d)) for n, d in enumerate(decisions, 11)],
+        lambda st: st.counts()["decisions"] >= len(decisions) + 1, rounds=60))
+    found = store.rows("SELECT decision_id, event_id FROM decisions WHERE scene = 0")
+    assert [r["event_id"] for r in found] == ["e11"]
+    got = store.decision(found[0]["decision_id"])
+    assert got is not None and [a["rule_id"] for a in got["alerts"]] == ["R42"]
+    assert got["alerts"][0]["evidence"][0]["decision_id"] == decisions[0]["decision_id"]
+    assert got["case"]["state"] == "open"
+    assert sample("presettle_sink_retrospective_findings_total") - before == 1
+    store.close()
+    # the bureau re-sends the record: the record's side reaches the same finding, stored once
+    again = asyncio.run(_publish_then_sink(broker, s, provider, lambda _: read_provider() >= read0 + 2, rounds=60))
+    assert [r["event_id"] for r in again.rows("SELECT event_id FROM decisions WHERE scene = 0")] == ["e11"]
+    again.close()

@@ -122,6 +122,9 @@ def test_x_api_key_is_an_alternative_a_deployment_can_switch_off(fake: InProcess
         r = on.post(SIGN + "/feedback", json={"feedback": [{"card": "x", "outcome": "accepted"}]},
                     headers=bearer(token(aud=aud)))
         assert r.status_code == 422 and r.json()["field"] == "feedback[0].card", r.text
+    # credentials of another scheme beside a valid key are refused, not ignored
+    r = on.post(SIGN, json=sign_body(), headers={"X-API-Key": "dev-key-h1", "Authorization": "Basic aDE6cHc="})
+    assert r.status_code == 401 and r.json()["field"] == "Authorization" and "Bearer" in r.json()["message"], r.text
     off = make_app(fake, PRESETTLE_CDS_API_KEY="off")
     r = off.post(SIGN, json=sign_body(), headers={"X-API-Key": "dev-key-h1"})
     assert r.status_code == 401 and "X-API-Key" not in r.json()["message"]

@@ -118,6 +118,7 @@ def test_3102_example_split_admission_through_history_and_the_single_address(cli
     r22 = next(x for x in answer["output"]["result"] if x["rule_id"] == "R22")
     assert r22["patn_id"] == patient and r22["mdtrt_id"] == "ZY20260220005"
     assert answer["output"]["analyses"][0]["history_events"] == 2  # admission + settlement of the earlier stay
+    assert "R27" not in rules(answer)  # the long-term ceftriaxone order (02-20 → 02-27) runs through every bed day
 
 
 def test_resent_history_is_not_double_counted(client: httpx.Client) -> None:

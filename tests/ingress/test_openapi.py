@@ -143,3 +143,14 @@ def test_every_operation_states_its_roles() -> None:
             assert (method, path) in ROLES, f"{method.upper()} {path}: add its roles to ROLES (openapi.py)"
             assert op["x-roles"] and set(op["x-roles"]) <= known, (method, path, op["x-roles"])
     assert set(ROLES) == {(m, p) for p, ops in doc["paths"].items() for m in ops}, "ROLES names a route that is gone"
+
+
+def test_a_405_allows_every_documented_method_of_the_path(http: TestClient, doc: dict[str, Any]) -> None:
+    """A path served by several routes (GET and POST /v1/cases are two) answers 405 with an Allow
+    header naming all their methods, as documented — not just the first route's."""
+    for path, ops in doc["paths"].items():
+        documented = {m.upper() for m in ops}
+        method = next(m for m in ("PATCH", "PUT", "DELETE", "POST", "GET") if m not in documented)
+        r = http.request(method, re.sub(r"\{[^}]+\}", "x", path))
+        assert r.status_code == 405, (path, method, r.status_code)
+        assert set(r.headers["allow"].split(", ")) - {"HEAD"} == documented, (path, r.headers["allow"])

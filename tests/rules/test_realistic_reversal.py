@@ -248,7 +248,8 @@ def test_rows_written_before_the_log_keep_what_they_hold_and_reverse_what_comes_
     assert s.state["E"][0] == before and len(s.state["C"][0]) == st.C_LOG
     s.send(s.order("P-rv-old-2", 5, 1, [*ward_day(1), med("e", EDARAVONE, 1, qty=3, days=3)]))
     w = s.work()
-    assert w[st.E_BASE][st.E_AMOUNT] == before[st.E_AMOUNT] and w[st.E_CHARGED] == 0b11
+    # day 0 from the row before, days 1-3 from the edaravone given for 3 days (treatment each day it runs)
+    assert w[st.E_BASE][st.E_AMOUNT] == before[st.E_AMOUNT] and w[st.E_CHARGED] == 0b1111
     s.cancel("P-rv-old-2-cx", 1, cancels="P-rv-old-2")
     w = s.work()
     assert w[:st.E_LOG] == before and w[st.E_LOG] == []

@@ -46,12 +46,19 @@ def _rule_agnostic(state: dict[str, Any], case: str = "") -> dict[str, Any]:
     out = copy.deepcopy(state)
     if out.get("L") == []:  # an event without supplies no longer writes an empty ledger (issue 10)
         del out["L"]
+    for r in out.get("L", ()):  # issue 10: ledger rows carry their stage and amount (L_RANK, L_AMT), optional
+        del r[st.L_RANK:]  # trailing fields after L_PAST and L_PARTS ([] when empty)
+        while len(r) > st.L_PAST and r[-1] == []:
+            del r[-1]
     # Issue 10: visits and period counters carry the event id that recorded them as an optional trailing
     # field (evidence names earlier events); a release before reads the rows as it did.
     # Open-stay accumulators and courses carry the log of their events (reversible by a cancellation) the same way.
     for key, width in (("V", st.V_EVENT), ("P", st.P_EVENT), ("E", st.E_LOG), ("C", st.C_LOG)):
         if key in out:
             out[key] = [r[:width] for r in out[key]]
+    # Issue 10: an open-stay counter carries the days its lines cover (K_DAYS), an optional trailing field.
+    for w in out.get("E", ()):
+        w[st.E_COUNTERS] = [c[:st.K_DAYS] for c in w[st.E_COUNTERS]]
     new = NEW_FIRINGS.get(case, set())
     for r in out.get("seen", ()):
         r[-1] = [[a["rule_id"], a["line_ids"]] for a in r[-1] if a["rule_id"] not in new]

@@ -1,6 +1,7 @@
 """A withdrawal (accepted feedback, 返回修改) takes out exactly the withdrawn event's supply, whether the
-changed order of the same encounter arrives before or after it; a cancellation (撤销 / 退费) still takes
-the whole encounter's."""
+changed order of the same encounter arrives before or after it (a later sending of the encounter replaces
+its supply, so the row is the changed order's); a cancellation (撤销 / 退费) still takes the whole
+encounter's."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def test_changed_order_before_the_withdrawal_stays(engine: Engine) -> None:
     p.send(withdrawal(x, alert))
     row = visit_row(p)
     assert row[st.L_EVENT] == "wd-y" and row[st.L_DAYS] == 10 and row[st.L_QTY] == 10
-    assert len(row) <= st.L_PARTS  # one event left: its contribution is the row
+    assert row[st.L_PARTS] == []  # the row is one event's: no parts
     probe = [a for a in p.send(rx("P-wd-before", "wd-probe", 16)) if a["rule_id"] == "R19"]
     assert probe and event_ids(probe[0]) == ["wd-first", "wd-y"]
 
@@ -70,25 +71,25 @@ def test_an_unchanged_settlement_before_the_withdrawal_stays(engine: Engine) -> 
     p = Patient(engine)
     x, alert = start(p, "P-wd-same")
     p.send(rx("P-wd-same", "wd-s", 14, enc="visit", scene=7))
-    parts = visit_row(p)[st.L_PARTS]
-    assert parts == ["wd-x", "wd-s"]  # both are the row itself: event ids alone
+    row = visit_row(p)
+    assert row[st.L_EVENT] == "wd-s" and row[st.L_RANK] == 1  # the pre-settlement replaced the order
     p.send(withdrawal(x, alert))
     row = visit_row(p)
-    assert row[st.L_EVENT] == "wd-s" and row[st.L_DAYS] == 30 and len(row) <= st.L_PARTS
+    assert row[st.L_EVENT] == "wd-s" and row[st.L_DAYS] == 30
 
 
-def test_withdrawal_of_the_larger_order_shrinks_the_row_to_the_rest(engine: Engine) -> None:
-    """Changed order first with fewer days, the original's withdrawal recomputes the row from the rest;
-    withdrawing the changed one instead leaves the original."""
-    for gone, left, days in (("x", "wd-y", 10), ("y", "wd-x", 30)):
+def test_the_changed_order_replaces_the_original_and_its_withdrawal_revives_nothing(engine: Engine) -> None:
+    """The changed order (fewer days) replaces the original: withdrawing the original leaves it; withdrawing
+    the changed one leaves nothing of the visit (the original it replaced is not revived)."""
+    for gone, left in (("x", [("wd-y", 10)]), ("y", [])):
         p = Patient(engine)
         x, alert = start(p, f"P-wd-{gone}")
         y = rx(f"P-wd-{gone}", "wd-y", 14, enc="visit", items=CHANGED)
         p.send(y)
+        assert [(r[st.L_EVENT], r[st.L_DAYS]) for r in p.state["L"]] == [("wd-first", 30), ("wd-y", 10)]
         target = (x, alert) if gone == "x" else (y, {**alert, "alert_id": "d-wd-y.R19.1", "line_ids": ["1"]})
         p.send(withdrawal(*target))
-        row = visit_row(p)
-        assert row[st.L_EVENT] == left and row[st.L_DAYS] == days
+        assert [(r[st.L_EVENT], r[st.L_DAYS]) for r in p.state["L"]] == [("wd-first", 30), *left]
 
 
 def test_a_cancellation_still_takes_the_whole_encounter(engine: Engine) -> None:

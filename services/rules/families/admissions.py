@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.rules.families import Hit, ev_item, family, kb_ev
-from services.rules.families.charges import earlier_charges
+from services.rules.families.charges import earlier_charges, stay_adm_day
 from services.rules.kb import tag_bit
 from services.rules.state import (
     A_ADM,
@@ -21,11 +21,14 @@ from services.rules.state import (
     E_ENC,
     E_EXAM,
     K_CODE,
+    K_DAYS,
     K_LAST_DAY,
-    K_LAST_QTY,
     K_QTY,
     MASK_DAYS,
     day_bits,
+    qty_on,
+    span_bits,
+    treated_span,
 )
 from services.rules.timeutil import date_of_day
 
@@ -111,6 +114,16 @@ def split_admission(cx: Any, p: dict[str, Any]) -> list[Hit]:
     return hits
 
 
+def first_sight(cx: Any) -> bool:
+    """Whether this event judges the stay's admission: the admission itself (scene 3), or the first event
+    of a stay the state has not recorded yet — a hospital that sends no admission event (an order, scene 4,
+    or only the settlement, 8/9). A stay already recorded was judged when it was first seen."""
+    if cx.scene == 3:
+        return True
+    ench = cx.ench
+    return all(s[A_ENC] != ench for s in cx.state.get("A", ()))
+
+
 @family(
     "frequent_admission", needs=("inpatient", "A"),
     params={"window_days": int, "max_admissions": int, "exempt_prefixes": list},
@@ -119,7 +132,7 @@ def split_admission(cx: Any, p: dict[str, Any]) -> list[Hit]:
 def frequent_admission(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """频繁住院: this admission makes max_admissions or more within window_days; planned cycles
     (main diagnosis Z51.0 radiotherapy, Z51.1 chemotherapy, Z49 dialysis) neither count nor fire."""
-    if cx.enc_type != "inpatient":
+    if cx.enc_type != "inpatient" or not first_sight(cx):
         return []
     exempt = tuple(p["exempt_prefixes"])
     dx = stay_dx(cx)
@@ -143,7 +156,7 @@ def frequent_admission(cx: Any, p: dict[str, Any]) -> list[Hit]:
 )
 def readmission(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """非计划再入院: an admission within window_days of any discharge (any institution); planned cycles exempt."""
-    if cx.enc_type != "inpatient":
+    if cx.enc_type != "inpatient" or not first_sight(cx):
         return []
     dx = stay_dx(cx) or ""
     if dx and dx.startswith(tuple(p["exempt_prefixes"])):
@@ -240,11 +253,14 @@ def idle_stay(cx: Any, p: dict[str, Any]) -> list[Hit]:
         charged = active = 0  # the settlement carries the whole stay
     passive = p["passive_categories"]  # the state's E_ACTIVE mask uses the same (a state parameter)
     for ln in cx.items:
-        if ln.span == 1:  # day_bits(ln, adm), inline for the common one-day line
+        span = ln.span
+        if ln.ds is not None and ln.ds > span:  # a drug given for days is treatment each of them
+            span = treated_span(ln)
+        if span == 1:  # span_bits(ln.start, 1, adm), inline for the common one-day line
             off = ln.start - adm
             bits = 1 << off if 0 <= off < MASK_DAYS else 0
         else:
-            bits = day_bits(ln, adm)
+            bits = span_bits(ln.start, span, adm)
         charged |= bits
         if ln.kind != "service" or ln.row is None or ln.row["category"] not in passive:
             active |= bits
@@ -300,6 +316,21 @@ def during_stay(cx: Any, p: dict[str, Any]) -> list[Hit]:
             fields = {"inst": s[A_INST], "adm_date": date_of_day(s[A_ADM]),
                       "where_zh": "本机构" if same else f"{s[A_INST]}", "where_en": "this institution" if same else s[A_INST]}
             return [(fields, [ln.lid for ln in cx.items], cx.total, [stay_evidence(cx, s)])]
+    if enc_type == "inpatient" and cx.scene in (8, 9):
+        # The overlap learnt at settlement: another admission (at any institution) dated inside this stay,
+        # recorded before it was settled — e.g. a hospital that sends no admission event settles a stay
+        # during which the patient was admitted elsewhere. This stay is the one not yet discharged then.
+        # A transfer admitted on this stay's discharge day is fine.
+        end = cx.dis_day
+        if end is None:
+            for s in cx.state.get("A", ()):
+                if s[A_ENC] == cx.ench and s[A_DIS] is not None:
+                    end = s[A_DIS]
+        last = end - 1 if end is not None else cx.day
+        for s in cx.state.get("A", ()):
+            if s[A_ENC] != cx.ench and day < s[A_ADM] <= last:
+                fields = {"inst": cx.inst, "adm_date": date_of_day(day), "where_zh": "本机构", "where_en": "this institution"}
+                return [(fields, [ln.lid for ln in cx.items], cx.total, [stay_evidence(cx, s)])]
     return []
 
 
@@ -328,43 +359,81 @@ def bed_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
     earlier = {c[K_CODE]: c for c in work[E_COUNTERS]} if work is not None else {}
     bed_codes = {c for c in earlier if (row := cx.kb.services.get(c, cx.day)) is not None and row["category"] == "bed"
                  and c not in exempt}
+    adm = stay_adm_day(cx)
     hits: list[Hit] = []
-    # (a) one bed fee a day across bed types
+    # (a) one bed fee a day across bed types (each day an earlier line of the stay covers: its day mask)
     per_day: dict[int, list[Any]] = {}
     for ln in beds:
         for day in range(ln.start, ln.start + ln.span):
             per_day.setdefault(day, []).append(ln)
+    dup_days: list[int] = []
+    amount = 0.0
+    fields: dict[str, Any] = {}
+    evidence: list[dict[str, Any]] = []
+    lids: list[str] = []
     for day, lines in sorted(per_day.items()):
         codes = {ln.code for ln in lines}
-        before = sorted(c for c in bed_codes if earlier[c][K_LAST_DAY] == day and c not in codes)
+        before = [] if work is None else sorted(
+            c for c in bed_codes if c not in codes and qty_on(work, earlier[c], day, adm) > 0)
         if len(codes) + len(before) < 2:
             continue
-        ranked = sorted(lines, key=lambda ln: -(ln.unit_price or 0.0))
-        extra = ranked if before else ranked[1:]
+        # the day's bed fees, each at its price for one day: all but the dearest are charged twice
+        prices = [(ln.unit_price or 0.0) * (ln.qty / ln.span) for ln in lines]
+        charges: list[dict[str, Any]] = []
+        for c in before:  # each earlier bed charge of the day by its event (the open-stay log)
+            assert work is not None  # (before is empty without it)
+            mine = earlier_charges(cx, c, day, qty_on(work, earlier[c], day, adm), work)
+            charges += mine
+            for e in mine:
+                if e["amount"] is not None:
+                    prices.append(e["amount"])
+                else:  # what the log no longer holds: at the catalogue's price
+                    row = cx.kb.services.get(c, day)
+                    prices.append((row.get("price_cap") or 0.0) * e["quantity"] if row is not None else 0.0)
+        amount += sum(prices) - max(prices)
+        lids += [ln.lid for ln in lines if ln.lid not in lids]
+        dup_days.append(day)
+        if len(dup_days) > 1:
+            continue
         names = [ln.name for ln in lines] + [cx.kb.services.get(c, day)["name"] for c in before]
         names_en = [ln.name_en for ln in lines] + [cx.kb.services.get(c, day)["name_en"] for c in before]
         fields = {"what_zh": f"{date_of_day(day)}同日收取{len(names)}项床位费({'、'.join(names)})，每日只能收取一项",
                   "what_en": f"{len(names)} bed fees on {date_of_day(day)} ({', '.join(names_en)}); one a day is payable"}
-        evidence = [ev_item(cx, ln, date=date_of_day(day)) for ln in lines]
-        for c in before:  # each earlier bed charge of the day by its event (the open-stay log)
-            evidence += earlier_charges(cx, c, day, earlier[c][K_LAST_QTY], work)
-        amount = sum((ln.unit_price or 0.0) * (ln.qty / ln.span) for ln in extra)
-        hits.append((fields, [ln.lid for ln in lines], amount, evidence))
-        break  # one alert for the first such day; the others are usually the same pattern
-    # (b) bed days no more than the nights of the stay
+        evidence = [ev_item(cx, ln, date=date_of_day(day)) for ln in lines] + charges  # the first such day's
+    if dup_days:  # one alert: the first such day named, the amount of every such day
+        if len(dup_days) > 1:
+            first, last, n = date_of_day(dup_days[0]), date_of_day(dup_days[-1]), len(dup_days)
+            fields["what_zh"] += f"；{first}至{last}共{n}日如此"
+            fields["what_en"] += f"; {n} such days from {first} to {last}"
+        hits.append((fields, lids, amount, evidence))
+    # (b) bed days no more than the nights of the stay: the days charged (a day with two bed fees is
+    # one bed day; (a) reports the second fee), from the lines' day masks
+    mask = outside = 0
+    for ln in beds:
+        bits = day_bits(ln, adm)
+        mask |= bits
+        outside += ln.span - bits.bit_count()  # days the mask does not track (before admission, past MASK_DAYS)
+    for c in bed_codes:
+        k = earlier[c]
+        if len(k) > K_DAYS:
+            mask |= k[K_DAYS]
+        else:  # a counter written before the day mask: its quantity
+            outside += k[K_QTY]
+    days = mask.bit_count() + outside
     adm = stay_adm(cx)
     dis = cx.dis_day
     if dis is None:
         for s in cx.state.get("A", ()):
             if s[A_ENC] == cx.ench and s[A_DIS] is not None:
                 dis = s[A_DIS]
-    days = sum(ln.qty for ln in beds) + sum(earlier[c][K_QTY] for c in bed_codes)
     if dis is not None:
         allowed = max(1, dis - adm)
         basis_zh, basis_en = f"{date_of_day(adm)}入院、{date_of_day(dis)}出院共{allowed}天(计入不计出)", \
             f"admitted {date_of_day(adm)}, discharged {date_of_day(dis)}: {allowed} day(s), counting the admission day, not the discharge day"
     else:
-        last = max(ln.start + ln.span - 1 for ln in beds)
+        last = max(ln.start + ln.span - 1 for ln in beds)  # the latest day charged so far, earlier lines too
+        for c in bed_codes:
+            last = max(last, earlier[c][K_LAST_DAY])
         allowed = last - adm + 1
         basis_zh, basis_en = f"{date_of_day(adm)}入院至{date_of_day(last)}共{allowed}天", \
             f"admitted {date_of_day(adm)}: {allowed} day(s) up to {date_of_day(last)}"

@@ -10,7 +10,7 @@ from typing import Any
 from services.rules.context import DRUG, GENDER_EN, GENDER_ZH
 from services.rules.families import Hit, ev_item, family, kb_ev
 from services.rules.kb import tag_bit
-from services.rules.state import A_DX, A_ENC
+from services.rules.state import A_DX, A_ENC, drug_supplies, supply_days
 from services.rules.timeutil import date_of_day
 
 KIND_TABLE = {"drug": "drugs", "herb": "drugs", "service": "services", "consumable": "services"}
@@ -290,15 +290,17 @@ def price_cap(cx: Any, p: dict[str, Any]) -> list[Hit]:
 
 @family("vbp", needs="vbp_alt", params={}, fields=("item", "item_en", "item_code", "manufacturer", "manufacturer_en", "alternatives", "alternatives_en"))
 def vbp(cx: Any, p: dict[str, Any]) -> list[Hit]:
-    """集采: a non-selected product is used where a volume-procured (中选) product of the same ingredient and form exists."""
+    """集采: a non-selected product is used where a volume-procured (中选) product of the same ingredient and form
+    is in the catalogue on the line's service date (a stay settled after a procurement round ended is judged
+    by the products in force on the day each line was given)."""
     hits = []
-    day = cx.day
     for line in cx.items:
         if not line.m & VBP_ALT:
             continue
         row = line.row
         if row is None or "vbp_alt" not in row["_f"]:
             continue
+        day = line.start
         alts = [r for r in row["_vbp"] if r["_from"] <= day <= r["_to"]]
         if not alts:
             continue
@@ -340,6 +342,7 @@ def daily_qty(cx: Any, p: dict[str, Any]) -> list[Hit]:
     return hits
 
 
+NO_DAYS: dict[str, int] = {}  # a drug without max_days of its own
 CONTROLLED_ZH = {"narcotic": "麻醉药品", "psychotropic_1": "第一类精神药品", "psychotropic_2": "第二类精神药品"}
 CONTROLLED_EN = {"narcotic": "narcotic", "psychotropic_1": "class I psychotropic", "psychotropic_2": "class II psychotropic"}
 
@@ -379,7 +382,8 @@ def controlled_limit(row: dict[str, Any], pain: bool) -> tuple[int, str, str] | 
     fields=("item", "item_en", "item_code", "days", "limit", "setting_zh", "setting_en"),
 )
 def max_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
-    """超量开药: days of supply above the limit for the setting (KB per drug, else the rule's defaults)."""
+    """超量开药: days of supply above the limit for the setting (KB per drug, else the rule's defaults).
+    Lines without a catalogue row in force on their service date are skipped (they are unchecked_lines)."""
     if not cx.kmask & DRUG:
         return []
     med_type = cx.med_type
@@ -391,51 +395,60 @@ def max_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
         setting = "emergency"
     else:
         setting = "outpatient"
-    # 分解处方: the lines of one ingredient in one request are added up before the limit applies.
-    groups: dict[str, list[tuple[Any, int]]] = {}
-    for line in cx.items:
-        if line.kind != "drug":
-            continue
-        days = line.ds
-        row = line.row
-        if days is None and row is not None and row.get("daily_qty"):
-            days = int(-(-line.qty // row["daily_qty"]))
+    # The setting's limit for a drug without a max_days of its own (most drugs).
+    if setting == "chronic":
+        default = p["chronic_days"]
+    elif setting == "emergency":
+        default = p["emergency_days"]
+    else:
+        default = p["default_days"]
+    # 分解处方: the lines of one ingredient in one request are added up before the limit applies
+    # (state.drug_supplies: computed once per event, shared with R19/R25 and the ledger update).
+    hits = []
+    # A line without a catalogue row in force (R38/R39, unchecked_lines) is not judged: its kind and
+    # controlled class are unknown (its supplies' ingredient is "?" + code, so it is never grouped with others).
+    for sup in drug_supplies(cx):
+        days = sup[3]
         if not days:
             continue
-        key = row["ingredient"] if row is not None else "?" + line.code
-        groups.setdefault(key, []).append((line, days))
-    hits = []
-    for group in groups.values():
-        line, days = group[0]
-        row = line.row
-        if len(group) > 1:
-            days = sum(d for _, d in group)
-        kb_days = (row.get("max_days") or {}) if row is not None else {}
-        if setting == "chronic":
-            limit = kb_days.get("chronic", max(p["chronic_days"], kb_days.get("outpatient", 0)))
+        lines = sup[5]
+        row = lines[0].row
+        if row is None:
+            continue
+        kb_days = row.get("max_days")
+        if not kb_days:
+            kb_days = NO_DAYS
+            limit = default
+        elif setting == "chronic":
+            limit = kb_days.get("chronic", max(default, kb_days.get("outpatient", 0)))
         elif setting == "emergency":
-            limit = min(p["emergency_days"], kb_days.get("emergency", 10**6), kb_days.get("outpatient", 10**6))
+            limit = min(default, kb_days.get("emergency", 10**6), kb_days.get("outpatient", 10**6))
         else:
-            limit = kb_days.get("outpatient", p["default_days"])
+            limit = kb_days.get("outpatient", default)
+        controlled = row.get("controlled")
+        if controlled is None and days <= limit:
+            continue
+        if len(lines) > 1:  # a line without days (explicit 0, or none and no usual daily quantity) is not judged
+            lines = [ln for ln in lines if (ln.ds if ln.ds is not None else supply_days(ln))]
+        line = lines[0]
         setting_zh, setting_en, source_extra, base = SETTING_ZH[setting], setting, "", limit
-        ctrl = controlled_limit(row, _pain(cx, p["pain_dx_prefixes"])) if row is not None and row.get("controlled") else None
-        if ctrl is not None and not (row["controlled"] == "psychotropic_2" and setting == "chronic"):
+        ctrl = controlled_limit(row, _pain(cx, p["pain_dx_prefixes"])) if controlled else None
+        if ctrl is not None and not (controlled == "psychotropic_2" and setting == "chronic"):
             # The statutory limit replaces the general default of the setting (it may be longer: 癌痛
             # 15 days); a limit the catalogue sets for the drug in this setting still applies if lower.
             explicit = kb_days.get(setting)
             limit = ctrl[0] if explicit is None else min(ctrl[0], explicit)
             if limit == ctrl[0]:
                 setting_zh, setting_en = f"{setting_zh}{ctrl[1]}", f"{setting} {ctrl[2]}"
-                source_extra = f"; controlled={row['controlled']}, form={row['form']}: 处方管理办法 {ctrl[0]} days"
+                source_extra = f"; controlled={controlled}, form={row['form']}: 处方管理办法 {ctrl[0]} days"
         if days <= limit:
             continue
-        lines = [ln for ln, _ in group]
         fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "days": days, "limit": limit,
                   "setting_zh": setting_zh, "setting_en": setting_en}
         if len(lines) > 1:
             fields["item"] = f"{line.name}(同一成分{len(lines)}行合计)"
             fields["item_en"] = f"{line.name_en} ({len(lines)} lines of one ingredient together)"
         source = (f"max_days.{setting}={base}" if setting in kb_days else f"rule default {setting}={base}") + source_extra
-        evidence = [ev_item(cx, ln) for ln in lines] + ([kb_ev("drugs", row["code"], source)] if row is not None else [])
+        evidence = [ev_item(cx, ln) for ln in lines] + [kb_ev("drugs", row["code"], source)]
         hits.append((fields, [ln.lid for ln in lines], sum(ln.amt for ln in lines), evidence))
     return hits

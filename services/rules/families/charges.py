@@ -28,8 +28,8 @@ from services.rules.state import (
     I_START,
     K_CODE,
     K_LAST_DAY,
-    K_LAST_QTY,
     K_QTY,
+    P_AMT,
     P_CODE,
     P_DAY,
     P_ENC,
@@ -39,7 +39,10 @@ from services.rules.state import (
     S_FROM,
     S_STATUS,
     course_key,
+    covered_day,
+    qty_on,
     status_on,
+    stay_of,
 )
 from services.rules.timeutil import date_of_day
 
@@ -77,10 +80,19 @@ def _counter(work: list[Any] | None, code: str) -> list[Any] | None:
     return None
 
 
+def stay_adm_day(cx: Any) -> int:
+    """The admission day the open-stay day masks count from (the stay's ``A`` row; else the event's)."""
+    stay = stay_of(cx.state, cx.ench)
+    if stay is not None:
+        return stay[A_ADM]
+    return cx.adm_day if cx.adm_day is not None else cx.day
+
+
 def earlier_charges(cx: Any, code: str, day: int, qty: float, work: list[Any] | None = None) -> list[dict[str, Any]]:
-    """Evidence of the stay's earlier charges of ``code`` on ``day`` (``qty`` of them, the counter's):
-    one entry per event of the open-stay log with its quantity and amount (可追溯); what the log no
-    longer holds (folded into its base, or a row written before the log) as one entry without event id."""
+    """Evidence of the stay's earlier charges of ``code`` on ``day`` (``qty`` of them, ``qty_on``):
+    one entry per event of the open-stay log whose lines cover the day, with the day's quantity and
+    amount (a multi-day line: one unit and its amount per day; 可追溯); what the log no longer holds
+    (folded into its base, or a row written before the log) as one entry without event id."""
     row = cx.kb.services.get(code, day)
     name = row["name"] if row else code
     out = []
@@ -89,9 +101,13 @@ def earlier_charges(cx: Any, code: str, day: int, qty: float, work: list[Any] | 
         for entry in work[E_LOG]:
             q = amount = 0.0
             for it in entry[1:]:
-                if it[I_CODE] == code and it[I_START] + it[I_SPAN] - 1 == day:
-                    q += it[I_QTY] if it[I_SPAN] == 1 else 1.0
-                    amount += it[I_AMT]
+                if it[I_CODE] == code and it[I_START] <= day < it[I_START] + it[I_SPAN]:
+                    if it[I_SPAN] == 1:
+                        q += it[I_QTY]
+                        amount += it[I_AMT]
+                    else:
+                        q += 1.0
+                        amount += it[I_AMT] / it[I_SPAN]
             if q:
                 left -= q
                 out.append({"kind": "event", "event_id": entry[0], "institution_id": cx.inst, "date": date_of_day(day),
@@ -132,6 +148,7 @@ def bundled(cx: Any, p: dict[str, Any]) -> list[Hit]:
     if not lines:
         return []
     work = stay_work(cx)
+    adm = stay_adm_day(cx) if work is not None else 0
     # every day a line covers (a per-day item of quantity n, e.g. 3 days of special care, covers n days)
     here: dict[tuple[str, int], Any] = {}
     multi = False
@@ -161,20 +178,20 @@ def bundled(cx: Any, p: dict[str, Any]) -> list[Hit]:
                                      [ev_item(cx, child, date=date_of_day(first)), ev_item(cx, ln, date=date_of_day(first))],
                                      first, amount)
                     continue
-            if work is not None:
+            if work is not None:  # every day an earlier line of the stay covers (its day mask)
                 c = _counter(work, code)
-                if c is not None and ln.start <= c[K_LAST_DAY] < ln.start + ln.span:
+                if c is not None and ln.start <= c[K_LAST_DAY] and (on := covered_day(c, ln.start, ln.span, adm)) is not None:
                     _bundled_hit(cx, hits, ln, ln.name, ln.code, code,
-                                 [ev_item(cx, ln), *earlier_charges(cx, code, c[K_LAST_DAY], c[K_LAST_QTY], work)])
+                                 [ev_item(cx, ln), *earlier_charges(cx, code, on, qty_on(work, c, on, adm), work)], on)
         if work is None:
             continue
         for parent in included_by.get(ln.code, ()):  # ln is included in an earlier bundle
             if any((parent, d) in here for d in range(ln.start, ln.start + ln.span)):
                 continue
             c = _counter(work, parent)
-            if c is not None and ln.start <= c[K_LAST_DAY] < ln.start + ln.span:
-                earlier = earlier_charges(cx, parent, c[K_LAST_DAY], c[K_LAST_QTY], work)
-                _bundled_hit(cx, hits, ln, earlier[0]["item_name"], parent, ln.code, [ev_item(cx, ln), *earlier])
+            if c is not None and ln.start <= c[K_LAST_DAY] and (on := covered_day(c, ln.start, ln.span, adm)) is not None:
+                earlier = earlier_charges(cx, parent, on, qty_on(work, c, on, adm), work)
+                _bundled_hit(cx, hits, ln, earlier[0]["item_name"], parent, ln.code, [ev_item(cx, ln), *earlier], on)
     return hits
 
 
@@ -203,11 +220,14 @@ def bundle(cx: Any, p: dict[str, Any]) -> list[Hit]:
 @family("frequency", needs="frequency", params={}, fields=("item", "item_en", "item_code", "qty", "limit", "per_zh", "per_en"))
 def frequency(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """限定频次: units per day or per encounter above the item's limit."""
-    work = stay_work(cx)
     lines = [ln for ln in cx.items if ln.m & FREQUENCY]
+    if not lines:
+        return []
+    work = stay_work(cx)
     counters = _counters(work)
     # Fast path (most events): one single-day line per code, each within both limits with
     # what the stay already counted: no hit. Anything else takes the general count below.
+    # A daily posting comes after the code's last day: nothing earlier covers it (no day mask to read).
     codes: set[str] = set()
     for ln in lines:
         qty, row, code = ln.qty, ln.row, ln.code
@@ -215,7 +235,10 @@ def frequency(cx: Any, p: dict[str, Any]) -> list[Hit]:
             break
         c = counters.get(code)
         limit = row.get("max_per_day")
-        if limit and qty + (c[K_LAST_QTY] if c is not None and c[K_LAST_DAY] == ln.start else 0.0) > limit:
+        if limit and (qty > limit or (c is not None and ln.start <= c[K_LAST_DAY])):
+            break  # over the limit alone, or an earlier line of the stay may cover the day: counted below
+        limit = row.get("max_per_enc")
+        if limit and qty + (c[K_QTY] if c is not None else 0.0) > limit:
             break
         limit = row.get("max_per_enc")
         if limit and qty + (c[K_QTY] if c is not None else 0.0) > limit:
@@ -223,6 +246,7 @@ def frequency(cx: Any, p: dict[str, Any]) -> list[Hit]:
         codes.add(code)
     else:
         return []
+    adm = stay_adm_day(cx) if work is not None else 0
     day_qty: dict[tuple[str, int], float] = {}
     enc_qty: dict[str, float] = {}
     first: dict[tuple[str, int], Any] = {}
@@ -240,11 +264,12 @@ def frequency(cx: Any, p: dict[str, Any]) -> list[Hit]:
         row = ln.row
         c = counters.get(code)
         limit = row.get("max_per_day")
-        total = qty + (c[K_LAST_QTY] if c is not None and c[K_LAST_DAY] == day else 0.0)
+        before = qty_on(work, c, day, adm) if c is not None and work is not None else 0.0
+        total = qty + before
         if limit and total > limit:
             evidence = [ev_item(cx, ln, date=date_of_day(day))]
-            if c is not None and c[K_LAST_DAY] == day:
-                evidence += earlier_charges(cx, code, day, c[K_LAST_QTY], work)
+            if before:
+                evidence += earlier_charges(cx, code, day, before, work)
             evidence.append(kb_ev("services", row["code"], f"max_per_day={limit:g}"))
             fields = {"item": ln.name, "item_en": ln.name_en, "item_code": code, "qty": f"{total:g}", "limit": f"{limit:g}",
                       "per_zh": f"{date_of_day(day)}当日", "per_en": f"on {date_of_day(day)}"}
@@ -305,7 +330,8 @@ def period(cx: Any, p: dict[str, Any]) -> list[Hit]:
             continue
         evidence = [{"kind": "event", "event_id": r[P_EVENT] if len(r) > P_EVENT else None,
                      "institution_id": r[P_INST], "date": date_of_day(r[P_DAY]),
-                     "item_code": r[P_CODE], "item_name": row["name"], "quantity": r[P_QTY], "days_supply": None, "amount": None}
+                     "item_code": r[P_CODE], "item_name": row["name"], "quantity": r[P_QTY], "days_supply": None,
+                     "amount": r[P_AMT] if len(r) > P_AMT else None}
                     for r in sorted(prior, key=lambda r: r[P_DAY])]
         evidence.append(ev_item(cx, ln))
         evidence.append(kb_ev("services", row["code"], f"period_limit={limit} per {row['period_limit']['days']} days"))
@@ -366,15 +392,22 @@ def charge_dates(cx: Any, p: dict[str, Any]) -> list[Hit]:
     hits = []
     for ln in cx.items:
         d = ln.start
-        amount = ln.amt
         if death is not None and d + ln.span - 1 > death:
+            amount = ln.amt
             if d <= death:  # a per-day line running past the day of death: its days after it
                 amount = ln.amt * (d + ln.span - 1 - death) / ln.span
                 d = death + 1
             why_zh, why_en = f"晚于参保人死亡日期{date_of_day(death)}", f"after the patient's death on {date_of_day(death)}"
         elif adm is not None and d < adm:
+            amount = ln.amt
+            if d + ln.span - 1 >= adm:  # a per-day line running into the stay: its days before admission
+                amount = ln.amt * (adm - d) / ln.span
             why_zh, why_en = f"早于入院日期{date_of_day(adm)}", f"before admission on {date_of_day(adm)}"
-        elif dis is not None and d > dis:
+        elif dis is not None and d + ln.span - 1 > dis:
+            amount = ln.amt
+            if d <= dis:  # a per-day line running past the discharge day: its days after it
+                amount = ln.amt * (d + ln.span - 1 - dis) / ln.span
+                d = dis + 1
             why_zh, why_en = f"晚于出院日期{date_of_day(dis)}", f"after discharge on {date_of_day(dis)}"
         else:
             continue

@@ -6,7 +6,7 @@ from typing import Any
 
 from services.rules.context import GENDER_EN, GENDER_ZH
 from services.rules.families import Hit, ev_item, family, kb_ev
-from services.rules.state import A_DX, A_ENC
+from services.rules.state import A_ADM, A_DX, A_ENC
 
 
 @family("dx_sex", needs=("dx_sex",), params={}, fields=("dx_code", "dx_name", "dx_name_en", "sex_zh", "sex_en", "allowed_zh", "allowed_en"))
@@ -36,8 +36,14 @@ def dx_age(cx: Any, p: dict[str, Any]) -> list[Hit]:
     if not cx.dx:
         return []
     # A stay's diagnoses are judged at admission (a newborn admitted on day 20 and settled on day 35
-    # had a newborn's diagnosis); other encounters at the event's date.
-    age_d, age_y = cx.age_on(cx.adm_day) if cx.enc_type == "inpatient" and cx.adm_day is not None else (cx.age_d, cx.age_y)
+    # had a newborn's diagnosis) — the event's admitted_at, else the admission the state recorded for the
+    # stay (an order sent without it); other encounters at the event's date.
+    adm = cx.adm_day
+    if cx.enc_type == "inpatient" and adm is None:
+        for stay in cx.state.get("A", ()):
+            if stay[A_ENC] == cx.ench:
+                adm = stay[A_ADM]
+    age_d, age_y = cx.age_on(adm) if cx.enc_type == "inpatient" and adm is not None else (cx.age_d, cx.age_y)
     hits: list[Hit] = []
     for dx in cx.dx:
         row = dx.row

@@ -23,6 +23,7 @@ from services.rules.state import (
     L_PAST,
     L_QTY,
     L_START,
+    amount_of,
     drug_supplies,
     on_hand,
     past_rows,
@@ -34,12 +35,13 @@ SEVERITY_ZH = {"contraindicated": "禁忌", "major": "严重", "moderate": "中�
 
 
 def ledger_evidence(cx: Any, row: list[Any]) -> dict[str, Any]:
-    """Evidence entry for an earlier supply held in the ledger."""
+    """Evidence entry for an earlier supply held in the ledger (its amount: None in a row written before
+    amounts were kept)."""
     kb_row = cx.kb_drug(row[L_CODE], row[L_START])
     return {
         "kind": "event", "event_id": row[L_EVENT], "institution_id": row[L_INST], "date": date_of_day(row[L_START]),
         "item_code": row[L_CODE], "item_name": kb_row["name"] if kb_row else row[L_CODE],
-        "quantity": row[L_QTY], "days_supply": row[L_DAYS], "amount": None,
+        "quantity": row[L_QTY], "days_supply": row[L_DAYS], "amount": amount_of(row),
     }
 
 
