@@ -361,7 +361,8 @@ def _fold(ledger: list[Any], rows: list[Any], day: int) -> None:
             del past[:bisect_left(past, past_from(day), key=BY_F_START)]
         if len(past) > PAST_MAX:
             del past[:-PAST_MAX]
-    _set_past(host, past)
+    if not past or len(host) <= L_PAST:  # (else ``past`` is the host's own list, changed in place)
+        _set_past(host, past)
 
 
 _PAST_FROM: dict[int, int] = {}  # day → past_from(day)
