@@ -237,24 +237,18 @@ def evict(state: dict[str, Any], day: int, win: Windows) -> None:
         w = win.ledger
         for r in rows:
             if not (day - r[L_START] < w or r[L_START] + r[L_DAYS] > day):
-                _put(state, "L", [r for r in rows if day - r[L_START] < w or r[L_START] + r[L_DAYS] > day])
+                _put(state, "L", _live_ledger(rows, day, w))
                 break
     rows = state.get("V")
     if rows and day - rows[0][V_DAY] >= win.visits:
-        _put(state, "V", [r for r in rows if day - r[V_DAY] < win.visits])
+        _put(state, "V", _live_visits(rows, day, win.visits))
     rows = state.get("A")
     if rows is not None:
         stays, open_stay, discharges = win.stays, win.open_stay, win.discharges
         for r in rows:
             if not (day - r[A_ADM] < stays or (r[A_DIS] is None and day - r[A_ADM] < open_stay)
                     or (r[A_DIS] is not None and day - r[A_DIS] < discharges)):
-                rows = [
-                    r for r in rows
-                    if day - r[A_ADM] < stays
-                    or (r[A_DIS] is None and day - r[A_ADM] < open_stay)
-                    or (r[A_DIS] is not None and day - r[A_DIS] < discharges)
-                ]
-                _put(state, "A", rows)
+                _put(state, "A", _live_stays(rows, day, win))
                 break
         else:
             if not rows:
@@ -267,8 +261,7 @@ def evict(state: dict[str, Any], day: int, win: Windows) -> None:
                 if s[A_ENC] == r[E_ENC] and (s[A_DIS] is None or s[A_DIS] >= day - 1):
                     break
             else:
-                open_ = {s[A_ENC] for s in stays if s[A_DIS] is None or s[A_DIS] >= day - 1}
-                _put(state, "E", [r for r in rows if r[E_ENC] in open_])
+                _put(state, "E", _live_open(rows, stays, day))
                 break
         else:
             if not rows:
@@ -278,7 +271,7 @@ def evict(state: dict[str, Any], day: int, win: Windows) -> None:
         periods, period = win.period_by_code, win.period
         for r in rows:
             if not day - r[P_DAY] < periods.get(r[P_CODE], period):
-                _put(state, "P", [r for r in rows if day - r[P_DAY] < periods.get(r[P_CODE], period)])
+                _put(state, "P", _live_periods(rows, day, periods, period))
                 break
         else:
             if not rows:
@@ -288,7 +281,7 @@ def evict(state: dict[str, Any], day: int, win: Windows) -> None:
         gap = win.course_gap
         for r in rows:
             if not day - r[C_LAST] <= gap:
-                _put(state, "C", [r for r in rows if day - r[C_LAST] <= gap])
+                _put(state, "C", _live_courses(rows, day, gap))
                 break
         else:
             if not rows:
@@ -297,11 +290,48 @@ def evict(state: dict[str, Any], day: int, win: Windows) -> None:
     if rows is not None:
         for r in rows:
             if not (r[S_TO] is None or r[S_TO] >= day - 1):
-                _put(state, "S", [r for r in rows if r[S_TO] is None or r[S_TO] >= day - 1])
+                _put(state, "S", _live_statuses(rows, day))
                 break
         else:
             if not rows:
                 del state["S"]
+
+
+# The rows ``evict`` keeps of a section once one has gone. (Module functions, not comprehensions in
+# ``evict``: a comprehension there would make every name it reads a cell, built on each call.)
+def _live_ledger(rows: list[Any], day: int, w: int) -> list[Any]:
+    return [r for r in rows if day - r[L_START] < w or r[L_START] + r[L_DAYS] > day]
+
+
+def _live_visits(rows: list[Any], day: int, visits: int) -> list[Any]:
+    return [r for r in rows if day - r[V_DAY] < visits]
+
+
+def _live_stays(rows: list[Any], day: int, win: Windows) -> list[Any]:
+    stays, open_stay, discharges = win.stays, win.open_stay, win.discharges
+    return [
+        r for r in rows
+        if day - r[A_ADM] < stays
+        or (r[A_DIS] is None and day - r[A_ADM] < open_stay)
+        or (r[A_DIS] is not None and day - r[A_DIS] < discharges)
+    ]
+
+
+def _live_open(rows: list[Any], stays: Any, day: int) -> list[Any]:
+    open_ = {s[A_ENC] for s in stays if s[A_DIS] is None or s[A_DIS] >= day - 1}
+    return [r for r in rows if r[E_ENC] in open_]
+
+
+def _live_periods(rows: list[Any], day: int, periods: dict[str, int], period: int) -> list[Any]:
+    return [r for r in rows if day - r[P_DAY] < periods.get(r[P_CODE], period)]
+
+
+def _live_courses(rows: list[Any], day: int, gap: int) -> list[Any]:
+    return [r for r in rows if day - r[C_LAST] <= gap]
+
+
+def _live_statuses(rows: list[Any], day: int) -> list[Any]:
+    return [r for r in rows if r[S_TO] is None or r[S_TO] >= day - 1]
 
 
 def _fold(ledger: list[Any], rows: list[Any], day: int) -> None:
@@ -603,7 +633,12 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None, rank:
     if ledger is None:
         ledger = state["L"] = []
     else:
-        mine = [r for r in ledger if r[L_ENC] == ench] or None
+        for r in ledger:  # (a loop: a comprehension would make ``ench`` a cell of this function)
+            if r[L_ENC] == ench:
+                if mine is None:
+                    mine = [r]
+                else:
+                    mine.append(r)
         if mine is not None and rank < 2:
             for r in mine:
                 if len(r) > L_RANK and r[L_RANK] > rank:
@@ -615,7 +650,10 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None, rank:
             ing, code, start, ds, qty, lines_of, same = sup
         else:
             ing, code, start, ds, qty, lines_of, *_ = sup
-            same = [r for r in ledger if r[L_ING] == ing]
+            same = []
+            for r in ledger:
+                if r[L_ING] == ing:
+                    same.append(r)
         amt = lines_of[0].amt if len(lines_of) == 1 else amount_sum(lines_of)
         old = None
         if mine is not None:
@@ -663,7 +701,11 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None, rank:
                 if oldest[L_START] > start:
                     continue  # older than every supply kept: it could not change a judgement
                 ledger.remove(oldest)
-                same = [r for r in same if r is not oldest]
+                same = list(same)
+                for i, r in enumerate(same):
+                    if r is oldest:
+                        del same[i]
+                        break
             row = [ing, code, start, ds, qty, inst, event_id, ench, month_of_day(start), [ench], [], [], rank, amt]
             ledger.append(row)
             same = [*same, row]
@@ -782,7 +824,10 @@ def on_hand(prior: list[Any], day: int, ench: int) -> tuple[float, list[list[Any
             return 0, []
         stock = r[L_DAYS] - (day - r[L_START])
         return (stock if stock > 0 else 0), prior
-    rows = [r for r in prior if r[L_ENC] != ench and r[L_START] <= day]
+    rows = []  # (a loop: a comprehension would make ``day`` and ``ench`` cells, built on every call)
+    for r in prior:
+        if r[L_ENC] != ench and r[L_START] <= day:
+            rows.append(r)
     if not rows:
         return 0, []
     rows.sort(key=BY_START)
