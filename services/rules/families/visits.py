@@ -49,21 +49,37 @@ def frequent_visits(cx: Any, p: dict[str, Any]) -> list[Hit]:
             later = True
     lo = day - window + 1  # the window of window_days ending on the visit's day
     if later:
-        # A visit reported late (an offline clinic's batch): the recorded visits after it count too, so
-        # take the busiest window of window_days that contains it.
-        near = sorted(v[V_DAY] for v in visits if abs(day - v[V_DAY]) < window)
-        for start in sorted({d for d in near if lo <= d <= day} | {day}):
-            n = 1 + sum(1 for d in near if start <= d < start + window)
-            if n > count:
-                count, lo = n, start
+        count, lo = _busiest_window(visits, day, window, count, lo)
     if count <= p["max_visits"] and same < p["same_day_max"]:
         return []
     fields = {"count": count, "days": window, "same_day": same}
     if count <= p["max_visits"]:
-        shown = [v for v in visits if v[V_DAY] == day]
+        shown = _visits_within(visits, day, day + 1)
     else:
-        shown = [v for v in visits if lo <= v[V_DAY] < lo + window]
-    return [(fields, [], 0.0, [_visit_evidence(v) for v in sorted(shown, key=lambda v: (v[V_DAY], v[V_INST]))])]
+        shown = _visits_within(visits, lo, lo + window)
+    return [(fields, [], 0.0, [_visit_evidence(v) for v in sorted(shown, key=_by_day_inst)])]
+
+
+# (Module functions, not comprehensions in frequent_visits: there every local a comprehension reads
+# would be a cell, built on each call, and the rule runs on every outpatient event.)
+def _busiest_window(visits: list[Any], day: int, window: int, count: int, lo: int) -> tuple[int, int]:
+    """A visit reported late (an offline clinic's batch): the recorded visits after it count too, so
+    the busiest window of ``window`` days that contains it: (visits counted, its first day)."""
+    near = sorted(v[V_DAY] for v in visits if abs(day - v[V_DAY]) < window)
+    for start in sorted({d for d in near if lo <= d <= day} | {day}):
+        n = 1 + sum(1 for d in near if start <= d < start + window)
+        if n > count:
+            count, lo = n, start
+    return count, lo
+
+
+def _visits_within(visits: list[Any], lo: int, hi: int) -> list[Any]:
+    return [v for v in visits if lo <= v[V_DAY] < hi]
+
+
+def _by_day_inst(v: list[Any]) -> tuple[Any, Any]:
+    return v[V_DAY], v[V_INST]
+
 
 
 @family(
