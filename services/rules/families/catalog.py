@@ -283,7 +283,9 @@ def price_cap(cx: Any, p: dict[str, Any]) -> list[Hit]:
                 continue
         fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "price": f"{price:.2f}", "cap": f"{cap:.2f}"}
         evidence = [ev_item(cx, line, date=date_of_day(line.start))]
-        evidence += [kb_ev(_table(line), r["code"], f"price_cap={r['price_cap']} from {r['effective_from']}") for r in rows]
+        table = _table(line)
+        for r in rows:  # (a loop: a comprehension would make ``line`` a cell of price_cap)
+            evidence.append(kb_ev(table, r["code"], f"price_cap={r['price_cap']} from {r['effective_from']}"))
         hits.append((fields, [line.lid], excess, evidence))
     return hits
 
@@ -337,7 +339,7 @@ def daily_qty(cx: Any, p: dict[str, Any]) -> list[Hit]:
         fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "per_day": f"{per_day:g}",
                   "max_per_day": f"{row['max_daily_qty']:g}", "unit": row["unit"],
                   "unit_en": UNIT_EN.get(row["unit"], "unit(s)")}
-        evidence = [ev_item(cx, ln) for ln in group] + [kb_ev("drugs", row["code"], f"max_daily_qty={row['max_daily_qty']}")]
+        evidence = _items_evidence(cx, group) + [kb_ev("drugs", row["code"], f"max_daily_qty={row['max_daily_qty']}")]
         hits.append((fields, [ln.lid for ln in group], sum(ln.amt for ln in group), evidence))
     return hits
 
@@ -346,6 +348,12 @@ NO_DAYS: dict[str, int] = {}  # a drug without max_days of its own
 CONTROLLED_ZH = {"narcotic": "麻醉药品", "psychotropic_1": "第一类精神药品", "psychotropic_2": "第二类精神药品"}
 CONTROLLED_EN = {"narcotic": "narcotic", "psychotropic_1": "class I psychotropic", "psychotropic_2": "class II psychotropic"}
 
+
+
+def _items_evidence(cx: Any, lines: list[Any]) -> list[dict[str, Any]]:
+    """(A module function: a comprehension in a rule function would make ``cx`` a cell of it, built on
+    every call.)"""
+    return [ev_item(cx, ln) for ln in lines]
 
 def _pain(cx: Any, prefixes: list[str]) -> bool:
     """A diagnosis of cancer or chronic pain on the request (the longer limits of 第二十四条)."""

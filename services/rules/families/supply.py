@@ -79,7 +79,7 @@ def supply_overlap(cx: Any, p: dict[str, Any]) -> list[Hit]:
         if not (start - prev[L_START] < window and stock > round(prev[L_DAYS] * frac, 2)):
             continue
         line = lines[0]
-        evidence = [ledger_evidence(cx, r) for r in chain]
+        evidence = _ledger_evidence_of(cx, chain)
         ev = evidence[-1]
         fields = {
             "item": line.name, "item_en": line.name_en, "item_code": line.code, "prev_inst": prev[L_INST],
@@ -91,6 +91,16 @@ def supply_overlap(cx: Any, p: dict[str, Any]) -> list[Hit]:
         hits.append((fields, [ln.lid for ln in lines], sum(ln.amt for ln in lines), evidence))
     return hits
 
+
+
+# Evidence lists built by module functions: a comprehension in a rule function would make ``cx`` a cell
+# of it, built on every call, whether the rule fires or not.
+def _ledger_evidence_of(cx: Any, rows: list[Any]) -> list[dict[str, Any]]:
+    return [ledger_evidence(cx, r) for r in rows]
+
+
+def _items_evidence(cx: Any, lines: list[Any]) -> list[dict[str, Any]]:
+    return [ev_item(cx, ln) for ln in lines]
 
 def _active(prev: list[Any], start: int, frac: float) -> int | None:
     """Remaining days of a ledger supply at ``start`` if above ``frac`` of it, else None."""
@@ -261,7 +271,9 @@ def frequent_purchase(cx: Any, p: dict[str, Any]) -> list[Hit]:
         if late:
             for r in prior:
                 if r[L_MONTH] > month and len(r) > L_PAST:
-                    recorded += sum(1 for e in r[L_PAST] if month_of_day(e[F_START]) == month)
+                    for e in r[L_PAST]:
+                        if month_of_day(e[F_START]) == month:
+                            recorded += 1
         if recorded < limit:
             continue  # fewer than the limit before this one: cannot exceed it
         rows = []
@@ -269,7 +281,9 @@ def frequent_purchase(cx: Any, p: dict[str, Any]) -> list[Hit]:
             if prev[L_MONTH] == month:
                 rows.append(prev)
             if prev[L_MONTH] >= month and len(prev) > L_PAST:  # its folded purchases (state.L_PAST)
-                rows.extend(r for r in past_rows(prev) if r[L_MONTH] == month)
+                for r in past_rows(prev):
+                    if r[L_MONTH] == month:
+                        rows.append(r)
         buys: set[int] = set()
         for prev in rows:
             buys.add(prev[L_ENC])
@@ -281,7 +295,7 @@ def frequent_purchase(cx: Any, p: dict[str, Any]) -> list[Hit]:
         fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "count": count, "limit": limit,
                   "month": f"{month // 100}-{month % 100:02d}"}
         rows.sort(key=BY_START)
-        evidence = [ledger_evidence(cx, r) for r in rows] + [ev_item(cx, ln) for ln in lines]
+        evidence = _ledger_evidence_of(cx, rows) + _items_evidence(cx, lines)
         evidence.append(kb_ev("drugs", line.code, f"ingredient={ing}; purchases this month before this one={len(buys)}"))
         hits.append((fields, [ln.lid for ln in lines], sum(ln.amt for ln in lines), evidence))
     return hits
