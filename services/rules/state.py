@@ -54,8 +54,10 @@ seen  RESERVED for the worker (services.rules.decision: idempotency); only
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from math import floor
 from operator import itemgetter
 from typing import Any
 
@@ -64,7 +66,7 @@ import orjson
 from services.contracts import status as status_model
 from services.contracts.ids import decision_id_for_key
 from services.rules.kb import tag_bit
-from services.rules.timeutil import day_of_date, month_of_day
+from services.rules.timeutil import EPOCH_ORD, day_of_date, month_of_day
 
 # Formats (the ``v`` key; see docs/architecture.md, "Patient state formats and rolling upgrades"):
 #   1  seen rows [key, epoch_s, decision_id, alerts]
@@ -356,14 +358,28 @@ def _fold(ledger: list[Any], rows: list[Any], day: int) -> None:
     if len(past) > 1:
         past.sort(key=BY_F_START)
         if past[0][F_START] <= day - 28 * PAST_MONTHS:  # else every entry is of the last PAST_MONTHS months
-            oldest = month_of_day(day) - PAST_MONTHS
-            if not 1 <= oldest % 100 <= 12:  # into the year before: 202601 - 3 → 202598 → 202510
-                oldest -= 88
-            while past and month_of_day(past[0][F_START]) < oldest:
-                del past[0]
+            del past[:bisect_left(past, past_from(day), key=BY_F_START)]
         if len(past) > PAST_MAX:
             del past[:-PAST_MAX]
-    _set_past(host, past)
+    if not past or len(host) <= L_PAST:  # (else ``past`` is the host's own list, changed in place)
+        _set_past(host, past)
+
+
+_PAST_FROM: dict[int, int] = {}  # day → past_from(day)
+
+
+def past_from(day: int) -> int:
+    """The first day of the natural month ``PAST_MONTHS`` before ``day``'s (folded supplies dated
+    before it go): 2026-01-17 → 2025-11-01."""
+    first = _PAST_FROM.get(day)
+    if first is None:
+        d = date.fromordinal(day + EPOCH_ORD)
+        y, m = divmod(d.year * 12 + d.month - 1 - PAST_MONTHS, 12)
+        first = date(y, m + 1, 1).toordinal() - EPOCH_ORD
+        if len(_PAST_FROM) >= 4096:
+            _PAST_FROM.clear()
+        _PAST_FROM[day] = first
+    return first
 
 
 def _pin_codes(row: list[Any]) -> None:
@@ -609,7 +625,11 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None, rank:
                     replaced += 1
                     break
         if same:
-            top = same[0][L_START] if len(same) == 1 else max(map(BY_START, same))
+            top = same[0][L_START]  # the newest supply held
+            if len(same) > 1:
+                for r in same:
+                    if r[L_START] > top:
+                        top = r[L_START]
             # Not after every supply held (or the encounter's, not a row, might be folded): rows again what
             # is folded, if this could change the walk or hold the encounter's supply.
             if start < top or (start == top and old is None):
@@ -655,7 +675,20 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None, rank:
 
 def amount_sum(lines: list[Any]) -> float:
     """The amount of a supply's lines (yuan, to the fen)."""
-    return round(sum(ln.amt for ln in lines), 2)
+    return to_fen(sum(ln.amt for ln in lines))
+
+
+def to_fen(x: float) -> float:
+    """``round(x, 2)``, the very same float, mostly without its decimal-string round trip (≈ 1,000
+    instructions less): n, the integer nearest x·100, is the right number of fen unless x·100 lies
+    within 1e-4 of a half (or is huge, or NaN, or n is 0: the sign of a zero), and n / 100 (one
+    correctly rounded division of two exact numbers) is then the float ``round`` gives."""
+    p = x * 100.0
+    if -1e9 < p < 1e9:
+        n = floor(p + 0.5)
+        if n and -0.4999 < p - n < 0.4999:
+            return n / 100
+    return round(x, 2)
 
 
 def _set_tail(row: list[Any], rank: int, amt: float) -> None:
@@ -882,7 +915,8 @@ def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -
         if line.ds is not None and line.ds > span:
             span = treated_span(line)
         item = [line.code, line.start, span, line.qty, line.amt, 0]
-        if line.kind == "drug" and row is not None and row["class"] in first_line:
+        kind = line.kind
+        if kind == "drug" and row is not None and row["class"] in first_line:
             if row["class"] not in w[E_CLASSES]:
                 w[E_CLASSES].append(row["class"])
             item.append(row["class"])
@@ -892,13 +926,18 @@ def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -
         else:
             bits = span_bits(line.start, span, adm)
         w[E_CHARGED] |= bits
-        if line.kind != "service" or row is None or row["category"] not in passive:
+        w[E_AMOUNT] = to_fen(w[E_AMOUNT] + line.amt)
+        if kind != "service" or row is None:
             w[E_ACTIVE] |= bits
             flags = F_ACTIVE
-        w[E_AMOUNT] = round(w[E_AMOUNT] + line.amt, 2)
-        if line.row is not None and line.kind == "service" and line.row["category"] in exam:
-            w[E_EXAM] = round(w[E_EXAM] + line.amt, 2)
-            flags |= F_EXAM
+        else:
+            category = row["category"]
+            if category not in passive:
+                w[E_ACTIVE] |= bits
+                flags = F_ACTIVE
+            if category in exam:
+                w[E_EXAM] = to_fen(w[E_EXAM] + line.amt)
+                flags |= F_EXAM
         if line.code in tracked:
             flags |= F_TRACKED
             _count(counters, line.code, line.qty, line.start, line.span, adm)
@@ -936,13 +975,17 @@ def fold_line(w: list[Any], item: list[Any], adm: int) -> None:
     flags = item[I_FLAGS]
     if len(item) > I_CLASS and item[I_CLASS] not in w[E_CLASSES]:
         w[E_CLASSES].append(item[I_CLASS])
-    bits = span_bits(start, span, adm)
+    if span == 1:  # span_bits(start, span, adm), inline for the common one-day line
+        off = start - adm
+        bits = 1 << off if 0 <= off < MASK_DAYS else 0
+    else:
+        bits = span_bits(start, span, adm)
     w[E_CHARGED] |= bits
     if flags & F_ACTIVE:
         w[E_ACTIVE] |= bits
-    w[E_AMOUNT] = round(w[E_AMOUNT] + item[I_AMT], 2)
+    w[E_AMOUNT] = to_fen(w[E_AMOUNT] + item[I_AMT])
     if flags & F_EXAM:
-        w[E_EXAM] = round(w[E_EXAM] + item[I_AMT], 2)
+        w[E_EXAM] = to_fen(w[E_EXAM] + item[I_AMT])
     if flags & F_TRACKED:
         _count(w[E_COUNTERS], code, qty, start, span, adm)
 
