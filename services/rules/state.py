@@ -112,7 +112,7 @@ E_LOG_LINES = 24  # lines kept per stay in E_LOG (older events fold into E_BASE:
 P_CODE, P_DAY, P_QTY, P_ENC, P_INST, P_EVENT, P_AMT = range(7)
 # C courses (C_LOG, C_BASE: optional trailing fields); CL_* the fields of a C_LOG entry
 C_KEY, C_FIRST, C_LAST, C_LOG, C_BASE = range(5)
-CL_EVENT, CL_ENC, CL_START, CL_END = range(4)
+CL_EVENT, CL_ENC, CL_START, CL_END, CL_INST = range(5)  # CL_INST: optional trailing field
 C_LOG_ENTRIES = 4  # course entries kept per row (older ones fold into C_BASE)
 # S insured-status periods (S_TO None: open)
 S_STATUS, S_FROM, S_TO, S_UPDATED, S_REASON = range(5)
@@ -1127,7 +1127,7 @@ def _apply_course(state: dict[str, Any], cx: Any, win: Windows) -> None:
             continue
         key = course_key(line)
         end = line.start + max(1, line.ds or 1) - 1
-        entry = [cx.event_id, cx.ench, line.start, end]
+        entry = [cx.event_id, cx.ench, line.start, end, cx.inst]
         for r in rows:
             if r[C_KEY] == key:
                 if line.start - r[C_LAST] > win.course_gap:  # a new course: the old one's log goes

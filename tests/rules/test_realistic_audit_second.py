@@ -497,6 +497,36 @@ def test_r17_course_continues_across_a_transfer(engine: Engine) -> None:
         assert (a is not None) is fires
 
 
+def test_r17_settlement_carrying_sixteen_daily_edaravone_lines(engine: Engine) -> None:
+    """R17 (handed over by h21a, fixed in R17 1.1.0): a HIS that sends no scene-4 orders settles a stroke stay
+    with one edaravone line a day from 05-01 to 05-16 (course limit 14 days): the lines of day 15 and 16 are
+    flagged; 14 daily lines are not (docs/rules.md *Courses within one request*: the request's own earlier
+    lines count, by service date)."""
+    for n, expected in ((16, ["15", "16"]), (14, [])):
+        items = [line(str(i + 1), EDARAVONE, qty=2, price=40.0, start=f"2026-05-{i + 1:02d}") for i in range(n)]
+        alerts = Story(engine).send(stay(f"P-z17a{n}", f"z17a{n}-set", 8, "2026-05-20", items, adm="2026-05-01",
+                                         dis="2026-05-20", dx=STROKE))
+        assert sorted(lid for a in rule_alerts(alerts, "R17") for lid in a["line_ids"]) == expected
+        for a in rule_alerts(alerts, "R17"):
+            assert "2026-05-01" in a["message_zh"]
+
+
+def test_r17_evidence_names_the_course_start(engine: Engine) -> None:
+    """R17 is history-based (the course began in an earlier event, here at another hospital): its evidence
+    names the earlier event(s) of the course — event id, institution, date (issue 10, *Texts and evidence*;
+    docs/rules.md *Courses within one request*)."""
+    s = Story(engine)
+    s.send(stay("P-z17c", "z17c-o1", 4, "2026-05-01", [line("1", GINKGO, qty=1, price=30.0, start="2026-05-01")],
+                adm="2026-05-01", dx=STROKE))
+    s.send(stay("P-z17c", "z17c-o2", 4, "2026-05-05", [line("1", GINKGO, qty=1, price=30.0, start="2026-05-05")],
+                adm="2026-05-01", dx=STROKE))
+    a = s.one(stay("P-z17c", "z17c-o3", 4, "2026-05-20", [line("1", GINKGO, qty=1, price=30.0, start="2026-05-20")],
+                   inst="H2", adm="2026-05-20", dx=STROKE), "R17")
+    assert a is not None
+    assert [(e["event_id"], e["institution_id"], e["date"]) for e in evidence_events(a)] == [
+        ("z17c-o1", "H1", "2026-05-01"), ("z17c-o2", "H1", "2026-05-05"), ("z17c-o3", "H2", "2026-05-20")]
+
+
 def test_r17_hyperbaric_oxygen_sessions_after_a_pause(engine: Engine) -> None:
     """R17 on a service (高压氧舱治疗, paid for 30 days): a session on 03-31 after one on 03-01 is day 31 of
     the same course (pause 30 days, not more than gap_days): flagged; a session on 04-01 after a pause of
