@@ -497,6 +497,35 @@ def test_r17_course_continues_across_a_transfer(engine: Engine) -> None:
         assert (a is not None) is fires
 
 
+def test_r14_liver_panel_split_over_two_orders_of_one_day(engine: Engine) -> None:
+    """R14 (window ``enc``): ALT + AST in one scene-4 order and TBIL + albumin in the next order five minutes
+    later, same stay, same day — four components of 肝功能组合 charged apart: should be flagged.
+    Handed over by h21a, fixed in R14 1.2.0 (docs/rules.md *Bundles by service day and across a stay's orders*):
+    the stay's earlier charges of the day count, and the evidence names the earlier order."""
+    s = Story(engine)
+    s.send(stay("P-z14a", "z14a-adm", 3, "2026-03-10", adm="2026-03-10", dx=[("K74.600", "肝硬化")]))
+    s.send(stay("P-z14a", "z14a-o1", 4, "2026-03-10T09:00:00+08:00",
+                [line("1", ALT, "service", 1, 5.0, start="2026-03-10"), line("2", AST, "service", 1, 5.0, start="2026-03-10")],
+                adm="2026-03-10", dx=[("K74.600", "肝硬化")]))
+    a = s.one(stay("P-z14a", "z14a-o2", 4, "2026-03-10T09:05:00+08:00",
+                   [line("1", TBIL, "service", 1, 5.0, start="2026-03-10"), line("2", ALB_TEST, "service", 1, 5.0, start="2026-03-10")],
+                   adm="2026-03-10", dx=[("K74.600", "肝硬化")]), "R14")
+    assert a is not None
+    assert a["line_ids"] == ["1", "2"]
+    assert {(e["event_id"], e["item_code"]) for e in evidence_events(a)} >= {("z14a-o1", ALT), ("z14a-o1", AST)}
+
+
+def test_r14_single_lipid_tests_on_different_weeks_of_one_settlement(engine: Engine) -> None:
+    """R14 near miss: a 25-day stay settled with total cholesterol on 03-02, triglycerides on 03-09 and HDL
+    on 03-16 (single follow-up tests a week apart) is not one 血脂四项 split up: should NOT be flagged.
+    Handed over by h21a, fixed in R14 1.2.0: components count per service day."""
+    a = Story(engine).one(stay("P-z14b", "z14b-set", 8, "2026-03-25", [
+        line("1", TC, "service", 1, 5.0, start="2026-03-02"), line("2", TG, "service", 1, 5.0, start="2026-03-09"),
+        line("3", HDL, "service", 1, 5.0, start="2026-03-16"), bed("4", "2026-03-01", 24)],
+        adm="2026-03-01", dis="2026-03-25", dx=[("E78.500", "高脂血症")]), "R14")
+    assert a is None
+
+
 def test_r17_settlement_carrying_sixteen_daily_edaravone_lines(engine: Engine) -> None:
     """R17 (handed over by h21a, fixed in R17 1.1.0): a HIS that sends no scene-4 orders settles a stroke stay
     with one edaravone line a day from 05-01 to 05-16 (course limit 14 days): the lines of day 15 and 16 are

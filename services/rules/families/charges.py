@@ -203,23 +203,58 @@ def bundled(cx: Any, p: dict[str, Any]) -> list[Hit]:
 
 @family("bundle", needs="bundle_part", params={}, fields=("bundle", "bundle_en", "bundle_code", "items", "items_en", "count"))
 def bundle(cx: Any, p: dict[str, Any]) -> list[Hit]:
-    """分解收费: the components of a bundle charged separately (at least min_components of them)."""
-    codes = {ln.code: ln for ln in cx.items if ln.m & BUNDLE_PART}
-    if len(codes) < 2:
+    """分解收费: the components of a bundle charged separately on one service day (at least min_components of
+    them), in this request or, for an open stay (scenes 4/5), with the stay's earlier charges of that day."""
+    parts = [ln for ln in cx.items if ln.m & BUNDLE_PART]
+    if not parts:
         return []
-    present = {ln.code for ln in cx.items}
+    work = stay_work(cx)
+    if len(parts) < 2 and work is None:
+        return []
+    # service day → code → line (every day a line covers), and the codes charged on each day
+    by_day: dict[int, dict[str, Any]] = {}
+    for ln in parts:
+        for d in range(ln.start, ln.start + ln.span):
+            by_day.setdefault(d, {}).setdefault(ln.code, ln)
+    present: dict[int, set[str]] = {}
+    for ln in cx.items:
+        for d in range(ln.start, ln.start + ln.span):
+            if d in by_day:
+                present.setdefault(d, set()).add(ln.code)
+    counters = _counters(work)
+    adm = stay_adm_day(cx) if counters else 0
     hits = []
-    for b in cx.kb.bundles:
-        if not b["_from"] <= cx.day <= b["_to"] or b["code"] in present:
+    for day, codes in sorted(by_day.items()):
+        if len(codes) < 2 and not counters:
             continue
-        parts = [codes[c] for c in b["components"] if c in codes]
-        if len(parts) < b["min_components"]:
-            continue
-        fields = {"bundle": b["name"], "bundle_en": b["name_en"], "bundle_code": b["code"], "items": "、".join(ln.name for ln in parts),
-                  "items_en": ", ".join(ln.name_en for ln in parts), "count": len(parts)}
-        evidence = [ev_item(cx, ln) for ln in parts]
-        evidence.append(kb_ev("services", b["code"], f"components={','.join(b['components'])}; min_components={b['min_components']}"))
-        hits.append((fields, [ln.lid for ln in parts], sum(ln.amt for ln in parts), evidence))
+        here = present[day]
+
+        def earlier(code: str, day: int = day) -> list[Any] | None:
+            """The stay's counter of ``code`` if an earlier line charges it on ``day`` (components are tracked codes)."""
+            c = counters.get(code)
+            return c if c is not None and day <= c[K_LAST_DAY] and covered_day(c, day, 1, adm) == day else None
+
+        for b in cx.kb.bundles:
+            if not b["_from"] <= day <= b["_to"] or b["code"] in here:
+                continue
+            mine = [codes[c] for c in b["components"] if c in codes]
+            if not mine or (len(mine) < b["min_components"] and not counters):
+                continue
+            prior = [(c, k) for c in b["components"] if c not in codes and (k := earlier(c)) is not None] if counters else []
+            if len(mine) + len(prior) < b["min_components"] or (counters and earlier(b["code"]) is not None):
+                continue
+            evidence = [ev_item(cx, ln, date=date_of_day(day)) for ln in mine]
+            names, names_en = [ln.name for ln in mine], [ln.name_en for ln in mine]
+            for c, k in prior:
+                found = earlier_charges(cx, c, day, qty_on(work or [], k, day, adm), work)
+                names.append(found[0]["item_name"])
+                row = cx.kb.services.get(c, day)
+                names_en.append(row["name_en"] if row else c)
+                evidence.extend(found)
+            fields = {"bundle": b["name"], "bundle_en": b["name_en"], "bundle_code": b["code"], "items": "、".join(names),
+                      "items_en": ", ".join(names_en), "count": len(names)}
+            evidence.append(kb_ev("services", b["code"], f"components={','.join(b['components'])}; min_components={b['min_components']}"))
+            hits.append((fields, [ln.lid for ln in mine], sum(ln.amt for ln in mine), evidence))
     return hits
 
 
