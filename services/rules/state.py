@@ -232,10 +232,10 @@ def evict(state: dict[str, Any], day: int, win: Windows) -> None:
     are folded into their ingredient's newest row when a supply of it is recorded (``_fold``)."""
     rows = state.get("L")
     if rows:
-        w = win.ledger
+        w = win.ledger - 1  # kept while its last day (start + days - 1) is less than the window before ``day``
         for r in rows:
-            if not (day - r[L_START] < w or r[L_START] + r[L_DAYS] > day):
-                _put(state, "L", [r for r in rows if day - r[L_START] < w or r[L_START] + r[L_DAYS] > day])
+            if not day - r[L_START] - (r[L_DAYS] or 1) < w:
+                _put(state, "L", [r for r in rows if day - r[L_START] - (r[L_DAYS] or 1) < w])
                 break
     rows = state.get("V")
     if rows and day - rows[0][V_DAY] >= win.visits:
