@@ -96,8 +96,9 @@ F_EVENT, F_INST, F_START, F_QTY, F_ENC, F_DAYS, F_CODE = range(7)  # F_CODE abse
 # field as the code), ≈ 120 bytes per patient at the median, and the state's p50 would pass 1 KB.
 PAST_MONTHS = 2  # folded purchases kept for their natural month and this many months after it
 PAST_MAX = 24  # folded purchases kept per ingredient (the oldest go first)
-# V outpatient visits (V_EVENT: optional trailing field, absent in rows written before issue 10)
-V_DAY, V_INST, V_ENC, V_EVENT = range(4)
+# V outpatient visits (V_EVENT: optional trailing field, absent in rows written before issue 10; V_DX:
+# optional trailing field, 1 once an event of the encounter carried a diagnosis, else absent)
+V_DAY, V_INST, V_ENC, V_EVENT, V_DX = range(5)
 # A inpatient stays (A_DIS None while open)
 A_ADM, A_INST, A_ENC, A_EVENT, A_DX, A_DIS = range(6)
 # E open-stay accumulators; E_COUNTERS holds K rows
@@ -440,13 +441,17 @@ def apply_event(state: dict[str, Any], cx: Any, win: Windows) -> dict[str, Any]:
     if enc_type == "outpatient":
         visits = state.get("V")
         if visits is None:
-            state["V"] = [[day, cx.inst, ench, cx.event_id]]
+            state["V"] = [[day, cx.inst, ench, cx.event_id, 1] if cx.dx else [day, cx.inst, ench, cx.event_id]]
         else:
             for v in visits:
                 if v[V_ENC] == ench:
+                    if cx.dx and len(v) <= V_DX:  # the encounter had a diagnosis (R37)
+                        if len(v) == V_ENC + 1:
+                            v.append(None)
+                        v.append(1)
                     break
             else:
-                visits.append([day, cx.inst, ench, cx.event_id])
+                visits.append([day, cx.inst, ench, cx.event_id, 1] if cx.dx else [day, cx.inst, ench, cx.event_id])
     elif enc_type == "inpatient":
         _apply_stay(state, cx, win)
 

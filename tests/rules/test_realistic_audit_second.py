@@ -556,6 +556,19 @@ def test_r17_evidence_names_the_course_start(engine: Engine) -> None:
         ("z17c-o1", "H1", "2026-05-01"), ("z17c-o2", "H1", "2026-05-05"), ("z17c-o3", "H2", "2026-05-20")]
 
 
+def test_r37_settlement_of_an_encounter_whose_order_carried_the_diagnosis(engine: Engine) -> None:
+    """R37: the prescription was ordered (scene 2) with its diagnosis; the settlement (scene 6) of the same
+    encounter repeats the lines without diagnoses — the prescription had a diagnosis: should NOT be flagged.
+    Handed over by h21a; decided and fixed in R37 1.1.0 (docs/rules.md *处方无诊断 is about the prescription*):
+    the V row remembers that the visit carried a diagnosis. A settlement of another visit is still flagged."""
+    s = Story(engine)
+    items = [line("1", AMLODIPINE_JX, qty=28, price=0.5, days=28)]
+    assert s.one(ev("P-z37a", "z37a-1", "2026-03-04", enc="z37a", dx=HTN, items=items), "R37") is None
+    assert s.one(ev("P-z37a", "z37a-2", "2026-03-04T09:30:00+08:00", scene=6, enc="z37a", items=items), "R37") is None
+    other = ev("P-z37a", "z37a-3", "2026-03-04T10:00:00+08:00", scene=6, enc="z37b", items=items)
+    assert s.one(other, "R37") is not None
+
+
 def test_r17_hyperbaric_oxygen_sessions_after_a_pause(engine: Engine) -> None:
     """R17 on a service (高压氧舱治疗, paid for 30 days): a session on 03-31 after one on 03-01 is day 31 of
     the same course (pause 30 days, not more than gap_days): flagged; a session on 04-01 after a pause of
