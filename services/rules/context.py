@@ -32,6 +32,7 @@ DX = tag_bit("dx")
 UNCOVERED = tag_bit("uncovered")  # some line has no catalogue row in force on its service date
 NEW_VISIT = tag_bit("new_visit")  # an outpatient encounter not among the recorded visits (V) yet
 ENCOUNTER_TAGS = frozenset(e.value for e in EncounterType)
+ENCOUNTER_BITS = {tag: tag_bit(tag) for tag in sorted(ENCOUNTER_TAGS)}
 # Every tag a family may name in ``needs``: set by the context (state sections, line kinds, rx, dx,
 # new_visit, the encounter type) or carried by KB rows (kb.ROW_TAGS). Checked when rules load.
 CONTEXT_TAGS = STATE_TAGS | frozenset(KIND_BITS) | {"rx", "dx", "new_visit", "uncovered"} | ENCOUNTER_TAGS
@@ -44,28 +45,25 @@ def enc_hash(institution_id: str, encounter_id: str) -> int:
 
 
 class Line:
-    """One order/charge line with its catalogue row (or None when the code is unknown)."""
+    """One order/charge line with its catalogue row (or None when the code is unknown); made by
+    ``make_line``."""
 
-    __slots__ = ("lid", "code", "kind", "qty", "amt", "ds", "start", "row", "m", "span", "_raw")
+    __slots__ = ("code", "kind", "qty", "amt", "ds", "start", "row", "m", "span", "_raw")
+    code: str
+    kind: str
+    qty: float
+    amt: float
+    ds: int | None
+    start: int  # the service date: started_at, else the event's date
+    row: dict[str, Any] | None
+    m: int  # the row's feature tags as bits
+    span: int  # the days a per-day item (unit 日, e.g. bed fee) covers: its quantity; else 1
+    _raw: dict[str, Any]
 
-    def __init__(self, raw: dict[str, Any], row: dict[str, Any] | None, start: int) -> None:
-        self._raw = raw
-        get = raw.get
-        self.lid: str = raw["line_id"]
-        self.code: str = raw["code"]
-        self.kind: str = raw["kind"]
-        self.row = row
-        self.m: int = row["_m"] if row is not None else 0  # the row's feature tags as bits
-        qty = self.qty = raw["quantity"]
-        amt = get("amount")
-        if amt is None:
-            price = get("unit_price")
-            amt = price * qty if price is not None else 0.0
-        self.amt: float = amt
-        self.ds: int | None = get("days_supply")
-        self.start: int = start  # the service date: started_at, else the event's date
-        # A per-day item (unit 日, e.g. bed fee) with quantity n covers n consecutive days.
-        self.span: int = int(-(-qty // 1)) if qty > 1 and row is not None and row["unit"] == "日" else 1
+    @property
+    def lid(self) -> str:
+        """The line's id (few rules name lines: read when asked)."""
+        return self._raw["line_id"]
 
     @property
     def price(self) -> float | None:
@@ -99,14 +97,48 @@ class Line:
         return amt / self.qty if amt is not None and self.qty else None
 
 
-class Dx:
-    __slots__ = ("code", "row", "main", "_raw")
+_new_object = object.__new__
 
-    def __init__(self, raw: dict[str, Any], row: dict[str, Any] | None) -> None:
-        self._raw = raw
-        self.code: str = raw["code"]
-        self.row = row
-        self.main: bool = bool(raw.get("main"))
+
+def make_line(raw: dict[str, Any], code: str, kind: str, row: dict[str, Any] | None, start: int) -> Line:
+    """A Line of the item ``raw`` (its ``code`` and ``kind`` as the context read them) with its
+    catalogue row. A plain function, not ``Line.__init__``: creating an instance through the class
+    call costs about as much as filling in all its fields, and a context makes one per line."""
+    line = _new_object(Line)
+    line._raw = raw
+    line.code = code
+    line.kind = kind
+    line.row = row
+    qty = line.qty = raw["quantity"]
+    amt = raw.get("amount")
+    if amt is None:
+        price = raw.get("unit_price")
+        amt = price * qty if price is not None else 0.0
+    line.amt = amt
+    line.ds = raw.get("days_supply")
+    line.start = start
+    if row is None:
+        line.m = 0
+        line.span = 1
+    else:
+        line.m = row["_m"]
+        # A per-day item (unit 日, e.g. bed fee) with quantity n covers n consecutive days.
+        line.span = int(-(-qty // 1)) if qty > 1 and row["unit"] == "日" else 1
+    return line
+
+
+class Dx:
+    """One diagnosis with its catalogue row (or None when the code is unknown); made by ``make_dx``."""
+
+    __slots__ = ("code", "row", "_raw")
+    code: str
+    row: dict[str, Any] | None
+    _raw: dict[str, Any]
+
+    @property
+    def main(self) -> bool:
+        """Marked as the main diagnosis (主诊断)."""
+        return bool(self._raw.get("main"))
 
     @property
     def name(self) -> str:
@@ -119,13 +151,22 @@ class Dx:
         return row["name_en"] if row else self.code
 
 
-_STATE_MASKS: dict[frozenset[str], int] = {}  # the keys of a state → the bits of its sections
+def make_dx(raw: dict[str, Any], code: str, row: dict[str, Any] | None) -> Dx:
+    """A Dx of the diagnosis ``raw`` (its ``code`` as the context read it), as ``make_line`` makes lines."""
+    dx = _new_object(Dx)
+    dx._raw = raw
+    dx.code = code
+    dx.row = row
+    return dx
 
 
-def _state_mask(keys: frozenset[str]) -> int:
+_STATE_MASKS: dict[tuple[str, ...], int] = {}  # the keys of a state, in its order → the bits of its sections
+
+
+def _state_mask(keys: tuple[str, ...]) -> int:
     mask = 0
-    for key in keys & STATE_TAGS:
-        mask |= STATE_BITS[key]
+    for key in keys:
+        mask |= STATE_BITS.get(key, 0)
     if len(_STATE_MASKS) < 4096:
         _STATE_MASKS[keys] = mask
     return mask
@@ -144,7 +185,7 @@ class Ctx:
 
     __slots__ = (
         "ev", "event_id", "scene", "day", "region", "inst", "enc", "enc_id",
-        "ench", "enc_type", "med_type", "dept", "gender", "dx", "main_dx",
+        "ench", "enc_type", "med_type", "dept", "dx", "main_dx",
         "items", "fmask", "kmask", "state", "adm_day", "dis_day", "kb", "_date",
         "_patient", "_birth_ord", "_age_y", "_total", "cancel", "_supplies", "_ledger", "dated",
         "prov",
@@ -177,17 +218,16 @@ class Ctx:
         self.adm_day: int | None = day_of_time(adm) if adm else None
         dis = enc.get("discharged_at")
         self.dis_day: int | None = day_of_time(dis) if dis else None
-        self.gender: str = patient["gender"]
-        self._birth_ord: int = day_of_date(patient["birth_date"]) + EPOCH_ORD
+        self._birth_ord: int | None = None  # the birth date's ordinal (birth_ord), computed on first use
         self._age_y: int | None = None
         self._total: float | None = None
         self._supplies: list[list[Any]] | None = None  # state.drug_supplies, computed on first use
         self._ledger: list[Any] | None = None  # the ledger drug_supplies read its prior rows from
-        keys = frozenset(state)
+        keys = tuple(state)  # a tuple hashes and compares cheaper than a frozenset; states have few key orders
         mask = _STATE_MASKS.get(keys)
         if mask is None:
             mask = _state_mask(keys)
-        mask |= tag_bit(enc_type)
+        mask |= ENCOUNTER_BITS.get(enc_type) or tag_bit(enc_type)
         if enc_type == "outpatient":
             visits = state.get("V")
             if visits is not None:
@@ -207,24 +247,24 @@ class Ctx:
             started = raw.get("started_at")
             start = day_of_time(started) if started else day
             if start == day:
-                try:
-                    index, kbit = by_kind[kind]
-                except KeyError:
-                    index, kbit = snap.kind(kind)
+                kinds = by_kind
             else:  # a line is judged against the catalogue in force on its own service date
-                index, kbit = kb.snapshot(start).kind(kind)
+                kinds = kb.snapshot(start).by_kind
                 dated = True
+            try:
+                index, kbit = kinds[kind]
+            except KeyError:  # a kind outside the four (Snapshot.kind)
+                index, kbit = kb.snapshot(start).kind(kind)
             code = raw["code"]
             row = index.get(code)
             if row is None and "-" in code:  # "<national code>-<local code>", as some HIS send it
                 row = index.get(code.split("-", 1)[0])
-            line = Line(raw, row, start)
-            lines.append(line)
+            lines.append(make_line(raw, code, kind, row, start))
             kmask |= kbit
-            if line.row is None:
+            if row is None:
                 mask |= UNCOVERED
             else:
-                mask |= line.m
+                mask |= row["_m"]
         self.items: list[Line] = lines
         self.dated: bool = dated
         if kmask & RX_KINDS:
@@ -237,11 +277,13 @@ class Ctx:
             mask |= DX
             dx_of = snap.dx
             for raw in raw_dx:
-                d = Dx(raw, dx_of(raw["code"]))
+                code = raw["code"]
+                row = dx_of(code)
+                d = make_dx(raw, code, row)
                 dxs.append(d)
-                if d.row is not None:
-                    mask |= d.row["_m"]
-                if main is None and d.main:
+                if row is not None:
+                    mask |= row["_m"]
+                if main is None and raw.get("main"):
                     main = d  # the first one marked main, else the first one
             if main is None:
                 main = dxs[0]
@@ -261,6 +303,10 @@ class Ctx:
         return total
 
     @property
+    def gender(self) -> str:
+        return self._patient["gender"]
+
+    @property
     def kinds(self) -> set[str]:
         return {line.kind for line in self.items}
 
@@ -277,19 +323,27 @@ class Ctx:
         return mask_tags(self.fmask)
 
     @property
+    def birth_ord(self) -> int:
+        """The birth date as a proleptic Gregorian ordinal (``date.toordinal``)."""
+        ordinal = self._birth_ord
+        if ordinal is None:
+            ordinal = self._birth_ord = day_of_date(self._patient["birth_date"]) + EPOCH_ORD
+        return ordinal
+
+    @property
     def birth(self) -> date:
-        return date.fromordinal(self._birth_ord)
+        return date.fromordinal(self.birth_ord)
 
     @property
     def age_d(self) -> int:
-        return self.day + EPOCH_ORD - self._birth_ord
+        return self.day + EPOCH_ORD - self.birth_ord
 
     @property
     def age_y(self) -> int:
         age = self._age_y
         if age is None:
             on = date.fromordinal(self.day + EPOCH_ORD)
-            birth = date.fromordinal(self._birth_ord)
+            birth = date.fromordinal(self.birth_ord)
             age = self._age_y = on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
         return age
 
@@ -298,9 +352,9 @@ class Ctx:
         if day == self.day:
             return self.age_d, self.age_y
         on = date.fromordinal(day + EPOCH_ORD)
-        birth = date.fromordinal(self._birth_ord)
+        birth = date.fromordinal(self.birth_ord)
         years = on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
-        return day + EPOCH_ORD - self._birth_ord, years
+        return day + EPOCH_ORD - birth.toordinal(), years
 
     @property
     def date(self) -> str:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import importlib.resources
 import pathlib
+import string
 from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from services.contracts.decision import STATIC_ALERT_KEYS
@@ -48,6 +49,39 @@ def en_fields(fields: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+Message = Callable[[dict[str, Any]], str]
+_MESSAGES_ZH: dict[str, Message] = {}  # a message template → its compiled form (message_format)
+_MESSAGES_EN: dict[str, Message] = {}  # the same for English templates (en_fields semantics)
+
+
+def message_format(template: str, english: bool = False) -> Message:
+    """``template.format_map`` compiled once into one f-string expression, so a template is parsed
+    once and not at every alert. ``english``: ``en_fields(fields)`` is what is formatted, i.e. a
+    field ``x`` takes the value of ``x_en`` when the fields have one. Templates name plain fields
+    only (checked when rules load); any other template is formatted by ``format_map`` itself."""
+    pieces = []
+    for literal, name, spec, conversion in string.Formatter().parse(template):
+        if literal:
+            pieces.append(repr(literal))  # a plain literal: its braces are text
+        if name is None:
+            continue
+        if not name.isidentifier() or any(c in (spec or "") for c in '{}"\\'):
+            return (lambda f: template.format_map(en_fields(f))) if english else template.format_map
+        value = f"f[{name!r}]"
+        if english:
+            value = f"(f[{name + '_en'!r}] if {name + '_en'!r} in f else {value})"
+        pieces.append('f"{' + value + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + '}"')
+    fn: Message = eval("lambda f: " + (" ".join(pieces) or "''"), {})  # source built above from a parsed template
+    return fn
+
+
+def _message(cache: dict[str, Message], template: str, english: bool) -> Message:
+    fn = cache[template] = message_format(template, english)
+    if len(cache) > 10_000:  # rule bases replaced many times: keep the cache bounded
+        cache.clear()
+    return fn
+
+
 def _sort_key(alert: dict[str, Any]) -> tuple[Any, ...]:
     lines = alert["line_ids"]
     return (alert["rule_id"], _line_key(lines[0]) if lines else (-1, 0, ""))
@@ -73,6 +107,8 @@ class Engine:
         # force are the same for every day between two consecutive breaks.
         self._breaks = sorted({r.frm for r in rules} | {r.to + 1 for r in rules})
         self.windows = self._windows()
+        for r in rules:  # alert skeletons and message templates made at load, not at a rule's first alert
+            _alert_shape(r)
 
     def rule_static(self, rule_id: str, version: str) -> dict[str, Any]:
         """The fixed fields of a rule version's alerts ({} for a version no longer in the rule base)."""
@@ -432,15 +468,37 @@ class Engine:
         return self.kb.search_diagnoses(q, limit) if q.strip() else []
 
 
-def _alert(rule: Any, label: Any, fields: dict[str, Any], line_ids: Any, amount: Any, evidence: Any) -> dict[str, Any]:
-    """One alert of ``rule`` from a family's hit (the dated and undated paths of ``_evaluate`` alike)."""
-    return {
+def _alert_shape(rule: Any) -> tuple[dict[str, Any], Message, Message]:
+    """A rule's alert skeleton (its fixed fields, every key in the alert's order) and its compiled
+    messages, made once per rule (``_alert`` copies the skeleton and fills in the rest)."""
+    zh, en = rule.msg_zh, rule.msg_en
+    fixed = {
         "rule_id": rule.id, "rule_version": rule.version, "gz_code": rule.gz_code,
         "name_zh": rule.name_zh, "name_en": rule.name_en,
         "result_type": rule.result_type, "indicator": rule.indicator,
         "severity": rule.severity,
-        "message_zh": rule.msg_zh.format_map(fields),
-        "message_en": rule.msg_en.format_map(en_fields(fields)),
-        "line_ids": line_ids, "amount": round(float(amount), 2),
-        "evidence": evidence, "policy_basis": rule.policy_basis, "region": label,
+        "message_zh": "", "message_en": "", "line_ids": [], "amount": 0.0,
+        "evidence": [], "policy_basis": rule.policy_basis, "region": "default",
     }
+    shape = (fixed, _MESSAGES_ZH.get(zh) or _message(_MESSAGES_ZH, zh, False),
+             _MESSAGES_EN.get(en) or _message(_MESSAGES_EN, en, True))
+    if len(_ALERT_SHAPES) > 10_000:  # rule bases replaced many times: keep the cache bounded
+        _ALERT_SHAPES.clear()
+    _ALERT_SHAPES[rule] = shape
+    return shape
+
+
+_ALERT_SHAPES: dict[Any, tuple[dict[str, Any], Message, Message]] = {}  # rule → _alert_shape(rule)
+
+
+def _alert(rule: Any, label: Any, fields: dict[str, Any], line_ids: Any, amount: Any, evidence: Any) -> dict[str, Any]:
+    """One alert of ``rule`` from a family's hit (the dated and undated paths of ``_evaluate`` alike)."""
+    fixed, message_zh, message_en = _ALERT_SHAPES.get(rule) or _alert_shape(rule)
+    alert = fixed.copy()
+    alert["message_zh"] = message_zh(fields)
+    alert["message_en"] = message_en(fields)
+    alert["line_ids"] = line_ids
+    alert["amount"] = round(float(amount), 2)
+    alert["evidence"] = evidence
+    alert["region"] = label
+    return alert

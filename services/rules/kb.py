@@ -21,7 +21,7 @@ from typing import Any, Callable
 import orjson
 
 from services.rules.exceptions import DataError
-from services.rules.timeutil import effective_days
+from services.rules.timeutil import Memo, effective_days
 
 _STR = (str,)
 _INT = (int,)
@@ -338,7 +338,10 @@ class KB:
         self._dx_cache: dict[str, tuple[dict[str, Any], ...]] = {}
         self._breaks: list[int] = []                  # days where some row comes into or goes out of force
         self._segments: dict[int, Snapshot] = {}      # date segment (index into _breaks) → its snapshot
-        self._days: dict[int, Snapshot] = {}          # day → the snapshot of its segment
+        # snapshot(day): the catalogue in force on ``day``, the same object for every day of a date
+        # segment (the days between two consecutive effective_from / effective_to boundaries of any
+        # row); remembered per day (a lookup, no Python frame, at every event).
+        self.snapshot: Callable[[int], Snapshot] = Memo(self._segment_snapshot, 100_000).__getitem__
         self.class_of: dict[str, str] = {}
         self.one: dict[str, dict[str, Any]] = {}
         self.first_line_classes: frozenset[str] = frozenset()
@@ -474,18 +477,12 @@ class KB:
                     raise DataError(f"drugs.json ({row['code']}): first_line_classes names unknown class {cls_code!r}")
 
     # -- lookups (hot path) ---------------------------------------------------
-    def snapshot(self, day: int) -> "Snapshot":
-        """The catalogue in force on ``day``: the same object for every day of a date segment
-        (the days between two consecutive effective_from / effective_to boundaries of any row)."""
-        snap = self._days.get(day)
+    def _segment_snapshot(self, day: int) -> "Snapshot":
+        """The snapshot of ``day``'s date segment (see ``snapshot``), made on the segment's first day."""
+        seg = bisect_right(self._breaks, day)
+        snap = self._segments.get(seg)
         if snap is None:
-            seg = bisect_right(self._breaks, day)
-            snap = self._segments.get(seg)
-            if snap is None:
-                snap = self._segments[seg] = Snapshot(self, day)
-            if len(self._days) >= 100_000:
-                self._days.clear()
-            self._days[day] = snap
+            snap = self._segments[seg] = Snapshot(self, day)
         return snap
 
     def item(self, code: str, kind: str, day: int) -> dict[str, Any] | None:
@@ -562,10 +559,10 @@ class Snapshot:
 
     ``by_kind[kind]`` is ``(code → row in force, the kind's tag bit)``: drugs for
     drug/herb lines, services and consumables otherwise (as :meth:`KB.item`);
-    ``dx(code)`` is :meth:`KB.diagnosis` remembered per code.
+    ``dx(code)`` is :meth:`KB.diagnosis` on the segment's days, remembered per code.
     """
 
-    __slots__ = ("kb", "day", "drugs", "services", "by_kind", "_dx")
+    __slots__ = ("kb", "day", "drugs", "services", "by_kind", "dx")
 
     def __init__(self, kb: KB, day: int) -> None:
         self.kb = kb
@@ -576,7 +573,7 @@ class Snapshot:
             "drug": (self.drugs, tag_bit("drug")), "herb": (self.drugs, tag_bit("herb")),
             "service": (self.services, tag_bit("service")), "consumable": (self.services, tag_bit("consumable")),
         }
-        self._dx: dict[str, dict[str, Any] | None] = {}
+        self.dx: Callable[[str], dict[str, Any] | None] = Memo(lambda code: kb.diagnosis(code, day), 100_000).__getitem__
 
     @staticmethod
     def _index(table: Dated, day: int) -> dict[str, dict[str, Any]]:
@@ -602,15 +599,6 @@ class Snapshot:
         entry = self.by_kind.get(kind)
         return entry if entry is not None else (self.services, tag_bit(kind))
 
-    def dx(self, code: str) -> dict[str, Any] | None:
-        memo = self._dx
-        if code in memo:
-            return memo[code]
-        row = self.kb.diagnosis(code, self.day)
-        if len(memo) >= 100_000:
-            memo.clear()
-        memo[code] = row
-        return row
 
 
 def public_row(table: str, row: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ stream of events only ever names a few hundred distinct days.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -16,60 +17,58 @@ CST = timezone(timedelta(hours=8), "CST")
 EPOCH_ORD = date(1970, 1, 1).toordinal()
 NEVER = 10**7  # an open effective_to
 
-_MEMO_MAX = 50_000  # distinct dates remembered per memo (a memo is cleared when full)
-_DATE_DAY: dict[str, int] = {}  # a date string (as given) → epoch day
-_DATE_OF: dict[int, str] = {}   # epoch day → 'YYYY-MM-DD'
-_MONTH_OF: dict[int, int] = {}  # epoch day → yyyymm
-_TIME_DAY: dict[str, int] = {}  # a timestamp (as given) → epoch day of its date in China time
+_MEMO_MAX = 50_000  # distinct arguments remembered per memo (a memo is cleared when full)
 
 
-def day_of_date(text: str) -> int:
-    """'YYYY-MM-DD' → epoch day."""
-    day = _DATE_DAY.get(text)
-    if day is None:
-        day = date.fromisoformat(text).toordinal() - EPOCH_ORD
-        if len(_DATE_DAY) >= _MEMO_MAX:
-            _DATE_DAY.clear()
-        _DATE_DAY[text] = day
-    return day
+class Memo(dict[Any, Any]):
+    """The remembered results of a pure function of one argument: ``memo[x]`` is ``fn(x)``,
+    computed on the first lookup (``__missing__``) and kept (at most ``size``, default
+    ``_MEMO_MAX``; cleared when full). The conversions below are ``memo.__getitem__``: a remembered
+    result is one C call, with no Python frame, which matters at several conversions per event."""
+
+    __slots__ = ("fn", "size")
+
+    def __init__(self, fn: Callable[[Any], Any], size: int | None = None) -> None:
+        super().__init__()
+        self.fn = fn
+        self.size = size
+
+    def __missing__(self, key: Any) -> Any:
+        value = self.fn(key)
+        if len(self) >= (self.size or _MEMO_MAX):
+            self.clear()
+        self[key] = value
+        return value
 
 
-def day_of_time(text: str) -> int:
-    """ISO-8601 timestamp → epoch day of its date in China time (UTC+08:00)."""
-    day = _TIME_DAY.get(text)
-    if day is not None:
-        return day
+def _day_of_date(text: str) -> int:
+    return date.fromisoformat(text).toordinal() - EPOCH_ORD
+
+
+def _day_of_time(text: str) -> int:
     if text.endswith("+08:00") or len(text) <= 10:
-        day = day_of_date(text[:10])
-    else:
-        dt = datetime.fromisoformat(text)
-        day = dt.toordinal() - EPOCH_ORD if dt.tzinfo is None else dt.astimezone(CST).toordinal() - EPOCH_ORD
-    if len(_TIME_DAY) >= _MEMO_MAX:
-        _TIME_DAY.clear()
-    _TIME_DAY[text] = day
-    return day
+        return day_of_date(text[:10])
+    dt = datetime.fromisoformat(text)
+    return dt.toordinal() - EPOCH_ORD if dt.tzinfo is None else dt.astimezone(CST).toordinal() - EPOCH_ORD
 
 
-def date_of_day(day: int) -> str:
-    text = _DATE_OF.get(day)
-    if text is None:
-        text = date.fromordinal(day + EPOCH_ORD).isoformat()
-        if len(_DATE_OF) >= _MEMO_MAX:
-            _DATE_OF.clear()
-        _DATE_OF[day] = text
-    return text
+def _date_of_day(day: int) -> str:
+    return date.fromordinal(day + EPOCH_ORD).isoformat()
 
 
-def month_of_day(day: int) -> int:
-    """Epoch day → yyyymm int (natural month)."""
-    month = _MONTH_OF.get(day)
-    if month is None:
-        d = date.fromordinal(day + EPOCH_ORD)
-        month = d.year * 100 + d.month
-        if len(_MONTH_OF) >= _MEMO_MAX:
-            _MONTH_OF.clear()
-        _MONTH_OF[day] = month
-    return month
+def _month_of_day(day: int) -> int:
+    d = date.fromordinal(day + EPOCH_ORD)
+    return d.year * 100 + d.month
+
+
+# 'YYYY-MM-DD' → epoch day.
+day_of_date: Callable[[str], int] = Memo(_day_of_date).__getitem__
+# ISO-8601 timestamp → epoch day of its date in China time (UTC+08:00).
+day_of_time: Callable[[str], int] = Memo(_day_of_time).__getitem__
+# Epoch day → 'YYYY-MM-DD'.
+date_of_day: Callable[[int], str] = Memo(_date_of_day).__getitem__
+# Epoch day → yyyymm int (natural month).
+month_of_day: Callable[[int], int] = Memo(_month_of_day).__getitem__
 
 
 def age_years(birth: date, on: date) -> int:

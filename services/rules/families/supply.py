@@ -113,29 +113,44 @@ def same_class(cx: Any, p: dict[str, Any]) -> list[Hit]:
         return []
     exempt = p["exempt_classes"]
     by_class: dict[str, list[Any]] = {}
+    several = False  # some class has two lines in the request
+    requested: set[str] = set()  # the ingredients of those lines
     for line in cx.items:
         row = line.row
-        if line.kind != "drug" or row is None or row["class"] in exempt:
+        if row is None or line.kind != "drug":
             continue
-        group = by_class.get(row["class"])
+        cls = row["class"]
+        if cls in exempt:
+            continue
+        requested.add(row["ingredient"])
+        group = by_class.get(cls)
         if group is None:
-            by_class[row["class"]] = [line]
+            by_class[cls] = [line]
         else:
             group.append(line)
+            several = True
     if not by_class:
         return []
-    # Earlier supplies (other encounters) of the request's classes, in ledger order.
-    class_of = cx.kb.class_of
-    ench = cx.ench
+    # Earlier supplies (other encounters) of other ingredients of the request's classes, in ledger
+    # order (an ingredient has one class: a supply of a requested ingredient is R19's, never named here).
     earlier: dict[str, list[Any]] = {}
-    for prev in cx.state.get("L", ()):
-        cls = class_of.get(prev[L_ING])
-        if cls in by_class and prev[L_ENC] != ench:
-            group = earlier.get(cls)
-            if group is None:
-                earlier[cls] = [prev]
-            else:
-                group.append(prev)
+    ledger = cx.state.get("L")
+    if ledger:
+        class_of = cx.kb.class_of
+        ench = cx.ench
+        for prev in ledger:
+            ing = prev[L_ING]
+            if ing in requested:
+                continue
+            cls = class_of.get(ing)
+            if cls in by_class and prev[L_ENC] != ench:
+                group = earlier.get(cls)
+                if group is None:
+                    earlier[cls] = [prev]
+                else:
+                    group.append(prev)
+    if not earlier and not several:
+        return []  # one line per class and nothing held: nothing to compare
     hits = []
     for cls, lines in by_class.items():
         prevs = earlier.get(cls, ())
@@ -145,7 +160,7 @@ def same_class(cx: Any, p: dict[str, Any]) -> list[Hit]:
         others = []
         named: set[str] = set()
         for prev in (sorted(prevs, key=BY_START, reverse=True) if len(prevs) > 1 else prevs):  # newest first
-            if prev[L_ING] in ings or prev[L_ING] in named:
+            if prev[L_ING] in named:
                 continue
             prow = cx.kb_drug(prev[L_CODE], prev[L_START])
             if prow is not None and _active(prev, lines[0].start, p["remaining_fraction"]) is not None:
