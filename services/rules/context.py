@@ -247,14 +247,14 @@ class Ctx:
             started = raw.get("started_at")
             start = day_of_time(started) if started else day
             if start == day:
-                kinds = by_kind
+                try:
+                    index, kbit = by_kind[kind]
+                except KeyError:  # a kind outside the four (Snapshot.kind)
+                    index, kbit = snap.kind(kind)
             else:  # a line is judged against the catalogue in force on its own service date
-                kinds = kb.snapshot(start).by_kind
+                on_start = kb.snapshot(start)
+                index, kbit = on_start.by_kind.get(kind) or on_start.kind(kind)
                 dated = True
-            try:
-                index, kbit = kinds[kind]
-            except KeyError:  # a kind outside the four (Snapshot.kind)
-                index, kbit = kb.snapshot(start).kind(kind)
             code = raw["code"]
             row = index.get(code)
             if row is None and "-" in code:  # "<national code>-<local code>", as some HIS send it

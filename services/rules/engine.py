@@ -11,6 +11,7 @@ import pathlib
 import string
 from bisect import bisect_right
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from services.contracts.decision import STATIC_ALERT_KEYS
@@ -21,7 +22,7 @@ from services.rules.families.coverage import unchecked_entry
 from services.rules.families.status import STATUS_EN, STATUS_ZH, status_affecting
 from services.rules.kb import KB, tag_mask
 from services.rules.ruleset import Rule, compile_rule_docs, compile_rules, parse_rule_file
-from services.rules.timeutil import date_of_day, day_of_date, day_of_time
+from services.rules.timeutil import Memo, date_of_day, day_of_date, day_of_time
 
 
 def packaged_data() -> pathlib.Path:
@@ -106,6 +107,8 @@ class Engine:
         # Days where some rule's effective dates start or end (after the end): the rules in
         # force are the same for every day between two consecutive breaks.
         self._breaks = sorted({r.frm for r in rules} | {r.to + 1 for r in rules})
+        # day → its date segment (the index of the break after it), remembered per day.
+        self._segment_of: Callable[[int], int] = Memo(partial(bisect_right, self._breaks)).__getitem__
         self.windows = self._windows()
         for r in rules:  # alert skeletons and message templates made at load, not at a rule's first alert
             _alert_shape(r)
@@ -213,15 +216,15 @@ class Engine:
             return []  # a cancellation is not judged: it takes an earlier order back (state.apply_cancellation)
         alerts: list[dict[str, Any]] = []
         day = cx.day
-        breaks = self._breaks
-        seg = bisect_right(breaks, day)
+        segment_of = self._segment_of
+        seg = segment_of(day)
         key = (cx.scene, cx.region, cx.fmask, seg)
         run = self._runs.get(key)
         if run is None:
             run = self._run(key, day)
         if cx.dated:
             for line in cx.items:
-                if line.start != day and bisect_right(breaks, line.start) != seg:
+                if line.start != day and segment_of(line.start) != seg:
                     # Some line's service date falls under other rule dates (a rule began or ended
                     # between it and the event): each line is judged by the rules in force on its date.
                     return self._evaluate_dated(cx)
@@ -241,7 +244,7 @@ class Engine:
         days = {cx.day} | {line.start for line in cx.items}
         runs: dict[str, tuple[Any, ...]] = {}
         for d in sorted(days):
-            key = (cx.scene, cx.region, cx.fmask, bisect_right(self._breaks, d))
+            key = (cx.scene, cx.region, cx.fmask, self._segment_of(d))
             run = self._runs.get(key)
             if run is None:
                 run = self._run(key, d)

@@ -98,8 +98,9 @@ F_EVENT, F_INST, F_START, F_QTY, F_ENC, F_DAYS, F_CODE = range(7)  # F_CODE abse
 # field as the code), ≈ 120 bytes per patient at the median, and the state's p50 would pass 1 KB.
 PAST_MONTHS = 2  # folded purchases kept for their natural month and this many months after it
 PAST_MAX = 24  # folded purchases kept per ingredient (the oldest go first)
-# V outpatient visits (V_EVENT: optional trailing field, absent in rows written before issue 10)
-V_DAY, V_INST, V_ENC, V_EVENT = range(4)
+# V outpatient visits (V_EVENT: optional trailing field, absent in rows written before issue 10; V_DX:
+# optional trailing field, 1 once an event of the encounter carried a diagnosis, else absent)
+V_DAY, V_INST, V_ENC, V_EVENT, V_DX = range(5)
 # A inpatient stays (A_DIS None while open)
 A_ADM, A_INST, A_ENC, A_EVENT, A_DX, A_DIS = range(6)
 # E open-stay accumulators; E_COUNTERS holds K rows
@@ -114,7 +115,7 @@ E_LOG_LINES = 24  # lines kept per stay in E_LOG (older events fold into E_BASE:
 P_CODE, P_DAY, P_QTY, P_ENC, P_INST, P_EVENT, P_AMT = range(7)
 # C courses (C_LOG, C_BASE: optional trailing fields); CL_* the fields of a C_LOG entry
 C_KEY, C_FIRST, C_LAST, C_LOG, C_BASE = range(5)
-CL_EVENT, CL_ENC, CL_START, CL_END = range(4)
+CL_EVENT, CL_ENC, CL_START, CL_END, CL_INST = range(5)  # CL_INST: optional trailing field
 C_LOG_ENTRIES = 4  # course entries kept per row (older ones fold into C_BASE)
 # S insured-status periods (S_TO None: open)
 S_STATUS, S_FROM, S_TO, S_UPDATED, S_REASON = range(5)
@@ -234,9 +235,9 @@ def evict(state: dict[str, Any], day: int, win: Windows) -> None:
     are folded into their ingredient's newest row when a supply of it is recorded (``_fold``)."""
     rows = state.get("L")
     if rows:
-        w = win.ledger
+        w = win.ledger - 1  # kept while its last day (start + days - 1) is less than the window before ``day``
         for r in rows:
-            if not (day - r[L_START] < w or r[L_START] + r[L_DAYS] > day):
+            if not day - r[L_START] - (r[L_DAYS] or 1) < w:
                 _put(state, "L", _live_ledger(rows, day, w))
                 break
     rows = state.get("V")
@@ -300,7 +301,7 @@ def evict(state: dict[str, Any], day: int, win: Windows) -> None:
 # The rows ``evict`` keeps of a section once one has gone. (Module functions, not comprehensions in
 # ``evict``: a comprehension there would make every name it reads a cell, built on each call.)
 def _live_ledger(rows: list[Any], day: int, w: int) -> list[Any]:
-    return [r for r in rows if day - r[L_START] < w or r[L_START] + r[L_DAYS] > day]
+    return [r for r in rows if day - r[L_START] - (r[L_DAYS] or 1) < w]
 
 
 def _live_visits(rows: list[Any], day: int, visits: int) -> list[Any]:
@@ -486,13 +487,17 @@ def apply_event(state: dict[str, Any], cx: Any, win: Windows) -> dict[str, Any]:
     if enc_type == "outpatient":
         visits = state.get("V")
         if visits is None:
-            state["V"] = [[day, cx.inst, ench, cx.event_id]]
+            state["V"] = [[day, cx.inst, ench, cx.event_id, 1] if cx.dx else [day, cx.inst, ench, cx.event_id]]
         else:
             for v in visits:
                 if v[V_ENC] == ench:
+                    if cx.dx and len(v) <= V_DX:  # the encounter had a diagnosis (R37)
+                        if len(v) == V_ENC + 1:
+                            v.append(None)
+                        v.append(1)
                     break
             else:
-                visits.append([day, cx.inst, ench, cx.event_id])
+                visits.append([day, cx.inst, ench, cx.event_id, 1] if cx.dx else [day, cx.inst, ench, cx.event_id])
     elif enc_type == "inpatient":
         _apply_stay(state, cx, win)
 
@@ -1215,7 +1220,7 @@ def _apply_course(state: dict[str, Any], cx: Any, win: Windows) -> None:
             continue
         key = course_key(line)
         end = line.start + max(1, line.ds or 1) - 1
-        entry = [cx.event_id, cx.ench, line.start, end]
+        entry = [cx.event_id, cx.ench, line.start, end, cx.inst]
         for r in rows:
             if r[C_KEY] == key:
                 if line.start - r[C_LAST] > win.course_gap:  # a new course: the old one's log goes

@@ -23,7 +23,7 @@ _MEMO_MAX = 50_000  # distinct arguments remembered per memo (a memo is cleared 
 class Memo(dict[Any, Any]):
     """The remembered results of a pure function of one argument: ``memo[x]`` is ``fn(x)``,
     computed on the first lookup (``__missing__``) and kept (at most ``size``, default
-    ``_MEMO_MAX``; cleared when full). The conversions below are ``memo.__getitem__``: a remembered
+    ``_MEMO_MAX``; cleared when full). Three conversions below are ``memo.__getitem__``: a remembered
     result is one C call, with no Python frame, which matters at several conversions per event."""
 
     __slots__ = ("fn", "size")
@@ -45,13 +45,6 @@ def _day_of_date(text: str) -> int:
     return date.fromisoformat(text).toordinal() - EPOCH_ORD
 
 
-def _day_of_time(text: str) -> int:
-    if text.endswith("+08:00") or len(text) <= 10:
-        return day_of_date(text[:10])
-    dt = datetime.fromisoformat(text)
-    return dt.toordinal() - EPOCH_ORD if dt.tzinfo is None else dt.astimezone(CST).toordinal() - EPOCH_ORD
-
-
 def _date_of_day(day: int) -> str:
     return date.fromordinal(day + EPOCH_ORD).isoformat()
 
@@ -63,12 +56,31 @@ def _month_of_day(day: int) -> int:
 
 # 'YYYY-MM-DD' → epoch day.
 day_of_date: Callable[[str], int] = Memo(_day_of_date).__getitem__
-# ISO-8601 timestamp → epoch day of its date in China time (UTC+08:00).
-day_of_time: Callable[[str], int] = Memo(_day_of_time).__getitem__
 # Epoch day → 'YYYY-MM-DD'.
 date_of_day: Callable[[int], str] = Memo(_date_of_day).__getitem__
 # Epoch day → yyyymm int (natural month).
 month_of_day: Callable[[int], int] = Memo(_month_of_day).__getitem__
+
+
+_TIME_DAY: dict[str, int] = {}  # a timestamp (as given) → epoch day of its date in China time
+
+
+def day_of_time(text: str) -> int:
+    """ISO-8601 timestamp → epoch day of its date in China time (UTC+08:00). Remembered per
+    timestamp like the others, but in a function: event times are mostly distinct (a Memo's miss
+    costs a call from C back into Python), their dates are few (day_of_date)."""
+    day = _TIME_DAY.get(text)
+    if day is not None:
+        return day
+    if text.endswith("+08:00") or len(text) <= 10:
+        day = day_of_date(text[:10])
+    else:
+        dt = datetime.fromisoformat(text)
+        day = dt.toordinal() - EPOCH_ORD if dt.tzinfo is None else dt.astimezone(CST).toordinal() - EPOCH_ORD
+    if len(_TIME_DAY) >= _MEMO_MAX:
+        _TIME_DAY.clear()
+    _TIME_DAY[text] = day
+    return day
 
 
 def age_years(birth: date, on: date) -> int:

@@ -252,14 +252,33 @@ DM2 = [("E11.900", "2型糖尿病")]
 
 
 def test_second_line_look_back_is_90_days(engine: Engine) -> None:
-    """R12: metformin last bought 100 days before liraglutide fires; 69 days before does not."""
+    """R12: a 30-day metformin supply whose last day is 102 days before liraglutide fires; one whose last
+    day is 71 days before does not (the look-back runs from the supply's last day, R12 1.2.0), nor one
+    begun 95 days before that ran 10 days (its last day 86 days before)."""
     def story(pid: str, first: str) -> dict[str, Any] | None:
         s = Story(engine)
         s.send(ev(pid, f"{pid}-1", first, dx=DM2, items=[line("1", METFORMIN, qty=90, price=0.1, days=30)]))
         return s.one(ev(pid, f"{pid}-2", "2026-04-11", dx=DM2, items=[line("1", LIRAGLUTIDE, qty=1, price=280.0, days=30)]),
                      "R12")
-    assert story("P-m24", "2026-01-01") is not None
-    assert story("P-m25", "2026-02-01") is None
+    assert story("P-m24", "2025-12-01") is not None
+    assert story("P-m25", "2026-01-01") is None
+    s = Story(engine)
+    s.send(ev("P-m25b", "P-m25b-1", "2026-01-06", dx=DM2, items=[line("1", METFORMIN, qty=30, price=0.1, days=10)]))
+    assert s.one(ev("P-m25b", "P-m25b-2", "2026-04-11", dx=DM2, items=[line("1", LIRAGLUTIDE, qty=1, price=280.0, days=30)]),
+                 "R12") is None
+
+
+def test_second_line_look_back_reads_folded_supplies_by_their_last_day(engine: Engine) -> None:
+    """R12 1.2.0: a 10-day metformin course from 2026-01-06 is folded into the newer metformin supply of
+    04-12 (spent when it was recorded); liraglutide dated 04-11 arrives after both (a late upload): the
+    folded course ended 86 days before it — within the look-back, no alert; begun 2025-12-27 (ended
+    01-05, 96 days before): flagged."""
+    for pid, first, fires in (("P-m25c", "2026-01-06", False), ("P-m25d", "2025-12-27", True)):
+        s = Story(engine)
+        s.send(ev(pid, f"{pid}-1", first, dx=DM2, items=[line("1", METFORMIN, qty=30, price=0.1, days=10)]))
+        s.send(ev(pid, f"{pid}-2", "2026-04-12", dx=DM2, items=[line("1", METFORMIN, qty=90, price=0.1, days=30)]))
+        a = s.one(ev(pid, f"{pid}-3", "2026-04-11", dx=DM2, items=[line("1", LIRAGLUTIDE, qty=1, price=280.0, days=30)]), "R12")
+        assert (a is not None) is fires
 
 
 def test_an_open_stay_counts_for_sixty_days(engine: Engine) -> None:

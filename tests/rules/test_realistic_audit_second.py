@@ -497,6 +497,78 @@ def test_r17_course_continues_across_a_transfer(engine: Engine) -> None:
         assert (a is not None) is fires
 
 
+def test_r14_liver_panel_split_over_two_orders_of_one_day(engine: Engine) -> None:
+    """R14 (window ``enc``): ALT + AST in one scene-4 order and TBIL + albumin in the next order five minutes
+    later, same stay, same day — four components of 肝功能组合 charged apart: should be flagged.
+    Handed over by h21a, fixed in R14 1.2.0 (docs/rules.md *Bundles by service day and across a stay's orders*):
+    the stay's earlier charges of the day count, and the evidence names the earlier order."""
+    s = Story(engine)
+    s.send(stay("P-z14a", "z14a-adm", 3, "2026-03-10", adm="2026-03-10", dx=[("K74.600", "肝硬化")]))
+    s.send(stay("P-z14a", "z14a-o1", 4, "2026-03-10T09:00:00+08:00",
+                [line("1", ALT, "service", 1, 5.0, start="2026-03-10"), line("2", AST, "service", 1, 5.0, start="2026-03-10")],
+                adm="2026-03-10", dx=[("K74.600", "肝硬化")]))
+    a = s.one(stay("P-z14a", "z14a-o2", 4, "2026-03-10T09:05:00+08:00",
+                   [line("1", TBIL, "service", 1, 5.0, start="2026-03-10"), line("2", ALB_TEST, "service", 1, 5.0, start="2026-03-10")],
+                   adm="2026-03-10", dx=[("K74.600", "肝硬化")]), "R14")
+    assert a is not None
+    assert a["line_ids"] == ["1", "2"]
+    assert {(e["event_id"], e["item_code"]) for e in evidence_events(a)} >= {("z14a-o1", ALT), ("z14a-o1", AST)}
+
+
+def test_r14_single_lipid_tests_on_different_weeks_of_one_settlement(engine: Engine) -> None:
+    """R14 near miss: a 25-day stay settled with total cholesterol on 03-02, triglycerides on 03-09 and HDL
+    on 03-16 (single follow-up tests a week apart) is not one 血脂四项 split up: should NOT be flagged.
+    Handed over by h21a, fixed in R14 1.2.0: components count per service day."""
+    a = Story(engine).one(stay("P-z14b", "z14b-set", 8, "2026-03-25", [
+        line("1", TC, "service", 1, 5.0, start="2026-03-02"), line("2", TG, "service", 1, 5.0, start="2026-03-09"),
+        line("3", HDL, "service", 1, 5.0, start="2026-03-16"), bed("4", "2026-03-01", 24)],
+        adm="2026-03-01", dis="2026-03-25", dx=[("E78.500", "高脂血症")]), "R14")
+    assert a is None
+
+
+def test_r17_settlement_carrying_sixteen_daily_edaravone_lines(engine: Engine) -> None:
+    """R17 (handed over by h21a, fixed in R17 1.1.0): a HIS that sends no scene-4 orders settles a stroke stay
+    with one edaravone line a day from 05-01 to 05-16 (course limit 14 days): the lines of day 15 and 16 are
+    flagged; 14 daily lines are not (docs/rules.md *Courses within one request*: the request's own earlier
+    lines count, by service date)."""
+    for n, expected in ((16, ["15", "16"]), (14, [])):
+        items = [line(str(i + 1), EDARAVONE, qty=2, price=40.0, start=f"2026-05-{i + 1:02d}") for i in range(n)]
+        alerts = Story(engine).send(stay(f"P-z17a{n}", f"z17a{n}-set", 8, "2026-05-20", items, adm="2026-05-01",
+                                         dis="2026-05-20", dx=STROKE))
+        assert sorted(lid for a in rule_alerts(alerts, "R17") for lid in a["line_ids"]) == expected
+        for a in rule_alerts(alerts, "R17"):
+            assert "2026-05-01" in a["message_zh"]
+
+
+def test_r17_evidence_names_the_course_start(engine: Engine) -> None:
+    """R17 is history-based (the course began in an earlier event, here at another hospital): its evidence
+    names the earlier event(s) of the course — event id, institution, date (issue 10, *Texts and evidence*;
+    docs/rules.md *Courses within one request*)."""
+    s = Story(engine)
+    s.send(stay("P-z17c", "z17c-o1", 4, "2026-05-01", [line("1", GINKGO, qty=1, price=30.0, start="2026-05-01")],
+                adm="2026-05-01", dx=STROKE))
+    s.send(stay("P-z17c", "z17c-o2", 4, "2026-05-05", [line("1", GINKGO, qty=1, price=30.0, start="2026-05-05")],
+                adm="2026-05-01", dx=STROKE))
+    a = s.one(stay("P-z17c", "z17c-o3", 4, "2026-05-20", [line("1", GINKGO, qty=1, price=30.0, start="2026-05-20")],
+                   inst="H2", adm="2026-05-20", dx=STROKE), "R17")
+    assert a is not None
+    assert [(e["event_id"], e["institution_id"], e["date"]) for e in evidence_events(a)] == [
+        ("z17c-o1", "H1", "2026-05-01"), ("z17c-o2", "H1", "2026-05-05"), ("z17c-o3", "H2", "2026-05-20")]
+
+
+def test_r37_settlement_of_an_encounter_whose_order_carried_the_diagnosis(engine: Engine) -> None:
+    """R37: the prescription was ordered (scene 2) with its diagnosis; the settlement (scene 6) of the same
+    encounter repeats the lines without diagnoses — the prescription had a diagnosis: should NOT be flagged.
+    Handed over by h21a; decided and fixed in R37 1.1.0 (docs/rules.md *处方无诊断 is about the prescription*):
+    the V row remembers that the visit carried a diagnosis. A settlement of another visit is still flagged."""
+    s = Story(engine)
+    items = [line("1", AMLODIPINE_JX, qty=28, price=0.5, days=28)]
+    assert s.one(ev("P-z37a", "z37a-1", "2026-03-04", enc="z37a", dx=HTN, items=items), "R37") is None
+    assert s.one(ev("P-z37a", "z37a-2", "2026-03-04T09:30:00+08:00", scene=6, enc="z37a", items=items), "R37") is None
+    other = ev("P-z37a", "z37a-3", "2026-03-04T10:00:00+08:00", scene=6, enc="z37b", items=items)
+    assert s.one(other, "R37") is not None
+
+
 def test_r17_hyperbaric_oxygen_sessions_after_a_pause(engine: Engine) -> None:
     """R17 on a service (高压氧舱治疗, paid for 30 days): a session on 03-31 after one on 03-01 is day 31 of
     the same course (pause 30 days, not more than gap_days): flagged; a session on 04-01 after a pause of

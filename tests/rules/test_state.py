@@ -44,12 +44,13 @@ def test_ledger_evicted_beyond_window_by_event_time(engine: Engine) -> None:
     state, _ = engine.process(None, _event("e1", "2026-01-01", ds=30))
     assert [r[0] for r in state["L"]] == ["atorvastatin"]
     start = date(2026, 1, 1)
+    last = start + timedelta(days=29)  # the supply's last day: the window runs from it (R12's look-back)
     # one day inside the window: kept
-    inside = (start + timedelta(days=window - 1)).isoformat()
+    inside = (last + timedelta(days=window - 1)).isoformat()
     kept, _ = engine.process(dict(state, L=[list(r) for r in state["L"]]), _event("e2", inside, code="XB01ACA056A001010100217"))
     assert any(r[0] == "atorvastatin" for r in kept["L"])
     # at the window edge (by event time, whatever the wall clock): evicted
-    edge = (start + timedelta(days=window)).isoformat()
+    edge = (last + timedelta(days=window)).isoformat()
     gone, _ = engine.process(state, _event("e3", edge, code="XB01ACA056A001010100217"))
     assert [r[0] for r in gone["L"]] == ["aspirin"]
     assert gone["d"] == day_of_date(edge)

@@ -15,9 +15,15 @@ from services.rules.state import (
     A_ADM,
     A_DIS,
     A_ENC,
+    C_BASE,
     C_FIRST,
     C_KEY,
     C_LAST,
+    C_LOG,
+    CL_END,
+    CL_EVENT,
+    CL_INST,
+    CL_START,
     E_COUNTERS,
     E_ENC,
     E_LOG,
@@ -197,23 +203,58 @@ def bundled(cx: Any, p: dict[str, Any]) -> list[Hit]:
 
 @family("bundle", needs="bundle_part", params={}, fields=("bundle", "bundle_en", "bundle_code", "items", "items_en", "count"))
 def bundle(cx: Any, p: dict[str, Any]) -> list[Hit]:
-    """分解收费: the components of a bundle charged separately (at least min_components of them)."""
-    codes = {ln.code: ln for ln in cx.items if ln.m & BUNDLE_PART}
-    if len(codes) < 2:
+    """分解收费: the components of a bundle charged separately on one service day (at least min_components of
+    them), in this request or, for an open stay (scenes 4/5), with the stay's earlier charges of that day."""
+    parts = [ln for ln in cx.items if ln.m & BUNDLE_PART]
+    if not parts:
         return []
-    present = {ln.code for ln in cx.items}
+    work = stay_work(cx)
+    if len(parts) < 2 and work is None:
+        return []
+    # service day → code → line (every day a line covers), and the codes charged on each day
+    by_day: dict[int, dict[str, Any]] = {}
+    for ln in parts:
+        for d in range(ln.start, ln.start + ln.span):
+            by_day.setdefault(d, {}).setdefault(ln.code, ln)
+    present: dict[int, set[str]] = {}
+    for ln in cx.items:
+        for d in range(ln.start, ln.start + ln.span):
+            if d in by_day:
+                present.setdefault(d, set()).add(ln.code)
+    counters = _counters(work)
+    adm = stay_adm_day(cx) if counters else 0
     hits = []
-    for b in cx.kb.bundles:
-        if not b["_from"] <= cx.day <= b["_to"] or b["code"] in present:
+    for day, codes in sorted(by_day.items()):
+        if len(codes) < 2 and not counters:
             continue
-        parts = [codes[c] for c in b["components"] if c in codes]
-        if len(parts) < b["min_components"]:
-            continue
-        fields = {"bundle": b["name"], "bundle_en": b["name_en"], "bundle_code": b["code"], "items": "、".join(ln.name for ln in parts),
-                  "items_en": ", ".join(ln.name_en for ln in parts), "count": len(parts)}
-        evidence = [ev_item(cx, ln) for ln in parts]
-        evidence.append(kb_ev("services", b["code"], f"components={','.join(b['components'])}; min_components={b['min_components']}"))
-        hits.append((fields, [ln.lid for ln in parts], sum(ln.amt for ln in parts), evidence))
+        here = present[day]
+
+        def earlier(code: str, day: int = day) -> list[Any] | None:
+            """The stay's counter of ``code`` if an earlier line charges it on ``day`` (components are tracked codes)."""
+            c = counters.get(code)
+            return c if c is not None and day <= c[K_LAST_DAY] and covered_day(c, day, 1, adm) == day else None
+
+        for b in cx.kb.bundles:
+            if not b["_from"] <= day <= b["_to"] or b["code"] in here:
+                continue
+            mine = [codes[c] for c in b["components"] if c in codes]
+            if not mine or (len(mine) < b["min_components"] and not counters):
+                continue
+            prior = [(c, k) for c in b["components"] if c not in codes and (k := earlier(c)) is not None] if counters else []
+            if len(mine) + len(prior) < b["min_components"] or (counters and earlier(b["code"]) is not None):
+                continue
+            evidence = [ev_item(cx, ln, date=date_of_day(day)) for ln in mine]
+            names, names_en = [ln.name for ln in mine], [ln.name_en for ln in mine]
+            for c, k in prior:
+                found = earlier_charges(cx, c, day, qty_on(work or [], k, day, adm), work)
+                names.append(found[0]["item_name"])
+                row = cx.kb.services.get(c, day)
+                names_en.append(row["name_en"] if row else c)
+                evidence.extend(found)
+            fields = {"bundle": b["name"], "bundle_en": b["name_en"], "bundle_code": b["code"], "items": "、".join(names),
+                      "items_en": ", ".join(names_en), "count": len(names)}
+            evidence.append(kb_ev("services", b["code"], f"components={','.join(b['components'])}; min_components={b['min_components']}"))
+            hits.append((fields, [ln.lid for ln in mine], sum(ln.amt for ln in mine), evidence))
     return hits
 
 
@@ -345,30 +386,67 @@ def period(cx: Any, p: dict[str, Any]) -> list[Hit]:
     fields=("item", "item_en", "item_code", "days", "limit", "first_date"), windows={"course_gap": "gap_days"},
 )
 def course(cx: Any, p: dict[str, Any]) -> list[Hit]:
-    """限支付疗程: days since the course's first use (a gap > gap_days starts a new course) above the limit."""
+    """限支付疗程: days since the course's first use (a gap > gap_days starts a new course) above the limit.
+    The course runs through the earlier events (the state's ``C`` rows) and the request's own earlier lines
+    (by service date: a settlement carrying one line a day is judged day by day)."""
     rows = cx.state.get("C", ())
+    gap = p["gap_days"]
+    lines = [ln for ln in cx.items if ln.m & COURSE and ln.row is not None and ln.row.get("course_days")]
+    if len(lines) > 1:
+        lines.sort(key=lambda ln: ln.start)
     hits = []
-    for ln in cx.items:
-        if not ln.m & COURSE:
-            continue
+    # key → [first_day, last_day, state row or None, the request's first line of the course or None]
+    cur: dict[str, list[Any]] = {}
+    for ln in lines:
         row = ln.row
-        if row is None or not row.get("course_days"):
-            continue
         key = course_key(ln)
-        first = ln.start
-        for r in rows:
-            if r[C_KEY] == key and ln.start - r[C_LAST] <= p["gap_days"]:
-                first = min(r[C_FIRST], ln.start)
-                break
         end = ln.start + max(1, ln.ds or 1) - 1
+        c = cur.get(key)
+        if c is None:
+            for r in rows:
+                if r[C_KEY] == key:
+                    c = [r[C_FIRST], r[C_LAST], r, None]
+                    break
+        if c is not None and ln.start - c[1] <= gap:
+            if ln.start < c[0]:
+                c[0], c[3] = ln.start, ln
+            c[1] = max(c[1], end)
+        else:  # a new course
+            c = [ln.start, end, None, ln]
+        cur[key] = c
+        first = c[0]
         days = end - first + 1
         limit = row["course_days"]
         if days <= limit:
             continue
         fields = {"item": ln.name, "item_en": ln.name_en, "item_code": ln.code, "days": days, "limit": limit, "first_date": date_of_day(first)}
-        evidence = [ev_item(cx, ln), kb_ev("drugs" if ln.kind in ("drug", "herb") else "services", row["code"], f"course_days={limit}")]
+        evidence = _course_events(c[2], ln) if c[2] is not None else []
+        if c[3] is not None and c[3] is not ln:
+            evidence.append(ev_item(cx, c[3]))
+        evidence.append(ev_item(cx, ln))
+        evidence.append(kb_ev("drugs" if ln.kind in ("drug", "herb") else "services", row["code"], f"course_days={limit}"))
         hits.append((fields, [ln.lid], ln.amt, evidence))
     return hits
+
+
+def _course_events(r: list[Any], ln: Any) -> list[dict[str, Any]]:
+    """Evidence of the earlier events of a course row (可追溯): its log entries (event id, institution, first
+    day, days), and what folded into its base (no event id). Quantity and amount are not kept (null)."""
+    out = []
+    log = r[C_LOG] if len(r) > C_LOG else ()
+    if len(r) > C_BASE and r[C_BASE] and (not log or r[C_BASE][0] < min(e[CL_START] for e in log)):
+        first, last = r[C_BASE]
+        out.append({"kind": "event", "event_id": None, "institution_id": None, "date": date_of_day(first),
+                    "item_code": ln.code, "item_name": ln.name, "quantity": None, "days_supply": last - first + 1, "amount": None})
+    elif not log:  # a row written before the log
+        out.append({"kind": "event", "event_id": None, "institution_id": None, "date": date_of_day(r[C_FIRST]),
+                    "item_code": ln.code, "item_name": ln.name, "quantity": None,
+                    "days_supply": r[C_LAST] - r[C_FIRST] + 1, "amount": None})
+    for e in sorted(log, key=lambda e: e[CL_START]):
+        out.append({"kind": "event", "event_id": e[CL_EVENT], "institution_id": e[CL_INST] if len(e) > CL_INST else None,
+                    "date": date_of_day(e[CL_START]), "item_code": ln.code, "item_name": ln.name, "quantity": None,
+                    "days_supply": e[CL_END] - e[CL_START] + 1, "amount": None})
+    return out
 
 
 @family("charge_dates", needs=("inpatient",), params={}, fields=("item", "item_en", "item_code", "date", "why_zh", "why_en"))

@@ -6,7 +6,7 @@ from typing import Any
 
 from services.rules.context import GENDER_EN, GENDER_ZH
 from services.rules.families import Hit, ev_item, family, kb_ev
-from services.rules.state import A_ADM, A_DX, A_ENC
+from services.rules.state import A_ADM, A_DX, A_ENC, V_DX, V_ENC
 
 
 @family("dx_sex", needs=("dx_sex",), params={}, fields=("dx_code", "dx_name", "dx_name_en", "sex_zh", "sex_en", "allowed_zh", "allowed_en"))
@@ -68,12 +68,17 @@ def dx_age(cx: Any, p: dict[str, Any]) -> list[Hit]:
 
 @family("missing_diagnosis", needs=("rx",), params={"kinds": list}, fields=("items", "items_en", "count"))
 def missing_diagnosis(cx: Any, p: dict[str, Any]) -> list[Hit]:
-    """处方无诊断: drug lines on a request that carries no diagnosis (nor a recorded stay diagnosis)."""
+    """处方无诊断: drug lines on a request that carries no diagnosis (nor a recorded stay diagnosis, nor an earlier
+    event of the outpatient encounter with one)."""
     if cx.dx:
         return []
     if cx.enc_type == "inpatient":
         for stay in cx.state.get("A", ()):
             if stay[A_ENC] == cx.ench and stay[A_DX]:
+                return []
+    else:  # an earlier event of the visit (its order, scene 2) carried the diagnosis: the prescription had one
+        for v in cx.state.get("V", ()):
+            if v[V_ENC] == cx.ench and len(v) > V_DX and v[V_DX]:
                 return []
     lines = [ln for ln in cx.items if ln.kind in p["kinds"]]
     if not lines:

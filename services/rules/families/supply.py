@@ -11,6 +11,7 @@ from services.rules.state import (
     BY_START,
     E_CLASSES,
     E_ENC,
+    F_DAYS,
     F_START,
     L_BUYS,
     L_CODE,
@@ -326,12 +327,14 @@ def second_line(cx: Any, p: dict[str, Any]) -> list[Hit]:
         if any(c in classes_now or c in stay_classes for c in wanted):
             continue
         found = False
+        start, back = line.start, p["lookback_days"]
         for prev in cx.state.get("L", ()):
             group = kb.by_ingredient.get(prev[L_ING])
             if not group or group[0]["class"] not in wanted:
                 continue
-            if 0 <= line.start - prev[L_START] < p["lookback_days"] or (len(prev) > L_PAST and any(
-                    0 <= line.start - e[F_START] < p["lookback_days"] for e in prev[L_PAST])):
+            # a first-line supply begun on or before the line whose last day is within the look-back
+            if _used_within(start, prev[L_START], prev[L_DAYS], back) or (len(prev) > L_PAST and any(
+                    _used_within(start, e[F_START], e[F_DAYS], back) for e in prev[L_PAST])):
                 found = True
                 break
         if found:
@@ -342,3 +345,9 @@ def second_line(cx: Any, p: dict[str, Any]) -> list[Hit]:
         evidence = [ev_item(cx, line), kb_ev("drugs", row["code"], "second_line; first_line_classes=" + ",".join(wanted))]
         hits.append((fields, [line.lid], line.amt, evidence))
     return hits
+
+
+def _used_within(day: int, start: int, days: int, back: int) -> bool:
+    """A supply from ``start`` covering ``days`` days (0: unknown, its first day only) was begun on or before
+    ``day`` and its last day is less than ``back`` days before it."""
+    return start <= day and day - (start + max(days, 1) - 1) < back
