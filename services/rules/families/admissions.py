@@ -121,7 +121,10 @@ def first_sight(cx: Any) -> bool:
     if cx.scene == 3:
         return True
     ench = cx.ench
-    return all(s[A_ENC] != ench for s in cx.state.get("A", ()))
+    for s in cx.state.get("A", ()):  # (a loop: a generator would make ``ench`` a cell)
+        if s[A_ENC] == ench:
+            return False
+    return True
 
 
 @family(
@@ -280,8 +283,14 @@ def idle_stay(cx: Any, p: dict[str, Any]) -> list[Hit]:
     best_end = (last & -last).bit_length() - 1 + best - 1
     first = adm + best_end - best + 1
     fields = {"days": best, "first": date_of_day(first), "last": date_of_day(adm + best_end)}
-    lines = [ln for ln in cx.items if ln.start <= adm + best_end and ln.start + ln.span - 1 >= first]
-    return [(fields, [ln.lid for ln in lines], sum(ln.amt for ln in lines), [ev_item(cx, ln, date=date_of_day(ln.start)) for ln in lines])]
+    return [_idle_hit(cx, fields, first, adm + best_end)]
+
+
+def _idle_hit(cx: Any, fields: dict[str, Any], first: int, last: int) -> Hit:
+    """idle_stay's alert: the request's lines within its idle days ``first``..``last``. (A module
+    function: comprehensions in idle_stay would make its locals cells, built on every call.)"""
+    lines = [ln for ln in cx.items if ln.start <= last and ln.start + ln.span - 1 >= first]
+    return (fields, [ln.lid for ln in lines], sum(ln.amt for ln in lines), [ev_item(cx, ln, date=date_of_day(ln.start)) for ln in lines])
 
 
 @family(
