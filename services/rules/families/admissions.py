@@ -237,7 +237,10 @@ def low_acuity(cx: Any, p: dict[str, Any]) -> list[Hit]:
     if total <= 0 or exam / total <= p["exam_share"]:
         return []
     fields = {"los": los, "share": f"{exam / total:.0%}", "limit": f"{p['exam_share']:.0%}"}
-    return [(fields, [ln.lid for ln in exam_lines], total, [ev_item(cx, ln) for ln in exam_lines])]
+    evidence = []
+    for ln in exam_lines:  # (a loop: a comprehension would make ``cx`` a cell of low_acuity)
+        evidence.append(ev_item(cx, ln))
+    return [(fields, [ln.lid for ln in exam_lines], total, evidence)]
 
 
 @family("idle_stay", needs=("inpatient",), params={"min_days": int, "passive_categories": list},

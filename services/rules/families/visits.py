@@ -93,8 +93,16 @@ def same_day_institutions(cx: Any, p: dict[str, Any]) -> list[Hit]:
     prior = _prior_visits(cx)
     if prior is None:
         return []
-    insts = {v[V_INST] for v in prior if v[V_DAY] == cx.day} | {cx.inst}
+    day, inst = cx.day, cx.inst
+    insts = {inst}
+    for v in prior:  # (loops: a comprehension would make ``cx`` a cell, built on every outpatient event)
+        if v[V_DAY] == day:
+            insts.add(v[V_INST])
     if len(insts) <= p["max_institutions"]:
         return []
     fields = {"count": len(insts), "institutions": "、".join(sorted(insts)), "institutions_en": ", ".join(sorted(insts))}
-    return [(fields, [], 0.0, [_visit_evidence(v) for v in prior if v[V_DAY] == cx.day and v[V_INST] != cx.inst])]
+    evidence = []
+    for v in prior:
+        if v[V_DAY] == day and v[V_INST] != inst:
+            evidence.append(_visit_evidence(v))
+    return [(fields, [], 0.0, evidence)]
