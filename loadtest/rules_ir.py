@@ -67,8 +67,9 @@ def prepare(path: str) -> None:
     print(f"rules_ir: {len(states)} warmed states, {len(timed)} timed events → {path}", file=sys.stderr)
 
 
-def run(path: str, part: str) -> None:
+def run(path: str, part: str, gc_off: bool = False) -> None:
     """The timed loop, once; only ``part`` runs inside functools.reduce (callgrind's collection toggle)."""
+    import gc
     import importlib
 
     from services.rules import engine as engmod
@@ -85,6 +86,8 @@ def run(path: str, part: str) -> None:
         return lambda *a: reduce(lambda _x, _y: fn(*a), [0, 0])
 
     work = {pid: st.loads(b) for pid, b in frozen.items()}
+    if gc_off:  # the cyclic GC's passes land in whichever part runs when they fall due
+        gc.disable()
     kb, windows = engine.kb, engine.windows
     mk_ctx, evaluate, apply = Ctx, engine._evaluate, st.apply_event
     if part == "ctx":
@@ -119,7 +122,7 @@ def run(path: str, part: str) -> None:
     (marked(loop) if part == "all" else loop)()
 
 
-def count(path: str, parts: list[str], out_dir: str) -> dict[str, int]:
+def count(path: str, parts: list[str], out_dir: str, gc_off: bool = False) -> dict[str, int]:
     """Instructions per timed event of each part (one valgrind run each)."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
@@ -132,7 +135,8 @@ def count(path: str, parts: list[str], out_dir: str) -> dict[str, int]:
         out = os.path.join(out_dir, f"callgrind.{part.replace(':', '_')}")
         proc = subprocess.run(
             [valgrind, "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=functools_reduce",
-             f"--callgrind-out-file={out}", sys.executable, "-m", "loadtest.rules_ir", "run", path, part],
+             f"--callgrind-out-file={out}", sys.executable, "-m", "loadtest.rules_ir", "run", path, part,
+             *(["--no-gc"] if gc_off else [])],
             env=env, capture_output=True, text=True, check=False)
         found = re.search(r"Collected : (\d+)", proc.stderr)
         if proc.returncode != 0 or found is None:
@@ -175,20 +179,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("pickle")
     p.add_argument("parts", nargs="+")
     p.add_argument("--out", default=None, help="directory of the callgrind files (default: a new temporary one)")
+    p.add_argument("--no-gc", action="store_true", help="cyclic GC off in the timed loop (parts compare without its passes)")
     p = sub.add_parser("run", help="(what count runs under valgrind) the timed loop once")
     p.add_argument("pickle")
     p.add_argument("part")
+    p.add_argument("--no-gc", action="store_true")
     p = sub.add_parser("digest", help="digests of every alert and the final states over the stream")
     p.add_argument("--seed", type=int, default=SEED)
     args = ap.parse_args(argv)
     if args.command == "prepare":
         prepare(args.pickle)
     elif args.command == "run":
-        run(args.pickle, args.part)
+        run(args.pickle, args.part, args.no_gc)
     elif args.command == "count":
         out = args.out or tempfile.mkdtemp(prefix="rules-ir-")
         os.makedirs(out, exist_ok=True)
-        print(orjson_line(count(args.pickle, args.parts, out)))
+        print(orjson_line(count(args.pickle, args.parts, out, args.no_gc)))
     else:
         n, alerts, states = digest(args.seed)
         print(orjson_line({"seed": args.seed, "alerts": n, "alerts_digest": alerts, "states_digest": states}))
