@@ -457,6 +457,6 @@ def max_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
             fields["item"] = f"{line.name}(同一成分{len(lines)}行合计)"
             fields["item_en"] = f"{line.name_en} ({len(lines)} lines of one ingredient together)"
         source = (f"max_days.{setting}={base}" if setting in kb_days else f"rule default {setting}={base}") + source_extra
-        evidence = [ev_item(cx, ln) for ln in lines] + [kb_ev("drugs", row["code"], source)]
+        evidence = _items_evidence(cx, lines) + [kb_ev("drugs", row["code"], source)]
         hits.append((fields, [ln.lid for ln in lines], sum(ln.amt for ln in lines), evidence))
     return hits
