@@ -62,6 +62,13 @@ def wait_for(check: Any, timeout_s: float = 20.0) -> Any:
         time.sleep(0.3)
 
 
+def probe_evidence(http: httpx.Client, pid: str) -> list[str] | None:
+    """A probe purchase of 30 days on 03-17: the event ids R19's evidence names, None without R19."""
+    again = r19(post(http, event(patient=pid, event_id=uid(f"{pid}-probe-"), occurred_at="2026-03-17T09:00:00+08:00",
+                                 items=[drug(ATOR, 30, 30)])))
+    return None if again is None else [e["event_id"] for e in again["evidence"] if e["kind"] == "event"]
+
+
 def test_accepted_feedback_withdraws_the_changed_order(http: httpx.Client) -> None:
     pid = uid("P")
     post(http, event(patient=pid, event_id=f"{pid}-1", occurred_at="2026-03-01T09:00:00+08:00",
@@ -72,13 +79,8 @@ def test_accepted_feedback_withdraws_the_changed_order(http: httpx.Client) -> No
     r = http.post(f"/v1/alerts/{alert['alert_id']}/feedback", json={"outcome": "accepted"})
     assert r.status_code == 200, r.text
 
-    def judged_on_first_supply_alone() -> bool:  # the withdrawal is applied asynchronously (as history)
-        answer = post(http, event(patient=pid, event_id=uid(f"{pid}-probe-"), occurred_at="2026-03-17T09:00:00+08:00",
-                                  items=[drug(ATOR, 30, 30)]))
-        again = r19(answer)
-        return again is not None and [e["event_id"] for e in again["evidence"] if e["kind"] == "event"] == [f"{pid}-1"]
-
-    assert wait_for(judged_on_first_supply_alone)
+    # the withdrawal is applied asynchronously (as history): judged on the first supply alone
+    assert wait_for(lambda: probe_evidence(http, pid) == [f"{pid}-1"])
 
 
 def test_a_withdrawal_after_the_changed_order_keeps_the_changed_order(http: httpx.Client) -> None:
@@ -95,14 +97,8 @@ def test_a_withdrawal_after_the_changed_order_keeps_the_changed_order(http: http
     r = http.post(f"/v1/alerts/{alert['alert_id']}/feedback", json={"outcome": "accepted"})
     assert r.status_code == 200, r.text
 
-    def judged_on_the_changed_order() -> bool:  # the withdrawal is applied asynchronously (as history)
-        answer = post(http, event(patient=pid, event_id=uid(f"{pid}-probe-"), occurred_at="2026-03-17T09:00:00+08:00",
-                                  items=[drug(ATOR, 30, 30)]))
-        again = r19(answer)
-        return again is not None and [e["event_id"] for e in again["evidence"] if e["kind"] == "event"] == [
-            f"{pid}-1", f"{pid}-y"]
-
-    assert wait_for(judged_on_the_changed_order)
+    # the withdrawal is applied asynchronously (as history): judged on the changed order
+    assert wait_for(lambda: probe_evidence(http, pid) == [f"{pid}-1", f"{pid}-y"])
 
 
 def test_a_cancelled_purchase_no_longer_counts(http: httpx.Client) -> None:
