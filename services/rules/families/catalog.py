@@ -321,19 +321,26 @@ def daily_qty(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """超说明书用量: quantity / days of supply above the maximum daily quantity."""
     tol = 1.0 + p["tolerance"]
     # 分解处方: lines of one product in one request are added up (quantity / days of supply each).
-    groups: dict[str, list[Any]] = {}
+    groups: dict[tuple[str, str, int], list[Any]] = {}
     for line in cx.items:
         if not line.m & DAILY_QTY:
             continue
         row = line.row
         if row is None or not row.get("max_daily_qty") or not line.ds:
             continue
-        groups.setdefault(f"{row['ingredient']}\x00{row['unit']}\x00{line.start}", []).append(line)
+        key = (row["ingredient"], row["unit"], line.start)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [line]
+        else:
+            group.append(line)
     hits = []
     for group in groups.values():
         line = group[0]
         row = line.row
-        per_day = sum(ln.qty / ln.ds for ln in group)
+        per_day = 0.0
+        for ln in group:
+            per_day += ln.qty / ln.ds
         if per_day <= row["max_daily_qty"] * tol + 1e-9:
             continue
         fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "per_day": f"{per_day:g}",
