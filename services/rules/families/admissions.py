@@ -387,9 +387,10 @@ def bed_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
     hits: list[Hit] = []
     # (a) one bed fee a day across bed types (each day an earlier line of the stay covers: its day mask)
     per_day: dict[int, list[Any]] = {}
-    for ln in beds:
-        for day in range(ln.start, ln.start + ln.span):
-            per_day.setdefault(day, []).append(ln)
+    if bed_codes or len(_codes(beds)) > 1:  # else no day can have two bed fees (a settlement of one ward)
+        for ln in beds:
+            for day in range(ln.start, ln.start + ln.span):
+                per_day.setdefault(day, []).append(ln)
     dup_days: list[int] = []
     amount = 0.0
     fields: dict[str, Any] = {}
