@@ -122,6 +122,7 @@ def same_class(cx: Any, p: dict[str, Any]) -> list[Hit]:
     if not cx.kmask & DRUG:
         return []
     exempt = p["exempt_classes"]
+    shared = cx.kb.shared_classes  # a class of one ingredient has nothing to compare (that is R19's)
     by_class: dict[str, list[Any]] = {}
     several = False  # some class has two lines in the request
     requested: set[str] = set()  # the ingredients of those lines
@@ -130,7 +131,7 @@ def same_class(cx: Any, p: dict[str, Any]) -> list[Hit]:
         if row is None or line.kind != "drug":
             continue
         cls = row["class"]
-        if cls in exempt:
+        if cls in exempt or cls not in shared:
             continue
         requested.add(row["ingredient"])
         group = by_class.get(cls)
