@@ -146,6 +146,17 @@ def _overlap(a: Any, b: Any) -> tuple[int, int]:
     return lo, min(a.start + a.span, b.start + b.span) - lo
 
 
+def _children(here: dict[tuple[str, int], Any], code: str, start: int, span: int) -> dict[int, Any]:
+    """The request's lines of ``code`` on the days from ``start`` (``span`` days), by id. (A module
+    function: as a comprehension in ``bundled`` it would make cells of its locals on every call.)"""
+    out = {}
+    for day in range(start, start + span):
+        c = here.get((code, day))
+        if c is not None:
+            out[id(c)] = c
+    return out
+
+
 @family("bundled", needs="bundled", params={}, fields=("item", "item_en", "item_code", "bundle", "bundle_en", "bundle_code", "date"))
 def bundled(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """重复收费: an item charged on the same day as an item whose content already includes it
@@ -175,7 +186,7 @@ def bundled(cx: Any, p: dict[str, Any]) -> list[Hit]:
                     _bundled_hit(cx, hits, child, ln.name, ln.code, code, [ev_item(cx, child), ev_item(cx, ln)])
                     continue
             else:
-                children = {id(c): c for d in range(ln.start, ln.start + ln.span) if (c := here.get((code, d))) is not None}
+                children = _children(here, code, ln.start, ln.span)
                 if children:
                     for child in children.values():
                         first, days = _overlap(child, ln)
@@ -192,7 +203,7 @@ def bundled(cx: Any, p: dict[str, Any]) -> list[Hit]:
         if work is None:
             continue
         for parent in included_by.get(ln.code, ()):  # ln is included in an earlier bundle
-            if any((parent, d) in here for d in range(ln.start, ln.start + ln.span)):
+            if _children(here, parent, ln.start, ln.span):
                 continue
             c = _counter(work, parent)
             if c is not None and ln.start <= c[K_LAST_DAY] and (on := covered_day(c, ln.start, ln.span, adm)) is not None:
