@@ -292,9 +292,6 @@ def frequency(cx: Any, p: dict[str, Any]) -> list[Hit]:
         limit = row.get("max_per_enc")
         if limit and qty + (c[K_QTY] if c is not None else 0.0) > limit:
             break
-        limit = row.get("max_per_enc")
-        if limit and qty + (c[K_QTY] if c is not None else 0.0) > limit:
-            break
         codes.add(code)
     else:
         return []
