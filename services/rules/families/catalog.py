@@ -220,6 +220,15 @@ def encounter_dx(cx: Any) -> list[str]:
     return codes
 
 
+def _any_starts(codes: list[str], prefixes: tuple[str, ...]) -> bool:
+    """Some code starts with one of ``prefixes`` (a loop: ``any()`` over a generator in ``indication``
+    would make a cell of its locals and a generator per line)."""
+    for code in codes:
+        if code.startswith(prefixes):
+            return True
+    return False
+
+
 @family(
     "indication", needs="indication", params={"judge_without_diagnosis": bool},
     fields=("item", "item_en", "item_code", "indication", "indication_en", "dx_list", "dx_list_en"),
@@ -237,7 +246,7 @@ def indication(cx: Any, p: dict[str, Any]) -> list[Hit]:
         if row is None or not row.get("indications"):
             continue
         allowed = tuple(row["indications"])
-        if any(c.startswith(allowed) for c in codes):
+        if _any_starts(codes, allowed):
             continue
         fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code,
                   "indication": row.get("indication_text") or "、".join(allowed),

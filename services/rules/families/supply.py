@@ -185,7 +185,7 @@ def same_class(cx: Any, p: dict[str, Any]) -> list[Hit]:
         names = [ln.name for ln in lines] + [f"{prow['name']}({date_of_day(prev[L_START])}，{prev[L_INST]})" for prev, prow in others]
         names_en = [ln.name_en for ln in lines] + [f"{prow['name_en']} ({date_of_day(prev[L_START])}, {prev[L_INST]})" for prev, prow in others]
         fields = {"items": "、".join(names), "items_en": ", ".join(names_en), "class_name": row["class_name"], "class_code": cls}
-        evidence = [ev_item(cx, ln) for ln in lines] + [ledger_evidence(cx, prev) for prev, _ in others]
+        evidence = _items_evidence(cx, lines) + _ledger_evidence_of(cx, [prev for prev, _ in others])
         evidence.append(kb_ev("drugs", row["code"], f"class={cls}"))
         hits.append((fields, [ln.lid for ln in lines], sum(ln.amt for ln in lines), evidence))
     return hits
