@@ -277,22 +277,26 @@ def frequency(cx: Any, p: dict[str, Any]) -> list[Hit]:
         return []
     work = stay_work(cx)
     counters = _counters(work)
-    # Fast path (most events): one single-day line per code, each within both limits with
-    # what the stay already counted: no hit. Anything else takes the general count below.
+    # Fast path (most events): single-day lines, one per code and day, each within the day's limit
+    # with nothing earlier of the stay on its day, and each code's lines within the encounter's
+    # limit with what the stay already counted: no hit. Anything else takes the general count below.
     # A daily posting comes after the code's last day: nothing earlier covers it (no day mask to read).
-    codes: set[str] = set()
+    seen: set[tuple[str, int]] = set()
+    enc_sum: dict[str, float] = {}  # code → its lines' quantity so far (in line order, as enc_qty below)
     for ln in lines:
-        qty, row, code = ln.qty, ln.row, ln.code
-        if ln.span != 1 or code in codes:
+        qty, row, code, start = ln.qty, ln.row, ln.code, ln.start
+        if ln.span != 1 or (code, start) in seen:
             break
         c = counters.get(code)
         limit = row.get("max_per_day")
-        if limit and (qty > limit or (c is not None and ln.start <= c[K_LAST_DAY])):
+        if limit and (qty > limit or (c is not None and start <= c[K_LAST_DAY])):
             break  # over the limit alone, or an earlier line of the stay may cover the day: counted below
         limit = row.get("max_per_enc")
-        if limit and qty + (c[K_QTY] if c is not None else 0.0) > limit:
-            break
-        codes.add(code)
+        if limit:
+            total = enc_sum[code] = enc_sum.get(code, 0.0) + qty
+            if total + (c[K_QTY] if c is not None else 0.0) > limit:
+                break
+        seen.add((code, start))
     else:
         return []
     adm = stay_adm_day(cx) if work is not None else 0
