@@ -41,7 +41,8 @@ def _selected(line: Any, p: dict[str, Any]) -> bool:
 
 
 # Line.m bits: a line without its family's tag cannot hit (the tag is set exactly when the
-# row carries the attribute the family tests), so the loops skip it on one int test.
+# row carries the attribute the family tests), so the loops skip it on one int test; a line with
+# it has a row with that attribute (Line.m is 0 without a row), not tested again.
 SEX, INSUTYPE, LEVEL, SETTING = tag_bit("sex"), tag_bit("insutype"), tag_bit("level"), tag_bit("setting")
 INDICATION, PRICE_CAP, VBP_ALT, DAILY_QTY = tag_bit("indication"), tag_bit("price_cap"), tag_bit("vbp_alt"), tag_bit("daily_qty")
 
@@ -240,11 +241,9 @@ def indication(cx: Any, p: dict[str, Any]) -> list[Hit]:
         return []
     hits = []
     for line in cx.items:
-        if not line.m & INDICATION:
+        if not line.m & INDICATION:  # (the row has indications)
             continue
         row = line.row
-        if row is None or not row.get("indications"):
-            continue
         allowed = tuple(row["indications"])
         if _any_starts(codes, allowed):
             continue
@@ -263,11 +262,9 @@ def price_cap(cx: Any, p: dict[str, Any]) -> list[Hit]:
     tol = 1.0 + p["tolerance"]
     hits = []
     for line in cx.items:
-        if not line.m & PRICE_CAP:
+        if not line.m & PRICE_CAP:  # (the row has a price_cap)
             continue
         row = line.row
-        if row is None or not row.get("price_cap"):
-            continue
         price = line.unit_price
         if price is None:
             continue
@@ -332,11 +329,9 @@ def daily_qty(cx: Any, p: dict[str, Any]) -> list[Hit]:
     # 分解处方: lines of one product in one request are added up (quantity / days of supply each).
     groups: dict[tuple[str, str, int], list[Any]] = {}
     for line in cx.items:
-        if not line.m & DAILY_QTY:
+        if not line.m & DAILY_QTY or not line.ds:  # (the tag: the row has a max_daily_qty)
             continue
         row = line.row
-        if row is None or not row.get("max_daily_qty") or not line.ds:
-            continue
         key = (row["ingredient"], row["unit"], line.start)
         group = groups.get(key)
         if group is None:
