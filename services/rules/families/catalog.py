@@ -162,11 +162,9 @@ def item_setting(cx: Any, p: dict[str, Any]) -> list[Hit]:
     enc_type = cx.enc_type
     dept = cx.dept
     for line in cx.items:
-        if not line.m & SETTING:
+        if not line.m & SETTING:  # (the row has settings or departments)
             continue
         row = line.row
-        if row is None:
-            continue
         settings = row.get("settings")
         depts = row.get("departments")
         if settings and enc_type not in settings:

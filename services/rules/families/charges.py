@@ -354,11 +354,9 @@ def period(cx: Any, p: dict[str, Any]) -> list[Hit]:
     hits = []
     seen: set[str] = set()
     for ln in cx.items:
-        if not ln.m & PERIOD:
+        if not ln.m & PERIOD or ln.code in seen:  # (the tag: the row has a period_limit)
             continue
         row = ln.row
-        if row is None or not row.get("period_limit") or ln.code in seen:
-            continue
         seen.add(ln.code)
         days, limit = row["period_limit"]["days"], row["period_limit"]["max"]
         days = min(days, p["window_days"])
