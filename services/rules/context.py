@@ -31,11 +31,12 @@ RX = tag_bit("rx")
 DX = tag_bit("dx")
 UNCOVERED = tag_bit("uncovered")  # some line has no catalogue row in force on its service date
 NEW_VISIT = tag_bit("new_visit")  # an outpatient encounter not among the recorded visits (V) yet
+PROVIDERS = tag_bit("providers")  # provider status timelines are known (Ctx.prov is not None)
 ENCOUNTER_TAGS = frozenset(e.value for e in EncounterType)
 ENCOUNTER_BITS = {tag: tag_bit(tag) for tag in sorted(ENCOUNTER_TAGS)}
 # Every tag a family may name in ``needs``: set by the context (state sections, line kinds, rx, dx,
 # new_visit, the encounter type) or carried by KB rows (kb.ROW_TAGS). Checked when rules load.
-CONTEXT_TAGS = STATE_TAGS | frozenset(KIND_BITS) | {"rx", "dx", "new_visit", "uncovered"} | ENCOUNTER_TAGS
+CONTEXT_TAGS = STATE_TAGS | frozenset(KIND_BITS) | {"rx", "dx", "new_visit", "uncovered", "providers"} | ENCOUNTER_TAGS
 KNOWN_TAGS = CONTEXT_TAGS | ROW_TAGS
 
 
@@ -176,7 +177,8 @@ class Ctx:
     encounter type, the line kinds ("rx" when drugs or decoction pieces), "dx"
     when diagnoses are present, the KB
     feature tags of the lines' rows, the state sections present, and
-    "new_visit" for an outpatient encounter the visits (V) do not hold yet;
+    "new_visit" for an outpatient encounter the visits (V) do not hold yet,
+    "providers" when provider status timelines are given (``prov``);
     ``fmask`` is the same set as bits (``kmask`` the line kinds' bits alone).
     """
 
@@ -225,6 +227,8 @@ class Ctx:
         if mask is None:
             mask = _state_mask(keys)
         mask |= ENCOUNTER_BITS.get(enc_type) or tag_bit(enc_type)
+        if prov is not None:
+            mask |= PROVIDERS
         if enc_type == "outpatient":
             visits = state.get("V")
             if visits is not None:

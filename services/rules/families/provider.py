@@ -27,7 +27,7 @@ def _period(p: Any) -> tuple[str, str]:
     return f"{since}至{until}", f"from {since} to {until}"
 
 
-@family("provider_status", params={"subject": str, "statuses": list, "exempt_med_types": list,
+@family("provider_status", needs="providers", params={"subject": str, "statuses": list, "exempt_med_types": list,
                                    "exempt_departments": list},
         fields=("provider", "status_zh", "status_en", "period_zh", "period_en", "reason", "document_no"))
 def provider_status(cx: Any, p: dict[str, Any]) -> list[Hit]:
@@ -36,7 +36,7 @@ def provider_status(cx: Any, p: dict[str, Any]) -> list[Hit]:
     Events of a ``med_type`` in ``exempt_med_types`` or a department starting with one of
     ``exempt_departments`` are not judged (R43: emergencies and rescue, 急诊、抢救)."""
     prov = cx.prov
-    if prov is None:
+    if prov is None:  # (the engine runs the rule only with provider status: its needs)
         return []
     if cx.med_type in p["exempt_med_types"] or (cx.dept and cx.dept.startswith(tuple(p["exempt_departments"]))):
         return []
