@@ -29,6 +29,7 @@ DRUG = KIND_BITS["drug"]  # Ctx.kmask & DRUG: the request has drug lines
 RX_KINDS = KIND_BITS["drug"] | KIND_BITS["herb"]
 RX = tag_bit("rx")
 DX = tag_bit("dx")
+NO_DX = tag_bit("no_dx")  # the request carries no diagnosis
 UNCOVERED = tag_bit("uncovered")  # some line has no catalogue row in force on its service date
 NEW_VISIT = tag_bit("new_visit")  # an outpatient encounter not among the recorded visits (V) yet
 PROVIDERS = tag_bit("providers")  # provider status timelines are known (Ctx.prov is not None)
@@ -36,7 +37,7 @@ ENCOUNTER_TAGS = frozenset(e.value for e in EncounterType)
 ENCOUNTER_BITS = {tag: tag_bit(tag) for tag in sorted(ENCOUNTER_TAGS)}
 # Every tag a family may name in ``needs``: set by the context (state sections, line kinds, rx, dx,
 # new_visit, the encounter type) or carried by KB rows (kb.ROW_TAGS). Checked when rules load.
-CONTEXT_TAGS = STATE_TAGS | frozenset(KIND_BITS) | {"rx", "dx", "new_visit", "uncovered", "providers"} | ENCOUNTER_TAGS
+CONTEXT_TAGS = STATE_TAGS | frozenset(KIND_BITS) | {"rx", "dx", "no_dx", "new_visit", "uncovered", "providers"} | ENCOUNTER_TAGS
 KNOWN_TAGS = CONTEXT_TAGS | ROW_TAGS
 
 
@@ -175,7 +176,7 @@ class Ctx:
 
     ``features`` holds the tags a rule family can ask for (``needs``): the
     encounter type, the line kinds ("rx" when drugs or decoction pieces), "dx"
-    when diagnoses are present, the KB
+    when diagnoses are present ("no_dx" when none), the KB
     feature tags of the lines' rows, the state sections present, and
     "new_visit" for an outpatient encounter the visits (V) do not hold yet,
     "providers" when provider status timelines are given (``prov``);
@@ -288,6 +289,8 @@ class Ctx:
                     main = d  # the first one marked main, else the first one
             if main is None:
                 main = dxs[0]
+        else:
+            mask |= NO_DX
         self.dx: list[Dx] = dxs
         self.main_dx: Dx | None = main
         self.fmask: int = mask | kmask

@@ -66,11 +66,11 @@ def dx_age(cx: Any, p: dict[str, Any]) -> list[Hit]:
     return hits
 
 
-@family("missing_diagnosis", needs=("rx",), params={"kinds": list}, fields=("items", "items_en", "count"))
+@family("missing_diagnosis", needs=("rx", "no_dx"), params={"kinds": list}, fields=("items", "items_en", "count"))
 def missing_diagnosis(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """处方无诊断: drug lines on a request that carries no diagnosis (nor a recorded stay diagnosis, nor an earlier
     event of the outpatient encounter with one)."""
-    if cx.dx:
+    if cx.dx:  # (the engine runs the rule only on requests without: its needs)
         return []
     if cx.enc_type == "inpatient":
         for stay in cx.state.get("A", ()):
