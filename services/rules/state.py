@@ -55,6 +55,7 @@ seen  RESERVED for the worker (services.rules.decision: idempotency); only
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from math import floor
@@ -66,7 +67,7 @@ import orjson
 from services.contracts import status as status_model
 from services.contracts.ids import decision_id_for_key
 from services.rules.kb import tag_bit
-from services.rules.timeutil import EPOCH_ORD, day_of_date, month_of_day
+from services.rules.timeutil import EPOCH_ORD, Memo, day_of_date, month_of_day
 
 # Formats (the ``v`` key; see docs/architecture.md, "Patient state formats and rolling upgrades"):
 #   1  seen rows [key, epoch_s, decision_id, alerts]
@@ -92,7 +93,8 @@ L_ING, L_CODE, L_START, L_DAYS, L_QTY, L_INST, L_EVENT, L_ENC, L_MONTH, L_BUYS, 
 # named in evidence.
 # L_PAST (optional trailing field, [] when nothing is folded and a later field follows): the ingredient's spent supplies folded
 # into this row (its newest), one compact entry each, so R25 still counts them and every alert still
-# names them; F_* are an entry's field indexes
+# names them, sorted by date (``_fold`` sorts what it adds out of order; every other writer only takes
+# entries out); F_* are an entry's field indexes
 F_EVENT, F_INST, F_START, F_QTY, F_ENC, F_DAYS, F_CODE = range(7)  # F_CODE absent: the row's code
 # A folded entry keeps no amount (L_AMT): it would need its code written too (a release before reads a 7th
 # field as the code), ≈ 120 bytes per patient at the median, and the state's p50 would pass 1 KB.
@@ -373,44 +375,48 @@ def _fold(ledger: list[Any], rows: list[Any], day: int) -> None:
     past = host[L_PAST] if len(host) > L_PAST else []
     buys = host[L_BUYS]
     month = host[L_MONTH]
+    unsorted = False  # an entry added before an earlier-dated one (each L_PAST is kept sorted by date)
     for r in group:
         code = r[L_CODE]
         if len(r) > L_PAST:
             if code != host[L_CODE]:
                 _pin_codes(r)
-            past.extend(r[L_PAST])
-        past.append([r[L_EVENT], r[L_INST], r[L_START], r[L_QTY], r[L_ENC], r[L_DAYS]] if code == host[L_CODE]
-                    else [r[L_EVENT], r[L_INST], r[L_START], r[L_QTY], r[L_ENC], r[L_DAYS], code])
+            folded = r[L_PAST]
+            if folded:
+                if past and folded[0][F_START] < past[-1][F_START]:
+                    unsorted = True
+                past.extend(folded)
+        start = r[L_START]
+        if past and start < past[-1][F_START]:
+            unsorted = True
+        past.append([r[L_EVENT], r[L_INST], start, r[L_QTY], r[L_ENC], r[L_DAYS]] if code == host[L_CODE]
+                    else [r[L_EVENT], r[L_INST], start, r[L_QTY], r[L_ENC], r[L_DAYS], code])
         if r[L_MONTH] == month:
             for b in r[L_BUYS]:
                 if b not in buys:
                     buys.append(b)
         ledger.remove(r)
     if len(past) > 1:
-        past.sort(key=BY_F_START)
-        if past[0][F_START] <= day - 28 * PAST_MONTHS:  # else every entry is of the last PAST_MONTHS months
-            del past[:bisect_left(past, past_from(day), key=BY_F_START)]
+        if unsorted:  # (a stable sort of a sorted list leaves it as it is)
+            past.sort(key=BY_F_START)
+        first = past_from(day)
+        if past[0][F_START] < first:
+            del past[:bisect_left(past, first, key=BY_F_START)]
         if len(past) > PAST_MAX:
             del past[:-PAST_MAX]
     if not past or len(host) <= L_PAST:  # (else ``past`` is the host's own list, changed in place)
         _set_past(host, past)
 
 
-_PAST_FROM: dict[int, int] = {}  # day → past_from(day)
+def _past_from(day: int) -> int:
+    d = date.fromordinal(day + EPOCH_ORD)
+    y, m = divmod(d.year * 12 + d.month - 1 - PAST_MONTHS, 12)
+    return date(y, m + 1, 1).toordinal() - EPOCH_ORD
 
 
-def past_from(day: int) -> int:
-    """The first day of the natural month ``PAST_MONTHS`` before ``day``'s (folded supplies dated
-    before it go): 2026-01-17 → 2025-11-01."""
-    first = _PAST_FROM.get(day)
-    if first is None:
-        d = date.fromordinal(day + EPOCH_ORD)
-        y, m = divmod(d.year * 12 + d.month - 1 - PAST_MONTHS, 12)
-        first = date(y, m + 1, 1).toordinal() - EPOCH_ORD
-        if len(_PAST_FROM) >= 4096:
-            _PAST_FROM.clear()
-        _PAST_FROM[day] = first
-    return first
+# The first day of the natural month PAST_MONTHS before ``day``'s (folded supplies dated before it go):
+# 2026-01-17 → 2025-11-01. A Memo lookup: a remembered day is one C call, no Python frame.
+past_from: Callable[[int], int] = Memo(_past_from, 4096).__getitem__
 
 
 def _pin_codes(row: list[Any]) -> None:
