@@ -635,7 +635,9 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None, rank:
     encounter of a folded one sent again, makes them rows again first (``_unfold``)."""
     ledger = state.get("L")
     if lines is None:
-        supplies = drug_supplies(cx)
+        supplies = cx._supplies  # drug_supplies(cx), most often already computed by a rule
+        if supplies is None:
+            supplies = drug_supplies(cx)
         fresh = cx._ledger is ledger  # each supply's prior rows (drug_supplies) are this ledger's
     else:
         supplies, fresh = request_supplies(lines), False
@@ -1200,7 +1202,7 @@ def _apply_period(state: dict[str, Any], cx: Any) -> None:
         rows = state["P"] = []
     ench = cx.ench
     for line in cx.items:
-        if line.row is None or not line.row.get("period_limit"):
+        if not line.m & PERIOD:  # (the row's feature bits: it has a period_limit)
             continue
         for r in rows:
             if r[P_CODE] == line.code and r[P_ENC] == ench and r[P_DAY] == line.start:
@@ -1222,7 +1224,7 @@ def _apply_course(state: dict[str, Any], cx: Any, win: Windows) -> None:
     if rows is None:
         rows = state["C"] = []
     for line in cx.items:
-        if line.row is None or not line.row.get("course_days"):
+        if not line.m & COURSE:  # (the row's feature bits: it has course_days)
             continue
         key = course_key(line)
         end = line.start + max(1, line.ds or 1) - 1
