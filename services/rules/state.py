@@ -961,46 +961,50 @@ def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -
         work.append(w)
     adm = stay[A_ADM]
     counters = w[E_COUNTERS]
+    classes = w[E_CLASSES]
     tracked = win.tracked
     first_line = win.first_line
     passive = win.passive
     exam = win.exam
+    # the accumulators are summed in locals and stored once (the same operations in the same order)
+    charged, active, amount, exam_amount = w[E_CHARGED], w[E_ACTIVE], w[E_AMOUNT], w[E_EXAM]
     logged: list[Any] = [cx.event_id]  # this event's lines, for a later cancellation (E_LOG)
     for line in cx.items:
         row = line.row
-        flags = 0
+        code, start, amt = line.code, line.start, line.amt
         span = line.span
         if line.ds is not None and line.ds > span:
             span = treated_span(line)
-        item = [line.code, line.start, span, line.qty, line.amt, 0]
         kind = line.kind
-        if kind == "drug" and row is not None and row["class"] in first_line:
-            if row["class"] not in w[E_CLASSES]:
-                w[E_CLASSES].append(row["class"])
-            item.append(row["class"])
-        if span == 1:  # span_bits(line.start, span, adm), inline for the common one-day line
-            off = line.start - adm
+        if span == 1:  # span_bits(start, span, adm), inline for the common one-day line
+            off = start - adm
             bits = 1 << off if 0 <= off < MASK_DAYS else 0
         else:
-            bits = span_bits(line.start, span, adm)
-        w[E_CHARGED] |= bits
-        w[E_AMOUNT] = to_fen(w[E_AMOUNT] + line.amt)
+            bits = span_bits(start, span, adm)
+        charged |= bits
+        amount = to_fen(amount + amt)
         if kind != "service" or row is None:
-            w[E_ACTIVE] |= bits
+            active |= bits
             flags = F_ACTIVE
         else:
+            flags = 0
             category = row["category"]
             if category not in passive:
-                w[E_ACTIVE] |= bits
+                active |= bits
                 flags = F_ACTIVE
             if category in exam:
-                w[E_EXAM] = to_fen(w[E_EXAM] + line.amt)
+                exam_amount = to_fen(exam_amount + amt)
                 flags |= F_EXAM
-        if line.code in tracked:
+        if code in tracked:
             flags |= F_TRACKED
-            _count(counters, line.code, line.qty, line.start, line.span, adm)
-        item[I_FLAGS] = flags
-        logged.append(item)
+            _count(counters, code, line.qty, start, line.span, adm)
+        if kind == "drug" and row is not None and row["class"] in first_line:
+            if row["class"] not in classes:
+                classes.append(row["class"])
+            logged.append([code, start, span, line.qty, amt, flags, row["class"]])
+        else:
+            logged.append([code, start, span, line.qty, amt, flags])
+    w[E_CHARGED], w[E_ACTIVE], w[E_AMOUNT], w[E_EXAM] = charged, active, amount, exam_amount
     log = w[E_LOG]
     log.append(logged)
     lines = 0
@@ -1017,8 +1021,7 @@ def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -
         while lines > E_LOG_LINES and len(log) > 1:
             entry = log.pop(0)
             lines -= len(entry) - 1
-            for item in entry[1:]:
-                fold_line(base, item, adm)
+            fold_lines(base, entry, 1, adm)
 
 
 def _stay_base(w: list[Any]) -> list[Any]:
@@ -1027,25 +1030,30 @@ def _stay_base(w: list[Any]) -> list[Any]:
             list(w[E_CLASSES])]
 
 
-def fold_line(w: list[Any], item: list[Any], adm: int) -> None:
-    """Add one logged line (an ``E_LOG`` item) to an accumulator row, as ``_apply_open`` adds a line."""
-    code, start, span, qty = item[I_CODE], item[I_START], item[I_SPAN], item[I_QTY]
-    flags = item[I_FLAGS]
-    if len(item) > I_CLASS and item[I_CLASS] not in w[E_CLASSES]:
-        w[E_CLASSES].append(item[I_CLASS])
-    if span == 1:  # span_bits(start, span, adm), inline for the common one-day line
-        off = start - adm
-        bits = 1 << off if 0 <= off < MASK_DAYS else 0
-    else:
-        bits = span_bits(start, span, adm)
-    w[E_CHARGED] |= bits
-    if flags & F_ACTIVE:
-        w[E_ACTIVE] |= bits
-    w[E_AMOUNT] = to_fen(w[E_AMOUNT] + item[I_AMT])
-    if flags & F_EXAM:
-        w[E_EXAM] = to_fen(w[E_EXAM] + item[I_AMT])
-    if flags & F_TRACKED:
-        _count(w[E_COUNTERS], code, qty, start, span, adm)
+def fold_lines(w: list[Any], items: list[Any], first: int, adm: int) -> None:
+    """Add logged lines (``E_LOG`` items: ``items[first:]``) to an accumulator row, as ``_apply_open``
+    adds lines."""
+    classes = w[E_CLASSES]
+    charged, active, amount, exam_amount = w[E_CHARGED], w[E_ACTIVE], w[E_AMOUNT], w[E_EXAM]
+    for i in range(first, len(items)):
+        item = items[i]
+        start, span, flags = item[I_START], item[I_SPAN], item[I_FLAGS]
+        if len(item) > I_CLASS and item[I_CLASS] not in classes:
+            classes.append(item[I_CLASS])
+        if span == 1:  # span_bits(start, span, adm), inline for the common one-day line
+            off = start - adm
+            bits = 1 << off if 0 <= off < MASK_DAYS else 0
+        else:
+            bits = span_bits(start, span, adm)
+        charged |= bits
+        if flags & F_ACTIVE:
+            active |= bits
+        amount = to_fen(amount + item[I_AMT])
+        if flags & F_EXAM:
+            exam_amount = to_fen(exam_amount + item[I_AMT])
+        if flags & F_TRACKED:
+            _count(w[E_COUNTERS], item[I_CODE], item[I_QTY], start, span, adm)
+    w[E_CHARGED], w[E_ACTIVE], w[E_AMOUNT], w[E_EXAM] = charged, active, amount, exam_amount
 
 
 def _count(counters: list[Any], code: str, qty: float, start: int, span: int, adm: int) -> None:
@@ -1127,8 +1135,7 @@ def refold_stay(w: list[Any], adm: int) -> list[Any]:
     base = w[E_BASE] if len(w) > E_BASE else None
     out = _stay_base(base) if base is not None else [w[E_ENC], [], 0, 0, 0.0, 0.0, []]
     for entry in w[E_LOG] if len(w) > E_LOG else ():
-        for item in entry[1:]:
-            fold_line(out, item, adm)
+        fold_lines(out, entry, 1, adm)
     return out
 
 
