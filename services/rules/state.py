@@ -244,7 +244,17 @@ def evict(state: dict[str, Any], day: int, win: Windows) -> None:
                 break
     rows = state.get("V")
     if rows and day - rows[0][V_DAY] >= win.visits:
-        _put(state, "V", _live_visits(rows, day, win.visits))
+        # in place: the expired visits in front (rows come in event order), then any later one (a late event)
+        visits, k, n = win.visits, 1, len(rows)
+        while k < n and day - rows[k][V_DAY] >= visits:
+            k += 1
+        del rows[:k]
+        for r in rows:
+            if day - r[V_DAY] >= visits:
+                rows[:] = _live_visits(rows, day, visits)
+                break
+        if not rows:
+            del state["V"]
     if "A" in state:  # (absent more often than not: a test, not a method call)
         rows = state["A"]
         stays, open_stay, discharges = win.stays, win.open_stay, win.discharges
@@ -379,10 +389,10 @@ def _fold(ledger: list[Any], rows: list[Any], day: int) -> None:
     for r in group:
         code = r[L_CODE]
         if len(r) > L_PAST:
-            if code != host[L_CODE]:
-                _pin_codes(r)
             folded = r[L_PAST]
             if folded:
+                if code != host[L_CODE]:
+                    _pin_codes(r)
                 if past and folded[0][F_START] < past[-1][F_START]:
                     unsorted = True
                 past.extend(folded)
