@@ -365,17 +365,24 @@ def _fold(ledger: list[Any], rows: list[Any], day: int) -> None:
             return  # still held
         group = [a]
     else:
-        ordered = sorted(rows, key=BY_START)
-        stock = 0
-        last = ordered[0][L_START]
-        chain_from = 0
-        for i, r in enumerate(ordered):
-            stock -= r[L_START] - last
-            if stock <= 0:
-                stock = 0
-                chain_from = i
-            stock += r[L_DAYS]
-            last = r[L_START]
+        ordered = rows  # walked as they are while dated in order (sorting would keep them so), else sorted
+        while True:
+            stock = 0
+            last = ordered[0][L_START]
+            chain_from = 0
+            for i, r in enumerate(ordered):
+                start = r[L_START]
+                if start < last:
+                    break
+                stock -= start - last
+                if stock <= 0:
+                    stock = 0
+                    chain_from = i
+                stock += r[L_DAYS]
+                last = start
+            else:
+                break
+            ordered = sorted(rows, key=BY_START)
         if stock - (day - last) <= 0:
             chain_from = len(ordered) - 1  # all used up: only the newest is kept
         if not chain_from:
