@@ -54,7 +54,6 @@ seen  RESERVED for the worker (services.rules.decision: idempotency); only
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -417,8 +416,11 @@ def _fold(ledger: list[Any], rows: list[Any], day: int) -> None:
         if unsorted:  # (a stable sort of a sorted list leaves it as it is)
             past.sort(key=BY_F_START)
         first = past_from(day)
-        if past[0][F_START] < first:
-            del past[:bisect_left(past, first, key=BY_F_START)]
+        if past[0][F_START] < first:  # the entries dated before it go (most often one: a walk, not a bisect)
+            k = 1
+            while k < len(past) and past[k][F_START] < first:
+                k += 1
+            del past[:k]
         if len(past) > PAST_MAX:
             del past[:-PAST_MAX]
     if not past or len(host) <= L_PAST:  # (else ``past`` is the host's own list, changed in place)
