@@ -335,7 +335,11 @@ def _live_open(rows: list[Any], stays: Any, day: int) -> list[Any]:
 
 
 def _live_periods(rows: list[Any], day: int, periods: dict[str, int], period: int) -> list[Any]:
-    return [r for r in rows if day - r[P_DAY] < periods.get(r[P_CODE], period)]
+    live = []  # (a loop: a comprehension would make day, periods and period cells, built on each call)
+    for r in rows:
+        if day - r[P_DAY] < periods.get(r[P_CODE], period):
+            live.append(r)
+    return live
 
 
 def _live_courses(rows: list[Any], day: int, gap: int) -> list[Any]:
@@ -791,12 +795,23 @@ def _drop_unsettled(state: dict[str, Any], ench: int, listed: set[str], rank: in
     ledger = state.get("L")
     if not ledger:
         return
+    # (loops, and the rows' removal in its own function: a comprehension here would make the names it
+    # reads cells of this function, built on every call)
     if rows is None:
-        rows = [r for r in ledger if r[L_ENC] == ench]
+        rows = []
+        for r in ledger:
+            if r[L_ENC] == ench:
+                rows.append(r)
     top = min(rank, 1)
-    gone = [r for r in rows if r[L_ING] not in listed and (r[L_RANK] if len(r) > L_RANK else 0) <= top]
-    if not gone:
-        return
+    gone = []
+    for r in rows:
+        if r[L_ING] not in listed and (r[L_RANK] if len(r) > L_RANK else 0) <= top:
+            gone.append(r)
+    if gone:
+        _drop_rows(state, ledger, gone)
+
+
+def _drop_rows(state: dict[str, Any], ledger: list[Any], gone: list[Any]) -> None:
     for r in gone:
         if any(x is r for x in ledger):  # (not folded meanwhile)
             if len(r) > L_PAST and r[L_PAST]:
