@@ -101,6 +101,10 @@ app = faust.App(
     broker_heartbeat_interval=1,
     broker_rebalance_timeout=6,
     broker_request_timeout=30,
+    # How long a record batch may wait for delivery (faust's default is 20 minutes). faust flushes
+    # the producer before every commit, so an undeliverable batch holds up the commits (and the
+    # stream) for this long at most; 120 s is Apache Kafka's own delivery.timeout.ms.
+    producer_request_timeout=120.0,
     producer_linger=0.0,
     producer_acks=1,
     web_enabled=False,
@@ -201,6 +205,10 @@ class Poison(Exception):
 # Nobody waits for a reply older than this (a worker catching up after an outage).
 REPLY_MAX_AGE_S = 60.0
 REPLY_SEND_TIMEOUT_S = 1.0
+# A reply to a topic the producer has no metadata for yet waits this long for it (off the agent's path):
+# a loaded broker answers a metadata request in more than a second, and a topic given up on is
+# dropped for MISSING_TOPIC_TTL_S (every reply to a freshly rotated reply topic would be lost).
+REPLY_LOOKUP_TIMEOUT_S = 5.0
 # How long one produce (state, audit, dead letter) may take before the message is
 # left unfinished (not committed: read again after a restart or rebalance).
 PRODUCE_TIMEOUT_S = 30.0
@@ -244,6 +252,34 @@ def _producer_client() -> Any:
     return getattr(producer, "client", None)
 
 
+def topics_with_batches(producer: Any) -> set[str]:
+    """Topics an aiokafka producer holds undelivered record batches for (its accumulator).
+
+    Such a topic must stay in the producer's metadata: a batch whose partition has no known
+    leader waits for one until it expires (``producer_request_timeout``), and faust's commit
+    flushes the producer first, so one stranded batch holds up every commit and whatever waits for
+    one (the consumer's fetch loop does, every ``broker_commit_every`` messages): the worker stalled
+    after a reply topic rotation in the chaos suite (stop 21)."""
+    accumulator = getattr(producer, "_message_accumulator", None)
+    if accumulator is None:
+        return set()
+    pending = {tp.topic for tp in list(getattr(accumulator, "_batches", {}))}
+    pending.update(batch.tp.topic for batch in list(getattr(accumulator, "_pending_batches", ())))
+    return pending
+
+
+def refollow_stranded(producer: Any) -> set[str]:
+    """Follow again every topic the producer holds batches for but no longer follows (its metadata
+    then names the partitions' leaders and the batches go out); the topics so followed."""
+    client = getattr(producer, "client", None)
+    if client is None:
+        return set()
+    stranded = stranded_topics(set(getattr(client, "_topics", ())), topics_with_batches(producer))
+    for topic in sorted(stranded):
+        client.add_topic(topic)
+    return stranded
+
+
 # Reply topics replied to, with when (monotonic): an ingress replaces its reply topic on the
 # embedded broker (services/ingress/engine_client.py, *Reply topic rotation*) and ingress instances
 # come and go, so the producer's metadata must not track every reply topic it ever saw — the
@@ -254,9 +290,17 @@ _reply_used: dict[str, float] = {}
 REPLY_TOPIC_IDLE_S = settings.reply_topic_delete_after_s / 2
 
 
-def idle_reply_topics(tracked: set[str], used: dict[str, float], now: float) -> set[str]:
-    """Reply topics the producer tracks that nobody was replied to on for REPLY_TOPIC_IDLE_S (pure)."""
-    return {t for t in tracked if REPLY_TOPIC.fullmatch(t) and now - used.get(t, -1e18) > REPLY_TOPIC_IDLE_S}
+def idle_reply_topics(tracked: set[str], used: dict[str, float], now: float,
+                      pending: frozenset[str] | set[str] = frozenset()) -> set[str]:
+    """Reply topics the producer tracks that nobody was replied to (or asked about) for
+    REPLY_TOPIC_IDLE_S and that it holds no undelivered batch for (pure)."""
+    return {t for t in tracked
+            if REPLY_TOPIC.fullmatch(t) and t not in pending and now - used.get(t, -1e18) > REPLY_TOPIC_IDLE_S}
+
+
+def stranded_topics(tracked: set[str], pending: set[str]) -> set[str]:
+    """Topics with undelivered batches that the producer's metadata no longer follows (pure)."""
+    return pending - tracked
 
 
 @app.timer(interval=5.0)
@@ -264,9 +308,17 @@ async def forget_idle_reply_topics() -> None:
     client = _producer_client()
     if client is None:
         return
+    producer = app.producer._producer  # type: ignore[attr-defined]  # the client's owner (checked above)
+    stranded = refollow_stranded(producer)
+    if stranded:
+        # Not expected (nothing drops a topic with batches any more), but a batch without a leader
+        # would hold up every commit until it expired.
+        log.warning("the producer held records for %d topic(s) it no longer followed; following them again",
+                    len(stranded))
+        metrics.REPLY_TOPICS_REFOLLOWED.inc(len(stranded))
     now = time.monotonic()
     tracked = set(getattr(client, "_topics", ()))
-    idle = idle_reply_topics(tracked, _reply_used, now)
+    idle = idle_reply_topics(tracked, _reply_used, now, topics_with_batches(producer))
     for topic in [t for t, at in _reply_used.items() if now - at > REPLY_TOPIC_IDLE_S]:
         del _reply_used[topic]
     keep = tracked - idle
@@ -291,7 +343,9 @@ def remember_missing(topic: str, now: float) -> None:
     while len(_missing_topics) > MISSING_TOPICS_MAX:
         _missing_topics.popitem(last=False)
     client = _producer_client()
-    if client is not None:  # aiokafka keeps asking the broker about every topic it was asked to send to
+    # aiokafka keeps asking the broker about every topic it was asked to send to; a topic it holds
+    # records for stays (another reply's lookup found it meanwhile: see topics_with_batches).
+    if client is not None and topic not in topics_with_batches(getattr(app.producer, "_producer", None)):
         client._topics.discard(topic)
 
 
@@ -327,6 +381,9 @@ async def _reply(headers: dict[str, bytes], body: bytes) -> None:
         if len(_reply_lookups) >= REPLY_LOOKUPS_MAX:
             metrics.REPLIES_SKIPPED.labels("missing-topic").inc()
             return
+        # The topic's idle clock starts now, not at the first reply sent: the metadata lookup this
+        # starts may outlast the forget timer's tick, which would drop the topic again meanwhile.
+        _reply_used.setdefault(topic, time.monotonic())
         task = asyncio.get_running_loop().create_task(_send_reply(topic, partition, corr, body, lookup=True))
         _reply_lookups.add(task)
         task.add_done_callback(_reply_lookups.discard)
@@ -338,7 +395,7 @@ async def _send_reply(topic: str, partition: int, corr: bytes, body: bytes, look
     try:
         await asyncio.wait_for(
             app.producer.send(topic, None, body, partition, None, [(env.CORRELATION_ID, corr)]),
-            REPLY_SEND_TIMEOUT_S,
+            REPLY_LOOKUP_TIMEOUT_S if lookup else REPLY_SEND_TIMEOUT_S,
         )
         _reply_used[topic] = time.monotonic()
     except Exception as exc:  # bad headers, a reply topic gone, a full buffer

@@ -43,6 +43,11 @@ REPLY_TOPICS_FORGOTTEN = Counter(
     "presettle_worker_reply_topics_forgotten_total",
     "Reply topics dropped from the producer's metadata after a quiet spell (replaced or gone ingress reply topics).",
 )
+REPLY_TOPICS_REFOLLOWED = Counter(
+    "presettle_worker_reply_topics_refollowed_total",
+    "Topics the producer held undelivered records for after its metadata stopped following them, followed "
+    "again (0 expected: such a record would hold up every commit until it expired).",
+)
 REPLIES_SKIPPED = Counter(
     "presettle_worker_replies_skipped_total",
     "Replies not sent: stale (nobody waits any more) or failed (the error type); decisions are still recorded.",

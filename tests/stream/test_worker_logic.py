@@ -125,6 +125,17 @@ def test_idle_reply_topics_are_forgotten_and_nothing_else() -> None:
     assert app.idle_reply_topics(tracked, used, 1000.0) == {app.settings.reply_topic("vm-1"),
                                                             app.settings.reply_topic("vm-2")}  # never used: idle
     assert app.REPLY_TOPIC_IDLE_S == app.settings.reply_topic_delete_after_s / 2
+    # A topic the producer still holds records for is never forgotten, however quiet.
+    assert app.idle_reply_topics(tracked, used, 1000.0, {app.settings.reply_topic("vm-2")}) == {
+        app.settings.reply_topic("vm-1")}
+
+
+def test_topics_with_records_but_not_followed_are_stranded() -> None:
+    from services.stream import app
+
+    r1, r2 = app.settings.reply_topic("vm-1"), app.settings.reply_topic("vm-2")
+    assert app.stranded_topics({app.settings.decisions_topic, r1}, {r1, r2}) == {r2}
+    assert app.stranded_topics({r1, r2}, {r1}) == set()
 
 
 def test_the_worker_freezes_start_up_objects_and_collects_young_objects_less_often() -> None:
