@@ -343,6 +343,7 @@ class KB:
         # row); remembered per day (a lookup, no Python frame, at every event).
         self.snapshot: Callable[[int], Snapshot] = Memo(self._segment_snapshot, 100_000).__getitem__
         self.class_of: dict[str, str] = {}
+        self.shared_classes: frozenset[str] = frozenset()
         self.one: dict[str, dict[str, Any]] = {}
         self.first_line_classes: frozenset[str] = frozenset()
         self.interacting: frozenset[str] = frozenset()
@@ -456,6 +457,11 @@ class KB:
                 row["_f"] = row["_f"] | {"vbp_alt"}
                 row["_vbp"] = tuple(sorted(alts, key=lambda r: r["code"]))
         self.class_of = {ing: group[0]["class"] for ing, group in self.by_ingredient.items()}
+        counts: dict[str, int] = {}
+        for cls in self.class_of.values():
+            counts[cls] = counts.get(cls, 0) + 1
+        # Classes of two or more ingredients: only there can two ingredients of one class meet (R20).
+        self.shared_classes = frozenset(cls for cls, n in counts.items() if n > 1)
         self.one = {**self.drugs._one, **self.services._one}  # code → row when the code has one version
         self.first_line_classes = frozenset(c for r in self.drugs.rows() for c in r.get("first_line_classes") or ())
         self.interacting = frozenset(i for pair in self.interactions for i in pair)

@@ -30,3 +30,16 @@ def test_only_the_other_ingredients_of_the_class_are_named(engine: Engine) -> No
     assert a is not None
     assert [e["event_id"] for e in evidence_events(a)] == ["sc2-3", "sc2-1"]  # the request's line, then the held supply
     assert a["message_zh"].count("(2026-04-01，H1)") == 1 and "2026-04-02" not in a["message_zh"]
+
+
+
+def test_shared_classes_are_the_classes_of_two_or_more_ingredients(engine: Engine) -> None:
+    """R20 skips lines of a class with one ingredient: nothing of another ingredient can meet them."""
+    kb = engine.kb
+    ingredients: dict[str, set[str]] = {}
+    for row in kb.drugs.rows():
+        ingredients.setdefault(row["class"], set()).add(row["ingredient"])
+    assert kb.shared_classes == {cls for cls, ings in ingredients.items() if len(ings) > 1}
+    statin = next(r for r in kb.drugs.rows() if r["code"] == ATORVASTATIN)
+    assert statin["class"] in kb.shared_classes  # atorvastatin, rosuvastatin, ...
+    assert any(len(ings) == 1 for ings in ingredients.values())  # some class is left out

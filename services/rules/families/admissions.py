@@ -359,7 +359,12 @@ def bed_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
     counts one). At order time (scenes 4/5) the stay's earlier bed charges (the open-stay
     counters) count too, and the days so far bound the bed days."""
     exempt = p["exempt_codes"]
-    beds = [ln for ln in cx.items if ln.m & BED and ln.code not in exempt]
+    # (Loops and module functions, not comprehensions: those would make cells of this function's
+    # locals, built on every call.)
+    beds = []
+    for ln in cx.items:
+        if ln.m & BED and ln.code not in exempt:
+            beds.append(ln)
     if not beds:
         return []
     work = None
@@ -368,25 +373,32 @@ def bed_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
             if w[E_ENC] == cx.ench:
                 work = w
                 break
-    earlier = {c[K_CODE]: c for c in work[E_COUNTERS]} if work is not None else {}
-    bed_codes = {c for c in earlier if (row := cx.kb.services.get(c, cx.day)) is not None and row["category"] == "bed"
-                 and c not in exempt}
+    earlier: dict[str, list[Any]] = {}  # code → the stay's counter (the last one of a code)
+    bed_codes: set[str] = set()  # the stay's earlier bed charges (not exempt)
+    if work is not None:
+        for c in work[E_COUNTERS]:
+            earlier[c[K_CODE]] = c
+        get = cx.kb.services.get
+        for code in earlier:
+            row = get(code, cx.day)
+            if row is not None and row["category"] == "bed" and code not in exempt:
+                bed_codes.add(code)
     adm = stay_adm_day(cx)
     hits: list[Hit] = []
     # (a) one bed fee a day across bed types (each day an earlier line of the stay covers: its day mask)
     per_day: dict[int, list[Any]] = {}
-    for ln in beds:
-        for day in range(ln.start, ln.start + ln.span):
-            per_day.setdefault(day, []).append(ln)
+    if bed_codes or len(_codes(beds)) > 1:  # else no day can have two bed fees (a settlement of one ward)
+        for ln in beds:
+            for day in range(ln.start, ln.start + ln.span):
+                per_day.setdefault(day, []).append(ln)
     dup_days: list[int] = []
     amount = 0.0
     fields: dict[str, Any] = {}
     evidence: list[dict[str, Any]] = []
     lids: list[str] = []
     for day, lines in sorted(per_day.items()):
-        codes = {ln.code for ln in lines}
-        before = [] if work is None else sorted(
-            c for c in bed_codes if c not in codes and qty_on(work, earlier[c], day, adm) > 0)
+        codes = _codes(lines)
+        before = [] if work is None else _beds_before(work, earlier, bed_codes, codes, day, adm)
         if len(codes) + len(before) < 2:
             continue
         # the day's bed fees, each at its price for one day: all but the dearest are charged twice
@@ -403,15 +415,13 @@ def bed_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
                     row = cx.kb.services.get(c, day)
                     prices.append((row.get("price_cap") or 0.0) * e["quantity"] if row is not None else 0.0)
         amount += sum(prices) - max(prices)
-        lids += [ln.lid for ln in lines if ln.lid not in lids]
+        for ln in lines:
+            if ln.lid not in lids:
+                lids.append(ln.lid)
         dup_days.append(day)
         if len(dup_days) > 1:
             continue
-        names = [ln.name for ln in lines] + [cx.kb.services.get(c, day)["name"] for c in before]
-        names_en = [ln.name_en for ln in lines] + [cx.kb.services.get(c, day)["name_en"] for c in before]
-        fields = {"what_zh": f"{date_of_day(day)}同日收取{len(names)}项床位费({'、'.join(names)})，每日只能收取一项",
-                  "what_en": f"{len(names)} bed fees on {date_of_day(day)} ({', '.join(names_en)}); one a day is payable"}
-        evidence = [ev_item(cx, ln, date=date_of_day(day)) for ln in lines] + charges  # the first such day's
+        fields, evidence = _same_day_beds(cx, day, lines, before, charges)  # the first such day's
     if dup_days:  # one alert: the first such day named, the amount of every such day
         if len(dup_days) > 1:
             first, last, n = date_of_day(dup_days[0]), date_of_day(dup_days[-1]), len(dup_days)
@@ -440,19 +450,44 @@ def bed_days(cx: Any, p: dict[str, Any]) -> list[Hit]:
                 dis = s[A_DIS]
     if dis is not None:
         allowed = max(1, dis - adm)
-        basis_zh, basis_en = f"{date_of_day(adm)}入院、{date_of_day(dis)}出院共{allowed}天(计入不计出)", \
-            f"admitted {date_of_day(adm)}, discharged {date_of_day(dis)}: {allowed} day(s), counting the admission day, not the discharge day"
     else:
-        last = max(ln.start + ln.span - 1 for ln in beds)  # the latest day charged so far, earlier lines too
+        last_day = max(ln.start + ln.span - 1 for ln in beds)  # the latest day charged so far, earlier lines too
         for c in bed_codes:
-            last = max(last, earlier[c][K_LAST_DAY])
-        allowed = last - adm + 1
-        basis_zh, basis_en = f"{date_of_day(adm)}入院至{date_of_day(last)}共{allowed}天", \
-            f"admitted {date_of_day(adm)}: {allowed} day(s) up to {date_of_day(last)}"
-    if days > allowed + 1e-9:
+            last_day = max(last_day, earlier[c][K_LAST_DAY])
+        allowed = last_day - adm + 1
+    if days > allowed + 1e-9:  # (the texts are built only then: Chinese f-strings cost)
+        if dis is not None:
+            basis_zh, basis_en = f"{date_of_day(adm)}入院、{date_of_day(dis)}出院共{allowed}天(计入不计出)", \
+                f"admitted {date_of_day(adm)}, discharged {date_of_day(dis)}: {allowed} day(s), counting the admission day, not the discharge day"
+        else:
+            basis_zh, basis_en = f"{date_of_day(adm)}入院至{date_of_day(last_day)}共{allowed}天", \
+                f"admitted {date_of_day(adm)}: {allowed} day(s) up to {date_of_day(last_day)}"
         price = max((ln.unit_price or 0.0) for ln in beds)
         fields = {"what_zh": f"床位费计{days:g}天，超过住院天数：{basis_zh}",
                   "what_en": f"{days:g} bed days charged, more than the stay: {basis_en}"}
-        evidence = [ev_item(cx, ln) for ln in beds]
-        hits.append((fields, [ln.lid for ln in beds], price * (days - allowed), evidence))
+        hits.append((fields, [ln.lid for ln in beds], price * (days - allowed), _items_evidence(cx, beds)))
     return hits
+
+
+def _codes(lines: list[Any]) -> set[str]:
+    return {ln.code for ln in lines}
+
+
+def _beds_before(work: list[Any], earlier: dict[str, list[Any]], bed_codes: set[str], codes: set[str],
+                 day: int, adm: int) -> list[str]:
+    """The stay's earlier bed charges on ``day`` of codes other than ``codes`` (sorted)."""
+    return sorted(c for c in bed_codes if c not in codes and qty_on(work, earlier[c], day, adm) > 0)
+
+
+def _same_day_beds(cx: Any, day: int, lines: list[Any], before: list[str],
+                   charges: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """bed_days' fields and evidence for the first day with two bed fees."""
+    names = [ln.name for ln in lines] + [cx.kb.services.get(c, day)["name"] for c in before]
+    names_en = [ln.name_en for ln in lines] + [cx.kb.services.get(c, day)["name_en"] for c in before]
+    fields = {"what_zh": f"{date_of_day(day)}同日收取{len(names)}项床位费({'、'.join(names)})，每日只能收取一项",
+              "what_en": f"{len(names)} bed fees on {date_of_day(day)} ({', '.join(names_en)}); one a day is payable"}
+    return fields, [ev_item(cx, ln, date=date_of_day(day)) for ln in lines] + charges
+
+
+def _items_evidence(cx: Any, lines: list[Any]) -> list[dict[str, Any]]:
+    return [ev_item(cx, ln) for ln in lines]

@@ -41,7 +41,8 @@ def _selected(line: Any, p: dict[str, Any]) -> bool:
 
 
 # Line.m bits: a line without its family's tag cannot hit (the tag is set exactly when the
-# row carries the attribute the family tests), so the loops skip it on one int test.
+# row carries the attribute the family tests), so the loops skip it on one int test; a line with
+# it has a row with that attribute (Line.m is 0 without a row), not tested again.
 SEX, INSUTYPE, LEVEL, SETTING = tag_bit("sex"), tag_bit("insutype"), tag_bit("level"), tag_bit("setting")
 INDICATION, PRICE_CAP, VBP_ALT, DAILY_QTY = tag_bit("indication"), tag_bit("price_cap"), tag_bit("vbp_alt"), tag_bit("daily_qty")
 
@@ -220,6 +221,15 @@ def encounter_dx(cx: Any) -> list[str]:
     return codes
 
 
+def _any_starts(codes: list[str], prefixes: tuple[str, ...]) -> bool:
+    """Some code starts with one of ``prefixes`` (a loop: ``any()`` over a generator in ``indication``
+    would make a cell of its locals and a generator per line)."""
+    for code in codes:
+        if code.startswith(prefixes):
+            return True
+    return False
+
+
 @family(
     "indication", needs="indication", params={"judge_without_diagnosis": bool},
     fields=("item", "item_en", "item_code", "indication", "indication_en", "dx_list", "dx_list_en"),
@@ -231,13 +241,11 @@ def indication(cx: Any, p: dict[str, Any]) -> list[Hit]:
         return []
     hits = []
     for line in cx.items:
-        if not line.m & INDICATION:
+        if not line.m & INDICATION:  # (the row has indications)
             continue
         row = line.row
-        if row is None or not row.get("indications"):
-            continue
         allowed = tuple(row["indications"])
-        if any(c.startswith(allowed) for c in codes):
+        if _any_starts(codes, allowed):
             continue
         fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code,
                   "indication": row.get("indication_text") or "、".join(allowed),
@@ -254,11 +262,9 @@ def price_cap(cx: Any, p: dict[str, Any]) -> list[Hit]:
     tol = 1.0 + p["tolerance"]
     hits = []
     for line in cx.items:
-        if not line.m & PRICE_CAP:
+        if not line.m & PRICE_CAP:  # (the row has a price_cap)
             continue
         row = line.row
-        if row is None or not row.get("price_cap"):
-            continue
         price = line.unit_price
         if price is None:
             continue
@@ -321,19 +327,24 @@ def daily_qty(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """超说明书用量: quantity / days of supply above the maximum daily quantity."""
     tol = 1.0 + p["tolerance"]
     # 分解处方: lines of one product in one request are added up (quantity / days of supply each).
-    groups: dict[str, list[Any]] = {}
+    groups: dict[tuple[str, str, int], list[Any]] = {}
     for line in cx.items:
-        if not line.m & DAILY_QTY:
+        if not line.m & DAILY_QTY or not line.ds:  # (the tag: the row has a max_daily_qty)
             continue
         row = line.row
-        if row is None or not row.get("max_daily_qty") or not line.ds:
-            continue
-        groups.setdefault(f"{row['ingredient']}\x00{row['unit']}\x00{line.start}", []).append(line)
+        key = (row["ingredient"], row["unit"], line.start)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [line]
+        else:
+            group.append(line)
     hits = []
     for group in groups.values():
         line = group[0]
         row = line.row
-        per_day = sum(ln.qty / ln.ds for ln in group)
+        per_day = 0.0
+        for ln in group:
+            per_day += ln.qty / ln.ds
         if per_day <= row["max_daily_qty"] * tol + 1e-9:
             continue
         fields = {"item": line.name, "item_en": line.name_en, "item_code": line.code, "per_day": f"{per_day:g}",

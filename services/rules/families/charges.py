@@ -146,6 +146,17 @@ def _overlap(a: Any, b: Any) -> tuple[int, int]:
     return lo, min(a.start + a.span, b.start + b.span) - lo
 
 
+def _children(here: dict[tuple[str, int], Any], code: str, start: int, span: int) -> dict[int, Any]:
+    """The request's lines of ``code`` on the days from ``start`` (``span`` days), by id. (A module
+    function: as a comprehension in ``bundled`` it would make cells of its locals on every call.)"""
+    out = {}
+    for day in range(start, start + span):
+        c = here.get((code, day))
+        if c is not None:
+            out[id(c)] = c
+    return out
+
+
 @family("bundled", needs="bundled", params={}, fields=("item", "item_en", "item_code", "bundle", "bundle_en", "bundle_code", "date"))
 def bundled(cx: Any, p: dict[str, Any]) -> list[Hit]:
     """重复收费: an item charged on the same day as an item whose content already includes it
@@ -175,7 +186,7 @@ def bundled(cx: Any, p: dict[str, Any]) -> list[Hit]:
                     _bundled_hit(cx, hits, child, ln.name, ln.code, code, [ev_item(cx, child), ev_item(cx, ln)])
                     continue
             else:
-                children = {id(c): c for d in range(ln.start, ln.start + ln.span) if (c := here.get((code, d))) is not None}
+                children = _children(here, code, ln.start, ln.span)
                 if children:
                     for child in children.values():
                         first, days = _overlap(child, ln)
@@ -192,7 +203,7 @@ def bundled(cx: Any, p: dict[str, Any]) -> list[Hit]:
         if work is None:
             continue
         for parent in included_by.get(ln.code, ()):  # ln is included in an earlier bundle
-            if any((parent, d) in here for d in range(ln.start, ln.start + ln.span)):
+            if _children(here, parent, ln.start, ln.span):
                 continue
             c = _counter(work, parent)
             if c is not None and ln.start <= c[K_LAST_DAY] and (on := covered_day(c, ln.start, ln.span, adm)) is not None:
@@ -266,25 +277,26 @@ def frequency(cx: Any, p: dict[str, Any]) -> list[Hit]:
         return []
     work = stay_work(cx)
     counters = _counters(work)
-    # Fast path (most events): one single-day line per code, each within both limits with
-    # what the stay already counted: no hit. Anything else takes the general count below.
+    # Fast path (most events): single-day lines, one per code and day, each within the day's limit
+    # with nothing earlier of the stay on its day, and each code's lines within the encounter's
+    # limit with what the stay already counted: no hit. Anything else takes the general count below.
     # A daily posting comes after the code's last day: nothing earlier covers it (no day mask to read).
-    codes: set[str] = set()
+    seen: set[tuple[str, int]] = set()
+    enc_sum: dict[str, float] = {}  # code → its lines' quantity so far (in line order, as enc_qty below)
     for ln in lines:
-        qty, row, code = ln.qty, ln.row, ln.code
-        if ln.span != 1 or code in codes:
+        qty, row, code, start = ln.qty, ln.row, ln.code, ln.start
+        if ln.span != 1 or (code, start) in seen:
             break
         c = counters.get(code)
         limit = row.get("max_per_day")
-        if limit and (qty > limit or (c is not None and ln.start <= c[K_LAST_DAY])):
+        if limit and (qty > limit or (c is not None and start <= c[K_LAST_DAY])):
             break  # over the limit alone, or an earlier line of the stay may cover the day: counted below
         limit = row.get("max_per_enc")
-        if limit and qty + (c[K_QTY] if c is not None else 0.0) > limit:
-            break
-        limit = row.get("max_per_enc")
-        if limit and qty + (c[K_QTY] if c is not None else 0.0) > limit:
-            break
-        codes.add(code)
+        if limit:
+            total = enc_sum[code] = enc_sum.get(code, 0.0) + qty
+            if total + (c[K_QTY] if c is not None else 0.0) > limit:
+                break
+        seen.add((code, start))
     else:
         return []
     adm = stay_adm_day(cx) if work is not None else 0
@@ -350,35 +362,71 @@ def period(cx: Any, p: dict[str, Any]) -> list[Hit]:
         seen.add(ln.code)
         days, limit = row["period_limit"]["days"], row["period_limit"]["max"]
         days = min(days, p["window_days"])
-        code, start, ench = ln.code, ln.start, cx.ench
-        # Every earlier record of the code within a period of the line, before or after it: a line
-        # reported late (an upload, an event that arrives after later ones) counts with what came after.
-        near = [r for r in rows if r[P_CODE] == code and abs(r[P_DAY] - start) < days
-                and not (r[P_ENC] == ench and r[P_DAY] == start)]
-        mine = [(x.start, x.qty) for x in cx.items if x.code == code and abs(x.start - start) < days]
-        # The busiest period that contains the line: [lo, lo + days) with lo from start - days + 1 to
-        # start; a window starting at a record's day (or the earliest possible) is always among the best.
-        count = -1.0
-        prior: list[Any] = []
-        for lo in sorted({start - days + 1, *(r[P_DAY] for r in near if r[P_DAY] <= start),
-                          *(d for d, _ in mine if d <= start)}):
-            hi = lo + days
-            inside = [r for r in near if lo <= r[P_DAY] < hi]
-            total = sum(r[P_QTY] for r in inside) + sum(q for d, q in mine if lo <= d < hi)
-            if total > count:
-                count, prior = total, inside
+        count, prior = _period_count(rows, cx.items, ln.code, ln.start, days, cx.ench)
         if count <= limit:
             continue
-        evidence = [{"kind": "event", "event_id": r[P_EVENT] if len(r) > P_EVENT else None,
-                     "institution_id": r[P_INST], "date": date_of_day(r[P_DAY]),
-                     "item_code": r[P_CODE], "item_name": row["name"], "quantity": r[P_QTY], "days_supply": None,
-                     "amount": r[P_AMT] if len(r) > P_AMT else None}
-                    for r in sorted(prior, key=lambda r: r[P_DAY])]
+        evidence = _period_evidence(prior, row["name"])
         evidence.append(ev_item(cx, ln))
         evidence.append(kb_ev("services", row["code"], f"period_limit={limit} per {row['period_limit']['days']} days"))
         fields = {"item": ln.name, "item_en": ln.name_en, "item_code": ln.code, "count": f"{count:g}", "limit": limit, "days": days}
         hits.append((fields, [ln.lid], ln.amt, evidence))
     return hits
+
+
+def _period_count(rows: Any, items: list[Any], code: str, start: int, days: int, ench: int) -> tuple[float, list[Any]]:
+    """(the most units of ``code`` within one period that contains ``start``, the earlier records
+    counted in it). Every earlier record of the code within a period of the line, before or after
+    it, counts (a line reported late, an event that arrives after later ones, counts with what came
+    after); a record of this encounter on the line's day is the line itself re-sent. Loops, not
+    comprehensions: they would make cells of this function's locals on every call (notes in
+    docs/rules.md)."""
+    near = []
+    later = False
+    for r in rows:
+        if r[P_CODE] == code:
+            d = r[P_DAY]
+            if -days < d - start < days and not (r[P_ENC] == ench and d == start):
+                near.append(r)
+                if d > start:
+                    later = True
+    mine = []
+    for x in items:
+        if x.code == code:
+            d = x.start
+            if -days < d - start < days:
+                mine.append((d, x.qty))
+                if d > start:
+                    later = True
+    if not later:  # everything is on or before the line's day: the period ending on it holds it all
+        return sum(r[P_QTY] for r in near) + sum(q for _, q in mine), near
+    return _busiest(near, mine, start, days)
+
+
+def _busiest(near: list[Any], mine: list[tuple[int, float]], start: int, days: int) -> tuple[float, list[Any]]:
+    """The busiest period [lo, lo + days) that contains ``start`` (lo from start - days + 1 to
+    start): a period starting at a record's day (or the earliest possible) is always among the best."""
+    count = -1.0
+    prior: list[Any] = []
+    for lo in sorted({start - days + 1, *(r[P_DAY] for r in near if r[P_DAY] <= start),
+                      *(d for d, _ in mine if d <= start)}):
+        hi = lo + days
+        inside = [r for r in near if lo <= r[P_DAY] < hi]
+        total = sum(r[P_QTY] for r in inside) + sum(q for d, q in mine if lo <= d < hi)
+        if total > count:
+            count, prior = total, inside
+    return count, prior
+
+
+def _period_evidence(prior: list[Any], name: str) -> list[dict[str, Any]]:
+    return [{"kind": "event", "event_id": r[P_EVENT] if len(r) > P_EVENT else None,
+             "institution_id": r[P_INST], "date": date_of_day(r[P_DAY]),
+             "item_code": r[P_CODE], "item_name": name, "quantity": r[P_QTY], "days_supply": None,
+             "amount": r[P_AMT] if len(r) > P_AMT else None}
+            for r in sorted(prior, key=_p_day)]
+
+
+def _p_day(r: list[Any]) -> int:
+    return r[P_DAY]
 
 
 @family(

@@ -80,7 +80,13 @@ def missing_diagnosis(cx: Any, p: dict[str, Any]) -> list[Hit]:
         for v in cx.state.get("V", ()):
             if v[V_ENC] == cx.ench and len(v) > V_DX and v[V_DX]:
                 return []
-    lines = [ln for ln in cx.items if ln.kind in p["kinds"]]
+    return _missing_hit(cx, p["kinds"])
+
+
+def _missing_hit(cx: Any, kinds: list[str]) -> list[Hit]:
+    """missing_diagnosis' hit (a function of its own: its comprehensions would make cells of the
+    rule's locals, built on every call, and most calls return before)."""
+    lines = [ln for ln in cx.items if ln.kind in kinds]
     if not lines:
         return []
     fields = {"items": "、".join(ln.name for ln in lines), "items_en": ", ".join(ln.name_en for ln in lines), "count": len(lines)}

@@ -40,13 +40,18 @@ def provider_status(cx: Any, p: dict[str, Any]) -> list[Hit]:
         return []
     if cx.med_type in p["exempt_med_types"] or (cx.dept and cx.dept.startswith(tuple(p["exempt_departments"]))):
         return []
+    if p["subject"] == "institution" and not prov.known("institution", cx.inst):
+        return []
+    return _provider_hits(cx, p, prov)
+
+
+def _provider_hits(cx: Any, p: dict[str, Any], prov: Any) -> list[Hit]:
+    """provider_status past its early exits. A function of its own: its inner functions make cells
+    of its locals, built on every call, and most events leave at an early exit."""
     subject = p["subject"]
     wanted = p["statuses"]
     enc_doctor = cx.enc.get("doctor_id")
     if subject == "institution":
-        if not prov.known("institution", cx.inst):
-            return []
-
         def who(line: Any) -> str | None:
             return cx.inst
     else:

@@ -13,6 +13,7 @@ from services.rules.state import (
     E_ENC,
     F_DAYS,
     F_START,
+    L_AMT,
     L_BUYS,
     L_CODE,
     L_DAYS,
@@ -24,7 +25,6 @@ from services.rules.state import (
     L_PAST,
     L_QTY,
     L_START,
-    amount_of,
     drug_supplies,
     on_hand,
     past_rows,
@@ -38,16 +38,17 @@ SEVERITY_ZH = {"contraindicated": "禁忌", "major": "严重", "moderate": "中�
 def ledger_evidence(cx: Any, row: list[Any]) -> dict[str, Any]:
     """Evidence entry for an earlier supply held in the ledger (its amount: None in a row written before
     amounts were kept)."""
-    kb_row = cx.kb_drug(row[L_CODE], row[L_START])
+    code, start = row[L_CODE], row[L_START]
+    kb_row = cx.kb.drugs.get(code, start)  # (cx.kb_drug and amount_of inline: R19 names every supply of a chain)
     return {
-        "kind": "event", "event_id": row[L_EVENT], "institution_id": row[L_INST], "date": date_of_day(row[L_START]),
-        "item_code": row[L_CODE], "item_name": kb_row["name"] if kb_row else row[L_CODE],
-        "quantity": row[L_QTY], "days_supply": row[L_DAYS], "amount": amount_of(row),
+        "kind": "event", "event_id": row[L_EVENT], "institution_id": row[L_INST], "date": date_of_day(start),
+        "item_code": code, "item_name": kb_row["name"] if kb_row else code,
+        "quantity": row[L_QTY], "days_supply": row[L_DAYS], "amount": row[L_AMT] if len(row) > L_AMT else None,
     }
 
 
 def _name_en(cx: Any, row: list[Any]) -> str:
-    kb_row = cx.kb_drug(row[L_CODE], row[L_START])
+    kb_row = cx.kb.drugs.get(row[L_CODE], row[L_START])
     return kb_row["name_en"] if kb_row else row[L_CODE]
 
 
@@ -122,6 +123,7 @@ def same_class(cx: Any, p: dict[str, Any]) -> list[Hit]:
     if not cx.kmask & DRUG:
         return []
     exempt = p["exempt_classes"]
+    shared = cx.kb.shared_classes  # a class of one ingredient has nothing to compare (that is R19's)
     by_class: dict[str, list[Any]] = {}
     several = False  # some class has two lines in the request
     requested: set[str] = set()  # the ingredients of those lines
@@ -130,7 +132,7 @@ def same_class(cx: Any, p: dict[str, Any]) -> list[Hit]:
         if row is None or line.kind != "drug":
             continue
         cls = row["class"]
-        if cls in exempt:
+        if cls in exempt or cls not in shared:
             continue
         requested.add(row["ingredient"])
         group = by_class.get(cls)
@@ -184,7 +186,7 @@ def same_class(cx: Any, p: dict[str, Any]) -> list[Hit]:
         names = [ln.name for ln in lines] + [f"{prow['name']}({date_of_day(prev[L_START])}，{prev[L_INST]})" for prev, prow in others]
         names_en = [ln.name_en for ln in lines] + [f"{prow['name_en']} ({date_of_day(prev[L_START])}, {prev[L_INST]})" for prev, prow in others]
         fields = {"items": "、".join(names), "items_en": ", ".join(names_en), "class_name": row["class_name"], "class_code": cls}
-        evidence = [ev_item(cx, ln) for ln in lines] + [ledger_evidence(cx, prev) for prev, _ in others]
+        evidence = _items_evidence(cx, lines) + _ledger_evidence_of(cx, [prev for prev, _ in others])
         evidence.append(kb_ev("drugs", row["code"], f"class={cls}"))
         hits.append((fields, [ln.lid for ln in lines], sum(ln.amt for ln in lines), evidence))
     return hits
