@@ -54,7 +54,7 @@ seen  RESERVED for the worker (services.rules.decision: idempotency); only
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from math import floor
@@ -66,7 +66,7 @@ import orjson
 from services.contracts import status as status_model
 from services.contracts.ids import decision_id_for_key
 from services.rules.kb import tag_bit
-from services.rules.timeutil import EPOCH_ORD, day_of_date, month_of_day
+from services.rules.timeutil import EPOCH_ORD, Memo, day_of_date, month_of_day
 
 # Formats (the ``v`` key; see docs/architecture.md, "Patient state formats and rolling upgrades"):
 #   1  seen rows [key, epoch_s, decision_id, alerts]
@@ -92,7 +92,8 @@ L_ING, L_CODE, L_START, L_DAYS, L_QTY, L_INST, L_EVENT, L_ENC, L_MONTH, L_BUYS, 
 # named in evidence.
 # L_PAST (optional trailing field, [] when nothing is folded and a later field follows): the ingredient's spent supplies folded
 # into this row (its newest), one compact entry each, so R25 still counts them and every alert still
-# names them; F_* are an entry's field indexes
+# names them, sorted by date (``_fold`` sorts what it adds out of order; every other writer only takes
+# entries out); F_* are an entry's field indexes
 F_EVENT, F_INST, F_START, F_QTY, F_ENC, F_DAYS, F_CODE = range(7)  # F_CODE absent: the row's code
 # A folded entry keeps no amount (L_AMT): it would need its code written too (a release before reads a 7th
 # field as the code), ≈ 120 bytes per patient at the median, and the state's p50 would pass 1 KB.
@@ -242,9 +243,19 @@ def evict(state: dict[str, Any], day: int, win: Windows) -> None:
                 break
     rows = state.get("V")
     if rows and day - rows[0][V_DAY] >= win.visits:
-        _put(state, "V", _live_visits(rows, day, win.visits))
-    rows = state.get("A")
-    if rows is not None:
+        # in place: the expired visits in front (rows come in event order), then any later one (a late event)
+        visits, k, n = win.visits, 1, len(rows)
+        while k < n and day - rows[k][V_DAY] >= visits:
+            k += 1
+        del rows[:k]
+        for r in rows:
+            if day - r[V_DAY] >= visits:
+                rows[:] = _live_visits(rows, day, visits)
+                break
+        if not rows:
+            del state["V"]
+    if "A" in state:  # (absent more often than not: a test, not a method call)
+        rows = state["A"]
         stays, open_stay, discharges = win.stays, win.open_stay, win.discharges
         for r in rows:
             if not (day - r[A_ADM] < stays or (r[A_DIS] is None and day - r[A_ADM] < open_stay)
@@ -254,8 +265,8 @@ def evict(state: dict[str, Any], day: int, win: Windows) -> None:
         else:
             if not rows:
                 del state["A"]
-    rows = state.get("E")
-    if rows is not None:
+    if "E" in state:
+        rows = state["E"]
         stays = state.get("A", ())
         for r in rows:
             for s in stays:  # an open (or just discharged) stay of this encounter keeps it
@@ -267,8 +278,8 @@ def evict(state: dict[str, Any], day: int, win: Windows) -> None:
         else:
             if not rows:
                 del state["E"]
-    rows = state.get("P")
-    if rows is not None:
+    if "P" in state:
+        rows = state["P"]
         periods, period = win.period_by_code, win.period
         for r in rows:
             if not day - r[P_DAY] < periods.get(r[P_CODE], period):
@@ -277,8 +288,8 @@ def evict(state: dict[str, Any], day: int, win: Windows) -> None:
         else:
             if not rows:
                 del state["P"]
-    rows = state.get("C")
-    if rows is not None:
+    if "C" in state:
+        rows = state["C"]
         gap = win.course_gap
         for r in rows:
             if not day - r[C_LAST] <= gap:
@@ -287,8 +298,8 @@ def evict(state: dict[str, Any], day: int, win: Windows) -> None:
         else:
             if not rows:
                 del state["C"]
-    rows = state.get("S")
-    if rows is not None:
+    if "S" in state:
+        rows = state["S"]
         for r in rows:
             if not (r[S_TO] is None or r[S_TO] >= day - 1):
                 _put(state, "S", _live_statuses(rows, day))
@@ -324,7 +335,11 @@ def _live_open(rows: list[Any], stays: Any, day: int) -> list[Any]:
 
 
 def _live_periods(rows: list[Any], day: int, periods: dict[str, int], period: int) -> list[Any]:
-    return [r for r in rows if day - r[P_DAY] < periods.get(r[P_CODE], period)]
+    live = []  # (a loop: a comprehension would make day, periods and period cells, built on each call)
+    for r in rows:
+        if day - r[P_DAY] < periods.get(r[P_CODE], period):
+            live.append(r)
+    return live
 
 
 def _live_courses(rows: list[Any], day: int, gap: int) -> list[Any]:
@@ -353,17 +368,24 @@ def _fold(ledger: list[Any], rows: list[Any], day: int) -> None:
             return  # still held
         group = [a]
     else:
-        ordered = sorted(rows, key=BY_START)
-        stock = 0
-        last = ordered[0][L_START]
-        chain_from = 0
-        for i, r in enumerate(ordered):
-            stock -= r[L_START] - last
-            if stock <= 0:
-                stock = 0
-                chain_from = i
-            stock += r[L_DAYS]
-            last = r[L_START]
+        ordered = rows  # walked as they are while dated in order (sorting would keep them so), else sorted
+        while True:
+            stock = 0
+            last = ordered[0][L_START]
+            chain_from = 0
+            for i, r in enumerate(ordered):
+                start = r[L_START]
+                if start < last:
+                    break
+                stock -= start - last
+                if stock <= 0:
+                    stock = 0
+                    chain_from = i
+                stock += r[L_DAYS]
+                last = start
+            else:
+                break
+            ordered = sorted(rows, key=BY_START)
         if stock - (day - last) <= 0:
             chain_from = len(ordered) - 1  # all used up: only the newest is kept
         if not chain_from:
@@ -373,44 +395,51 @@ def _fold(ledger: list[Any], rows: list[Any], day: int) -> None:
     past = host[L_PAST] if len(host) > L_PAST else []
     buys = host[L_BUYS]
     month = host[L_MONTH]
+    unsorted = False  # an entry added before an earlier-dated one (each L_PAST is kept sorted by date)
     for r in group:
         code = r[L_CODE]
         if len(r) > L_PAST:
-            if code != host[L_CODE]:
-                _pin_codes(r)
-            past.extend(r[L_PAST])
-        past.append([r[L_EVENT], r[L_INST], r[L_START], r[L_QTY], r[L_ENC], r[L_DAYS]] if code == host[L_CODE]
-                    else [r[L_EVENT], r[L_INST], r[L_START], r[L_QTY], r[L_ENC], r[L_DAYS], code])
+            folded = r[L_PAST]
+            if folded:
+                if code != host[L_CODE]:
+                    _pin_codes(r)
+                if past and folded[0][F_START] < past[-1][F_START]:
+                    unsorted = True
+                past.extend(folded)
+        start = r[L_START]
+        if past and start < past[-1][F_START]:
+            unsorted = True
+        past.append([r[L_EVENT], r[L_INST], start, r[L_QTY], r[L_ENC], r[L_DAYS]] if code == host[L_CODE]
+                    else [r[L_EVENT], r[L_INST], start, r[L_QTY], r[L_ENC], r[L_DAYS], code])
         if r[L_MONTH] == month:
             for b in r[L_BUYS]:
                 if b not in buys:
                     buys.append(b)
         ledger.remove(r)
     if len(past) > 1:
-        past.sort(key=BY_F_START)
-        if past[0][F_START] <= day - 28 * PAST_MONTHS:  # else every entry is of the last PAST_MONTHS months
-            del past[:bisect_left(past, past_from(day), key=BY_F_START)]
+        if unsorted:  # (a stable sort of a sorted list leaves it as it is)
+            past.sort(key=BY_F_START)
+        first = past_from(day)
+        if past[0][F_START] < first:  # the entries dated before it go (most often one: a walk, not a bisect)
+            k = 1
+            while k < len(past) and past[k][F_START] < first:
+                k += 1
+            del past[:k]
         if len(past) > PAST_MAX:
             del past[:-PAST_MAX]
     if not past or len(host) <= L_PAST:  # (else ``past`` is the host's own list, changed in place)
         _set_past(host, past)
 
 
-_PAST_FROM: dict[int, int] = {}  # day → past_from(day)
+def _past_from(day: int) -> int:
+    d = date.fromordinal(day + EPOCH_ORD)
+    y, m = divmod(d.year * 12 + d.month - 1 - PAST_MONTHS, 12)
+    return date(y, m + 1, 1).toordinal() - EPOCH_ORD
 
 
-def past_from(day: int) -> int:
-    """The first day of the natural month ``PAST_MONTHS`` before ``day``'s (folded supplies dated
-    before it go): 2026-01-17 → 2025-11-01."""
-    first = _PAST_FROM.get(day)
-    if first is None:
-        d = date.fromordinal(day + EPOCH_ORD)
-        y, m = divmod(d.year * 12 + d.month - 1 - PAST_MONTHS, 12)
-        first = date(y, m + 1, 1).toordinal() - EPOCH_ORD
-        if len(_PAST_FROM) >= 4096:
-            _PAST_FROM.clear()
-        _PAST_FROM[day] = first
-    return first
+# The first day of the natural month PAST_MONTHS before ``day``'s (folded supplies dated before it go):
+# 2026-01-17 → 2025-11-01. A Memo lookup: a remembered day is one C call, no Python frame.
+past_from: Callable[[int], int] = Memo(_past_from, 4096).__getitem__
 
 
 def _pin_codes(row: list[Any]) -> None:
@@ -629,7 +658,9 @@ def _apply_supply(state: dict[str, Any], cx: Any, lines: list[Any] | None, rank:
     encounter of a folded one sent again, makes them rows again first (``_unfold``)."""
     ledger = state.get("L")
     if lines is None:
-        supplies = drug_supplies(cx)
+        supplies = cx._supplies  # drug_supplies(cx), most often already computed by a rule
+        if supplies is None:
+            supplies = drug_supplies(cx)
         fresh = cx._ledger is ledger  # each supply's prior rows (drug_supplies) are this ledger's
     else:
         supplies, fresh = request_supplies(lines), False
@@ -764,12 +795,23 @@ def _drop_unsettled(state: dict[str, Any], ench: int, listed: set[str], rank: in
     ledger = state.get("L")
     if not ledger:
         return
+    # (loops, and the rows' removal in its own function: a comprehension here would make the names it
+    # reads cells of this function, built on every call)
     if rows is None:
-        rows = [r for r in ledger if r[L_ENC] == ench]
+        rows = []
+        for r in ledger:
+            if r[L_ENC] == ench:
+                rows.append(r)
     top = min(rank, 1)
-    gone = [r for r in rows if r[L_ING] not in listed and (r[L_RANK] if len(r) > L_RANK else 0) <= top]
-    if not gone:
-        return
+    gone = []
+    for r in rows:
+        if r[L_ING] not in listed and (r[L_RANK] if len(r) > L_RANK else 0) <= top:
+            gone.append(r)
+    if gone:
+        _drop_rows(state, ledger, gone)
+
+
+def _drop_rows(state: dict[str, Any], ledger: list[Any], gone: list[Any]) -> None:
     for r in gone:
         if any(x is r for x in ledger):  # (not folded meanwhile)
             if len(r) > L_PAST and r[L_PAST]:
@@ -953,46 +995,50 @@ def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -
         work.append(w)
     adm = stay[A_ADM]
     counters = w[E_COUNTERS]
+    classes = w[E_CLASSES]
     tracked = win.tracked
     first_line = win.first_line
     passive = win.passive
     exam = win.exam
+    # the accumulators are summed in locals and stored once (the same operations in the same order)
+    charged, active, amount, exam_amount = w[E_CHARGED], w[E_ACTIVE], w[E_AMOUNT], w[E_EXAM]
     logged: list[Any] = [cx.event_id]  # this event's lines, for a later cancellation (E_LOG)
     for line in cx.items:
         row = line.row
-        flags = 0
+        code, start, amt = line.code, line.start, line.amt
         span = line.span
         if line.ds is not None and line.ds > span:
             span = treated_span(line)
-        item = [line.code, line.start, span, line.qty, line.amt, 0]
         kind = line.kind
-        if kind == "drug" and row is not None and row["class"] in first_line:
-            if row["class"] not in w[E_CLASSES]:
-                w[E_CLASSES].append(row["class"])
-            item.append(row["class"])
-        if span == 1:  # span_bits(line.start, span, adm), inline for the common one-day line
-            off = line.start - adm
+        if span == 1:  # span_bits(start, span, adm), inline for the common one-day line
+            off = start - adm
             bits = 1 << off if 0 <= off < MASK_DAYS else 0
         else:
-            bits = span_bits(line.start, span, adm)
-        w[E_CHARGED] |= bits
-        w[E_AMOUNT] = to_fen(w[E_AMOUNT] + line.amt)
+            bits = span_bits(start, span, adm)
+        charged |= bits
+        amount = to_fen(amount + amt)
         if kind != "service" or row is None:
-            w[E_ACTIVE] |= bits
+            active |= bits
             flags = F_ACTIVE
         else:
+            flags = 0
             category = row["category"]
             if category not in passive:
-                w[E_ACTIVE] |= bits
+                active |= bits
                 flags = F_ACTIVE
             if category in exam:
-                w[E_EXAM] = to_fen(w[E_EXAM] + line.amt)
+                exam_amount = to_fen(exam_amount + amt)
                 flags |= F_EXAM
-        if line.code in tracked:
+        if code in tracked:
             flags |= F_TRACKED
-            _count(counters, line.code, line.qty, line.start, line.span, adm)
-        item[I_FLAGS] = flags
-        logged.append(item)
+            _count(counters, code, line.qty, start, line.span, adm)
+        if kind == "drug" and row is not None and row["class"] in first_line:
+            if row["class"] not in classes:
+                classes.append(row["class"])
+            logged.append([code, start, span, line.qty, amt, flags, row["class"]])
+        else:
+            logged.append([code, start, span, line.qty, amt, flags])
+    w[E_CHARGED], w[E_ACTIVE], w[E_AMOUNT], w[E_EXAM] = charged, active, amount, exam_amount
     log = w[E_LOG]
     log.append(logged)
     lines = 0
@@ -1009,8 +1055,7 @@ def _apply_open(state: dict[str, Any], cx: Any, stay: list[Any], win: Windows) -
         while lines > E_LOG_LINES and len(log) > 1:
             entry = log.pop(0)
             lines -= len(entry) - 1
-            for item in entry[1:]:
-                fold_line(base, item, adm)
+            fold_lines(base, entry, 1, adm)
 
 
 def _stay_base(w: list[Any]) -> list[Any]:
@@ -1019,25 +1064,30 @@ def _stay_base(w: list[Any]) -> list[Any]:
             list(w[E_CLASSES])]
 
 
-def fold_line(w: list[Any], item: list[Any], adm: int) -> None:
-    """Add one logged line (an ``E_LOG`` item) to an accumulator row, as ``_apply_open`` adds a line."""
-    code, start, span, qty = item[I_CODE], item[I_START], item[I_SPAN], item[I_QTY]
-    flags = item[I_FLAGS]
-    if len(item) > I_CLASS and item[I_CLASS] not in w[E_CLASSES]:
-        w[E_CLASSES].append(item[I_CLASS])
-    if span == 1:  # span_bits(start, span, adm), inline for the common one-day line
-        off = start - adm
-        bits = 1 << off if 0 <= off < MASK_DAYS else 0
-    else:
-        bits = span_bits(start, span, adm)
-    w[E_CHARGED] |= bits
-    if flags & F_ACTIVE:
-        w[E_ACTIVE] |= bits
-    w[E_AMOUNT] = to_fen(w[E_AMOUNT] + item[I_AMT])
-    if flags & F_EXAM:
-        w[E_EXAM] = to_fen(w[E_EXAM] + item[I_AMT])
-    if flags & F_TRACKED:
-        _count(w[E_COUNTERS], code, qty, start, span, adm)
+def fold_lines(w: list[Any], items: list[Any], first: int, adm: int) -> None:
+    """Add logged lines (``E_LOG`` items: ``items[first:]``) to an accumulator row, as ``_apply_open``
+    adds lines."""
+    classes = w[E_CLASSES]
+    charged, active, amount, exam_amount = w[E_CHARGED], w[E_ACTIVE], w[E_AMOUNT], w[E_EXAM]
+    for i in range(first, len(items)):
+        item = items[i]
+        start, span, flags = item[I_START], item[I_SPAN], item[I_FLAGS]
+        if len(item) > I_CLASS and item[I_CLASS] not in classes:
+            classes.append(item[I_CLASS])
+        if span == 1:  # span_bits(start, span, adm), inline for the common one-day line
+            off = start - adm
+            bits = 1 << off if 0 <= off < MASK_DAYS else 0
+        else:
+            bits = span_bits(start, span, adm)
+        charged |= bits
+        if flags & F_ACTIVE:
+            active |= bits
+        amount = to_fen(amount + item[I_AMT])
+        if flags & F_EXAM:
+            exam_amount = to_fen(exam_amount + item[I_AMT])
+        if flags & F_TRACKED:
+            _count(w[E_COUNTERS], item[I_CODE], item[I_QTY], start, span, adm)
+    w[E_CHARGED], w[E_ACTIVE], w[E_AMOUNT], w[E_EXAM] = charged, active, amount, exam_amount
 
 
 def _count(counters: list[Any], code: str, qty: float, start: int, span: int, adm: int) -> None:
@@ -1119,8 +1169,7 @@ def refold_stay(w: list[Any], adm: int) -> list[Any]:
     base = w[E_BASE] if len(w) > E_BASE else None
     out = _stay_base(base) if base is not None else [w[E_ENC], [], 0, 0, 0.0, 0.0, []]
     for entry in w[E_LOG] if len(w) > E_LOG else ():
-        for item in entry[1:]:
-            fold_line(out, item, adm)
+        fold_lines(out, entry, 1, adm)
     return out
 
 
@@ -1194,7 +1243,7 @@ def _apply_period(state: dict[str, Any], cx: Any) -> None:
         rows = state["P"] = []
     ench = cx.ench
     for line in cx.items:
-        if line.row is None or not line.row.get("period_limit"):
+        if not line.m & PERIOD:  # (the row's feature bits: it has a period_limit)
             continue
         for r in rows:
             if r[P_CODE] == line.code and r[P_ENC] == ench and r[P_DAY] == line.start:
@@ -1216,7 +1265,7 @@ def _apply_course(state: dict[str, Any], cx: Any, win: Windows) -> None:
     if rows is None:
         rows = state["C"] = []
     for line in cx.items:
-        if line.row is None or not line.row.get("course_days"):
+        if not line.m & COURSE:  # (the row's feature bits: it has course_days)
             continue
         key = course_key(line)
         end = line.start + max(1, line.ds or 1) - 1
