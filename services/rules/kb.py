@@ -202,8 +202,9 @@ FEATURES = {
 
 DX_FEATURES = {"sex": "dx_sex", "age_min_years": "dx_age", "age_max_years": "dx_age", "age_max_days": "dx_age"}
 # Tags the KB derives across rows at load (KB.load): included in a bundle, a bundle's part,
-# a non-selected product with a volume-procured alternative, an ingredient with interactions.
-DERIVED_TAGS = frozenset({"bundled", "bundle_part", "vbp_alt", "interacting", "bed"})
+# a non-selected product with a volume-procured alternative, an ingredient with interactions,
+# a drug whose class has other ingredients (shared_classes; R20), a bed fee.
+DERIVED_TAGS = frozenset({"bundled", "bundle_part", "vbp_alt", "interacting", "bed", "shared_class"})
 ROW_TAGS = frozenset(FEATURES.values()) | frozenset(DX_FEATURES.values()) | DERIVED_TAGS
 
 # Tags as bits: the engine gates rules with one int AND per event instead of set
@@ -472,6 +473,8 @@ class KB:
         for row in self.drugs.rows():
             if row["ingredient"] in self.interacting:
                 row["_f"] = row["_f"] | {"interacting"}
+            if row["class"] in self.shared_classes:
+                row["_f"] = row["_f"] | {"shared_class"}
         dated = self.drugs.rows() + self.services.rows() + self.diagnoses.rows() + self.dx_prefixes
         for row in dated:
             row["_m"] = tag_mask(row["_f"])  # the row's feature tags as bits (see TAG_BITS)

@@ -43,3 +43,5 @@ def test_shared_classes_are_the_classes_of_two_or_more_ingredients(engine: Engin
     statin = next(r for r in kb.drugs.rows() if r["code"] == ATORVASTATIN)
     assert statin["class"] in kb.shared_classes  # atorvastatin, rosuvastatin, ...
     assert any(len(ings) == 1 for ings in ingredients.values())  # some class is left out
+    # the rows' "shared_class" tag (R20's needs) marks exactly the rows of those classes
+    assert all(("shared_class" in r["_f"]) == (r["class"] in kb.shared_classes) for r in kb.drugs.rows())

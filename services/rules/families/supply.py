@@ -113,7 +113,7 @@ def _active(prev: list[Any], start: int, frac: float) -> int | None:
 
 
 @family(
-    "same_class", needs=("drug",),
+    "same_class", needs=("drug", "shared_class"),
     params={"remaining_fraction": float, "exempt_classes": list},
     fields=("items", "items_en", "class_name", "class_code"),
 )
@@ -123,7 +123,9 @@ def same_class(cx: Any, p: dict[str, Any]) -> list[Hit]:
     if not cx.kmask & DRUG:
         return []
     exempt = p["exempt_classes"]
-    shared = cx.kb.shared_classes  # a class of one ingredient has nothing to compare (that is R19's)
+    # A class of one ingredient has nothing to compare (that is R19's): the engine runs the rule only
+    # when some line's row is of a shared class (the "shared_class" tag), lines of others are skipped.
+    shared = cx.kb.shared_classes
     by_class: dict[str, list[Any]] = {}
     several = False  # some class has two lines in the request
     requested: set[str] = set()  # the ingredients of those lines
