@@ -246,10 +246,14 @@ REPLY_LOOKUPS_MAX = 256
 _reply_lookups: set[asyncio.Task[None]] = set()
 
 
+def _aiokafka_producer() -> Any:
+    """The worker's aiokafka producer (under faust's), or None before it started."""
+    return getattr(app.producer, "_producer", None)
+
+
 def _producer_client() -> Any:
     """The worker producer's aiokafka client (its cluster metadata), or None before it started."""
-    producer = getattr(app.producer, "_producer", None)
-    return getattr(producer, "client", None)
+    return getattr(_aiokafka_producer(), "client", None)
 
 
 def topics_with_batches(producer: Any) -> set[str]:
@@ -268,13 +272,11 @@ def topics_with_batches(producer: Any) -> set[str]:
     return pending
 
 
-def refollow_stranded(producer: Any) -> set[str]:
-    """Follow again every topic the producer holds batches for but no longer follows (its metadata
-    then names the partitions' leaders and the batches go out); the topics so followed."""
-    client = getattr(producer, "client", None)
-    if client is None:
-        return set()
-    stranded = stranded_topics(set(getattr(client, "_topics", ())), topics_with_batches(producer))
+def refollow_stranded(client: Any, pending: set[str]) -> set[str]:
+    """Follow again every topic of ``pending`` (``topics_with_batches``) that the producer's client no
+    longer follows (its metadata then names the partitions' leaders and the batches go out); the
+    topics so followed."""
+    stranded = stranded_topics(set(getattr(client, "_topics", ())), pending)
     for topic in sorted(stranded):
         client.add_topic(topic)
     return stranded
@@ -305,11 +307,12 @@ def stranded_topics(tracked: set[str], pending: set[str]) -> set[str]:
 
 @app.timer(interval=5.0)
 async def forget_idle_reply_topics() -> None:
-    client = _producer_client()
+    producer = _aiokafka_producer()
+    client = getattr(producer, "client", None)
     if client is None:
         return
-    producer = app.producer._producer  # type: ignore[attr-defined]  # the client's owner (checked above)
-    stranded = refollow_stranded(producer)
+    pending = topics_with_batches(producer)
+    stranded = refollow_stranded(client, pending)
     if stranded:
         # Not expected (nothing drops a topic with batches any more), but a batch without a leader
         # would hold up every commit until it expired.
@@ -318,7 +321,7 @@ async def forget_idle_reply_topics() -> None:
         metrics.REPLY_TOPICS_REFOLLOWED.inc(len(stranded))
     now = time.monotonic()
     tracked = set(getattr(client, "_topics", ()))
-    idle = idle_reply_topics(tracked, _reply_used, now, topics_with_batches(producer))
+    idle = idle_reply_topics(tracked, _reply_used, now, pending)
     for topic in [t for t, at in _reply_used.items() if now - at > REPLY_TOPIC_IDLE_S]:
         del _reply_used[topic]
     keep = tracked - idle
@@ -345,7 +348,7 @@ def remember_missing(topic: str, now: float) -> None:
     client = _producer_client()
     # aiokafka keeps asking the broker about every topic it was asked to send to; a topic it holds
     # records for stays (another reply's lookup found it meanwhile: see topics_with_batches).
-    if client is not None and topic not in topics_with_batches(getattr(app.producer, "_producer", None)):
+    if client is not None and topic not in topics_with_batches(_aiokafka_producer()):
         client._topics.discard(topic)
 
 
